@@ -1,0 +1,1 @@
+pub use compress_core as core;

@@ -1,0 +1,302 @@
+//! The one error type of compress-core.
+
+use std::path::PathBuf;
+
+/// Result alias used across compress-core.
+pub type Result<T, E = CompressError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in compress-core.
+///
+/// Every variant names its culprit: the config key, the layer or parameter path, the shape or
+/// the file. Messages are meant to be shown to users as they are.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompressError {
+    /// The config file is not valid TOML.
+    #[error("TOML syntax error at line {line}, column {column}: {message}")]
+    TomlSyntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A key that this config location does not know.
+    #[error("unknown key '{key}' in {context}{}", suggestion_text(.suggestion))]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// Where it was found (e.g. `config_list[0]`).
+        context: String,
+        /// The closest known key, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A key has a value of the wrong type.
+    #[error("key '{key}' in {context}: expected {expected}, found {found}")]
+    WrongType {
+        /// The key.
+        key: String,
+        /// Where it was found.
+        context: String,
+        /// The type we wanted.
+        expected: String,
+        /// The type that was given.
+        found: String,
+    },
+    /// A numeric value outside its allowed range.
+    #[error("key '{key}' in {context}: {value} is outside {range}")]
+    OutOfRange {
+        /// The key.
+        key: String,
+        /// Where it was found.
+        context: String,
+        /// The value given.
+        value: f64,
+        /// The allowed range, in words (e.g. `[0, 1]`).
+        range: String,
+    },
+    /// Two keys that may not be given together.
+    #[error("keys '{first}' and '{second}' in {context} cannot be set together")]
+    ConflictingKeys {
+        /// First key.
+        first: String,
+        /// Second key.
+        second: String,
+        /// Where they were found.
+        context: String,
+    },
+    /// `min_sparse_ratio` above `max_sparse_ratio`.
+    #[error("{context}: min_sparse_ratio ({min}) is greater than max_sparse_ratio ({max})")]
+    MinAboveMax {
+        /// Where it was found.
+        context: String,
+        /// The lower bound.
+        min: f64,
+        /// The upper bound.
+        max: f64,
+    },
+    /// The config has no `[[config_list]]` entries.
+    #[error("the config is empty: it needs at least one [[config_list]] table")]
+    EmptyConfig,
+    /// A rule that selects no module kind at all.
+    #[error("{context}: a rule needs at least one of 'op_types', 'op_names' or 'op_names_re'")]
+    MissingSelector {
+        /// Where it was found.
+        context: String,
+    },
+    /// A value that is not one of the allowed choices.
+    #[error("key '{key}' in {context}: invalid value '{value}' ({reason})")]
+    InvalidValue {
+        /// The key.
+        key: String,
+        /// Where it was found.
+        context: String,
+        /// The value as written.
+        value: String,
+        /// Why it is refused, or the allowed choices.
+        reason: String,
+    },
+    /// A quantization dtype that is not `int2`..`int8` or `uint2`..`uint8`.
+    #[error("unknown quant_dtype '{value}' in {context}: expected int2..int8 or uint2..uint8")]
+    UnknownQuantDtype {
+        /// The value as written.
+        value: String,
+        /// Where it was found.
+        context: String,
+    },
+    /// A granularity that cannot be parsed.
+    #[error("invalid granularity {value} in {context}: {reason}")]
+    InvalidGranularity {
+        /// The value as written.
+        value: String,
+        /// Where it was found.
+        context: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A regular expression that does not compile.
+    #[error("regex '{pattern}' in {context} does not compile: {message}")]
+    InvalidRegex {
+        /// The pattern.
+        pattern: String,
+        /// Where it was found.
+        context: String,
+        /// The regex engine's message.
+        message: String,
+    },
+    /// An `op_names` entry that is not a layer of the model.
+    #[error("{context}: op name '{name}' is not a layer of the model{}", suggestion_text(.suggestion))]
+    UnknownOpName {
+        /// The name as written.
+        name: String,
+        /// Where it was found.
+        context: String,
+        /// The closest layer path, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A target name that the layer does not have.
+    #[error(
+        "{context}: layer '{layer}' ({layer_type}) has no target '{target}' (it has: {available})"
+    )]
+    UnknownTarget {
+        /// The target name as written.
+        target: String,
+        /// The layer path.
+        layer: String,
+        /// The layer type.
+        layer_type: String,
+        /// The targets it has.
+        available: String,
+        /// Where it was found.
+        context: String,
+    },
+    /// A selected layer whose type has no [`LayerSpec`](crate::LayerSpec).
+    #[error(
+        "layer '{path}' has type '{type_name}', which has no LayerSpec: register one with inventory::submit!(LayerSpec {{ .. }})"
+    )]
+    UnsupportedLayer {
+        /// The layer path.
+        path: String,
+        /// Its type name.
+        type_name: String,
+    },
+    /// A block kernel that does not fit a tensor.
+    #[error("granularity kernel {kernel:?} does not fit '{path}' of shape {shape:?}: {reason}")]
+    KernelMismatch {
+        /// The parameter path.
+        path: String,
+        /// The tensor shape.
+        shape: Vec<usize>,
+        /// The full (padded) kernel.
+        kernel: Vec<i64>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Members of a dependency or global group that cannot be ranked together.
+    #[error("{kind} group '{group}': {reason}")]
+    GroupMismatch {
+        /// `dependency` or `global`.
+        kind: &'static str,
+        /// The group id.
+        group: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A metric whose shape is not the shape the granularity asks for.
+    #[error("metric for '{path}' has shape {found:?}, expected {expected:?}")]
+    MetricShape {
+        /// The parameter path.
+        path: String,
+        /// The shape the granularity asks for.
+        expected: Vec<usize>,
+        /// The shape the algorithm returned.
+        found: Vec<usize>,
+    },
+    /// A metric with NaN or infinite values: ranking it would be meaningless.
+    #[error("metric for '{path}' contains a non-finite value ({value})")]
+    NonFiniteMetric {
+        /// The parameter path.
+        path: String,
+        /// The offending value.
+        value: f32,
+    },
+    /// A mask that is not in the shape of its parameter.
+    #[error("shape mismatch for '{path}': expected {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        /// The parameter path.
+        path: String,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+        /// The mask's shape.
+        found: Vec<usize>,
+    },
+    /// A mask or setting for a parameter path the model does not have.
+    #[error("'{path}' is not a parameter of the model{}", suggestion_text(.suggestion))]
+    UnknownParam {
+        /// The path as given.
+        path: String,
+        /// The closest parameter path, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A mask file that cannot be read as masks.
+    #[error("mask file '{}' is invalid: {message}", .path.display())]
+    InvalidMaskFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A dataset file that cannot be read.
+    #[error("dataset '{}' is invalid: {message}", .path.display())]
+    InvalidDataset {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file that cannot be read or written.
+    #[error("cannot access '{}': {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An algorithm name that is not registered.
+    #[error("unknown algorithm '{name}'{} (registered: {registered})", suggestion_text(.suggestion))]
+    UnknownAlgorithm {
+        /// The name as given.
+        name: String,
+        /// The closest registered name, if one is close.
+        suggestion: Option<String>,
+        /// All registered names.
+        registered: String,
+    },
+    /// An algorithm used in a role it does not have (e.g. a quantizer asked to prune).
+    #[error("algorithm '{name}' is a {kind}, not a {wanted}")]
+    WrongAlgorithmKind {
+        /// The algorithm.
+        name: String,
+        /// What it is.
+        kind: String,
+        /// What was asked for.
+        wanted: String,
+    },
+    /// An algorithm refused its input.
+    #[error("algorithm '{algorithm}': {message}")]
+    Algorithm {
+        /// The algorithm's registry name.
+        algorithm: String,
+        /// What it said.
+        message: String,
+    },
+    /// Burn could not convert tensor data.
+    #[error("tensor data of '{path}': {message}")]
+    TensorData {
+        /// The parameter path.
+        path: String,
+        /// Burn's message.
+        message: String,
+    },
+}
+
+fn suggestion_text(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(s) => format!(" (did you mean '{s}'?)"),
+        None => String::new(),
+    }
+}
+
+/// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
+pub(crate) fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_string())
+}

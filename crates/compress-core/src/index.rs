@@ -1,0 +1,215 @@
+//! ModuleIndex: every layer of any Burn module, by dotted path.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::tensor::Tensor;
+
+/// One parameter (or buffer) of a layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamInfo {
+    /// Field name inside the layer (`weight`, `running_mean`).
+    pub name: String,
+    /// Full dotted path (`layer1.0.conv1.weight`).
+    pub path: String,
+    /// Burn's parameter id.
+    pub id: ParamId,
+    /// Shape in Burn's layout.
+    pub shape: Vec<usize>,
+}
+
+/// One layer: the innermost module that owns parameters directly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerInfo {
+    /// Dotted path (`layer1.0.conv1`); NNI's `op_names` are these.
+    pub path: String,
+    /// Struct name (`Conv2d`); NNI's `op_types` are these.
+    pub type_name: String,
+    /// Its parameters, in visiting order.
+    pub params: Vec<ParamInfo>,
+}
+
+impl LayerInfo {
+    /// A parameter by field name.
+    pub fn param(&self, name: &str) -> Option<&ParamInfo> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+/// Every layer and module of a model, by path.
+///
+/// Built with a path-tracking [`ModuleVisitor`]: Burn calls `enter_module(field, "Struct:Parent")`
+/// around every field, so a parameter's path is the stack of field names and its layer type is
+/// the struct that holds the field. Nested structs, `Vec` (index as name), `Option` (no level of
+/// its own) and user-defined module types all work.
+///
+/// ```
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::prelude::*;
+/// use compress_core::ModuleIndex;
+///
+/// let linear: Linear = LinearConfig::new(4, 3).init(&Device::flex());
+/// let index = ModuleIndex::from_module(&linear);
+/// assert_eq!(index.param("weight").unwrap().shape, vec![4, 3]);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ModuleIndex {
+    root_type: String,
+    layers: Vec<LayerInfo>,
+    modules: BTreeMap<String, String>,
+}
+
+impl ModuleIndex {
+    /// Index a module. Lazy parameters are not initialized.
+    pub fn from_module<M: Module>(module: &M) -> Self {
+        let mut visitor = IndexVisitor::default();
+        module.visit(&mut visitor);
+        let mut layers: Vec<LayerInfo> = Vec::new();
+        let mut positions: BTreeMap<String, usize> = BTreeMap::new();
+        for (layer_path, layer_type, param) in visitor.params {
+            let pos = *positions.entry(layer_path.clone()).or_insert_with(|| {
+                layers.push(LayerInfo {
+                    path: layer_path.clone(),
+                    type_name: layer_type.clone(),
+                    params: Vec::new(),
+                });
+                layers.len() - 1
+            });
+            layers[pos].params.push(param);
+        }
+        Self {
+            root_type: visitor.root_type.unwrap_or_default(),
+            layers,
+            modules: visitor.modules,
+        }
+    }
+
+    /// Layers in visiting order.
+    pub fn layers(&self) -> &[LayerInfo] {
+        &self.layers
+    }
+
+    /// A layer by path.
+    pub fn layer(&self, path: &str) -> Option<&LayerInfo> {
+        self.layers.iter().find(|l| l.path == path)
+    }
+
+    /// A parameter by full path.
+    pub fn param(&self, path: &str) -> Option<&ParamInfo> {
+        self.params().find(|p| p.path == path)
+    }
+
+    /// Every parameter, in visiting order.
+    pub fn params(&self) -> impl Iterator<Item = &ParamInfo> {
+        self.layers.iter().flat_map(|l| l.params.iter())
+    }
+
+    /// The struct type of any module path, containers included (`""` is the root).
+    pub fn module_type(&self, path: &str) -> Option<&str> {
+        if path.is_empty() {
+            return Some(&self.root_type);
+        }
+        self.modules.get(path).map(String::as_str)
+    }
+}
+
+#[derive(Default)]
+struct IndexVisitor {
+    stack: Vec<(String, String)>,
+    root_type: Option<String>,
+    modules: BTreeMap<String, String>,
+    params: Vec<(String, String, ParamInfo)>,
+}
+
+fn strip_kind(container_type: &str) -> &str {
+    container_type
+        .strip_prefix("Struct:")
+        .or_else(|| container_type.strip_prefix("Enum:"))
+        .unwrap_or(container_type)
+}
+
+impl IndexVisitor {
+    fn path(&self) -> String {
+        let names: Vec<&str> = self.stack.iter().map(|(n, _)| n.as_str()).collect();
+        names.join(".")
+    }
+}
+
+impl ModuleVisitor for IndexVisitor {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        // `container_type` is the type of the module that holds the field being entered.
+        let parent = self.path();
+        if parent.is_empty() {
+            self.root_type
+                .get_or_insert_with(|| strip_kind(container_type).to_string());
+        } else if container_type.starts_with("Struct:") || container_type.starts_with("Enum:") {
+            self.modules
+                .entry(parent)
+                .or_insert_with(|| strip_kind(container_type).to_string());
+        }
+        self.stack
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some((name, container)) = self.stack.last() else {
+            return;
+        };
+        let layer_path = self.stack[..self.stack.len() - 1]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
+        self.params.push((
+            layer_path,
+            strip_kind(container).to_string(),
+            ParamInfo {
+                name: name.clone(),
+                path: self.path(),
+                id: param.id,
+                shape: param.lazy_shape().to_vec(),
+            },
+        ));
+    }
+}
+
+/// Read every parameter whose path `wanted` accepts, as `f32` host tensors.
+pub(crate) fn read_params<M: Module>(
+    module: &M,
+    wanted: impl Fn(&str) -> bool,
+) -> crate::Result<BTreeMap<String, crate::Dense<f32>>> {
+    struct Reader<F> {
+        stack: Vec<String>,
+        wanted: F,
+        out: Vec<(String, burn::tensor::TensorData)>,
+    }
+    impl<F: Fn(&str) -> bool> ModuleVisitor for Reader<F> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.stack.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.stack.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let path = self.stack.join(".");
+            if (self.wanted)(&path) {
+                self.out.push((path, param.val().into_data()));
+            }
+        }
+    }
+    let mut reader = Reader {
+        stack: Vec::new(),
+        wanted,
+        out: Vec::new(),
+    };
+    module.visit(&mut reader);
+    reader
+        .out
+        .into_iter()
+        .map(|(path, data)| crate::Dense::from_data(data, &path).map(|d| (path, d)))
+        .collect()
+}

@@ -1,0 +1,91 @@
+//! # compress-core
+//!
+//! The contracts and shared machinery of burn-compress: everything an algorithm crate builds on,
+//! and nothing algorithm-specific.
+//!
+//! ## Key features
+//! - [`ModuleIndex`]: every layer of any Burn module by dotted path, type and parameters.
+//! - [`LayerSpec`]: per layer type, which parameters are targets and where their output and
+//!   input channel axes sit in Burn's layout (`Linear.weight` is `[in, out]`). Extensible
+//!   through `inventory`.
+//! - [`CompressConfig`]: TOML with NNI's `config_list` keys, validated with typed errors, then
+//!   resolved against a model into [`Target`]s.
+//! - [`Scaling`] / [`Granularity`]: one block shrink/expand primitive for metrics, masks and
+//!   quantization scales.
+//! - [`allocate`]: NNI's sparsity rules (ratio, threshold, global, dependency, align), shared by
+//!   every pruner.
+//! - [`MaskSet`]: masks by parameter path, statistics, safetensors files, hard and soft
+//!   (reparameterized) application.
+//! - [`Pruner`], [`Quantizer`], [`Distiller`] and the [`AlgorithmEntry`] registry.
+//!
+//! ## Quick start
+//! ```
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn::prelude::*;
+//! use compress_core::{CompressConfig, Dense, MetricInput, Pruner, Result, prune};
+//!
+//! // A pruner is one metric function: here, the L1 norm of each block.
+//! struct L1;
+//! impl Pruner for L1 {
+//!     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
+//!         input.scaling.shrink_with(input.weight, true, &input.target.path, 0.0f32,
+//!             |acc, x| acc + x.abs(), |acc, _| acc)
+//!     }
+//! }
+//!
+//! let model: Linear = LinearConfig::new(8, 4).init(&Device::flex());
+//! let config = CompressConfig::from_toml(r#"
+//!     [[config_list]]
+//!     op_types = ["Linear"]
+//!     sparse_ratio = 0.5
+//! "#)?;
+//! let outcome = prune(&model, &config, &L1)?;
+//! let weight_mask = outcome.masks.get("weight").unwrap();
+//! assert_eq!(weight_mask.shape(), &[8, 4]);       // Burn layout: [in, out]
+//! assert_eq!(outcome.masks.stats().sparsity(), 0.5);
+//! let pruned = outcome.masks.apply_hard(&model)?; // `model` itself is unchanged
+//! # Ok::<(), compress_core::CompressError>(())
+//! ```
+//!
+//! ## Feature flags
+//! - `testing`: tiny seeded models ([`testing`]) for tests of this and other crates.
+#![deny(missing_docs)]
+
+mod allocate;
+mod config;
+mod dataset;
+mod dense;
+mod error;
+mod granularity;
+mod index;
+mod layers;
+mod mask;
+mod prune;
+mod registry;
+mod targets;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use allocate::{Metric, allocate, ratio_mask, smallest_k};
+pub use config::{
+    AlgorithmSection, Align, ApplyMethod, CompressConfig, GroupId, Mode, QuantDtype, QuantScheme,
+    Rule, Selection, TargetSetting, parse_granularity,
+};
+pub use dataset::ImageDataset;
+pub use dense::Dense;
+pub use error::{CompressError, Result};
+pub use granularity::{Granularity, KernelPadding, Scaling};
+pub use index::{LayerInfo, ModuleIndex, ParamInfo};
+pub use layers::{LayerSpec, ParamRole, ParamSpec};
+pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy};
+pub use prune::{PruneOutcome, prune, prune_with_grads};
+pub use registry::{
+    Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, MetricInput, MetricMap, MetricNeeds,
+    Pruner, QuantParams, Quantizer,
+};
+pub use targets::{ConfigWarning, Resolved, Target};
+
+// Re-exported so algorithm crates and users register with the same version.
+pub use inventory;
+pub use toml;

@@ -1,0 +1,108 @@
+//! The pruning driver: config + model + pruner -> masks. Written once for every pruner.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::module::Module;
+use rayon::prelude::*;
+
+use crate::allocate::{Metric, allocate};
+use crate::config::Mode;
+use crate::granularity::Granularity;
+use crate::index::read_params;
+use crate::registry::{MetricInput, MetricMap, MetricNeeds, Pruner};
+use crate::targets::{Resolved, Target};
+use crate::{CompressConfig, CompressError, Dense, MaskSet, ModuleIndex, Result};
+
+/// What a pruning run produced.
+#[derive(Debug, Clone)]
+pub struct PruneOutcome {
+    /// The masks (weights and the biases that follow them).
+    pub masks: MaskSet,
+    /// The metric of every active target.
+    pub metrics: MetricMap,
+    /// The resolved targets and the config warnings.
+    pub resolved: Resolved,
+}
+
+/// Compute masks for `model` with `pruner` as `config` says.
+///
+/// Targets are resolved from the config's pruning rules, metrics are computed in parallel
+/// (layers are independent) and turned into masks by [`allocate`]. The model is only read.
+///
+/// # Errors
+/// Config resolution errors, granularity errors, the pruner's own errors, allocation errors,
+/// or [`CompressError::Algorithm`] when the pruner needs gradients (use [`prune_with_grads`]).
+pub fn prune<M: Module>(
+    model: &M,
+    config: &CompressConfig,
+    pruner: &dyn Pruner,
+) -> Result<PruneOutcome> {
+    prune_with_grads(model, config, pruner, &BTreeMap::new())
+}
+
+/// [`prune`], with gradient statistics by parameter path for pruners that need them.
+///
+/// # Errors
+/// As [`prune`]; a missing gradient for a target is [`CompressError::Algorithm`].
+pub fn prune_with_grads<M: Module>(
+    model: &M,
+    config: &CompressConfig,
+    pruner: &dyn Pruner,
+    grads: &BTreeMap<String, Dense<f32>>,
+) -> Result<PruneOutcome> {
+    let index = ModuleIndex::from_module(model);
+    let mut resolved = config.resolve(&index)?;
+    let pruning_rules: BTreeSet<usize> = config
+        .rules
+        .iter()
+        .filter(|r| r.mode == Mode::Pruning)
+        .map(|r| r.index)
+        .collect();
+    resolved.targets.retain(|t| pruning_rules.contains(&t.rule));
+    let active: Vec<&Target> = resolved.targets.iter().filter(|t| t.is_active()).collect();
+    let wanted: BTreeSet<&str> = active.iter().map(|t| t.path.as_str()).collect();
+    let weights = read_params(model, |p| wanted.contains(p))?;
+
+    let metrics = active
+        .par_iter()
+        .map(|t| {
+            let granularity = match t
+                .setting
+                .granularity
+                .clone()
+                .unwrap_or(Granularity::Default)
+            {
+                Granularity::Default => pruner.default_granularity(),
+                g => g,
+            };
+            let scaling = granularity.scaling(t.shape.len(), t.out_axis, t.in_axis, &t.path)?;
+            scaling.shrunk_shape(&t.shape, true, &t.path)?;
+            let weight = weights
+                .get(&t.path)
+                .ok_or_else(|| CompressError::UnknownParam {
+                    path: t.path.clone(),
+                    suggestion: None,
+                })?;
+            let grad = grads.get(&t.path);
+            if pruner.needs() == MetricNeeds::Gradients && grad.is_none() {
+                return Err(CompressError::Algorithm {
+                    algorithm: "pruner".into(),
+                    message: format!("needs a gradient for '{}', and none was given", t.path),
+                });
+            }
+            let values = pruner.metric(&MetricInput {
+                target: t,
+                weight,
+                grad,
+                scaling: &scaling,
+            })?;
+            Ok((t.path.clone(), Metric { scaling, values }))
+        })
+        .collect::<Result<MetricMap>>()?;
+    let masks = allocate(&resolved.targets, &metrics)?;
+    Ok(PruneOutcome {
+        masks,
+        metrics,
+        resolved,
+    })
+}

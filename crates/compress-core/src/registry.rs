@@ -1,0 +1,240 @@
+//! The algorithm traits and the registry every algorithm crate submits itself to.
+//!
+//! Burn 0.22's tensors carry no backend type, so the traits are object safe: an algorithm is a
+//! `Box<dyn Pruner>` (or `Quantizer`, `Distiller`) built from its TOML table by the constructor
+//! in its [`AlgorithmEntry`]. A crate registers with one `inventory::submit!`; a crate is only
+//! linked (and its entry only present) when something names it, which is why the facade says
+//! `use algo as _;` for each algorithm crate.
+
+use std::fmt;
+
+use burn::tensor::Tensor;
+
+use crate::allocate::Metric;
+use crate::error::did_you_mean;
+use crate::granularity::{Granularity, Scaling};
+use crate::targets::Target;
+use crate::{CompressError, Dense, Result};
+
+/// What an algorithm does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlgorithmKind {
+    /// Computes importance metrics; compress-core turns them into masks.
+    Pruner,
+    /// Observes ranges and produces quantization parameters.
+    Quantizer,
+    /// Adds a loss that pulls a student towards a teacher.
+    Distiller,
+}
+
+impl fmt::Display for AlgorithmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AlgorithmKind::Pruner => "pruner",
+            AlgorithmKind::Quantizer => "quantizer",
+            AlgorithmKind::Distiller => "distiller",
+        })
+    }
+}
+
+/// Everything a pruner gets for one target.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricInput<'a> {
+    /// The target (path, layer type, axes, settings).
+    pub target: &'a Target,
+    /// The parameter's current value, Burn layout.
+    pub weight: &'a Dense<f32>,
+    /// Its gradient (or an accumulated gradient statistic), when the algorithm asked for one.
+    pub grad: Option<&'a Dense<f32>>,
+    /// The granularity to reduce to: one metric per block.
+    pub scaling: &'a Scaling,
+}
+
+/// What a pruner needs to compute its metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricNeeds {
+    /// Only the weights (one-shot pruners).
+    Weights,
+    /// Weights and gradients gathered by training.
+    Gradients,
+}
+
+/// A pruning criterion.
+///
+/// An opinionated trait, like Burn's `Optimizer`: an implementor writes **one pure metric
+/// function** (one value per granularity block; smaller is pruned first). It does not handle
+/// module traversal, config and targeting, granularity resolution, sparsity allocation,
+/// dependency or global groups, biases, masks or persistence: compress-core does all of that,
+/// identically for every pruner (see [`prune`](crate::prune)).
+pub trait Pruner: Send + Sync {
+    /// The granularity used when the config says `"default"`.
+    fn default_granularity(&self) -> Granularity {
+        Granularity::OutChannel
+    }
+
+    /// What the metric needs.
+    fn needs(&self) -> MetricNeeds {
+        MetricNeeds::Weights
+    }
+
+    /// The metric of one target, in the kept-dim shape of `input.scaling`.
+    ///
+    /// # Errors
+    /// [`CompressError::Algorithm`] when the target cannot be scored (e.g. FPGM on a
+    /// fine-grained granularity), or a granularity error from `Scaling`.
+    fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>>;
+}
+
+/// Quantization parameters of one target, in the kept-dim shape of its granularity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantParams {
+    /// Scale per block.
+    pub scale: Dense<f32>,
+    /// Zero point per block.
+    pub zero_point: Dense<f32>,
+    /// Lower end of the range the parameters were computed from.
+    pub tracked_min: Dense<f32>,
+    /// Upper end of that range.
+    pub tracked_max: Dense<f32>,
+}
+
+/// A quantization algorithm: observes values of its targets, then yields their parameters.
+pub trait Quantizer: Send + Sync {
+    /// Observe one value of a target (a weight, or an activation batch).
+    ///
+    /// # Errors
+    /// When the value does not fit the target's granularity.
+    fn observe(&mut self, target: &Target, scaling: &Scaling, value: &Dense<f32>) -> Result<()>;
+
+    /// The quantization parameters of a target from what was observed.
+    ///
+    /// # Errors
+    /// When nothing was observed for the target.
+    fn quant_params(&self, target: &Target) -> Result<QuantParams>;
+}
+
+/// A distillation loss between student and teacher hidden states `[batch, features]`.
+pub trait Distiller: Send + Sync {
+    /// The loss for one linked pair.
+    fn loss(&self, student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1>;
+}
+
+/// A constructed algorithm.
+pub enum Algorithm {
+    /// A pruner.
+    Pruner(Box<dyn Pruner>),
+    /// A quantizer.
+    Quantizer(Box<dyn Quantizer>),
+    /// A distiller.
+    Distiller(Box<dyn Distiller>),
+}
+
+impl fmt::Debug for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Algorithm::Pruner(_) => "Algorithm::Pruner",
+            Algorithm::Quantizer(_) => "Algorithm::Quantizer",
+            Algorithm::Distiller(_) => "Algorithm::Distiller",
+        })
+    }
+}
+
+/// A registry entry. Submit one per algorithm crate:
+///
+/// ```
+/// use compress_core::{AlgorithmEntry, AlgorithmKind, Algorithm, Dense, MetricInput, Pruner, Result};
+///
+/// struct Ones;
+/// impl Pruner for Ones {
+///     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
+///         let shape = input.scaling.shrunk_shape(input.weight.shape(), true, &input.target.path)?;
+///         Ok(Dense::full(shape, 1.0))
+///     }
+/// }
+///
+/// inventory::submit! {
+///     AlgorithmEntry {
+///         name: "ones",
+///         kind: AlgorithmKind::Pruner,
+///         summary: "every block scores 1",
+///         config_keys: &[],
+///         build: |_options| Ok(Algorithm::Pruner(Box::new(Ones))),
+///     }
+/// }
+/// assert!(AlgorithmEntry::find("ones").is_ok());
+/// ```
+#[derive(Debug)]
+pub struct AlgorithmEntry {
+    /// Registry name, lowercase kebab-case, NNI's where one exists (`l1-norm`).
+    pub name: &'static str,
+    /// What it is.
+    pub kind: AlgorithmKind,
+    /// One line for `burn-compress list`.
+    pub summary: &'static str,
+    /// The keys its `[algorithm]` table accepts (besides `name`).
+    pub config_keys: &'static [&'static str],
+    /// Build it from its `[algorithm]` table (without `name`).
+    pub build: fn(&toml::Table) -> Result<Algorithm>,
+}
+
+inventory::collect!(AlgorithmEntry);
+
+impl AlgorithmEntry {
+    /// Every linked entry, sorted by name (inventory's own order is not stable).
+    pub fn all() -> Vec<&'static AlgorithmEntry> {
+        let mut entries: Vec<&'static AlgorithmEntry> =
+            inventory::iter::<AlgorithmEntry>.into_iter().collect();
+        entries.sort_by_key(|e| e.name);
+        entries
+    }
+
+    /// An entry by name.
+    ///
+    /// # Errors
+    /// [`CompressError::UnknownAlgorithm`] with the registered names and a did-you-mean.
+    pub fn find(name: &str) -> Result<&'static AlgorithmEntry> {
+        let all = Self::all();
+        all.iter().find(|e| e.name == name).copied().ok_or_else(|| {
+            CompressError::UnknownAlgorithm {
+                name: name.to_string(),
+                suggestion: did_you_mean(name, all.iter().map(|e| e.name)),
+                registered: all.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+            }
+        })
+    }
+
+    /// Build the algorithm, checking `options` against [`config_keys`](Self::config_keys) first.
+    ///
+    /// # Errors
+    /// [`CompressError::UnknownKey`] for an option it does not accept, or the constructor's error.
+    pub fn build(&self, options: &toml::Table) -> Result<Algorithm> {
+        for key in options.keys() {
+            if !self.config_keys.contains(&key.as_str()) {
+                return Err(CompressError::UnknownKey {
+                    key: key.clone(),
+                    context: format!("[algorithm] of '{}'", self.name),
+                    suggestion: did_you_mean(key, self.config_keys.iter().copied()),
+                });
+            }
+        }
+        (self.build)(options)
+    }
+
+    /// Build it as a pruner.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build), or [`CompressError::WrongAlgorithmKind`].
+    pub fn build_pruner(&self, options: &toml::Table) -> Result<Box<dyn Pruner>> {
+        match self.build(options)? {
+            Algorithm::Pruner(p) => Ok(p),
+            _ => Err(CompressError::WrongAlgorithmKind {
+                name: self.name.to_string(),
+                kind: self.kind.to_string(),
+                wanted: AlgorithmKind::Pruner.to_string(),
+            }),
+        }
+    }
+}
+
+/// Metrics keyed by target path, ready for [`allocate`](crate::allocate).
+pub type MetricMap = std::collections::BTreeMap<String, Metric>;
