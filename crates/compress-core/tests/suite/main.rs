@@ -1,0 +1,8 @@
+//! compress-core's integration tests, in one binary (each test binary links all of Burn).
+
+mod bad_input;
+mod config_resolution;
+mod fixtures;
+mod index;
+mod masks;
+mod nni_allocation;
