@@ -98,6 +98,9 @@ pub fn prune_with_grads<M: Module>(
             })?;
             Ok((t.path.clone(), Metric { scaling, values }))
         })
+        // Collect in target order first, so the error reported is always the first one.
+        .collect::<Vec<Result<_>>>()
+        .into_iter()
         .collect::<Result<MetricMap>>()?;
     let masks = allocate(&resolved.targets, &metrics)?;
     Ok(PruneOutcome {

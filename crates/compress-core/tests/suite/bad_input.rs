@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use compress_core::testing::{Nested, SmallCnn, test_device};
+use compress_core::testing::{Nested, test_device};
+use compress_zoo::SmallCnn;
 use compress_core::{
     AlgorithmEntry, CompressConfig, CompressError, ConfigWarning, Dense, MaskSet, MetricInput,
     ModuleIndex, Pruner, Result, prune,

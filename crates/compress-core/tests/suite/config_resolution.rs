@@ -2,7 +2,8 @@
 
 use burn::module::Module;
 use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
-use compress_core::testing::{Nested, SmallCnn, test_device};
+use compress_core::testing::{Nested, test_device};
+use compress_zoo::SmallCnn;
 use compress_core::{CompressConfig, ConfigWarning, Mode, ModuleIndex, QuantDtype, Resolved};
 
 fn resolve<M: Module>(toml: &str, model: &M) -> Resolved {

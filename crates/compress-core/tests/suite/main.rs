@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod config_resolution;
+mod dataset;
 mod fixtures;
 mod index;
 mod masks;

@@ -3,7 +3,8 @@
 use burn::module::Module;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Tensor, TensorData};
-use compress_core::testing::{SmallCnn, test_device};
+use compress_core::testing::test_device;
+use compress_zoo::SmallCnn;
 use compress_core::{CompressConfig, Dense, MaskSet, MetricInput, Pruner, Result, prune};
 
 fn sample_masks() -> MaskSet {

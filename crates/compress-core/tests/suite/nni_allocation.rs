@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use compress_core::testing::{Mlp, SmallCnn, test_device};
+use compress_core::testing::test_device;
+use compress_zoo::{Mlp, SmallCnn};
 use compress_core::{Dense, Granularity, Metric, ModuleIndex, ParamRole, allocate};
 
 use crate::fixtures::{config_from_json, load_tensors, transpose};
