@@ -1,1 +1,42 @@
+//! # burn-compress
+//!
+//! Model compression for [Burn](https://burn.dev): pruning today; quantization, distillation
+//! and speedup as they land. This facade re-exports the toolkit under short names and links every
+//! algorithm crate, so the registry ([`AlgorithmEntry::all`]) lists them all.
+//!
+//! - [`core`]: targets, config, granularity, masks, allocation, the algorithm traits.
+//! - [`zoo`]: reference models with PyTorch parameter names.
+//! - [`algorithms`]: the built-in algorithm crates.
+//!
+//! ```
+//! use burn_compress::{AlgorithmEntry, CompressConfig, prune};
+//! use burn_compress::zoo::LeNet5;
+//! use burn::prelude::*;
+//!
+//! let model = LeNet5::new(&Device::flex());
+//! let config = CompressConfig::from_toml(r#"
+//!     [[config_list]]
+//!     op_types = ["Conv2d", "Linear"]
+//!     exclude_op_names = ["fc3"]
+//!     sparse_ratio = 0.5
+//! "#)?;
+//! let pruner = AlgorithmEntry::find("l1-norm")?.build_pruner(&Default::default())?;
+//! let outcome = prune(&model, &config, pruner.as_ref())?;
+//! assert_eq!(outcome.masks.get("conv1.weight").unwrap().shape(), &[6, 1, 5, 5]);
+//! # Ok::<(), burn_compress::CompressError>(())
+//! ```
+#![warn(missing_docs)]
+
 pub use compress_core as core;
+pub use compress_core::{
+    AlgorithmEntry, AlgorithmKind, CompressConfig, CompressError, Dense, Granularity, MaskSet,
+    ModuleIndex, PruneOutcome, Pruner, prune, prune_with_grads,
+};
+pub use compress_zoo as zoo;
+
+/// The built-in algorithm crates. Naming each one here is what links it (and so registers it).
+pub mod algorithms {
+    pub use prune_fpgm as fpgm;
+    pub use prune_level as level;
+    pub use prune_norm as norm;
+}

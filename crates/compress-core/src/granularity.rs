@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use rayon::prelude::*;
+
 use crate::dense::strides;
 use crate::{CompressError, Dense, Result};
 
@@ -108,8 +110,11 @@ impl Scaling {
             .collect())
     }
 
-    /// Reduce each block to one value: `init`, then `fold(acc, x)` over its elements, then
-    /// `finish(acc, block_len)`.
+    /// Reduce each block to one value: `init`, then `fold(acc, x)` over its elements in
+    /// row-major order, then `finish(acc, block_len)`.
+    ///
+    /// Blocks that are contiguous in memory (fine-grained, or output channels on axis 0) are
+    /// reduced in parallel; other layouts take a strided walk.
     ///
     /// # Errors
     /// [`CompressError::KernelMismatch`] when the kernel does not fit the tensor.
@@ -119,36 +124,52 @@ impl Scaling {
         keepdim: bool,
         path: &str,
         init: A,
-        fold: impl Fn(A, f32) -> A,
-        finish: impl Fn(A, usize) -> f32,
+        fold: impl Fn(A, f32) -> A + Sync,
+        finish: impl Fn(A, usize) -> f32 + Sync,
     ) -> Result<Dense<f32>> {
         let shape = tensor.shape();
         let blocks = self.blocks(shape, path)?;
-        let kept_shape: Vec<usize> = shape.iter().zip(&blocks).map(|(n, b)| n / b).collect();
-        let out_strides = strides(&kept_shape);
         let block_len: usize = blocks.iter().product();
-        let mut acc = vec![init; kept_shape.iter().product()];
-        // Walk the input in row-major order with an odometer, tracking the output index.
-        let rank = shape.len();
-        let mut coord = vec![0usize; rank];
-        let mut out_index = 0usize;
-        for &x in tensor.data() {
-            acc[out_index] = fold(acc[out_index], x);
-            for d in (0..rank).rev() {
-                coord[d] += 1;
-                if coord[d] % blocks[d] == 0 {
-                    out_index += out_strides[d];
-                }
-                if coord[d] < shape[d] {
-                    break;
-                }
-                out_index -= out_strides[d] * kept_shape[d];
-                coord[d] = 0;
-            }
-        }
-        let values = acc.into_iter().map(|a| finish(a, block_len)).collect();
         let out_shape = self.shrunk_shape(shape, keepdim, path)?;
+        if is_contiguous(shape, &blocks) {
+            let reduce =
+                |chunk: &[f32]| finish(chunk.iter().fold(init, |a, &x| fold(a, x)), block_len);
+            let values: Vec<f32> = if tensor.numel() >= PARALLEL_MIN && block_len > 0 {
+                tensor.data().par_chunks(block_len).map(reduce).collect()
+            } else {
+                tensor.data().chunks(block_len.max(1)).map(reduce).collect()
+            };
+            return Ok(Dense::new(out_shape, values));
+        }
+        let kept_shape: Vec<usize> = shape.iter().zip(&blocks).map(|(n, b)| n / b).collect();
+        let mut acc = vec![init; kept_shape.iter().product()];
+        for_each_block_index(shape, &blocks, |i, out_index| {
+            acc[out_index] = fold(acc[out_index], tensor.data()[i]);
+        });
+        let values = acc.into_iter().map(|a| finish(a, block_len)).collect();
         Ok(Dense::new(out_shape, values))
+    }
+
+    /// The elements of each block gathered into one row: `(rows, block_len, values)` with
+    /// `values` row-major `[rows, block_len]`, rows in block order.
+    ///
+    /// # Errors
+    /// [`CompressError::KernelMismatch`] when the kernel does not fit the tensor.
+    pub fn block_rows(&self, tensor: &Dense<f32>, path: &str) -> Result<(usize, usize, Vec<f32>)> {
+        let shape = tensor.shape();
+        let blocks = self.blocks(shape, path)?;
+        let block_len: usize = blocks.iter().product();
+        let rows = tensor.numel() / block_len.max(1);
+        if is_contiguous(shape, &blocks) {
+            return Ok((rows, block_len, tensor.data().to_vec()));
+        }
+        let mut values = vec![0.0f32; tensor.numel()];
+        let mut filled = vec![0usize; rows];
+        for_each_block_index(shape, &blocks, |i, row| {
+            values[row * block_len + filled[row]] = tensor.data()[i];
+            filled[row] += 1;
+        });
+        Ok((rows, block_len, values))
     }
 
     /// The mean of each block (NNI's default reduction).
@@ -191,28 +212,51 @@ impl Scaling {
                 found: tensor.shape().to_vec(),
             });
         }
-        let out_strides = strides(&kept_shape);
-        let rank = shape.len();
         let numel: usize = shape.iter().product();
-        let mut values = Vec::with_capacity(numel);
-        let mut coord = vec![0usize; rank];
-        let mut src = 0usize;
         let data = tensor.data();
-        for _ in 0..numel {
-            values.push(data[src]);
-            for d in (0..rank).rev() {
-                coord[d] += 1;
-                if coord[d] % blocks[d] == 0 {
-                    src += out_strides[d];
-                }
-                if coord[d] < shape[d] {
-                    break;
-                }
-                src -= out_strides[d] * kept_shape[d];
-                coord[d] = 0;
-            }
-        }
+        let Some(&first) = data.first() else {
+            return Ok(Dense::new(shape.to_vec(), Vec::new()));
+        };
+        let mut values = vec![first; numel];
+        for_each_block_index(shape, &blocks, |i, block| values[i] = data[block]);
         Ok(Dense::new(shape.to_vec(), values))
+    }
+}
+
+/// Tensors at least this large are reduced on several threads.
+const PARALLEL_MIN: usize = 1 << 16;
+
+/// Whether every block is one contiguous run of memory: leading dims with block 1, then
+/// trailing dims reduced whole.
+fn is_contiguous(shape: &[usize], blocks: &[usize]) -> bool {
+    let first_whole = blocks.iter().position(|&b| b != 1).unwrap_or(blocks.len());
+    blocks[first_whole..]
+        .iter()
+        .zip(&shape[first_whole..])
+        .all(|(b, n)| b == n)
+}
+
+/// Call `f(flat_index, block_index)` for every element in row-major order.
+fn for_each_block_index(shape: &[usize], blocks: &[usize], mut f: impl FnMut(usize, usize)) {
+    let kept_shape: Vec<usize> = shape.iter().zip(blocks).map(|(n, b)| n / b).collect();
+    let out_strides = strides(&kept_shape);
+    let rank = shape.len();
+    let numel: usize = shape.iter().product();
+    let mut coord = vec![0usize; rank];
+    let mut block = 0usize;
+    for i in 0..numel {
+        f(i, block);
+        for d in (0..rank).rev() {
+            coord[d] += 1;
+            if coord[d] % blocks[d] == 0 {
+                block += out_strides[d];
+            }
+            if coord[d] < shape[d] {
+                break;
+            }
+            block -= out_strides[d] * kept_shape[d];
+            coord[d] = 0;
+        }
     }
 }
 

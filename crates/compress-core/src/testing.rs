@@ -80,3 +80,95 @@ impl Nested {
         }
     }
 }
+
+/// The shared oracle fixtures in the workspace's `tests/fixtures` (outputs of the real NNI 3.0
+/// and Torch-Pruning on fixed weights; see the README there).
+pub mod oracle {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use crate::{CompressConfig, Dense};
+
+    /// Path of a fixture file.
+    pub fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures")
+            .join(name)
+    }
+
+    /// Every tensor of a safetensors fixture as `f32` (u8 and i64 converted).
+    ///
+    /// # Panics
+    /// If the fixture is missing or unreadable (a broken checkout).
+    pub fn tensors(name: &str) -> BTreeMap<String, Dense<f32>> {
+        let bytes = std::fs::read(fixture(name)).expect("fixture exists");
+        let file = safetensors::SafeTensors::deserialize(&bytes).expect("fixture parses");
+        file.tensors()
+            .into_iter()
+            .map(|(k, v)| {
+                let data: Vec<f32> = match v.dtype() {
+                    safetensors::Dtype::F32 => v
+                        .data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                    safetensors::Dtype::I64 => v
+                        .data()
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                        .collect(),
+                    safetensors::Dtype::U8 => v.data().iter().map(|&x| x as f32).collect(),
+                    other => panic!("unexpected dtype {other:?} in {name}"),
+                };
+                (k, Dense::new(v.shape().to_vec(), data))
+            })
+            .collect()
+    }
+
+    /// `nni_pruning.json`.
+    ///
+    /// # Panics
+    /// If the fixture is missing or unreadable.
+    pub fn nni_pruning() -> serde_json::Value {
+        let text = std::fs::read_to_string(fixture("nni_pruning.json")).expect("fixture exists");
+        serde_json::from_str(&text).expect("fixture parses")
+    }
+
+    /// An NNI `config_list` (JSON) as our config.
+    ///
+    /// # Panics
+    /// If the oracle's config is not valid for us (that would be a bug to fix).
+    pub fn config_from_json(list: &serde_json::Value) -> CompressConfig {
+        let toml_list: toml::Value = serde_json::from_value(list.clone()).expect("json -> toml");
+        let mut table = toml::Table::new();
+        table.insert("config_list".into(), toml_list);
+        CompressConfig::from_table(&table).expect("oracle config is valid")
+    }
+
+    /// Transpose a 2-D tensor (PyTorch's Linear layout <-> Burn's).
+    pub fn transpose(t: &Dense<f32>) -> Dense<f32> {
+        let (r, c) = (t.shape()[0], t.shape()[1]);
+        let mut out = vec![0.0; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                out[j * r + i] = t.data()[i * c + j];
+            }
+        }
+        Dense::new(vec![c, r], out)
+    }
+
+    /// An NNI `module.target` key as a Burn parameter path, and whether the tensor is a 2-D
+    /// Linear weight to transpose (`bn1.weight` -> `bn1.gamma`, `fc.weight` -> transposed).
+    pub fn burn_path(nni_key: &str) -> (String, bool) {
+        let (layer, target) = nni_key.rsplit_once('.').unwrap_or(("", nni_key));
+        let name = match (layer.starts_with("bn"), target) {
+            (true, "weight") => "gamma",
+            (true, "bias") => "beta",
+            (_, t) => t,
+        };
+        (
+            format!("{layer}.{name}"),
+            layer.starts_with("fc") && target == "weight",
+        )
+    }
+}

@@ -55,10 +55,13 @@ impl FromStr for Arch {
     type Err = ZooError;
 
     fn from_str(s: &str) -> Result<Self, ZooError> {
-        Arch::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| ZooError::UnknownArch {
-            name: s.to_string(),
-            available: Arch::ALL.map(Arch::name).join(", "),
-        })
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| ZooError::UnknownArch {
+                name: s.to_string(),
+                available: Arch::ALL.map(Arch::name).join(", "),
+            })
     }
 }
 

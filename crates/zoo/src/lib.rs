@@ -21,6 +21,6 @@ mod load;
 mod small;
 
 pub use any::{AnyModel, Arch};
-pub use lenet::{LeNet300100, LeNet5};
+pub use lenet::{LeNet5, LeNet300100};
 pub use load::{ZooError, load_pytorch_safetensors};
 pub use small::{Mlp, SmallCnn};

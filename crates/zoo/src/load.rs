@@ -44,7 +44,11 @@ pub enum ZooError {
 /// # Errors
 /// [`ZooError::Read`] when the file cannot be read, [`ZooError::Mismatch`] when a tensor is
 /// missing or has another shape.
-pub fn load_pytorch_safetensors<M: Module>(model: M, path: &Path, arch: &str) -> Result<M, ZooError> {
+pub fn load_pytorch_safetensors<M: Module>(
+    model: M,
+    path: &Path,
+    arch: &str,
+) -> Result<M, ZooError> {
     let mut model = model;
     if !path.is_file() {
         return Err(ZooError::Read {
@@ -53,13 +57,20 @@ pub fn load_pytorch_safetensors<M: Module>(model: M, path: &Path, arch: &str) ->
         });
     }
     let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
-    let result = model.load_from(&mut store).map_err(|e| ZooError::Mismatch {
-        path: path.to_path_buf(),
-        arch: arch.to_string(),
-        message: e.to_string(),
-    })?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| ZooError::Mismatch {
+            path: path.to_path_buf(),
+            arch: arch.to_string(),
+            message: e.to_string(),
+        })?;
     let mut problems: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-    problems.extend(result.missing.iter().map(|(p, _)| format!("missing tensor '{p}'")));
+    problems.extend(
+        result
+            .missing
+            .iter()
+            .map(|(p, _)| format!("missing tensor '{p}'")),
+    );
     if !problems.is_empty() {
         return Err(ZooError::Mismatch {
             path: path.to_path_buf(),

@@ -3,8 +3,8 @@
 use burn::module::Module;
 use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use compress_core::testing::{Nested, test_device};
-use compress_zoo::SmallCnn;
 use compress_core::{CompressConfig, ConfigWarning, Mode, ModuleIndex, QuantDtype, Resolved};
+use compress_zoo::SmallCnn;
 
 fn resolve<M: Module>(toml: &str, model: &M) -> Resolved {
     let config = CompressConfig::from_toml(toml).unwrap();
@@ -17,7 +17,10 @@ fn paths(r: &Resolved) -> Vec<&str> {
 
 #[test]
 fn sparse_ratio_reaches_the_weight_and_the_bias_follows_it() {
-    let r = resolve("[[config_list]]\nop_names = ['conv1']\nsparse_ratio = 0.5\n", &SmallCnn::new(&test_device()));
+    let r = resolve(
+        "[[config_list]]\nop_names = ['conv1']\nsparse_ratio = 0.5\n",
+        &SmallCnn::new(&test_device()),
+    );
     assert_eq!(paths(&r), ["conv1.weight", "conv1.bias"]);
     let weight = r.target("conv1.weight").unwrap();
     assert_eq!(weight.setting.sparse_ratio, Some(0.5));
@@ -46,9 +49,17 @@ fn names_intersect_with_types_and_exclusions_are_removed() {
     );
     assert_eq!(paths(&r), ["conv1.weight", "conv3.weight"]);
     // Patterns anchor at the start, like Python's re.match: 'onv' matches nothing.
-    let r = resolve("[[config_list]]\nop_names_re = ['onv']\nsparse_ratio = 0.5\n", &model);
+    let r = resolve(
+        "[[config_list]]\nop_names_re = ['onv']\nsparse_ratio = 0.5\n",
+        &model,
+    );
     assert!(r.targets.is_empty());
-    assert_eq!(r.warnings, vec![ConfigWarning::RuleSelectsNothing { rule: "config_list[0]".into() }]);
+    assert_eq!(
+        r.warnings,
+        vec![ConfigWarning::RuleSelectsNothing {
+            rule: "config_list[0]".into()
+        }]
+    );
 }
 
 #[test]
@@ -66,8 +77,14 @@ fn the_first_rule_that_hits_a_target_wins_and_the_second_is_reported() {
         "[[config_list]]\nop_names = ['conv1']\nsparse_ratio = 0.25\n[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.75\n",
         &SmallCnn::new(&test_device()),
     );
-    assert_eq!(r.target("conv1.weight").unwrap().setting.sparse_ratio, Some(0.25));
-    assert_eq!(r.target("conv2.weight").unwrap().setting.sparse_ratio, Some(0.75));
+    assert_eq!(
+        r.target("conv1.weight").unwrap().setting.sparse_ratio,
+        Some(0.25)
+    );
+    assert_eq!(
+        r.target("conv2.weight").unwrap().setting.sparse_ratio,
+        Some(0.75)
+    );
     assert!(r.warnings.contains(&ConfigWarning::ConfiguredTwice {
         target: "conv1.weight".into(),
         kept: "config_list[0]".into(),
@@ -83,17 +100,34 @@ fn target_settings_override_the_shortcut_for_one_target() {
     );
     let w = r.target("fc.weight").unwrap();
     assert_eq!(w.setting.sparse_ratio, Some(0.9));
-    assert_eq!(w.setting.granularity, Some(compress_core::Granularity::InChannel));
+    assert_eq!(
+        w.setting.granularity,
+        Some(compress_core::Granularity::InChannel)
+    );
 }
 
 #[test]
 fn quantization_rules_target_inputs_params_and_outputs() {
-    let config = CompressConfig::from_toml("[[config_list]]\nop_names = ['fc']\nquant_dtype = 'uint6'\nquant_scheme = 'affine'\n").unwrap();
+    let config = CompressConfig::from_toml(
+        "[[config_list]]\nop_names = ['fc']\nquant_dtype = 'uint6'\nquant_scheme = 'affine'\n",
+    )
+    .unwrap();
     assert_eq!(config.rules[0].mode, Mode::Quantization);
-    let r = config.resolve(&ModuleIndex::from_module(&SmallCnn::new(&test_device()))).unwrap();
-    assert_eq!(paths(&r), ["fc._input_", "fc.weight", "fc.bias", "fc._output_"]);
+    let r = config
+        .resolve(&ModuleIndex::from_module(&SmallCnn::new(&test_device())))
+        .unwrap();
+    assert_eq!(
+        paths(&r),
+        ["fc._input_", "fc.weight", "fc.bias", "fc._output_"]
+    );
     let dtype = r.targets[1].setting.quant_dtype.unwrap();
-    assert_eq!(dtype, QuantDtype { signed: false, bits: 6 });
+    assert_eq!(
+        dtype,
+        QuantDtype {
+            signed: false,
+            bits: 6
+        }
+    );
     assert_eq!(dtype.range(), (0, 63));
     assert_eq!(QuantDtype::parse("int8").unwrap().range(), (-127, 127));
 }
@@ -104,15 +138,39 @@ fn selecting_multi_head_attention_selects_its_four_linears() {
     struct Encoder {
         attn: MultiHeadAttention,
     }
-    let model = Encoder { attn: MultiHeadAttentionConfig::new(8, 2).init(&test_device()) };
-    let r = resolve("[[config_list]]\nop_types = ['MultiHeadAttention']\nsparse_ratio = 0.5\ntarget_names = ['weight']\n", &model);
-    assert_eq!(paths(&r), ["attn.query.weight", "attn.key.weight", "attn.value.weight", "attn.output.weight"]);
+    let model = Encoder {
+        attn: MultiHeadAttentionConfig::new(8, 2).init(&test_device()),
+    };
+    let r = resolve(
+        "[[config_list]]\nop_types = ['MultiHeadAttention']\nsparse_ratio = 0.5\ntarget_names = ['weight']\n",
+        &model,
+    );
+    assert_eq!(
+        paths(&r),
+        [
+            "attn.query.weight",
+            "attn.key.weight",
+            "attn.value.weight",
+            "attn.output.weight"
+        ]
+    );
 }
 
 #[test]
 fn user_layer_types_are_selected_by_their_struct_name() {
-    let r = resolve("[[config_list]]\nop_types = ['BatchNorm']\nsparse_ratio = 0.5\n", &Nested::new(&test_device()));
-    assert_eq!(paths(&r), ["blocks.0.bn.gamma", "blocks.0.bn.beta", "blocks.1.bn.gamma", "blocks.1.bn.beta"]);
+    let r = resolve(
+        "[[config_list]]\nop_types = ['BatchNorm']\nsparse_ratio = 0.5\n",
+        &Nested::new(&test_device()),
+    );
+    assert_eq!(
+        paths(&r),
+        [
+            "blocks.0.bn.gamma",
+            "blocks.0.bn.beta",
+            "blocks.1.bn.gamma",
+            "blocks.1.bn.beta"
+        ]
+    );
 }
 
 #[test]

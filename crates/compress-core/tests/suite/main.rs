@@ -3,7 +3,6 @@
 mod bad_input;
 mod config_resolution;
 mod dataset;
-mod fixtures;
 mod index;
 mod masks;
 mod nni_allocation;

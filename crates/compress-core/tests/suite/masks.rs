@@ -4,16 +4,22 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Tensor, TensorData};
 use compress_core::testing::test_device;
-use compress_zoo::SmallCnn;
 use compress_core::{CompressConfig, Dense, MaskSet, MetricInput, Pruner, Result, prune};
+use compress_zoo::SmallCnn;
 
 fn sample_masks() -> MaskSet {
     let mut masks = MaskSet::default();
     let mut conv = vec![1u8; 8 * 9];
     conv[..18].fill(0); // channels 0 and 1 pruned
     masks.insert("conv1.weight", Dense::new(vec![8, 1, 3, 3], conv));
-    masks.insert("conv1.bias", Dense::new(vec![8], vec![0, 0, 1, 1, 1, 1, 1, 1]));
-    masks.insert("bn1.gamma", Dense::new(vec![8], vec![0, 0, 1, 1, 1, 1, 1, 1]));
+    masks.insert(
+        "conv1.bias",
+        Dense::new(vec![8], vec![0, 0, 1, 1, 1, 1, 1, 1]),
+    );
+    masks.insert(
+        "bn1.gamma",
+        Dense::new(vec![8], vec![0, 0, 1, 1, 1, 1, 1, 1]),
+    );
     masks
 }
 
@@ -27,7 +33,8 @@ fn masks_round_trip_through_a_file_and_bool_masks_load_too() {
     assert_eq!(MaskSet::load(&file).unwrap(), masks);
 
     let data = [1u8, 0, 1];
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::BOOL, vec![3], &data).unwrap();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::BOOL, vec![3], &data).unwrap();
     let bytes = safetensors::serialize(vec![("fc.bias", view)], &None).unwrap();
     let loaded = MaskSet::from_bytes(&bytes, &file).unwrap();
     assert_eq!(loaded.get("fc.bias").unwrap().data(), &[1, 0, 1]);
@@ -37,7 +44,11 @@ fn masks_round_trip_through_a_file_and_bool_masks_load_too() {
 #[test]
 fn stats_count_kept_elements_per_target_and_in_total() {
     let stats = sample_masks().stats();
-    let conv = stats.targets.iter().find(|s| s.path == "conv1.weight").unwrap();
+    let conv = stats
+        .targets
+        .iter()
+        .find(|s| s.path == "conv1.weight")
+        .unwrap();
     assert_eq!((conv.kept, conv.total), (54, 72));
     assert_eq!(conv.sparsity(), 0.25);
     assert_eq!((stats.kept, stats.total), (54 + 6 + 6, 72 + 8 + 8));
@@ -53,12 +64,18 @@ fn hard_masks_zero_weights_on_a_copy_and_leave_the_model_and_its_batch_norm_alon
     let masked = sample_masks().apply_hard(&model).unwrap();
     let w = Dense::from_tensor(masked.conv1.weight.val(), "conv1.weight").unwrap();
     assert!(w.data()[..18].iter().all(|&x| x == 0.0));
-    assert_eq!(&w.data()[18..], &Dense::from_data(weight_before.clone(), "w").unwrap().data()[18..]);
+    assert_eq!(
+        &w.data()[18..],
+        &Dense::from_data(weight_before.clone(), "w").unwrap().data()[18..]
+    );
 
     // A training-mode forward updates the copy's running statistics, not the original's.
     let x = Tensor::<4>::random([4, 1, 8, 8], burn::tensor::Distribution::Default, &device);
     let _ = masked.forward(x);
-    assert_ne!(masked.bn1.running_mean.value_sync().into_data(), mean_before);
+    assert_ne!(
+        masked.bn1.running_mean.value_sync().into_data(),
+        mean_before
+    );
     assert_eq!(model.bn1.running_mean.value_sync().into_data(), mean_before);
     assert_eq!(model.conv1.weight.val().into_data(), weight_before);
 }
@@ -82,7 +99,9 @@ fn soft_masks_keep_pruned_weights_at_zero_through_training() {
     let folded = Dense::from_tensor(merged.conv1.weight.val(), "w").unwrap();
     assert!(folded.data()[..18].iter().all(|&x| x == 0.0));
     assert_eq!(
-        Dense::from_tensor(merged.bn1.gamma.val(), "g").unwrap().data()[..2],
+        Dense::from_tensor(merged.bn1.gamma.val(), "g")
+            .unwrap()
+            .data()[..2],
         [0.0, 0.0]
     );
 }
@@ -92,18 +111,35 @@ fn pruning_a_model_yields_masks_that_apply_to_it() {
     struct L2;
     impl Pruner for L2 {
         fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
-            input.scaling.shrink_with(input.weight, true, &input.target.path, 0.0f32, |a, x| a + x * x, |a, _| a.sqrt())
+            input.scaling.shrink_with(
+                input.weight,
+                true,
+                &input.target.path,
+                0.0f32,
+                |a, x| a + x * x,
+                |a, _| a.sqrt(),
+            )
         }
     }
     let device = test_device();
     let mut model = SmallCnn::new(&device);
     // Channel c of conv2 gets magnitude c, so the 8 smallest are channels 0..8.
-    let values: Vec<f32> = (0..16).flat_map(|c| std::iter::repeat_n(c as f32, 72)).collect();
-    model.conv2.weight = model.conv2.weight.map(|t| Tensor::from_data(TensorData::new(values.clone(), [16, 8, 3, 3]), &t.device()));
-    let config = CompressConfig::from_toml("[[config_list]]\nop_names = ['conv2']\nsparse_ratio = 0.5\n").unwrap();
+    let values: Vec<f32> = (0..16)
+        .flat_map(|c| std::iter::repeat_n(c as f32, 72))
+        .collect();
+    model.conv2.weight = model
+        .conv2
+        .weight
+        .map(|t| Tensor::from_data(TensorData::new(values.clone(), [16, 8, 3, 3]), &t.device()));
+    let config =
+        CompressConfig::from_toml("[[config_list]]\nop_names = ['conv2']\nsparse_ratio = 0.5\n")
+            .unwrap();
     let outcome = prune(&model, &config, &L2).unwrap();
     let bias = outcome.masks.get("conv2.bias").unwrap();
-    assert_eq!(bias.data(), &[0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]);
+    assert_eq!(
+        bias.data(),
+        &[0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]
+    );
     let metric = &outcome.metrics["conv2.weight"].values;
     assert_eq!(metric.shape(), &[16, 1, 1, 1]);
     assert_eq!(metric.data()[3], (72.0f32 * 9.0).sqrt());

@@ -4,25 +4,12 @@
 use std::collections::BTreeMap;
 
 use compress_core::testing::test_device;
-use compress_zoo::{Mlp, SmallCnn};
 use compress_core::{Dense, Granularity, Metric, ModuleIndex, ParamRole, allocate};
+use compress_zoo::{Mlp, SmallCnn};
 
-use crate::fixtures::{config_from_json, load_tensors, transpose};
-
-/// NNI key (`conv1.weight`, `bn1.weight`, `fc1.weight`) -> Burn path, and whether the tensor
-/// must be transposed (Linear).
-fn burn_path(model: &str, nni: &str) -> (String, bool) {
-    let (layer, target) = nni.rsplit_once('.').unwrap();
-    let is_bn = layer.starts_with("bn");
-    let is_linear = layer.starts_with("fc");
-    let name = match (is_bn, target) {
-        (true, "weight") => "gamma",
-        (true, "bias") => "beta",
-        (_, t) => t,
-    };
-    let _ = model;
-    (format!("{layer}.{name}"), is_linear)
-}
+use compress_core::testing::oracle::{
+    burn_path, config_from_json, nni_pruning, tensors, transpose,
+};
 
 fn run_case(model: &str, case: &str, spec: &serde_json::Value) -> usize {
     let device = test_device();
@@ -41,35 +28,59 @@ fn run_case(model: &str, case: &str, spec: &serde_json::Value) -> usize {
             }
         }
     }
-    let default = if pruner == "LevelPruner" { Granularity::Fine } else { Granularity::OutChannel };
+    let default = if pruner == "LevelPruner" {
+        Granularity::Fine
+    } else {
+        Granularity::OutChannel
+    };
 
-    let nni_metrics = load_tensors("nni_metrics.safetensors");
+    let nni_metrics = tensors("nni_metrics.safetensors");
     let prefix = format!("{model}/{case}/");
     let mut metrics = BTreeMap::new();
     for (key, value) in nni_metrics.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-        let (path, linear) = burn_path(model, &key[prefix.len()..]);
-        let target = resolved.target(&path).unwrap_or_else(|| panic!("{case}: no target {path}"));
-        let values = if linear { transpose(value) } else { value.clone() };
+        let (path, linear) = burn_path(&key[prefix.len()..]);
+        let target = resolved
+            .target(&path)
+            .unwrap_or_else(|| panic!("{case}: no target {path}"));
+        let values = if linear {
+            transpose(value)
+        } else {
+            value.clone()
+        };
         let scaling = default
             .scaling(target.shape.len(), target.out_axis, target.in_axis, &path)
             .unwrap();
         metrics.insert(path, Metric { scaling, values });
     }
     let active = resolved.targets.iter().filter(|t| t.is_active()).count();
-    assert_eq!(active, metrics.len(), "{case}: every active target has an NNI metric");
+    assert_eq!(
+        active,
+        metrics.len(),
+        "{case}: every active target has an NNI metric"
+    );
 
     let masks = allocate(&resolved.targets, &metrics).unwrap();
-    let nni_masks = load_tensors("nni_masks.safetensors");
+    let nni_masks = tensors("nni_masks.safetensors");
     let mut compared = 0;
     for (key, expected) in nni_masks.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-        let (path, linear) = burn_path(model, &key[prefix.len()..]);
-        let expected = if linear && expected.shape().len() == 2 { transpose(expected) } else { expected.clone() };
+        let (path, linear) = burn_path(&key[prefix.len()..]);
+        let expected = if linear {
+            transpose(expected)
+        } else {
+            expected.clone()
+        };
         let ours: Dense<f32> = match masks.get(&path) {
-            Some(m) => Dense::new(m.shape().to_vec(), m.data().iter().map(|&x| x as f32).collect()),
+            Some(m) => Dense::new(
+                m.shape().to_vec(),
+                m.data().iter().map(|&x| x as f32).collect(),
+            ),
             // No mask means nothing pruned.
             None => Dense::full(expected.shape().to_vec(), 1.0),
         };
-        assert_eq!(ours, expected, "{model}/{case}: mask of {path} differs from NNI's");
+        assert_eq!(
+            ours, expected,
+            "{model}/{case}: mask of {path} differs from NNI's"
+        );
         compared += 1;
     }
     for (path, _) in masks.iter() {
@@ -84,9 +95,7 @@ fn run_case(model: &str, case: &str, spec: &serde_json::Value) -> usize {
 
 #[test]
 fn every_oracle_case_gives_nnis_masks_from_nnis_metrics() {
-    let configs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(crate::fixtures::fixture("nni_pruning_configs.json")).unwrap())
-            .unwrap();
+    let configs = nni_pruning();
     let mut cases = 0;
     let mut masks = 0;
     for model in ["cnn", "mlp"] {

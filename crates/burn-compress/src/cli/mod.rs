@@ -1,0 +1,48 @@
+//! Subcommands, one file each; this file parses and dispatches.
+
+mod check;
+mod list;
+mod prune;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+// Links every algorithm crate, so the registry is complete.
+use burn_compress as _;
+
+/// Model compression for Burn: pruning, quantization, distillation and speedup.
+#[derive(Parser, Debug)]
+#[command(name = "burn-compress", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the registered algorithms.
+    List(list::Args),
+    /// Validate a config file and print what each rule means.
+    Check(check::Args),
+    /// Compute pruning masks for a zoo model.
+    Prune(prune::Args),
+}
+
+/// Parse the command line, run, and turn errors into a message and exit code 2.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::List(args) => list::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Prune(args) => prune::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The `burn-compress` binary: output and error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_burn-compress"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn list_shows_exactly_the_registered_algorithms_sorted() {
+    let out = run(&["list", "--json"]);
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fpgm", "l1-norm", "l2-norm", "level"]);
+    let table = stdout(&run(&["list"]));
+    assert!(table.find("fpgm").unwrap() < table.find("level").unwrap());
+}
+
+#[test]
+fn check_explains_each_rule_and_resolves_against_a_model() {
+    let out = run(&["check", "configs/lenet5-l1.toml", "--arch", "lenet5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("config_list[0]: pruning of every layer of type Conv2d, Linear; excluding fc3; mask 50% of each target"), "{text}");
+    assert!(
+        text.contains("fc2.weight") && !text.contains("fc3.weight"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_a_bad_config_with_its_culprit_and_exit_code_2() {
+    let config = temp("bad.toml");
+    std::fs::write(
+        &config,
+        "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 1.5\n",
+    )
+    .unwrap();
+    let out = run(&["check", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("error: key 'sparse_ratio' in config_list[0]: 1.5 is outside [0, 1]"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn prune_writes_masks_and_reports_sparsity_and_accuracy() {
+    let masks = temp("lenet5.safetensors");
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        masks.to_str().unwrap(),
+        "--eval",
+        "data/mnist5k.safetensors",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["algorithm"], "l1-norm");
+    assert_eq!(report["sparsity"], 0.5);
+    // The bundled weights are PyTorch's, which score 0.971 on this split.
+    assert_eq!(report["accuracy_dense"], 0.971);
+    assert!(report["accuracy_masked"].as_f64().unwrap() < 0.971);
+    let saved = burn_compress::MaskSet::load(&masks).unwrap();
+    assert_eq!(saved.get("conv2.weight").unwrap().shape(), &[16, 6, 5, 5]);
+    assert_eq!(saved.len(), 8);
+}
+
+#[test]
+fn prune_refuses_an_unknown_arch() {
+    let out = run(&[
+        "prune",
+        "--arch",
+        "resnet9",
+        "--weights",
+        "w",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        "m",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "unknown architecture 'resnet9' (available: small-cnn, mlp, lenet5, lenet-300-100)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn prune_refuses_weights_that_do_not_fit_the_arch() {
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet-300-100",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        temp("x.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("do not fit 'lenet-300-100'") && err.contains("fc1.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn prune_refuses_a_missing_weights_file() {
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "nope.safetensors",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        "m",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read weights 'nope.safetensors': no such file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn prune_without_a_pruner_says_how_to_name_one() {
+    let config = temp("noalgo.toml");
+    std::fs::write(
+        &config,
+        "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        "m",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("pass --algorithm NAME"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,5 @@
+//! Tests through the public API and the CLI, in one binary (each test binary links all of Burn).
+
+mod cli;
+mod nni_pruners;
+mod registry;

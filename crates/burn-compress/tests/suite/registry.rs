@@ -1,0 +1,36 @@
+//! The facade links every algorithm crate: the registry lists exactly these, sorted.
+
+use burn_compress::{AlgorithmEntry, AlgorithmKind};
+
+#[test]
+fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
+    let names: Vec<&str> = AlgorithmEntry::all().iter().map(|e| e.name).collect();
+    assert_eq!(names, ["fpgm", "l1-norm", "l2-norm", "level"]);
+    assert!(
+        AlgorithmEntry::all()
+            .iter()
+            .all(|e| e.kind == AlgorithmKind::Pruner && !e.summary.is_empty())
+    );
+}
+
+#[test]
+fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
+    let err = AlgorithmEntry::find("l1norm").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
+    assert!(msg.contains("fpgm, l1-norm, l2-norm, level"), "{msg}");
+}
+
+#[test]
+fn options_a_pruner_does_not_take_are_refused() {
+    let mut options = burn_compress::core::toml::Table::new();
+    options.insert("training_steps".into(), 5.into());
+    let Err(err) = AlgorithmEntry::find("fpgm").unwrap().build_pruner(&options) else {
+        panic!("fpgm takes no options")
+    };
+    assert!(
+        err.to_string()
+            .contains("unknown key 'training_steps' in [algorithm] of 'fpgm'"),
+        "{err}"
+    );
+}
