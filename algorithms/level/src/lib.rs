@@ -39,13 +39,12 @@ impl Pruner for LevelPruner {
     }
 
     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
-        input.scaling.shrink_with(
+        input.scaling.shrink_sum(
             input.weight,
             true,
             &input.target.path,
-            0.0f32,
-            |acc, x| acc + x.abs(),
-            |acc, _| acc,
+            f32::abs,
+            |sum, _| sum as f32,
         )
     }
 }

@@ -43,24 +43,9 @@ pub struct NormPruner {
 impl Pruner for NormPruner {
     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
         let (s, w, path) = (input.scaling, input.weight, &input.target.path);
-        // Accumulate in f64: a 4608-element filter summed in f32 drifts in the last digits.
         match self.norm {
-            Norm::L1 => s.shrink_with(
-                w,
-                true,
-                path,
-                0.0f64,
-                |a, x| a + x.abs() as f64,
-                |a, _| a as f32,
-            ),
-            Norm::L2 => s.shrink_with(
-                w,
-                true,
-                path,
-                0.0f64,
-                |a, x| a + (x as f64) * (x as f64),
-                |a, _| a.sqrt() as f32,
-            ),
+            Norm::L1 => s.shrink_sum(w, true, path, f32::abs, |sum, _| sum as f32),
+            Norm::L2 => s.shrink_sum(w, true, path, |x| x * x, |sum, _| sum.sqrt() as f32),
         }
     }
 }

@@ -23,6 +23,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::config::GroupId;
 use crate::granularity::Scaling;
 use crate::mask::MaskSet;
@@ -102,23 +104,38 @@ pub fn allocate(targets: &[Target], metrics: &BTreeMap<String, Metric>) -> Resul
         }
     }
 
-    // 4. plain ratio
-    for t in &active {
-        let s = &t.setting;
-        if let (Some(ratio), None, None) =
-            (s.sparse_ratio, &s.dependency_group_id, &s.global_group_id)
-        {
-            let ratio = clamp_ratio(ratio, s.min_sparse_ratio, s.max_sparse_ratio);
-            and_into(&t.path, ratio_mask(metric(t), ratio));
-        }
+    // 4. plain ratio (targets are independent: rank them in parallel)
+    let ratio_masks: Vec<(&str, Dense<u8>)> = active
+        .par_iter()
+        .filter_map(|t| {
+            let s = &t.setting;
+            match (s.sparse_ratio, &s.dependency_group_id, &s.global_group_id) {
+                (Some(ratio), None, None) => {
+                    let ratio = clamp_ratio(ratio, s.min_sparse_ratio, s.max_sparse_ratio);
+                    Some((t.path.as_str(), ratio_mask(metric(t), ratio)))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    for (path, mask) in ratio_masks {
+        and_into(path, mask);
     }
 
     // Expand metric-shaped masks to parameter shape.
+    let expanded = active
+        .par_iter()
+        .map(|t| {
+            let full = metrics[&t.path]
+                .scaling
+                .expand(&small[&t.path], &t.shape, &t.path)?;
+            Ok((t.path.clone(), full))
+        })
+        .collect::<Vec<Result<_>>>();
     let mut masks = MaskSet::default();
-    for t in &active {
-        let mask = &small[&t.path];
-        let full = metrics[&t.path].scaling.expand(mask, &t.shape, &t.path)?;
-        masks.insert(t.path.clone(), full);
+    for entry in expanded {
+        let (path, full) = entry?;
+        masks.insert(path, full);
     }
 
     // 5. align

@@ -150,6 +150,63 @@ impl Scaling {
         Ok(Dense::new(out_shape, values))
     }
 
+    /// The sum of `map(x)` over each block, then `finish(sum, block_len)`: the reduction of
+    /// norm-like metrics. Contiguous blocks are summed with several f32 accumulators (which
+    /// vectorize) combined in f64, in parallel for large tensors.
+    ///
+    /// # Errors
+    /// [`CompressError::KernelMismatch`] when the kernel does not fit the tensor.
+    pub fn shrink_sum(
+        &self,
+        tensor: &Dense<f32>,
+        keepdim: bool,
+        path: &str,
+        map: impl Fn(f32) -> f32 + Sync,
+        finish: impl Fn(f64, usize) -> f32 + Sync,
+    ) -> Result<Dense<f32>> {
+        let shape = tensor.shape();
+        let blocks = self.blocks(shape, path)?;
+        if !is_contiguous(shape, &blocks) {
+            return self.shrink_with(
+                tensor,
+                keepdim,
+                path,
+                0.0f64,
+                |a, x| a + map(x) as f64,
+                finish,
+            );
+        }
+        let block_len: usize = blocks.iter().product::<usize>().max(1);
+        let out_shape = self.shrunk_shape(shape, keepdim, path)?;
+        let reduce = |chunk: &[f32]| {
+            const LANES: usize = 8;
+            let mut lanes = [0.0f32; LANES];
+            let mut exact = chunk.chunks_exact(LANES);
+            for group in &mut exact {
+                for (l, &x) in lanes.iter_mut().zip(group) {
+                    *l += map(x);
+                }
+            }
+            let tail: f64 = exact.remainder().iter().map(|&x| map(x) as f64).sum();
+            finish(
+                lanes.iter().map(|&l| l as f64).sum::<f64>() + tail,
+                block_len,
+            )
+        };
+        let data = tensor.data();
+        let values: Vec<f32> = match (block_len, data.len() >= PARALLEL_MIN) {
+            (1, true) => data.par_iter().map(|&x| finish(map(x) as f64, 1)).collect(),
+            (1, false) => data.iter().map(|&x| finish(map(x) as f64, 1)).collect(),
+            (_, true) => data
+                .par_chunks(block_len)
+                .with_min_len(64)
+                .map(reduce)
+                .collect(),
+            (_, false) => data.chunks(block_len).map(reduce).collect(),
+        };
+        Ok(Dense::new(out_shape, values))
+    }
+
     /// The elements of each block gathered into one row: `(rows, block_len, values)` with
     /// `values` row-major `[rows, block_len]`, rows in block order.
     ///
@@ -196,7 +253,7 @@ impl Scaling {
     /// # Errors
     /// [`CompressError::KernelMismatch`] when the kernel does not fit `shape`, or
     /// [`CompressError::ShapeMismatch`] when `tensor` is not the shrunk shape of `shape`.
-    pub fn expand<T: Copy>(
+    pub fn expand<T: Copy + Send + Sync>(
         &self,
         tensor: &Dense<T>,
         shape: &[usize],
@@ -218,7 +275,20 @@ impl Scaling {
             return Ok(Dense::new(shape.to_vec(), Vec::new()));
         };
         let mut values = vec![first; numel];
-        for_each_block_index(shape, &blocks, |i, block| values[i] = data[block]);
+        let block_len: usize = blocks.iter().product();
+        if is_contiguous(shape, &blocks) {
+            let fill = |(chunk, &v): (&mut [T], &T)| chunk.fill(v);
+            if numel >= PARALLEL_MIN {
+                values
+                    .par_chunks_mut(block_len)
+                    .zip(data.par_iter())
+                    .for_each(fill);
+            } else {
+                values.chunks_mut(block_len).zip(data.iter()).for_each(fill);
+            }
+        } else {
+            for_each_block_index(shape, &blocks, |i, block| values[i] = data[block]);
+        }
         Ok(Dense::new(shape.to_vec(), values))
     }
 }

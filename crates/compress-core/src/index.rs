@@ -177,17 +177,19 @@ impl ModuleVisitor for IndexVisitor {
     }
 }
 
-/// Read every parameter whose path `wanted` accepts, as `f32` host tensors.
-pub(crate) fn read_params<M: Module>(
+/// Handles (not copies) to every parameter whose path `wanted` accepts, flattened, with their
+/// shapes: read them with [`read_flat`] where they are needed, so weights can be streamed
+/// through a computation instead of all copied to the host at once.
+pub(crate) fn param_handles<M: Module>(
     module: &M,
     wanted: impl Fn(&str) -> bool,
-) -> crate::Result<BTreeMap<String, crate::Dense<f32>>> {
-    struct Reader<F> {
+) -> BTreeMap<String, (Tensor<1>, Vec<usize>)> {
+    struct Collector<F> {
         stack: Vec<String>,
         wanted: F,
-        out: Vec<(String, burn::tensor::TensorData)>,
+        out: BTreeMap<String, (Tensor<1>, Vec<usize>)>,
     }
-    impl<F: Fn(&str) -> bool> ModuleVisitor for Reader<F> {
+    impl<F: Fn(&str) -> bool> ModuleVisitor for Collector<F> {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.stack.push(name.to_string());
         }
@@ -197,19 +199,30 @@ pub(crate) fn read_params<M: Module>(
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let path = self.stack.join(".");
             if (self.wanted)(&path) {
-                self.out.push((path, param.val().into_data()));
+                let tensor = param.val();
+                let shape = tensor.shape().to_vec();
+                let n = shape.iter().product::<usize>();
+                self.out.insert(path, (tensor.reshape([n]), shape));
             }
         }
     }
-    let mut reader = Reader {
+    let mut collector = Collector {
         stack: Vec::new(),
         wanted,
-        out: Vec::new(),
+        out: BTreeMap::new(),
     };
-    module.visit(&mut reader);
-    reader
-        .out
-        .into_iter()
-        .map(|(path, data)| crate::Dense::from_data(data, &path).map(|d| (path, d)))
-        .collect()
+    module.visit(&mut collector);
+    collector.out
+}
+
+/// Copy one handle from [`param_handles`] to the host.
+pub(crate) fn read_flat(
+    path: &str,
+    tensor: &Tensor<1>,
+    shape: &[usize],
+) -> crate::Result<crate::Dense<f32>> {
+    // `into_data` on a tensor the module still holds is a single-threaded copy; an elementwise
+    // op gives a fresh tensor (computed in parallel) that `into_data` moves out. `x * 1` is exact.
+    let data = tensor.clone().mul_scalar(1.0).into_data();
+    crate::Dense::from_data(data, path).map(|d| d.reshape(shape.to_vec()))
 }

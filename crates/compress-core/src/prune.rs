@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::allocate::{Metric, allocate};
 use crate::config::Mode;
 use crate::granularity::Granularity;
-use crate::index::read_params;
+use crate::index::{param_handles, read_flat};
 use crate::registry::{MetricInput, MetricMap, MetricNeeds, Pruner};
 use crate::targets::{Resolved, Target};
 use crate::{CompressConfig, CompressError, Dense, MaskSet, ModuleIndex, Result};
@@ -61,7 +61,7 @@ pub fn prune_with_grads<M: Module>(
     resolved.targets.retain(|t| pruning_rules.contains(&t.rule));
     let active: Vec<&Target> = resolved.targets.iter().filter(|t| t.is_active()).collect();
     let wanted: BTreeSet<&str> = active.iter().map(|t| t.path.as_str()).collect();
-    let weights = read_params(model, |p| wanted.contains(p))?;
+    let weights = param_handles(model, |p| wanted.contains(p));
 
     let metrics = active
         .par_iter()
@@ -77,12 +77,16 @@ pub fn prune_with_grads<M: Module>(
             };
             let scaling = granularity.scaling(t.shape.len(), t.out_axis, t.in_axis, &t.path)?;
             scaling.shrunk_shape(&t.shape, true, &t.path)?;
-            let weight = weights
-                .get(&t.path)
-                .ok_or_else(|| CompressError::UnknownParam {
-                    path: t.path.clone(),
-                    suggestion: None,
-                })?;
+            // Each weight is copied to the host here and dropped after its metric, so only a
+            // few layers are resident at a time.
+            let (handle, shape) =
+                weights
+                    .get(&t.path)
+                    .ok_or_else(|| CompressError::UnknownParam {
+                        path: t.path.clone(),
+                        suggestion: None,
+                    })?;
+            let weight = &read_flat(&t.path, handle, shape)?;
             let grad = grads.get(&t.path);
             if pruner.needs() == MetricNeeds::Gradients && grad.is_none() {
                 return Err(CompressError::Algorithm {
