@@ -327,7 +327,7 @@ fn dependency_mask(
         .iter()
         .map(|t| t.setting.internal_metric_block.unwrap_or(1))
         .fold(1, |acc, b| acc / gcd(acc, b) * b);
-    if fused.len() % blocks != 0 {
+    if !fused.len().is_multiple_of(blocks) {
         return Err(CompressError::GroupMismatch {
             kind: "dependency",
             group: group.to_string(),

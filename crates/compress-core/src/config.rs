@@ -715,14 +715,14 @@ fn parse_setting(t: &toml::Table, ctx: &str, allow_selection: bool) -> Result<Ta
             context: ctx.into(),
         });
     }
-    if let (Some(min), Some(max)) = (s.min_sparse_ratio, s.max_sparse_ratio) {
-        if min > max {
-            return Err(CompressError::MinAboveMax {
-                context: ctx.into(),
-                min,
-                max,
-            });
-        }
+    if let (Some(min), Some(max)) = (s.min_sparse_ratio, s.max_sparse_ratio)
+        && min > max
+    {
+        return Err(CompressError::MinAboveMax {
+            context: ctx.into(),
+            min,
+            max,
+        });
     }
     if s.global_group_id.is_some() && s.dependency_group_id.is_some() {
         return Err(CompressError::ConflictingKeys {

@@ -318,7 +318,7 @@ fn for_each_block_index(shape: &[usize], blocks: &[usize], mut f: impl FnMut(usi
         f(i, block);
         for d in (0..rank).rev() {
             coord[d] += 1;
-            if coord[d] % blocks[d] == 0 {
+            if coord[d].is_multiple_of(blocks[d]) {
                 block += out_strides[d];
             }
             if coord[d] < shape[d] {

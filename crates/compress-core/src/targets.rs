@@ -215,8 +215,8 @@ fn select<'a>(
         .layers()
         .iter()
         .filter(|l| {
-            let by_name = s.op_names.iter().any(|n| *n == l.path)
-                || s.op_names_re.iter().any(|r| r.is_match(&l.path));
+            let by_name =
+                s.op_names.contains(&l.path) || s.op_names_re.iter().any(|r| r.is_match(&l.path));
             let typed = by_type.contains(l.path.as_str());
             match (named, s.op_types.is_empty()) {
                 (true, true) => by_name,
@@ -225,7 +225,7 @@ fn select<'a>(
             }
         })
         .filter(|l| {
-            !(s.exclude_op_names.iter().any(|n| *n == l.path)
+            !(s.exclude_op_names.contains(&l.path)
                 || s.exclude_op_names_re.iter().any(|r| r.is_match(&l.path))
                 || s.exclude_op_types
                     .iter()

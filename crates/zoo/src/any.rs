@@ -66,6 +66,8 @@ impl FromStr for Arch {
 }
 
 /// Any zoo model.
+// A program holds one or two of these; boxing the variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum AnyModel {
     /// [`SmallCnn`].
