@@ -78,7 +78,7 @@ pub use error::{CompressError, Result};
 pub use granularity::{Granularity, KernelPadding, Scaling};
 pub use index::{LayerInfo, ModuleIndex, ParamInfo};
 pub use layers::{LayerSpec, ParamRole, ParamSpec};
-pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy};
+pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy, leaf_like};
 pub use prune::{PruneOutcome, prune, prune_with_grads};
 pub use registry::{
     Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, MetricInput, MetricMap, MetricNeeds,

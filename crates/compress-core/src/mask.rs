@@ -253,6 +253,17 @@ impl MaskSet {
     }
 }
 
+/// `value` as a fresh leaf tensor with `like`'s gradient requirement: a parameter computed from
+/// another (masked, shrunk) must not stay a node of the old autodiff graph.
+pub fn leaf_like<const D: usize>(like: &Tensor<D>, value: Tensor<D>) -> Tensor<D> {
+    let leaf = value.detach();
+    if like.is_require_grad() {
+        leaf.require_grad()
+    } else {
+        leaf
+    }
+}
+
 /// A copy of a module that shares no state with the original.
 ///
 /// `Module::clone` shares BatchNorm's `RunningState` (and `map` on it writes in place);
@@ -290,7 +301,8 @@ impl ModuleMapper for HardMasker<'_> {
             return param;
         }
         param.map(|t| match masks.mask_tensor::<D>(&path, &t.device()) {
-            Some(mask) => t * mask,
+            // The product is a new leaf: detached, trainable again if the weight was.
+            Some(mask) => leaf_like(&t, t.clone() * mask),
             None => t,
         })
     }

@@ -125,6 +125,17 @@ pub mod oracle {
             .collect()
     }
 
+    /// Every float parameter (and running statistic) of a module by path, as host tensors.
+    pub fn module_tensors<M: burn::module::Module>(module: &M) -> BTreeMap<String, Dense<f32>> {
+        crate::index::param_handles(module, |_| true)
+            .into_iter()
+            .map(|(path, (t, shape))| {
+                let d = crate::index::read_flat(&path, &t, &shape).expect("f32 parameters");
+                (path, d)
+            })
+            .collect()
+    }
+
     /// `nni_pruning.json`.
     ///
     /// # Panics

@@ -6,7 +6,11 @@ use std::str::FromStr;
 
 use burn::prelude::*;
 
-use crate::{LeNet5, LeNet300100, Mlp, SmallCnn, ZooError, load_pytorch_safetensors};
+use crate::load::safetensors_shape;
+use crate::{
+    BasicBlock, Bottleneck, LeNet5, LeNet300100, Mlp, MobileNetV2, ResNet, SmallCnn,
+    TinyTransformer, ZooError, load_pytorch_safetensors,
+};
 
 /// A zoo architecture, by its CLI name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +23,28 @@ pub enum Arch {
     LeNet5,
     /// `lenet-300-100`
     LeNet300100,
+    /// `resnet18`
+    ResNet18,
+    /// `resnet50`
+    ResNet50,
+    /// `mobilenet_v2`
+    MobileNetV2,
+    /// `tiny-transformer`
+    TinyTransformer,
 }
 
 impl Arch {
     /// Every architecture.
-    pub const ALL: [Arch; 4] = [Arch::SmallCnn, Arch::Mlp, Arch::LeNet5, Arch::LeNet300100];
+    pub const ALL: [Arch; 8] = [
+        Arch::SmallCnn,
+        Arch::Mlp,
+        Arch::LeNet5,
+        Arch::LeNet300100,
+        Arch::ResNet18,
+        Arch::ResNet50,
+        Arch::MobileNetV2,
+        Arch::TinyTransformer,
+    ];
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
@@ -32,15 +53,68 @@ impl Arch {
             Arch::Mlp => "mlp",
             Arch::LeNet5 => "lenet5",
             Arch::LeNet300100 => "lenet-300-100",
+            Arch::ResNet18 => "resnet18",
+            Arch::ResNet50 => "resnet50",
+            Arch::MobileNetV2 => "mobilenet_v2",
+            Arch::TinyTransformer => "tiny-transformer",
         }
     }
 
+    /// Whether the model takes token ids ([`AnyModel::forward_tokens`], shape
+    /// [`Arch::token_shape`]) rather than images ([`AnyModel::forward`], shape
+    /// [`Arch::input_shape`]). Only `tiny-transformer` does.
+    pub fn takes_tokens(self) -> bool {
+        matches!(self, Arch::TinyTransformer)
+    }
+
     /// The image batch shape [`AnyModel::forward`] takes for a batch of `n`: 8x8 images
-    /// (UCI digits) for `small-cnn` and `mlp`, 28x28 (MNIST) for the LeNets.
+    /// (UCI digits) for `small-cnn` and `mlp`, 28x28 (MNIST) for the LeNets, 64x64 RGB for the
+    /// ImageNet models (`resnet18`, `resnet50`, `mobilenet_v2`; they take any size of at least
+    /// 32x32, 224x224 being ImageNet's).
+    ///
+    /// # Panics
+    /// For `tiny-transformer`, which takes token ids (see [`Arch::takes_tokens`] and
+    /// [`Arch::token_shape`]).
     pub fn input_shape(self, n: usize) -> [usize; 4] {
         match self {
             Arch::SmallCnn | Arch::Mlp => [n, 1, 8, 8],
             Arch::LeNet5 | Arch::LeNet300100 => [n, 1, 28, 28],
+            Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV2 => [n, 3, 64, 64],
+            Arch::TinyTransformer => {
+                panic!("'tiny-transformer' takes token ids, not images: use Arch::token_shape")
+            }
+        }
+    }
+
+    /// The token-id batch shape [`AnyModel::forward_tokens`] takes for a batch of `n`
+    /// (`[n, 32]`, the longest sequence; shorter ones work too), or `None` for the image models.
+    pub fn token_shape(self, n: usize) -> Option<[usize; 2]> {
+        self.takes_tokens().then_some([n, TinyTransformer::MAX_LEN])
+    }
+
+    /// The number of classes [`AnyModel::init`] builds: 1000 (ImageNet) for `resnet18`,
+    /// `resnet50` and `mobilenet_v2`, 10 for the others.
+    pub fn default_num_classes(self) -> usize {
+        match self {
+            Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV2 => 1000,
+            Arch::SmallCnn
+            | Arch::Mlp
+            | Arch::LeNet5
+            | Arch::LeNet300100
+            | Arch::TinyTransformer => 10,
+        }
+    }
+
+    /// The PyTorch name of the classifier weight (`[num_classes, in]`) from which
+    /// [`AnyModel::load`] reads the number of classes, for the architectures whose class count
+    /// is not fixed: `fc.weight` (ResNets), `classifier.1.weight` (MobileNetV2), `head.weight`
+    /// (tiny-transformer). `None` for the 10-class digit models.
+    pub fn classifier_weight(self) -> Option<&'static str> {
+        match self {
+            Arch::ResNet18 | Arch::ResNet50 => Some("fc.weight"),
+            Arch::MobileNetV2 => Some("classifier.1.weight"),
+            Arch::TinyTransformer => Some("head.weight"),
+            Arch::SmallCnn | Arch::Mlp | Arch::LeNet5 | Arch::LeNet300100 => None,
         }
     }
 }
@@ -78,6 +152,14 @@ pub enum AnyModel {
     LeNet5(LeNet5),
     /// [`LeNet300100`].
     LeNet300100(LeNet300100),
+    /// [`ResNet::resnet18`].
+    ResNet18(ResNet<BasicBlock>),
+    /// [`ResNet::resnet50`].
+    ResNet50(ResNet<Bottleneck>),
+    /// [`MobileNetV2`].
+    MobileNetV2(MobileNetV2),
+    /// [`TinyTransformer`].
+    TinyTransformer(TinyTransformer),
 }
 
 /// Run `$body` with `$m` bound to the concrete model inside an [`AnyModel`], rebuilding the same
@@ -90,6 +172,10 @@ macro_rules! dispatch {
             $crate::AnyModel::Mlp($m) => $body,
             $crate::AnyModel::LeNet5($m) => $body,
             $crate::AnyModel::LeNet300100($m) => $body,
+            $crate::AnyModel::ResNet18($m) => $body,
+            $crate::AnyModel::ResNet50($m) => $body,
+            $crate::AnyModel::MobileNetV2($m) => $body,
+            $crate::AnyModel::TinyTransformer($m) => $body,
         }
     };
     (map $model:expr, $m:ident => $body:expr) => {
@@ -98,28 +184,68 @@ macro_rules! dispatch {
             $crate::AnyModel::Mlp($m) => $body.map($crate::AnyModel::Mlp),
             $crate::AnyModel::LeNet5($m) => $body.map($crate::AnyModel::LeNet5),
             $crate::AnyModel::LeNet300100($m) => $body.map($crate::AnyModel::LeNet300100),
+            $crate::AnyModel::ResNet18($m) => $body.map($crate::AnyModel::ResNet18),
+            $crate::AnyModel::ResNet50($m) => $body.map($crate::AnyModel::ResNet50),
+            $crate::AnyModel::MobileNetV2($m) => $body.map($crate::AnyModel::MobileNetV2),
+            $crate::AnyModel::TinyTransformer($m) => $body.map($crate::AnyModel::TinyTransformer),
         }
     };
 }
 
 impl AnyModel {
-    /// A randomly initialized model.
+    /// A randomly initialized model with [`Arch::default_num_classes`] classes.
     pub fn init(arch: Arch, device: &Device) -> Self {
+        Self::init_with_classes(arch, arch.default_num_classes(), device)
+    }
+
+    /// A randomly initialized model; `num_classes` sizes the classifier of the architectures
+    /// that have a [`Arch::classifier_weight`] and is ignored by the 10-class digit models.
+    fn init_with_classes(arch: Arch, num_classes: usize, device: &Device) -> Self {
         match arch {
             Arch::SmallCnn => AnyModel::SmallCnn(SmallCnn::new(device)),
             Arch::Mlp => AnyModel::Mlp(Mlp::new(device)),
             Arch::LeNet5 => AnyModel::LeNet5(LeNet5::new(device)),
             Arch::LeNet300100 => AnyModel::LeNet300100(LeNet300100::new(device)),
+            Arch::ResNet18 => AnyModel::ResNet18(ResNet::resnet18(num_classes, device)),
+            Arch::ResNet50 => AnyModel::ResNet50(ResNet::resnet50(num_classes, device)),
+            Arch::MobileNetV2 => AnyModel::MobileNetV2(MobileNetV2::new(num_classes, device)),
+            Arch::TinyTransformer => {
+                AnyModel::TinyTransformer(TinyTransformer::new(num_classes, device))
+            }
         }
     }
 
-    /// A model loaded from PyTorch-named safetensors.
+    /// A model loaded from PyTorch-named safetensors. For the architectures with an
+    /// [`Arch::classifier_weight`], the number of classes is that tensor's first dimension
+    /// (PyTorch layout `[num_classes, in]`), read from the file's header before the model is
+    /// built.
     ///
     /// # Errors
-    /// As [`load_pytorch_safetensors`].
+    /// As [`load_pytorch_safetensors`]; also [`ZooError::Read`] when the header cannot be read
+    /// and [`ZooError::Mismatch`] when the classifier weight is missing or not 2-D.
     pub fn load(arch: Arch, weights: &Path, device: &Device) -> Result<Self, ZooError> {
         let name = arch.name();
-        dispatch!(map Self::init(arch, device), m => load_pytorch_safetensors(m, weights, name))
+        let num_classes = match arch.classifier_weight() {
+            Some(key) => {
+                let mismatch = |message: String| ZooError::Mismatch {
+                    path: weights.to_path_buf(),
+                    arch: name.to_string(),
+                    message,
+                };
+                match safetensors_shape(weights, key)? {
+                    Some(shape) if shape.len() == 2 && shape[0] > 0 => shape[0],
+                    Some(shape) => {
+                        return Err(mismatch(format!(
+                            "classifier '{key}' has shape {shape:?}, expected [num_classes, in]"
+                        )));
+                    }
+                    None => return Err(mismatch(format!("missing tensor '{key}'"))),
+                }
+            }
+            None => arch.default_num_classes(),
+        };
+        let model = Self::init_with_classes(arch, num_classes, device);
+        dispatch!(map model, m => load_pytorch_safetensors(m, weights, name))
     }
 
     /// The architecture.
@@ -129,6 +255,10 @@ impl AnyModel {
             AnyModel::Mlp(_) => Arch::Mlp,
             AnyModel::LeNet5(_) => Arch::LeNet5,
             AnyModel::LeNet300100(_) => Arch::LeNet300100,
+            AnyModel::ResNet18(_) => Arch::ResNet18,
+            AnyModel::ResNet50(_) => Arch::ResNet50,
+            AnyModel::MobileNetV2(_) => Arch::MobileNetV2,
+            AnyModel::TinyTransformer(_) => Arch::TinyTransformer,
         }
     }
 
@@ -136,13 +266,29 @@ impl AnyModel {
     ///
     /// # Panics
     /// If the image size does not fit the architecture (a programmer error; use
-    /// [`Arch::input_shape`]).
+    /// [`Arch::input_shape`]), and for `tiny-transformer`, which takes token ids: use
+    /// [`AnyModel::forward_tokens`] for it (and [`Arch::takes_tokens`] to tell).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             AnyModel::SmallCnn(m) => m.forward(x),
             AnyModel::LeNet5(m) => m.forward(x),
             AnyModel::Mlp(m) => m.forward(x.flatten(1, 3)),
             AnyModel::LeNet300100(m) => m.forward(x.flatten(1, 3)),
+            AnyModel::ResNet18(m) => m.forward(x),
+            AnyModel::ResNet50(m) => m.forward(x),
+            AnyModel::MobileNetV2(m) => m.forward(x),
+            AnyModel::TinyTransformer(_) => {
+                panic!("'tiny-transformer' takes token ids: use AnyModel::forward_tokens")
+            }
+        }
+    }
+
+    /// Logits for a batch of token ids in [`Arch::token_shape`] (`[N, S]`, `S <= 32`), or `None`
+    /// for the image models, which take [`AnyModel::forward`].
+    pub fn forward_tokens(&self, x: Tensor<2, Int>) -> Option<Tensor<2>> {
+        match self {
+            AnyModel::TinyTransformer(m) => Some(m.forward(x)),
+            _ => None,
         }
     }
 }

@@ -11,16 +11,113 @@
 //! | `mlp` | [`Mlp`] | `[N, 64]` |
 //! | `lenet5` | [`LeNet5`] | `[N, 1, 28, 28]` |
 //! | `lenet-300-100` | [`LeNet300100`] | `[N, 784]` (or images, flattened) |
+//! | `resnet18` | [`ResNet`]`<`[`BasicBlock`]`>` ([`ResNet::resnet18`]) | `[N, 3, H, W]`, `H, W >= 32` (224 for ImageNet, 64 in [`Arch::input_shape`]) |
+//! | `resnet50` | [`ResNet`]`<`[`Bottleneck`]`>` ([`ResNet::resnet50`]) | `[N, 3, H, W]`, as ResNet-18 |
+//! | `mobilenet_v2` | [`MobileNetV2`] | `[N, 3, H, W]`, as ResNet-18 |
+//! | `tiny-transformer` | [`TinyTransformer`] | token ids `[N, S]` (`Int`), `S <= 32`, ids `< 100` |
 //!
-//! [`AnyModel`] holds any of them for code (like the CLI) that picks a model by name.
+//! The ResNets and MobileNetV2 match torchvision's `resnet18`, `resnet50` and `mobilenet_v2`
+//! (`state_dict` keys minus `num_batches_tracked`); their class count (1000 from
+//! [`AnyModel::init`]) is read from the classifier weight by [`AnyModel::load`].
+//! `tiny-transformer` has no PyTorch twin; its paths are burn-nn's.
+//!
+//! [`AnyModel`] holds any of them for code (like the CLI) that picks a model by name; it runs
+//! images through [`AnyModel::forward`] and token ids through [`AnyModel::forward_tokens`].
 #![warn(missing_docs)]
 
 mod any;
 mod lenet;
 mod load;
+mod mobilenet;
+mod resnet;
 mod small;
+mod transformer;
 
 pub use any::{AnyModel, Arch};
 pub use lenet::{LeNet5, LeNet300100};
-pub use load::{ZooError, load_pytorch_safetensors};
+pub use load::{ZooError, load_pytorch_safetensors, safetensors_shape};
+pub use mobilenet::{ConvBn, DepthwiseSeparable, Features, InvertedResidual, MobileNetV2};
+pub use resnet::{BasicBlock, Bottleneck, ResNet, ResidualBlock};
 pub use small::{Mlp, SmallCnn};
+pub use transformer::TinyTransformer;
+
+mod structure {
+    //! Which fields of each zoo model hold layers whose non-tensor fields follow their tensors
+    //! (depthwise `groups`, attention heads), for speedup.
+    use compress_speedup::{FixStructure, impl_fix_structure};
+
+    use crate::mobilenet::{DepthwiseSeparable, Features, InvertedResidual};
+    use crate::resnet::{BasicBlock, Bottleneck};
+    use crate::{LeNet5, LeNet300100, Mlp, MobileNetV2, ResNet, SmallCnn, TinyTransformer};
+
+    impl_fix_structure!(SmallCnn {
+        conv1,
+        bn1,
+        conv2,
+        bn2,
+        conv3,
+        bn3,
+        fc
+    });
+    impl_fix_structure!(Mlp { fc1, fc2, fc3 });
+    impl_fix_structure!(LeNet5 {
+        conv1,
+        conv2,
+        fc1,
+        fc2,
+        fc3
+    });
+    impl_fix_structure!(LeNet300100 { fc1, fc2, fc3 });
+    impl_fix_structure!(BasicBlock {
+        conv1,
+        bn1,
+        conv2,
+        bn2,
+        downsample
+    });
+    impl_fix_structure!(Bottleneck {
+        conv1,
+        bn1,
+        conv2,
+        bn2,
+        conv3,
+        bn3,
+        downsample
+    });
+    impl_fix_structure!(DepthwiseSeparable { conv });
+    impl_fix_structure!(InvertedResidual { conv });
+    impl_fix_structure!(Features {
+        stem,
+        first,
+        blocks,
+        last
+    });
+    impl_fix_structure!(MobileNetV2 {
+        features,
+        classifier
+    });
+    impl_fix_structure!(TinyTransformer {
+        tokens,
+        positions,
+        encoder,
+        head
+    });
+
+    impl<B: burn::module::Module + FixStructure> FixStructure for ResNet<B> {
+        fn fix_structure(&mut self) {
+            self.conv1.fix_structure();
+            self.bn1.fix_structure();
+            self.layer1.fix_structure();
+            self.layer2.fix_structure();
+            self.layer3.fix_structure();
+            self.layer4.fix_structure();
+            self.fc.fix_structure();
+        }
+    }
+
+    impl FixStructure for crate::AnyModel {
+        fn fix_structure(&mut self) {
+            crate::dispatch!(self, m => m.fix_structure())
+        }
+    }
+}

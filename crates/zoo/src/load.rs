@@ -1,9 +1,12 @@
 //! Loading PyTorch-named safetensors into zoo models.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use safetensors::tensor::Metadata;
 
 /// What can go wrong when building or loading a zoo model.
 #[derive(Debug, thiserror::Error)]
@@ -79,4 +82,46 @@ pub fn load_pytorch_safetensors<M: Module>(
         });
     }
     Ok(model)
+}
+
+/// The shape of tensor `name` in the safetensors file at `path`, or `None` when the file has no
+/// such tensor. Only the file's header is read.
+///
+/// # Errors
+/// [`ZooError::Read`] when the file cannot be opened or its header is not safetensors.
+pub fn safetensors_shape(path: &Path, name: &str) -> Result<Option<Vec<usize>>, ZooError> {
+    // safetensors' own limit on the JSON header.
+    const MAX_HEADER: u64 = 100_000_000;
+    let read_error = |message: String| ZooError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = File::open(path).map_err(|e| {
+        read_error(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".into(),
+            _ => e.to_string(),
+        })
+    })?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| read_error(format!("not a safetensors file (header length: {e})")))?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_HEADER {
+        return Err(read_error(format!(
+            "not a safetensors file (header of {len} bytes)"
+        )));
+    }
+    let mut header = Vec::new();
+    file.take(len)
+        .read_to_end(&mut header)
+        .map_err(|e| read_error(e.to_string()))?;
+    if header.len() as u64 != len {
+        return Err(read_error(format!(
+            "not a safetensors file (header of {len} bytes, file ends after {})",
+            header.len()
+        )));
+    }
+    let metadata: Metadata = serde_json::from_slice(&header)
+        .map_err(|e| read_error(format!("not a safetensors file (header: {e})")))?;
+    Ok(metadata.info(name).map(|info| info.shape.clone()))
 }

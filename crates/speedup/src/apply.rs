@@ -1,0 +1,248 @@
+//! Applying a plan: a copy of the model with smaller tensors, of the same Rust type.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use compress_core::ModuleIndex;
+
+use crate::plan::Plan;
+use crate::{Result, SpeedupError};
+
+/// Fields that are not tensors but must follow the tensors' new sizes (a depthwise conv's
+/// `groups`, a GroupNorm's `num_channels`, ...).
+///
+/// Implemented for burn-nn's layers, `Vec`, `Option` and tuples; implement it for your own
+/// model with [`impl_fix_structure!`](crate::impl_fix_structure) by listing its module fields.
+pub trait FixStructure {
+    /// Update non-tensor fields from the (shrunk) tensors.
+    fn fix_structure(&mut self);
+}
+
+/// Implement [`FixStructure`] for a struct by visiting the listed module fields:
+/// `impl_fix_structure!(MyNet { conv1, blocks, head });`
+#[macro_export]
+macro_rules! impl_fix_structure {
+    ($ty:ty { $($field:ident),* $(,)? }) => {
+        impl $crate::FixStructure for $ty {
+            fn fix_structure(&mut self) {
+                $( $crate::FixStructure::fix_structure(&mut self.$field); )*
+            }
+        }
+    };
+}
+
+macro_rules! no_structure {
+    ($($ty:ty),*) => { $(impl FixStructure for $ty { fn fix_structure(&mut self) {} })* };
+}
+
+no_structure!(
+    burn::nn::Linear,
+    burn::nn::BatchNorm,
+    burn::nn::LayerNorm,
+    burn::nn::RmsNorm,
+    burn::nn::Embedding,
+    burn::nn::PRelu,
+    burn::nn::Dropout,
+    burn::nn::Relu,
+    burn::nn::Gelu,
+    burn::nn::pool::MaxPool2d,
+    burn::nn::pool::AvgPool2d,
+    burn::nn::pool::AdaptiveAvgPool2d
+);
+
+macro_rules! conv_structure {
+    ($($ty:ty),*) => {$(
+        impl FixStructure for $ty {
+            fn fix_structure(&mut self) {
+                // A depthwise conv (in / groups == 1) whose channels shrank: groups = channels.
+                let dims = self.weight.lazy_shape();
+                if self.groups > 1 && dims[1] == 1 && dims[0] < self.groups {
+                    self.groups = dims[0];
+                }
+            }
+        }
+    )*};
+}
+conv_structure!(
+    burn::nn::conv::Conv1d,
+    burn::nn::conv::Conv2d,
+    burn::nn::conv::Conv3d
+);
+
+macro_rules! conv_transpose_structure {
+    ($($ty:ty),*) => {$(
+        impl FixStructure for $ty {
+            fn fix_structure(&mut self) {
+                let dims = self.weight.lazy_shape();
+                self.channels = [dims[0], dims[1] * self.groups];
+            }
+        }
+    )*};
+}
+conv_transpose_structure!(
+    burn::nn::conv::ConvTranspose1d,
+    burn::nn::conv::ConvTranspose2d,
+    burn::nn::conv::ConvTranspose3d
+);
+
+impl FixStructure for burn::nn::GroupNorm {
+    fn fix_structure(&mut self) {
+        if let Some(g) = &self.gamma {
+            self.num_channels = g.lazy_shape()[0];
+        }
+    }
+}
+
+impl FixStructure for burn::nn::attention::MultiHeadAttention {
+    fn fix_structure(&mut self) {
+        // Head pruning keeps d_k: the head count follows the query projection's width.
+        let inner = self.query.weight.lazy_shape()[1];
+        if self.d_k > 0 && inner % self.d_k == 0 {
+            self.n_heads = inner / self.d_k;
+        }
+        self.d_model = self.output.weight.lazy_shape()[1];
+    }
+}
+
+impl FixStructure for burn::nn::transformer::PositionWiseFeedForward {
+    fn fix_structure(&mut self) {}
+}
+
+impl FixStructure for burn::nn::transformer::TransformerEncoderLayer {
+    fn fix_structure(&mut self) {
+        self.mha.fix_structure();
+    }
+}
+
+impl FixStructure for burn::nn::transformer::TransformerEncoder {
+    fn fix_structure(&mut self) {
+        self.layers.fix_structure();
+        if let Some(first) = self.layers.first() {
+            self.d_ff = first.pwff.linear_inner.weight.lazy_shape()[1];
+            self.n_heads = first.mha.n_heads;
+        }
+    }
+}
+
+impl<T: FixStructure> FixStructure for Vec<T> {
+    fn fix_structure(&mut self) {
+        self.iter_mut().for_each(FixStructure::fix_structure);
+    }
+}
+
+impl<T: FixStructure> FixStructure for Option<T> {
+    fn fix_structure(&mut self) {
+        if let Some(t) = self {
+            t.fix_structure();
+        }
+    }
+}
+
+impl<A: FixStructure, B: FixStructure> FixStructure for (A, B) {
+    fn fix_structure(&mut self) {
+        self.0.fix_structure();
+        self.1.fix_structure();
+    }
+}
+
+impl<A: FixStructure, B: FixStructure, C: FixStructure> FixStructure for (A, B, C) {
+    fn fix_structure(&mut self) {
+        self.0.fix_structure();
+        self.1.fix_structure();
+        self.2.fix_structure();
+    }
+}
+
+impl<A: FixStructure, B: FixStructure, C: FixStructure, D: FixStructure> FixStructure
+    for (A, B, C, D)
+{
+    fn fix_structure(&mut self) {
+        self.0.fix_structure();
+        self.1.fix_structure();
+        self.2.fix_structure();
+        self.3.fix_structure();
+    }
+}
+
+/// Check that a plan fits a model: every parameter exists with the plan's original shape, axes
+/// exist, and kept indices are in range.
+///
+/// # Errors
+/// [`SpeedupError::PlanMismatch`] naming the parameter.
+pub fn check_plan(plan: &Plan, index: &ModuleIndex) -> Result<()> {
+    for (path, axes) in &plan.params {
+        let info = index.param(path).ok_or_else(|| {
+            SpeedupError::PlanMismatch(format!("the model has no parameter '{path}'"))
+        })?;
+        if plan.original_shapes.get(path) != Some(&info.shape) {
+            return Err(SpeedupError::PlanMismatch(format!(
+                "'{path}' has shape {:?}, the plan was made for {:?}",
+                info.shape,
+                plan.original_shapes.get(path)
+            )));
+        }
+        for k in axes {
+            let n = *info.shape.get(k.axis).ok_or_else(|| {
+                SpeedupError::PlanMismatch(format!("'{path}' has no axis {}", k.axis))
+            })?;
+            if k.kept.is_empty() {
+                return Err(SpeedupError::PlanMismatch(format!(
+                    "'{path}' axis {} keeps nothing",
+                    k.axis
+                )));
+            }
+            if let Some(bad) = k.kept.iter().find(|&&i| i >= n) {
+                return Err(SpeedupError::PlanMismatch(format!(
+                    "'{path}' axis {} has {n} entries, the plan keeps {bad}",
+                    k.axis
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A copy of `model` with the plan's tensors shrunk and its structure fixed. The input model is
+/// never changed (BatchNorm running statistics included).
+///
+/// # Errors
+/// As [`check_plan`], before anything is touched.
+pub fn apply<M: Module + FixStructure>(model: &M, plan: &Plan) -> Result<M> {
+    check_plan(plan, &ModuleIndex::from_module(model))?;
+    let mut mapper = Shrinker {
+        plan,
+        stack: Vec::new(),
+    };
+    let mut out = compress_core::deep_copy(model).map(&mut mapper);
+    out.fix_structure();
+    Ok(out)
+}
+
+struct Shrinker<'a> {
+    plan: &'a Plan,
+    stack: Vec<String>,
+}
+
+impl ModuleMapper for Shrinker<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.stack.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.stack.join(".");
+        let Some(axes) = self.plan.params.get(&path) else {
+            return param;
+        };
+        param.map(|t| {
+            let mut small = t.clone();
+            for k in axes {
+                let kept: Vec<i64> = k.kept.iter().map(|&i| i as i64).collect();
+                let idx =
+                    Tensor::<1, Int>::from_data(TensorData::new(kept, [k.kept.len()]), &t.device());
+                small = small.select(k.axis, idx);
+            }
+            compress_core::leaf_like(&t, small)
+        })
+    }
+}

@@ -1,0 +1,95 @@
+//! Graph capture: one forward pass recorded on `Device::capture()`, with every parameter's tensor
+//! id mapped to its dotted path.
+
+mod rules;
+
+use std::collections::HashMap;
+
+use burn::backend::Capture;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn_ir::{OperationIr, TensorId};
+
+use crate::{Result, SpeedupError};
+
+pub(crate) use rules::{Analysis, Member};
+pub use rules::{CustomOpRule, RuleKind};
+
+/// A captured forward pass.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// The recorded ops, in execution order.
+    pub ops: Vec<OperationIr>,
+    /// Parameter (and running-statistic) tensors by id: their dotted paths.
+    pub params: HashMap<TensorId, String>,
+}
+
+/// Record `forward` of `model` on a capture device.
+///
+/// `forward` receives the model moved to the capture device (a deep copy: the caller's model and
+/// its BatchNorm statistics are never touched) and the device, and returns the output. Capture
+/// records one concrete execution: control flow is baked in for that input.
+///
+/// # Errors
+/// [`SpeedupError::Capture`] when Burn refuses the capture.
+pub fn capture<M: Module, const D: usize>(
+    model: &M,
+    forward: impl FnOnce(&M, &Device) -> Tensor<D>,
+) -> Result<Graph> {
+    let device = Device::capture();
+    let mut params = HashMap::new();
+    let mut failure = None;
+    let captured = device
+        .capture_scope(|scope| {
+            // `valid()` rebuilds running statistics: moving a clone would move the original's.
+            let on_capture = compress_core::deep_copy(model).valid().to_device(&device);
+            let mut collector = ParamIds {
+                stack: Vec::new(),
+                ids: &mut params,
+                failure: &mut failure,
+            };
+            on_capture.visit(&mut collector);
+            let out = forward(&on_capture, &device);
+            match out.try_into_primitive::<Capture>() {
+                Ok(p) => scope.complete([], [p.id()]),
+                Err(_) => {
+                    failure = Some("the forward's output is not a capture tensor".to_string());
+                    scope.complete([], [])
+                }
+            }
+        })
+        .map_err(|e| SpeedupError::Capture(e.to_string()))?;
+    if let Some(f) = failure {
+        return Err(SpeedupError::Capture(f));
+    }
+    Ok(Graph {
+        ops: captured.graph.operations,
+        params,
+    })
+}
+
+struct ParamIds<'a> {
+    stack: Vec<String>,
+    ids: &'a mut HashMap<TensorId, String>,
+    failure: &'a mut Option<String>,
+}
+
+impl ModuleVisitor for ParamIds<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.stack.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let path = self.stack.join(".");
+        match param.val().try_into_primitive::<Capture>() {
+            Ok(p) => {
+                self.ids.insert(p.id(), path);
+            }
+            Err(_) => {
+                *self.failure = Some(format!("parameter '{path}' is not on the capture device"))
+            }
+        }
+    }
+}

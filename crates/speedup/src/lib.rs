@@ -1,0 +1,56 @@
+//! # compress-speedup
+//!
+//! Masks are a simulation; speedup makes a model physically smaller. The steps, each inspectable:
+//!
+//! 1. [`capture`]: record one forward pass on `Device::capture()` (Burn's graph capture), with
+//!    every parameter's tensor mapped to its dotted path.
+//! 2. [`DependencyGraph::build`]: run a channel rule for every op (pass-through, residual
+//!    coupling, concat offsets, flatten strides, depthwise and grouped convs, Linear matmuls). An
+//!    op without a rule is an error naming it; channels that cannot be removed safely are pinned
+//!    with a reason. The result is a list of [`DependencyGroup`]s.
+//! 3. [`DependencyGraph::plan`]: masks -> a [`Plan`] (per parameter, the kept indices of each
+//!    axis), with a documented [`ConflictPolicy`] when a group's masks disagree.
+//! 4. [`apply`]: the same Rust type with smaller tensors, on a deep copy, non-tensor fields fixed
+//!    through [`FixStructure`].
+//! 5. [`save_pruned`] / [`load_pruned`]: weights plus plan, replayed onto a fresh template.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use compress_core::MaskSet;
+//! use compress_speedup::{ConflictPolicy, DependencyGraph, apply, capture};
+//! # use burn::nn::{Linear, LinearConfig};
+//! # #[derive(Module, Debug)] struct Net { fc1: Linear, fc2: Linear }
+//! # compress_speedup::impl_fix_structure!(Net { fc1, fc2 });
+//! # let device = Device::flex();
+//! # let net = Net { fc1: LinearConfig::new(4, 8).init(&device), fc2: LinearConfig::new(8, 2).init(&device) };
+//! let graph = capture(&net, |m, d| m.fc2.forward(m.fc1.forward(Tensor::<2>::zeros([1, 4], d))))?;
+//! let deps = DependencyGraph::build(&graph)?;
+//! let mut masks = MaskSet::default();
+//! masks.insert("fc1.bias", compress_core::Dense::new(vec![8], vec![1, 0, 1, 0, 1, 0, 1, 0]));
+//! let index = compress_core::ModuleIndex::from_module(&net);
+//! let report = deps.plan(&masks, &index, ConflictPolicy::Union)?;
+//! let small = apply(&net, &report.plan)?;
+//! assert_eq!(small.fc1.weight.dims(), [4, 4]);
+//! assert_eq!(small.fc2.weight.dims(), [4, 2]);
+//! # Ok::<(), compress_speedup::SpeedupError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod apply;
+mod count;
+mod error;
+mod graph;
+mod groups;
+mod persist;
+mod plan;
+
+pub use apply::{FixStructure, apply, check_plan};
+pub use count::{Cost, count};
+pub use error::{Result, SpeedupError};
+pub use graph::{CustomOpRule, Graph, RuleKind, capture};
+pub use groups::{Channel, DependencyGraph, DependencyGroup};
+pub use persist::{load_pruned, save_pruned};
+pub use plan::{AxisKeep, ConflictPolicy, Plan, PlanReport, Skipped};
+
+// Re-exported for `impl_fix_structure!` users and custom op rules.
+pub use inventory;

@@ -1,0 +1,277 @@
+//! Plans: which indices of which parameter axes survive. Plain, serializable data, computed by
+//! [`DependencyGraph::plan`] and applied by [`apply`](crate::apply) as separate steps, so a plan
+//! can be inspected, edited, saved and replayed onto a fresh model.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use compress_core::{Dense, MaskSet, ModuleIndex};
+use serde::{Deserialize, Serialize};
+
+use crate::groups::DependencyGraph;
+use crate::{Result, SpeedupError};
+
+/// How a group decides when its members' masks disagree about a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ConflictPolicy {
+    /// Keep a channel if any member's mask keeps it (what NNI's speedup does).
+    #[default]
+    Union,
+    /// Remove a channel if any member's mask removes it.
+    Intersection,
+}
+
+/// Kept indices of one axis of one parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AxisKeep {
+    /// Axis, Burn's layout.
+    pub axis: usize,
+    /// Kept indices, increasing.
+    pub kept: Vec<usize>,
+}
+
+/// A speedup plan.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Plan {
+    /// Shapes of every parameter the plan touches, before pruning (checked on apply).
+    pub original_shapes: BTreeMap<String, Vec<usize>>,
+    /// Per parameter path, the axes that shrink.
+    pub params: BTreeMap<String, Vec<AxisKeep>>,
+}
+
+/// A channel the masks asked to remove but that had to stay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    /// The parameter slices of the channel.
+    pub slices: Vec<(String, usize, usize)>,
+    /// Why.
+    pub reasons: Vec<String>,
+}
+
+/// A plan with what it achieved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanReport {
+    /// The plan.
+    pub plan: Plan,
+    /// Channels removed.
+    pub removed: usize,
+    /// Prunable channels in all.
+    pub channels: usize,
+    /// Channels the masks wanted removed but that are pinned.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Plan {
+    /// Shape of a parameter after the plan.
+    pub fn shape_after(&self, path: &str) -> Option<Vec<usize>> {
+        let mut shape = self.original_shapes.get(path)?.clone();
+        for k in self.params.get(path).into_iter().flatten() {
+            shape[k.axis] = k.kept.len();
+        }
+        Some(shape)
+    }
+
+    /// Masks that zero exactly what the plan removes (every coupled slice): the masked model with
+    /// propagated masks, whose output the sped-up model must equal.
+    pub fn to_masks(&self) -> MaskSet {
+        let mut masks = MaskSet::default();
+        for (path, axes) in &self.params {
+            let shape = &self.original_shapes[path];
+            let mut mask = Dense::full(shape.clone(), 1u8);
+            let strides: Vec<usize> = (0..shape.len())
+                .map(|d| shape[d + 1..].iter().product())
+                .collect();
+            for k in axes {
+                let kept: BTreeSet<usize> = k.kept.iter().copied().collect();
+                for (i, m) in mask.data_mut().iter_mut().enumerate() {
+                    if !kept.contains(&((i / strides[k.axis]) % shape[k.axis])) {
+                        *m = 0;
+                    }
+                }
+            }
+            masks.insert(path.clone(), mask);
+        }
+        masks
+    }
+
+    /// Write as JSON.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let text = serde_json::to_string_pretty(self).map_err(|e| SpeedupError::InvalidPlan {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(path, text).map_err(|e| SpeedupError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Read a JSON plan.
+    ///
+    /// # Errors
+    /// [`SpeedupError::Io`] or [`SpeedupError::InvalidPlan`] (corrupt JSON, unsorted or duplicate
+    /// indices).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let invalid = |message: String| SpeedupError::InvalidPlan {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| SpeedupError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let plan: Plan = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        for (p, axes) in &plan.params {
+            for k in axes {
+                if !k.kept.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(invalid(format!(
+                        "kept indices of '{p}' axis {} are not increasing",
+                        k.axis
+                    )));
+                }
+            }
+            if !plan.original_shapes.contains_key(p) {
+                return Err(invalid(format!("'{p}' has no original shape")));
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// For each index along `axis`: `Some(kept)` when the mask is uniform over that slice, or `None`
+/// for the whole axis when any slice mixes kept and pruned entries (a fine-grained mask says
+/// nothing about channels).
+fn slice_opinions(mask: &Dense<u8>, axis: usize) -> Option<Vec<bool>> {
+    let shape = mask.shape();
+    let n = *shape.get(axis)?;
+    let stride: usize = shape[axis + 1..].iter().product();
+    let mut state: Vec<Option<u8>> = vec![None; n];
+    for (i, &m) in mask.data().iter().enumerate() {
+        let c = (i / stride) % n;
+        match state[c] {
+            None => state[c] = Some(m),
+            Some(v) if v != m => return None,
+            _ => {}
+        }
+    }
+    Some(state.into_iter().map(|s| s != Some(0)).collect())
+}
+
+impl DependencyGraph {
+    /// Turn masks into a plan: a channel is removed when the masks of its group say so (per
+    /// `policy`), unless it is pinned.
+    ///
+    /// # Errors
+    /// Masks for unknown parameters or of the wrong shape, a layer left with no channels
+    /// ([`SpeedupError::EmptyLayer`]), or a grouped conv left unbalanced.
+    pub fn plan(
+        &self,
+        masks: &MaskSet,
+        index: &ModuleIndex,
+        policy: ConflictPolicy,
+    ) -> Result<PlanReport> {
+        masks.validate(index)?;
+        let mut opinions: HashMap<(String, usize), Option<Vec<bool>>> = HashMap::new();
+        let mut removed_idx: BTreeMap<(String, usize), BTreeSet<usize>> = BTreeMap::new();
+        let mut report = PlanReport {
+            plan: Plan::default(),
+            removed: 0,
+            channels: 0,
+            skipped: Vec::new(),
+        };
+        let mut removed_channels: Vec<Vec<bool>> = Vec::new();
+        for group in &self.groups {
+            let mut flags = Vec::with_capacity(group.channels.len());
+            for channel in &group.channels {
+                report.channels += 1;
+                let mut votes = Vec::new();
+                for (param, axis, i) in &channel.slices {
+                    let Some(mask) = masks.get(param) else {
+                        continue;
+                    };
+                    let o = opinions
+                        .entry((param.clone(), *axis))
+                        .or_insert_with(|| slice_opinions(mask, *axis));
+                    if let Some(o) = o {
+                        votes.push(o[*i]);
+                    }
+                }
+                let remove = !votes.is_empty()
+                    && match policy {
+                        ConflictPolicy::Union => votes.iter().all(|k| !k),
+                        ConflictPolicy::Intersection => votes.iter().any(|k| !k),
+                    };
+                if remove && !channel.pinned.is_empty() {
+                    report.skipped.push(Skipped {
+                        slices: channel.slices.clone(),
+                        reasons: channel.pinned.clone(),
+                    });
+                }
+                let remove = remove && channel.pinned.is_empty();
+                if remove {
+                    report.removed += 1;
+                    for (param, axis, i) in &channel.slices {
+                        removed_idx
+                            .entry((param.clone(), *axis))
+                            .or_default()
+                            .insert(*i);
+                    }
+                }
+                flags.push(remove);
+            }
+            if !flags.is_empty() && flags.iter().all(|&r| r) {
+                // The group's producer (its first slice) would lose every channel.
+                let (param, axis, _) = group.channels[0].slices[0].clone();
+                let layer = param
+                    .rsplit_once('.')
+                    .map_or(param.as_str(), |(l, _)| l)
+                    .to_string();
+                return Err(SpeedupError::EmptyLayer { layer, param, axis });
+            }
+            removed_channels.push(flags);
+        }
+        for (layer, groups, pos) in &self.grouped_convs {
+            let per = pos.len() / groups.max(&1);
+            let counts: Vec<usize> = pos
+                .chunks(per.max(1))
+                .map(|c| c.iter().filter(|(g, i)| !removed_channels[*g][*i]).count())
+                .collect();
+            if counts.windows(2).any(|w| w[0] != w[1]) {
+                return Err(SpeedupError::UnbalancedGroups {
+                    layer: layer.clone(),
+                    groups: *groups,
+                    counts,
+                });
+            }
+        }
+        for ((param, axis), removed) in removed_idx {
+            let info = index
+                .param(&param)
+                .ok_or_else(|| SpeedupError::UnknownParam {
+                    path: param.clone(),
+                })?;
+            let n = info.shape[axis];
+            let kept: Vec<usize> = (0..n).filter(|i| !removed.contains(i)).collect();
+            if kept.is_empty() {
+                let layer = param
+                    .rsplit_once('.')
+                    .map_or(param.as_str(), |(l, _)| l)
+                    .to_string();
+                return Err(SpeedupError::EmptyLayer { layer, param, axis });
+            }
+            report
+                .plan
+                .original_shapes
+                .insert(param.clone(), info.shape.clone());
+            report
+                .plan
+                .params
+                .entry(param)
+                .or_default()
+                .push(AxisKeep { axis, kept });
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,8 @@
+//! compress-speedup's integration tests, in one binary (each test binary links all of Burn).
+
+mod bad_input;
+mod common;
+// mod equivalence;
+mod groups;
+mod nni_parity;
+mod persist;

@@ -1,0 +1,198 @@
+//! Parity with NNI 3.0's ModelSpeedup on the oracle models: the same shapes, the same outputs.
+
+use burn::prelude::*;
+use compress_core::ModuleIndex;
+use compress_core::testing::oracle::{burn_path, fixture, nni_pruning, tensors, transpose};
+use compress_speedup::{SpeedupError, count};
+use compress_zoo::{Mlp, SmallCnn, load_pytorch_safetensors};
+
+use crate::common::{input, max_abs_diff, nni_masks, speedup};
+
+fn cnn(device: &Device) -> SmallCnn {
+    load_pytorch_safetensors(
+        SmallCnn::new(device),
+        &fixture("cnn_weights.safetensors"),
+        "small-cnn",
+    )
+    .unwrap()
+}
+
+fn mlp(device: &Device) -> Mlp {
+    load_pytorch_safetensors(Mlp::new(device), &fixture("mlp_weights.safetensors"), "mlp").unwrap()
+}
+
+/// NNI's `speedup_shapes` in Burn's names and layout.
+fn nni_shapes(case: &serde_json::Value) -> Vec<(String, Vec<usize>)> {
+    case["speedup_shapes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+        .map(|(k, v)| {
+            let (path, linear) = compress_core::testing::oracle::burn_path(k);
+            let mut shape: Vec<usize> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            if linear {
+                shape.reverse();
+            }
+            (path, shape)
+        })
+        .collect()
+}
+
+fn logits(v: &serde_json::Value, device: &Device) -> Tensor<2> {
+    let rows: Vec<Vec<f32>> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    let (n, c) = (rows.len(), rows[0].len());
+    Tensor::from_data(TensorData::new(rows.concat(), [n, c]), device)
+}
+
+/// NNI's sped-up parameters of one case, in Burn's names and layout.
+fn nni_speedup_weights(model: &str, case: &str) -> Vec<(String, compress_core::Dense<f32>)> {
+    let prefix = format!("{model}/{case}/");
+    tensors("nni_speedup_weights.safetensors")
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix(&prefix)?.to_string();
+            if name.ends_with("num_batches_tracked") {
+                return None;
+            }
+            let (path, linear) = burn_path(&name);
+            Some((path, if linear { transpose(&v) } else { v }))
+        })
+        .collect()
+}
+
+#[test]
+fn small_cnn_speedup_keeps_nnis_channels_and_shapes() {
+    let device = Device::flex();
+    let oracle = nni_pruning();
+    let model = cnn(&device);
+    let x = input("cnn_x", [4, 1, 8, 8], &device);
+    for case in [
+        "l1",
+        "l2",
+        "fpgm",
+        "l1_exclude",
+        "l1_opnames",
+        "l1_dependency",
+        "slim",
+        "taylor",
+    ] {
+        let spec = &oracle["cnn"]["cases"][case];
+        let masks = nni_masks("cnn", case);
+        let (small, report, _) = speedup(&model, &masks, |m, d| {
+            m.forward(Tensor::zeros([1, 1, 8, 8], d))
+        })
+        .unwrap();
+        let index = ModuleIndex::from_module(&small);
+        for (path, shape) in nni_shapes(spec) {
+            assert_eq!(
+                index.param(&path).unwrap().shape,
+                shape,
+                "cnn/{case}: {path}"
+            );
+        }
+        // Every parameter equals NNI's sped-up parameter: the same channels, in the same order.
+        let ours = compress_core::testing::oracle::module_tensors(&small);
+        for (path, expected) in nni_speedup_weights("cnn", case) {
+            assert_eq!(
+                ours[&path], expected,
+                "cnn/{case}: {path} differs from NNI's sped-up tensor"
+            );
+        }
+        // And the sped-up model computes exactly what the masked model with propagated masks
+        // computes (the channels it removes contribute nothing there).
+        let propagated = report.plan.to_masks().apply_hard(&model).unwrap();
+        let diff = max_abs_diff(small.forward(x.clone()), propagated.forward(x.clone()));
+        assert!(
+            diff < 1e-5,
+            "cnn/{case}: sped-up vs propagated-mask output differ by {diff}"
+        );
+    }
+}
+
+#[test]
+fn mlp_speedup_matches_nni_shapes_and_outputs() {
+    let device = Device::flex();
+    let oracle = nni_pruning();
+    let model = mlp(&device);
+    let x = input("mlp_x", [4, 64], &device);
+    for case in ["l1", "l2", "fpgm", "l1_exclude", "taylor"] {
+        let spec = &oracle["mlp"]["cases"][case];
+        let (small, report, _) = speedup(&model, &nni_masks("mlp", case), |m, d| {
+            m.forward(Tensor::zeros([1, 64], d))
+        })
+        .unwrap();
+        let index = ModuleIndex::from_module(&small);
+        for (path, shape) in nni_shapes(spec) {
+            assert_eq!(
+                index.param(&path).unwrap().shape,
+                shape,
+                "mlp/{case}: {path}"
+            );
+        }
+        assert_eq!(report.removed, 16 + 8, "mlp/{case}");
+        let diff = max_abs_diff(
+            small.forward(x.clone()),
+            logits(&spec["speedup_output"], &device),
+        );
+        assert!(
+            diff < 1e-5,
+            "mlp/{case}: sped-up output differs from NNI's by {diff}"
+        );
+    }
+}
+
+#[test]
+fn global_pruning_that_empties_a_layer_is_nnis_empty_layer_error() {
+    let device = Device::flex();
+    let model = cnn(&device);
+    for case in ["l1_global", "l1_global_max"] {
+        let Err(err) = speedup(&model, &nni_masks("cnn", case), |m, d| {
+            m.forward(Tensor::zeros([1, 1, 8, 8], d))
+        }) else {
+            panic!("{case}: an emptied layer must be refused");
+        };
+        assert!(
+            matches!(err, SpeedupError::EmptyLayer { ref layer, .. } if layer == "conv1"),
+            "{case}: {err}"
+        );
+        assert!(
+            err.to_string().contains("'conv1' with no channels"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn fine_grained_masks_remove_no_channels() {
+    let device = Device::flex();
+    let model = cnn(&device);
+    let (small, report, graph) = speedup(&model, &nni_masks("cnn", "level"), |m, d| {
+        m.forward(Tensor::zeros([1, 1, 8, 8], d))
+    })
+    .unwrap();
+    assert_eq!(report.removed, 0);
+    assert!(report.plan.params.is_empty());
+    assert_eq!(small.conv2.weight.dims(), [16, 8, 3, 3]);
+    // NNI's count_flops_params counts 62464 conv/linear MACs; Torch-Pruning counts 6218
+    // learnable parameters (BatchNorm's affine ones included, running statistics not).
+    let cost = count(&graph);
+    assert_eq!(cost.macs, 62464);
+    assert_eq!(cost.params, 6218);
+}
