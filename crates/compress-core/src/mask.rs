@@ -267,19 +267,32 @@ pub fn leaf_like<const D: usize>(like: &Tensor<D>, value: Tensor<D>) -> Tensor<D
 /// A copy of a module that shares no state with the original.
 ///
 /// `Module::clone` shares BatchNorm's `RunningState` (and `map` on it writes in place);
-/// `valid()` rebuilds every running state. Training flags are restored afterwards when the
-/// original had any enabled.
+/// `valid()` rebuilds every running state. A model that was training (on an autodiff device,
+/// with training flags on) is put back in training with `train()`; an inference model stays an
+/// inference model (`train()` would move it onto autodiff, where BatchNorm switches to batch
+/// statistics).
 pub fn deep_copy<M: Module>(model: &M) -> M {
-    struct Flags(bool);
-    impl burn::module::ModuleVisitor for Flags {
+    #[derive(Default)]
+    struct State {
+        flags: bool,
+        autodiff: bool,
+    }
+    impl burn::module::ModuleVisitor for State {
         fn visit_flag(&mut self, flag: &Param<burn::module::Flag>) {
-            self.0 |= flag.val().is_enabled();
+            self.flags |= flag.val().is_enabled();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.autodiff |= param.lazy_device().is_autodiff();
         }
     }
-    let mut flags = Flags(false);
-    model.visit(&mut flags);
+    let mut state = State::default();
+    model.visit(&mut state);
     let copy = model.valid();
-    if flags.0 { copy.train() } else { copy }
+    if state.flags && state.autodiff {
+        copy.train()
+    } else {
+        copy
+    }
 }
 
 struct HardMasker<'a> {

@@ -96,7 +96,7 @@ impl FixStructure for burn::nn::attention::MultiHeadAttention {
     fn fix_structure(&mut self) {
         // Head pruning keeps d_k: the head count follows the query projection's width.
         let inner = self.query.weight.lazy_shape()[1];
-        if self.d_k > 0 && inner % self.d_k == 0 {
+        if self.d_k > 0 && inner.is_multiple_of(self.d_k) {
             self.n_heads = inner / self.d_k;
         }
         self.d_model = self.output.weight.lazy_shape()[1];

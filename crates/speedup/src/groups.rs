@@ -63,13 +63,17 @@ impl fmt::Display for DependencyGroup {
     }
 }
 
+/// A grouped (not depthwise) conv: its path, group count, and the (dependency group, channel)
+/// of each of its output channels, in order.
+pub(crate) type GroupedConvChannels = (String, usize, Vec<(usize, usize)>);
+
 /// The dependency structure of a captured model.
 #[derive(Debug, Clone)]
 pub struct DependencyGraph {
     /// Groups, in creation order.
     pub groups: Vec<DependencyGroup>,
-    /// Grouped (not depthwise) convs: layer, groups, and the (group, channel) of each output.
-    pub(crate) grouped_convs: Vec<(String, usize, Vec<(usize, usize)>)>,
+    /// Grouped (not depthwise) convs and where their outputs sit.
+    pub(crate) grouped_convs: Vec<GroupedConvChannels>,
 }
 
 impl DependencyGraph {

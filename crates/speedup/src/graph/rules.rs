@@ -56,11 +56,19 @@ inventory::collect!(CustomOpRule);
 /// `Family::Variant` of an op (`NumericFloat::Sort`), from its Debug form's leading identifiers.
 fn op_name(op: &OperationIr) -> String {
     fn head(debug: String) -> String {
-        debug.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or("").to_string()
+        debug
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or("")
+            .to_string()
     }
     let (family, inner) = match op {
-        OperationIr::BaseFloat(o) | OperationIr::BaseInt(o) | OperationIr::BaseBool(o) => ("Base", head(format!("{o:?}"))),
-        OperationIr::NumericFloat(_, o) | OperationIr::NumericInt(_, o) => ("Numeric", head(format!("{o:?}"))),
+        OperationIr::BaseFloat(o) | OperationIr::BaseInt(o) | OperationIr::BaseBool(o) => {
+            ("Base", head(format!("{o:?}")))
+        }
+        OperationIr::NumericFloat(_, o) | OperationIr::NumericInt(_, o) => {
+            ("Numeric", head(format!("{o:?}")))
+        }
         OperationIr::Float(_, o) => ("Float", head(format!("{o:?}"))),
         OperationIr::Module(o) => ("Module", head(format!("{o:?}"))),
         OperationIr::Activation(o) => ("Activation", head(format!("{o:?}"))),
@@ -641,10 +649,16 @@ impl Analysis {
     ) -> Result<()> {
         let rank = out.shape.num_dims();
         match (self.value(lhs), self.value(rhs)) {
-            // `x @ W` with W a Linear weight `[in, out]`.
-            (lv, Value::Param { path, axes }) if rhs.shape.num_dims() == 2 => {
+            // `x @ W` with W a Linear weight `[in, out]` (unsqueezed to the input's rank for
+            // 3-D inputs).
+            (lv, Value::Param { path, axes })
+                if rhs.shape.as_slice()[..rhs.shape.num_dims() - 2]
+                    .iter()
+                    .all(|&d| d == 1) =>
+            {
                 self.last_layer = Some(layer_of(&path).to_string());
-                let (Some(w_in), Some(w_out)) = (axes[0], axes[1]) else {
+                let r = axes.len();
+                let (Some(w_in), Some(w_out)) = (axes[r - 2], axes[r - 1]) else {
                     return Err(self.unsupported(i, op));
                 };
                 if let Value::Act(Some(m)) = lv {
@@ -659,7 +673,7 @@ impl Analysis {
                         );
                     }
                 }
-                let slots: Vec<usize> = (0..rhs.shape[1]).map(|_| self.new_slot()).collect();
+                let slots: Vec<usize> = (0..rhs.shape[r - 1]).map(|_| self.new_slot()).collect();
                 for (j, &s) in slots.iter().enumerate() {
                     self.attach(s, &path, w_out, j);
                 }

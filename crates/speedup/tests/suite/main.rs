@@ -2,7 +2,7 @@
 
 mod bad_input;
 mod common;
-// mod equivalence;
+mod equivalence;
 mod groups;
 mod nni_parity;
 mod persist;

@@ -78,7 +78,7 @@ fn nni_speedup_weights(model: &str, case: &str) -> Vec<(String, compress_core::D
 }
 
 #[test]
-fn small_cnn_speedup_keeps_nnis_channels_and_shapes() {
+fn small_cnn_speedup_matches_nni_channels_shapes_and_outputs() {
     let device = Device::flex();
     let oracle = nni_pruning();
     let model = cnn(&device);

@@ -11,7 +11,10 @@ use crate::common::{nni_masks, speedup};
 fn a_pruned_model_round_trips_through_weights_and_plan_bit_exactly() {
     let device = Device::flex();
     let model = SmallCnn::new(&device);
-    let (small, report, _) = speedup(&model, &nni_masks("cnn", "l1"), |m, d| m.forward(Tensor::zeros([1, 1, 8, 8], d))).unwrap();
+    let (small, report, _) = speedup(&model, &nni_masks("cnn", "l1"), |m, d| {
+        m.forward(Tensor::zeros([1, 1, 8, 8], d))
+    })
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("bc-persist-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (weights, plan) = save_pruned(&small, &report.plan, dir.join("cnn")).unwrap();
@@ -20,6 +23,9 @@ fn a_pruned_model_round_trips_through_weights_and_plan_bit_exactly() {
     let loaded = load_pruned(SmallCnn::new(&device), dir.join("cnn")).unwrap();
     assert_eq!(module_tensors(&loaded), module_tensors(&small));
     let x = Tensor::<4>::random([2, 1, 8, 8], burn::tensor::Distribution::Default, &device);
-    assert_eq!(loaded.forward(x.clone()).into_data(), small.forward(x).into_data());
+    assert_eq!(
+        loaded.forward(x.clone()).into_data(),
+        small.forward(x).into_data()
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
