@@ -119,7 +119,7 @@ fn prune_refuses_an_unknown_arch() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains(
-            "unknown architecture 'resnet9' (available: small-cnn, mlp, lenet5, lenet-300-100)"
+            "unknown architecture 'resnet9' (available: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2, tiny-transformer)"
         ),
         "{}",
         stderr(&out)
