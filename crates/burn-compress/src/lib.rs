@@ -5,6 +5,7 @@
 //! algorithm crate, so the registry ([`AlgorithmEntry::all`]) lists them all.
 //!
 //! - [`core`]: targets, config, granularity, masks, allocation, the algorithm traits.
+//! - [`speedup`]: graph capture, dependency groups, physically smaller models.
 //! - [`zoo`]: reference models with PyTorch parameter names.
 //! - [`algorithms`]: the built-in algorithm crates.
 //!
@@ -32,6 +33,7 @@ pub use compress_core::{
     AlgorithmEntry, AlgorithmKind, CompressConfig, CompressError, Dense, Granularity, MaskSet,
     ModuleIndex, PruneOutcome, Pruner, prune, prune_with_grads,
 };
+pub use compress_speedup as speedup;
 pub use compress_zoo as zoo;
 
 /// The built-in algorithm crates. Naming each one here is what links it (and so registers it).

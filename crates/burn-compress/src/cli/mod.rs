@@ -4,6 +4,7 @@ mod check;
 mod list;
 mod prune;
 mod report;
+mod speedup;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     Check(check::Args),
     /// Compute pruning masks for a zoo model.
     Prune(prune::Args),
+    /// Make a masked zoo model physically smaller, and measure it.
+    Speedup(speedup::Args),
 }
 
 /// Parse the command line, run, and turn errors into a message and exit code 2.
@@ -37,6 +40,7 @@ pub fn run() -> ExitCode {
         Command::List(args) => list::run(args),
         Command::Check(args) => check::run(args),
         Command::Prune(args) => prune::run(args),
+        Command::Speedup(args) => speedup::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
