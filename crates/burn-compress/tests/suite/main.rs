@@ -1,5 +1,7 @@
 //! Tests through the public API and the CLI, in one binary (each test binary links all of Burn).
 
 mod cli;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod nni_pruners;
 mod registry;
