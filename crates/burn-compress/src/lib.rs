@@ -28,6 +28,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod recipe;
+
 pub use compress_core as core;
 pub use compress_core::{
     AlgorithmEntry, AlgorithmKind, CompressConfig, CompressError, Dense, Granularity, MaskSet,
@@ -41,4 +43,5 @@ pub mod algorithms {
     pub use prune_fpgm as fpgm;
     pub use prune_level as level;
     pub use prune_norm as norm;
+    pub use prune_taylor as taylor;
 }

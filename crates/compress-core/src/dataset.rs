@@ -99,6 +99,23 @@ impl ImageDataset {
         out
     }
 
+    /// The images in the given order (indices may repeat or be a subset).
+    pub fn filter_ordered(&self, order: &[usize]) -> Self {
+        let size = self.height * self.width;
+        let mut out = Self {
+            pixels: Vec::with_capacity(order.len() * size),
+            labels: Vec::with_capacity(order.len()),
+            height: self.height,
+            width: self.width,
+        };
+        for &i in order {
+            out.pixels
+                .extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
+            out.labels.push(self.labels[i]);
+        }
+        out
+    }
+
     /// The project's split: test = `index % 5 == 4`, train = the rest (4000 / 1000 for MNIST-5k).
     pub fn split(&self) -> (Self, Self) {
         (self.filter(|i| i % 5 != 4), self.filter(|i| i % 5 == 4))

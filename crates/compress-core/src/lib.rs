@@ -63,6 +63,7 @@ mod mask;
 mod prune;
 mod registry;
 mod targets;
+mod train;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -85,6 +86,10 @@ pub use registry::{
     Pruner, QuantParams, Quantizer,
 };
 pub use targets::{ConfigWarning, Resolved, Target};
+pub use train::{
+    GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,
+    shuffled, train_classifier,
+};
 
 // Re-exported so algorithm crates and users register with the same version.
 pub use inventory;

@@ -77,6 +77,17 @@ pub trait Pruner: Send + Sync {
         MetricNeeds::Weights
     }
 
+    /// For [`MetricNeeds::Gradients`]: training steps to accumulate the gradient statistic over.
+    fn training_steps(&self) -> usize {
+        0
+    }
+
+    /// For [`MetricNeeds::Gradients`]: the per-element statistic of (weight, gradient), both
+    /// flattened, that training accumulates (and averages) into [`MetricInput::grad`].
+    fn gradient_statistic(&self, _weight: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
+        grad
+    }
+
     /// The metric of one target, in the kept-dim shape of `input.scaling`.
     ///
     /// # Errors

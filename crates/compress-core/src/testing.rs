@@ -136,6 +136,27 @@ pub mod oracle {
             .collect()
     }
 
+    /// NNI's masks of one oracle case (`cnn`/`l1`), as a MaskSet in Burn's names and layout.
+    pub fn nni_masks(model: &str, case: &str) -> crate::MaskSet {
+        let prefix = format!("{model}/{case}/");
+        let mut masks = crate::MaskSet::default();
+        for (key, m) in tensors("nni_masks.safetensors")
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+        {
+            let (path, linear) = burn_path(&key[prefix.len()..]);
+            let m = if linear { transpose(m) } else { m.clone() };
+            masks.insert(
+                path,
+                Dense::new(
+                    m.shape().to_vec(),
+                    m.data().iter().map(|&x| x as u8).collect(),
+                ),
+            );
+        }
+        masks
+    }
+
     /// `nni_pruning.json`.
     ///
     /// # Panics

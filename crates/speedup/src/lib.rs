@@ -45,7 +45,7 @@ mod persist;
 mod plan;
 
 pub use apply::{FixStructure, apply, check_plan};
-pub use count::{Cost, count};
+pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
 pub use error::{Result, SpeedupError};
 pub use graph::{CustomOpRule, Graph, RuleKind, capture};
 pub use groups::{Channel, DependencyGraph, DependencyGroup};

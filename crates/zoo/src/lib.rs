@@ -121,3 +121,31 @@ mod structure {
         }
     }
 }
+
+/// Models that classify image batches `[B, C, H, W]` (the MLPs flatten them): what trainers and
+/// evaluators call.
+pub trait ImageClassifier {
+    /// Logits `[B, classes]`.
+    fn classify(&self, images: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<2>;
+}
+
+macro_rules! image_classifier {
+    ($($ty:ty => |$m:ident, $x:ident| $body:expr),* $(,)?) => {
+        $(impl ImageClassifier for $ty {
+            fn classify(&self, $x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<2> {
+                let $m = self;
+                $body
+            }
+        })*
+    };
+}
+
+image_classifier!(
+    SmallCnn => |m, x| m.forward(x),
+    LeNet5 => |m, x| m.forward(x),
+    Mlp => |m, x| m.forward(x.flatten(1, 3)),
+    LeNet300100 => |m, x| m.forward(x.flatten(1, 3)),
+    ResNet<BasicBlock> => |m, x| m.forward(x),
+    ResNet<Bottleneck> => |m, x| m.forward(x),
+    MobileNetV2 => |m, x| m.forward(x),
+);

@@ -74,7 +74,10 @@ mod tests {
     fn the_random_pruner_is_found_by_name_and_prunes_reproducibly() {
         let entry = AlgorithmEntry::find("random").unwrap();
         let names: Vec<&str> = AlgorithmEntry::all().iter().map(|e| e.name).collect();
-        assert_eq!(names, ["fpgm", "l1-norm", "l2-norm", "level", "random"]);
+        assert_eq!(
+            names,
+            ["fpgm", "l1-norm", "l2-norm", "level", "random", "taylor"]
+        );
         let mut options = burn_compress::core::toml::Table::new();
         options.insert("seed".into(), 7.into());
         let pruner = entry.build_pruner(&options).unwrap();

@@ -4,6 +4,7 @@ mod check;
 mod list;
 mod prune;
 mod report;
+mod run;
 mod speedup;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Prune(prune::Args),
     /// Make a masked zoo model physically smaller, and measure it.
     Speedup(speedup::Args),
+    /// Run a recipe: train, prune, speed up, fine-tune, evaluate, report.
+    Run(run::Args),
 }
 
 /// Parse the command line, run, and turn errors into a message and exit code 2.
@@ -41,6 +44,7 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Prune(args) => prune::run(args),
         Command::Speedup(args) => speedup::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,11 +47,11 @@ pub struct Args {
 
 /// Median forward latency in milliseconds on `device`.
 fn latency_ms(model: &AnyModel, shape: &[usize], device: &Device, runs: usize) -> f64 {
-    let run = || match shape {
-        &[b, s] => model
+    let run = || match *shape {
+        [b, s] => model
             .forward_tokens(Tensor::<2, Int>::zeros([b, s], device))
             .map(|t| t.into_data()),
-        &[b, c, h, w] => Some(
+        [b, c, h, w] => Some(
             model
                 .forward(Tensor::ones([b, c, h, w], device))
                 .into_data(),

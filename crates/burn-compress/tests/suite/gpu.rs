@@ -4,10 +4,9 @@
 use burn::prelude::*;
 use burn::tensor::wgpu::WgpuBackend;
 use burn_compress::core::ModuleIndex;
-use burn_compress::core::testing::oracle::{burn_path, fixture, nni_pruning, tensors, transpose};
+use burn_compress::core::testing::oracle::{fixture, nni_masks, nni_pruning, tensors};
 use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply};
 use burn_compress::zoo::{AnyModel, Arch};
-use burn_compress::{Dense, MaskSet};
 
 fn vulkan() -> Device {
     // Pinned to Vulkan: wgpu's OpenGL fallback deadlocks on llvmpipe.
@@ -15,26 +14,6 @@ fn vulkan() -> Device {
         .graphics_api(WgpuBackend::Vulkan)
         .init()
         .expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)")
-}
-
-fn nni_masks(case: &str) -> MaskSet {
-    let prefix = format!("cnn/{case}/");
-    let mut masks = MaskSet::default();
-    for (key, m) in tensors("nni_masks.safetensors")
-        .iter()
-        .filter(|(k, _)| k.starts_with(&prefix))
-    {
-        let (path, linear) = burn_path(&key[prefix.len()..]);
-        let m = if linear { transpose(m) } else { m.clone() };
-        masks.insert(
-            path,
-            Dense::new(
-                m.shape().to_vec(),
-                m.data().iter().map(|&x| x as u8).collect(),
-            ),
-        );
-    }
-    masks
 }
 
 #[test]
@@ -47,7 +26,7 @@ fn speedup_runs_on_a_vulkan_device_and_matches_the_cpu_and_nni() {
     let (AnyModel::SmallCnn(g), AnyModel::SmallCnn(c)) = (&on_gpu, &on_cpu) else {
         unreachable!()
     };
-    let masks = nni_masks("l1");
+    let masks = nni_masks("cnn", "l1");
     // Capture and plan from the GPU-resident model: capture copies it to the capture device.
     let graph = on_gpu.capture(&[1, 1, 8, 8]).unwrap();
     let report = DependencyGraph::build(&graph)

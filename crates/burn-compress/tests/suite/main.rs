@@ -4,4 +4,6 @@ mod cli;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod nni_pruners;
+mod recipes;
 mod registry;
+mod taylor;

@@ -1,32 +1,13 @@
 //! Helpers shared by the speedup tests.
 
 use burn::prelude::*;
-use compress_core::testing::oracle::{burn_path, tensors, transpose};
-use compress_core::{Dense, MaskSet, ModuleIndex};
+use compress_core::testing::oracle::tensors;
+use compress_core::{MaskSet, ModuleIndex};
 use compress_speedup::{
     ConflictPolicy, DependencyGraph, FixStructure, Graph, PlanReport, apply, capture,
 };
 
-/// NNI's masks of one case, as a MaskSet in Burn's names and layout.
-pub fn nni_masks(model: &str, case: &str) -> MaskSet {
-    let prefix = format!("{model}/{case}/");
-    let mut masks = MaskSet::default();
-    for (key, m) in tensors("nni_masks.safetensors")
-        .iter()
-        .filter(|(k, _)| k.starts_with(&prefix))
-    {
-        let (path, linear) = burn_path(&key[prefix.len()..]);
-        let m = if linear { transpose(m) } else { m.clone() };
-        masks.insert(
-            path,
-            Dense::new(
-                m.shape().to_vec(),
-                m.data().iter().map(|&x| x as u8).collect(),
-            ),
-        );
-    }
-    masks
-}
+pub use compress_core::testing::oracle::nni_masks;
 
 /// Capture, group, plan and apply in one go.
 pub fn speedup<M: Module + FixStructure, const D: usize>(

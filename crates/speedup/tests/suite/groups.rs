@@ -101,3 +101,28 @@ impl compress_core::Pruner for L1 {
             })
     }
 }
+
+#[test]
+fn intersection_removes_what_any_member_removes_and_union_what_all_remove() {
+    use compress_core::testing::oracle::fixture;
+    let model = compress_zoo::load_pytorch_safetensors(
+        SmallCnn::new(&Device::flex()),
+        &fixture("cnn_weights.safetensors"),
+        "small-cnn",
+    )
+    .unwrap();
+    let graph = capture(&model, |m, d| m.forward(Tensor::zeros([1, 1, 8, 8], d))).unwrap();
+    let deps = DependencyGraph::build(&graph).unwrap();
+    let index = ModuleIndex::from_module(&model);
+    // NNI's l1 masks prune 8 of conv2's and 8 of conv3's 16 channels, 2 of them in common.
+    let masks = crate::common::nni_masks("cnn", "l1");
+    let union = deps.plan(&masks, &index, ConflictPolicy::Union).unwrap();
+    let inter = deps
+        .plan(&masks, &index, ConflictPolicy::Intersection)
+        .unwrap();
+    let kept = |r: &compress_speedup::PlanReport| r.plan.shape_after("conv2.weight").unwrap()[0];
+    assert_eq!(kept(&union), 14);
+    assert_eq!(kept(&inter), 2);
+    assert_eq!(union.removed, 4 + 2);
+    assert_eq!(inter.removed, 4 + 14);
+}

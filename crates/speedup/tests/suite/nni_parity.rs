@@ -3,7 +3,7 @@
 use burn::prelude::*;
 use compress_core::ModuleIndex;
 use compress_core::testing::oracle::{burn_path, fixture, nni_pruning, tensors, transpose};
-use compress_speedup::{SpeedupError, count};
+use compress_speedup::{CountMode, SpeedupError, capture, count, count_flops_params};
 use compress_zoo::{Mlp, SmallCnn, load_pytorch_safetensors};
 
 use crate::common::{input, max_abs_diff, nni_masks, speedup};
@@ -195,4 +195,83 @@ fn fine_grained_masks_remove_no_channels() {
     let cost = count(&graph);
     assert_eq!(cost.macs, 62464);
     assert_eq!(cost.params, 6218);
+}
+
+#[test]
+fn flops_and_params_per_layer_match_nnis_counter() {
+    let device = Device::flex();
+    let text = std::fs::read_to_string(fixture("nni_flops.json")).unwrap();
+    let oracle: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let graphs = [
+        (
+            "cnn",
+            capture(&cnn(&device), |m, d| {
+                m.forward(Tensor::zeros([1, 1, 8, 8], d))
+            })
+            .unwrap(),
+        ),
+        (
+            "mlp",
+            capture(&mlp(&device), |m, d| m.forward(Tensor::zeros([1, 64], d))).unwrap(),
+        ),
+    ];
+    for (name, graph) in graphs {
+        let expected = &oracle[name];
+        let report = count_flops_params(&graph, CountMode::Default);
+        assert_eq!(
+            report.flops,
+            expected["flops"].as_u64().unwrap(),
+            "{name} flops"
+        );
+        assert_eq!(
+            report.params,
+            expected["params"].as_u64().unwrap(),
+            "{name} params"
+        );
+        let rows = expected["per_layer"].as_array().unwrap();
+        assert_eq!(report.rows.len(), rows.len(), "{name} rows");
+        for (ours, theirs) in report.rows.iter().zip(rows) {
+            let dims = |v: &serde_json::Value| -> Vec<usize> {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect()
+            };
+            assert_eq!(ours.name, theirs["name"].as_str().unwrap());
+            assert_eq!(ours.module_type, theirs["module_type"].as_str().unwrap());
+            assert_eq!(
+                ours.flops,
+                theirs["flops"].as_u64().unwrap(),
+                "{name}/{}",
+                ours.name
+            );
+            assert_eq!(
+                ours.params,
+                theirs["params"].as_u64().unwrap(),
+                "{name}/{}",
+                ours.name
+            );
+            assert_eq!(
+                ours.input_size,
+                dims(&theirs["input_size"]),
+                "{name}/{}",
+                ours.name
+            );
+            assert_eq!(
+                ours.output_size,
+                dims(&theirs["output_size"]),
+                "{name}/{}",
+                ours.name
+            );
+            let mut w = dims(&theirs["weight_shape"]);
+            if ours.module_type == "Linear" {
+                w.reverse(); // PyTorch [out, in] -> Burn [in, out]
+            }
+            assert_eq!(ours.weight_shape, w, "{name}/{}", ours.name);
+        }
+        // Full mode adds BatchNorm, activations and the residual add on top.
+        let full = count_flops_params(&graph, CountMode::Full);
+        assert!(full.flops > report.flops, "{name}: full mode counts more");
+    }
 }
