@@ -360,10 +360,6 @@ pub(crate) fn load_data(recipe: &Recipe) -> Result<(ImageDataset, ImageDataset),
     Ok(all.split())
 }
 
-pub(crate) fn now() -> Instant {
-    Instant::now()
-}
-
 use burn::module::Module;
 use compress_core::{
     GradientStatistics, MetricNeeds, ModuleIndex, accuracy, prune, prune_with_grads,
@@ -437,7 +433,7 @@ fn stage<M: Module + ImageClassifier + 'static>(
     let x = Tensor::<4>::ones([64, image[1], image[2], image[3]], &device);
     let mut times: Vec<f64> = (0..7)
         .map(|_| {
-            let t = now();
+            let t = Instant::now();
             let _ = model.classify(x.clone()).into_data();
             t.elapsed().as_secs_f64() * 1e3
         })
@@ -462,7 +458,7 @@ fn run_model<M>(
 where
     M: Module + FixStructure + ImageClassifier + 'static,
 {
-    let started = now();
+    let started = Instant::now();
     let (train, test) = load_data(recipe)?;
     let mut model = model; // lives on an autodiff device
     let mut masks: Option<MaskSet> = None;

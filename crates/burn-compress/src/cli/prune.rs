@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
-use burn_compress::core::ImageDataset;
+use burn_compress::core::{ImageDataset, accuracy};
 use burn_compress::zoo::{AnyModel, Arch, dispatch};
 use burn_compress::{AlgorithmEntry, CompressConfig, MaskSet, prune};
 
@@ -35,17 +35,6 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn accuracy(model: &AnyModel, data: &ImageDataset, device: &Device) -> f64 {
-    let mut correct = 0usize;
-    for start in (0..data.len()).step_by(256) {
-        let end = (start + 256).min(data.len());
-        let (x, y) = data.batch(start, end, device);
-        let predicted = model.forward(x).argmax(1).flatten::<1>(0, 1);
-        correct += predicted.equal(y).int().sum().into_scalar::<i64>() as usize;
-    }
-    correct as f64 / data.len().max(1) as f64
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -89,8 +78,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             let masked = apply(&model, &outcome.masks)?;
             Some((
-                accuracy(&model, &test, &device),
-                accuracy(&masked, &test, &device),
+                accuracy(&model, &test, |m: &AnyModel, x| m.forward(x), &device),
+                accuracy(&masked, &test, |m: &AnyModel, x| m.forward(x), &device),
             ))
         }
         None => None,
