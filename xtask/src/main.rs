@@ -64,6 +64,13 @@ fn test() -> bool {
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let steps: Vec<Vec<&str>> = match task.as_str() {
+        "test" => {
+            return if test() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
         "ci" => vec![
             vec!["fmt", "--all", "--", "--check"],
             vec![
@@ -74,12 +81,11 @@ fn main() -> ExitCode {
                 "-D",
                 "warnings",
             ],
-            vec!["test", "--workspace"],
         ],
         "bench" => vec![vec!["bench", "-p", "burn-compress-benches"]],
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|bench>\n  ci     fmt --check, clippy -D warnings, tests\n  bench  criterion benches"
+                "usage: cargo xtask <test|ci|bench>\n  test   tests (CPU, then the GPU path when Vulkan is installed)\n  ci     fmt --check, clippy -D warnings, then test\n  bench  criterion benches"
             );
             return ExitCode::from(2);
         }
