@@ -62,6 +62,7 @@ mod layers;
 mod mask;
 mod prune;
 mod registry;
+mod schedule;
 mod targets;
 mod train;
 
@@ -85,6 +86,7 @@ pub use registry::{
     Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, MetricInput, MetricMap, MetricNeeds,
     Pruner, QuantParams, Quantizer,
 };
+pub use schedule::Schedule;
 pub use targets::{ConfigWarning, Resolved, Target};
 pub use train::{
     GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,
