@@ -66,6 +66,8 @@ pub enum Step {
         config: CompressConfig,
         /// Options for the algorithm.
         options: Table,
+        /// Prune gradually while training (AGP or Linear), instead of in one shot.
+        schedule: Option<ScheduleSpec>,
     },
     /// Make the masked model physically smaller.
     Speedup,
@@ -73,6 +75,23 @@ pub enum Step {
     Evaluate,
     /// Print the stage table.
     Report,
+}
+
+/// Gradual pruning while training: `total_times` mask updates `interval_steps` apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScheduleSpec {
+    /// The schedule (`schedule = "agp"` or `"linear"`).
+    pub schedule: compress_core::Schedule,
+    /// Mask updates in all.
+    pub total_times: usize,
+    /// Steps between mask updates.
+    pub interval_steps: usize,
+    /// Training epochs of the pruning phase.
+    pub epochs: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Batch size.
+    pub batch_size: usize,
 }
 
 /// A parsed, checked recipe.
@@ -240,7 +259,21 @@ impl Recipe {
                     }
                 }
                 "prune" => {
-                    check_keys(t, &["kind", "algorithm", "config"], &ctx)?;
+                    check_keys(
+                        t,
+                        &[
+                            "kind",
+                            "algorithm",
+                            "config",
+                            "schedule",
+                            "interval_steps",
+                            "total_times",
+                            "epochs",
+                            "lr",
+                            "batch_size",
+                        ],
+                        &ctx,
+                    )?;
                     if !trained {
                         return Err(err(
                             ctx,
@@ -272,11 +305,36 @@ impl Recipe {
                     entry
                         .build_pruner(&options)
                         .map_err(|e| err(&ctx, e.to_string()))?;
+                    let schedule = match t.get("schedule").map(|v| v.as_str()) {
+                        None => None,
+                        Some(kind) => {
+                            let total_times = get_usize(t, "total_times", &ctx, 10)?;
+                            let schedule = match kind {
+                                Some("agp") => compress_core::Schedule::Agp { total_times },
+                                Some("linear") => compress_core::Schedule::Linear { total_times },
+                                _ => {
+                                    return Err(err(
+                                        ctx,
+                                        "'schedule' must be \"agp\" or \"linear\"",
+                                    ));
+                                }
+                            };
+                            Some(ScheduleSpec {
+                                schedule,
+                                total_times,
+                                interval_steps: get_usize(t, "interval_steps", &ctx, 20)?,
+                                epochs: get_usize(t, "epochs", &ctx, 1)?,
+                                lr: get_f64(t, "lr", &ctx, 1e-3)?,
+                                batch_size: get_usize(t, "batch_size", &ctx, 64)?,
+                            })
+                        }
+                    };
                     pruned = true;
                     Step::Prune {
                         algorithm,
                         config,
                         options,
+                        schedule,
                     }
                 }
                 "speedup" => {
@@ -362,8 +420,8 @@ pub(crate) fn load_data(recipe: &Recipe) -> Result<(ImageDataset, ImageDataset),
 
 use burn::module::Module;
 use compress_core::{
-    GradientStatistics, MetricNeeds, ModuleIndex, accuracy, prune, prune_with_grads,
-    train_classifier,
+    GradientStatistics, MetricNeeds, ModuleIndex, ScheduledPruning, accuracy, prune,
+    prune_with_grads, train_classifier,
 };
 use compress_speedup::{
     ConflictPolicy, DependencyGraph, FixStructure, Plan, apply, capture, count, save_pruned,
@@ -526,6 +584,7 @@ where
                 algorithm,
                 config,
                 options: algo_options,
+                schedule,
             } => {
                 let pruner = compress_core::AlgorithmEntry::find(algorithm)
                     .and_then(|e| e.build_pruner(algo_options))
@@ -539,6 +598,50 @@ where
                 let config = deps
                     .auto_dependency_groups(config, &index)
                     .map_err(|e| err(&ctx, e.to_string()))?;
+                if let Some(spec) = schedule {
+                    let mut hook = ScheduledPruning::new(
+                        std::sync::Arc::from(pruner),
+                        config,
+                        &index,
+                        spec.schedule,
+                        spec.interval_steps,
+                        spec.total_times,
+                    )
+                    .map_err(|e| err(&ctx, e.to_string()))?;
+                    let cfg = train_config(
+                        spec.epochs,
+                        spec.lr,
+                        spec.batch_size,
+                        None,
+                        recipe.seed.wrapping_add(i as u64),
+                    );
+                    let (m, _) =
+                        train_classifier(model, &train, |m, x| m.classify(x), &cfg, &mut hook);
+                    if let Some(e) = hook.take_error() {
+                        return Err(err(&ctx, e.to_string()));
+                    }
+                    if hook.updates() < spec.total_times {
+                        return Err(err(
+                            &ctx,
+                            format!(
+                                "only {} of {} mask updates fit in the training: raise epochs or lower interval_steps",
+                                hook.updates(),
+                                spec.total_times
+                            ),
+                        ));
+                    }
+                    let final_masks = hook
+                        .masks()
+                        .cloned()
+                        .ok_or_else(|| err(&ctx, "the schedule produced no masks"))?;
+                    model = m;
+                    let masked = final_masks
+                        .apply_hard(&model.valid())
+                        .map_err(|e| err(&ctx, e.to_string()))?;
+                    masks = Some(final_masks);
+                    record(&mut stages, stage("prune", &masked, &test, image)?);
+                    continue;
+                }
                 let outcome = if pruner.needs() == MetricNeeds::Gradients {
                     let targets: Vec<String> = config
                         .resolve(&index)

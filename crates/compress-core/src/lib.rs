@@ -63,6 +63,7 @@ mod mask;
 mod prune;
 mod registry;
 mod schedule;
+mod scheduled;
 mod targets;
 mod train;
 
@@ -80,13 +81,14 @@ pub use error::{CompressError, Result};
 pub use granularity::{Granularity, KernelPadding, Scaling};
 pub use index::{LayerInfo, ModuleIndex, ParamInfo};
 pub use layers::{LayerSpec, ParamRole, ParamSpec};
-pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy, leaf_like};
+pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy, map_param_leaf};
 pub use prune::{PruneOutcome, prune, prune_with_grads};
 pub use registry::{
     Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, MetricInput, MetricMap, MetricNeeds,
     Pruner, QuantParams, Quantizer,
 };
 pub use schedule::Schedule;
+pub use scheduled::ScheduledPruning;
 pub use targets::{ConfigWarning, Resolved, Target};
 pub use train::{
     GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,

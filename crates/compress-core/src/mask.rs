@@ -253,46 +253,46 @@ impl MaskSet {
     }
 }
 
-/// `value` as a fresh leaf tensor with `like`'s gradient requirement: a parameter computed from
-/// another (masked, shrunk) must not stay a node of the old autodiff graph.
-pub fn leaf_like<const D: usize>(like: &Tensor<D>, value: Tensor<D>) -> Tensor<D> {
-    let leaf = value.detach();
-    if like.is_require_grad() {
-        leaf.require_grad()
+/// `param` with its tensor replaced by `f(tensor)`, as a fresh leaf that requires gradients
+/// exactly when the original did: a parameter computed from another (masked, shrunk) must not stay
+/// a node of the old autodiff graph, and must stay trainable.
+pub fn map_param_leaf<const D: usize>(
+    param: Param<Tensor<D>>,
+    f: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Param<Tensor<D>> {
+    // The effective state (what `val()` hands to a forward) decides whether the new leaf must be
+    // tracked; an inference copy keeps its configured state for a later `train()`.
+    let tracked = param.val().is_require_grad();
+    let mapped = param.map(|t| {
+        let grad = t.is_require_grad();
+        let leaf = f(t).detach();
+        if grad { leaf.require_grad() } else { leaf }
+    });
+    if tracked {
+        mapped.set_require_grad(true)
     } else {
-        leaf
+        mapped
     }
 }
 
 /// A copy of a module that shares no state with the original.
 ///
 /// `Module::clone` shares BatchNorm's `RunningState` (and `map` on it writes in place);
-/// `valid()` rebuilds every running state. A model that was training (on an autodiff device,
-/// with training flags on) is put back in training with `train()`; an inference model stays an
-/// inference model (`train()` would move it onto autodiff, where BatchNorm switches to batch
-/// statistics).
+/// `valid()` rebuilds every running state. A model on an autodiff device (one being trained) is
+/// put back on autodiff with `train()`, which restores its configured gradient and training
+/// flags; an inference model stays an inference model (`train()` would move it onto autodiff,
+/// where BatchNorm switches to batch statistics).
 pub fn deep_copy<M: Module>(model: &M) -> M {
-    #[derive(Default)]
-    struct State {
-        flags: bool,
-        autodiff: bool,
-    }
-    impl burn::module::ModuleVisitor for State {
-        fn visit_flag(&mut self, flag: &Param<burn::module::Flag>) {
-            self.flags |= flag.val().is_enabled();
-        }
+    struct Autodiff(bool);
+    impl burn::module::ModuleVisitor for Autodiff {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.autodiff |= param.lazy_device().is_autodiff();
+            self.0 |= param.lazy_device().is_autodiff();
         }
     }
-    let mut state = State::default();
-    model.visit(&mut state);
+    let mut autodiff = Autodiff(false);
+    model.visit(&mut autodiff);
     let copy = model.valid();
-    if state.flags && state.autodiff {
-        copy.train()
-    } else {
-        copy
-    }
+    if autodiff.0 { copy.train() } else { copy }
 }
 
 struct HardMasker<'a> {
@@ -313,10 +313,11 @@ impl ModuleMapper for HardMasker<'_> {
         if masks.get(&path).is_none() {
             return param;
         }
-        param.map(|t| match masks.mask_tensor::<D>(&path, &t.device()) {
-            // The product is a new leaf: detached, trainable again if the weight was.
-            Some(mask) => leaf_like(&t, t.clone() * mask),
-            None => t,
+        map_param_leaf(param, |t| {
+            match masks.mask_tensor::<D>(&path, &t.device()) {
+                Some(mask) => t * mask,
+                None => t,
+            }
         })
     }
 }

@@ -234,15 +234,14 @@ impl ModuleMapper for Shrinker<'_> {
         let Some(axes) = self.plan.params.get(&path) else {
             return param;
         };
-        param.map(|t| {
-            let mut small = t.clone();
+        compress_core::map_param_leaf(param, |mut t| {
             for k in axes {
                 let kept: Vec<i64> = k.kept.iter().map(|&i| i as i64).collect();
                 let idx =
                     Tensor::<1, Int>::from_data(TensorData::new(kept, [k.kept.len()]), &t.device());
-                small = small.select(k.axis, idx);
+                t = t.select(k.axis, idx);
             }
-            compress_core::leaf_like(&t, small)
+            t
         })
     }
 }

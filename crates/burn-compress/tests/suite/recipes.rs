@@ -127,3 +127,80 @@ fn a_short_recipe_trains_prunes_speeds_up_and_finetunes() {
     assert_eq!(json["stages"][2]["name"], "speedup");
     assert!(out.with_extension("bpk").is_file() && out.with_extension("plan.json").is_file());
 }
+
+#[test]
+fn scheduled_pruning_reaches_its_ratio_and_keeps_pruned_weights_at_zero() {
+    use burn::prelude::*;
+    use burn_compress::core::{
+        ImageDataset, ModuleIndex, Schedule, ScheduledPruning, TrainConfig, train_classifier,
+    };
+    use burn_compress::zoo::{ImageClassifier, LeNet5};
+    use burn_compress::{AlgorithmEntry, CompressConfig, Dense};
+
+    let (train, _) = ImageDataset::load(root().join("data/mnist5k.safetensors"), 255.0)
+        .unwrap()
+        .split();
+    let device = Device::flex().autodiff();
+    let model = LeNet5::new(&device);
+    let config =
+        CompressConfig::from_toml("[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\n")
+            .unwrap();
+    let pruner = AlgorithmEntry::find("l1-norm")
+        .unwrap()
+        .build_pruner(&Default::default())
+        .unwrap();
+    let schedule = Schedule::Agp { total_times: 2 };
+    let mut hook = ScheduledPruning::new(
+        std::sync::Arc::from(pruner),
+        config,
+        &ModuleIndex::from_module(&model),
+        schedule,
+        3,
+        2,
+    )
+    .unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        max_steps: Some(8),
+        progress: false,
+        ..Default::default()
+    };
+    let (trained, _) = train_classifier(model, &train, |m, x| m.classify(x), &cfg, &mut hook);
+    assert_eq!(hook.updates(), 2);
+    let masks = hook.masks().unwrap();
+    let conv2 = masks
+        .stats()
+        .targets
+        .into_iter()
+        .find(|t| t.path == "conv2.weight")
+        .unwrap();
+    assert_eq!(conv2.sparsity(), 0.5);
+    // Two more optimizer steps ran after the last update: pruned weights are still zero.
+    let w = Dense::from_tensor(trained.conv2.weight.val(), "conv2.weight").unwrap();
+    let m = masks.get("conv2.weight").unwrap();
+    assert!(
+        w.data()
+            .iter()
+            .zip(m.data())
+            .all(|(x, k)| *k == 1 || *x == 0.0)
+    );
+    assert!(w.data().iter().any(|x| *x != 0.0));
+}
+
+#[test]
+fn a_schedule_that_does_not_fit_the_training_is_refused() {
+    let recipe = parse(&format!(
+        "{HEAD}[[step]]\nkind = 'train'\nmax_steps = 2\n[[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-l1.toml'\n\
+         schedule = 'agp'\ntotal_times = 100\ninterval_steps = 50\nepochs = 1\n"
+    ))
+    .unwrap();
+    let err = run(&recipe, &RunOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("mask updates fit in the training"),
+        "{err}"
+    );
+    refused(
+        "[[step]]\nkind = 'train'\n[[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-l1.toml'\nschedule = 'cubic'\n",
+        "'schedule' must be \"agp\" or \"linear\"",
+    );
+}
