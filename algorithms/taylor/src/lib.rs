@@ -18,7 +18,7 @@
 
 use burn::prelude::*;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, MetricNeeds,
+    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, CompressError, Dense, MetricInput, MetricNeeds,
     Pruner, Result,
 };
 
@@ -57,16 +57,7 @@ impl Pruner for TaylorPruner {
 }
 
 fn build(options: &compress_core::toml::Table) -> Result<Algorithm> {
-    let training_steps = match options.get("training_steps") {
-        None => 1,
-        Some(v) => v
-            .as_integer()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| CompressError::Algorithm {
-                algorithm: "taylor".into(),
-                message: format!("'training_steps' must be an integer >= 1, found {v}"),
-            })? as usize,
-    };
+    let training_steps = AlgorithmOptions::new("taylor", options).usize("training_steps", 1, 1)?;
     Ok(Algorithm::Pruner(Box::new(TaylorPruner { training_steps })))
 }
 

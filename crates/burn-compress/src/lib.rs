@@ -42,6 +42,8 @@ pub use compress_zoo as zoo;
 pub mod algorithms {
     pub use prune_fpgm as fpgm;
     pub use prune_level as level;
+    pub use prune_movement as movement;
     pub use prune_norm as norm;
+    pub use prune_slim as slim;
     pub use prune_taylor as taylor;
 }

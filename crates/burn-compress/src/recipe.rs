@@ -642,6 +642,33 @@ where
                     record(&mut stages, stage("prune", &masked, &test, image)?);
                     continue;
                 }
+                if pruner.needs() == MetricNeeds::LearnedScores {
+                    // Slim factors / movement scores train on their own Adam; a zero learning
+                    // rate keeps the weights as trained (fine-tune in a later step).
+                    let mut hook = compress_core::LearnedScores::new(
+                        std::sync::Arc::from(pruner),
+                        config,
+                        &index,
+                    )
+                    .map_err(|e| err(&ctx, e.to_string()))?;
+                    let steps = hook.spec().total_steps();
+                    let cfg = train_config(steps, 0.0, 64, Some(steps), recipe.seed);
+                    let (m, _) = train_classifier(
+                        hook.attach(&model),
+                        &train,
+                        |m, x| m.classify(x),
+                        &cfg,
+                        &mut hook,
+                    );
+                    let (m, learned) = hook.finish(m).map_err(|e| err(&ctx, e.to_string()))?;
+                    model = m;
+                    let masked = learned
+                        .apply_hard(&model.valid())
+                        .map_err(|e| err(&ctx, e.to_string()))?;
+                    masks = Some(learned);
+                    record(&mut stages, stage("prune", &masked, &test, image)?);
+                    continue;
+                }
                 let outcome = if pruner.needs() == MetricNeeds::Gradients {
                     let targets: Vec<String> = config
                         .resolve(&index)

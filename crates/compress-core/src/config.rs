@@ -268,6 +268,33 @@ impl CompressConfig {
         Self::from_toml(&text)
     }
 
+    /// This config with every pruning goal scaled by `fraction` (a schedule's progress in
+    /// `[0, 1]`): `sparse_ratio`, `sparse_threshold`, `max_sparse_ratio` and `min_sparse_ratio`
+    /// together, as NNI's scheduled pruners rescale them.
+    pub fn scaled(&self, fraction: f64) -> Self {
+        fn scale(s: &mut TargetSetting, f: f64) {
+            for x in [
+                &mut s.sparse_ratio,
+                &mut s.sparse_threshold,
+                &mut s.max_sparse_ratio,
+                &mut s.min_sparse_ratio,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *x *= f;
+            }
+        }
+        let mut c = self.clone();
+        for rule in &mut c.rules {
+            scale(&mut rule.shortcut, fraction);
+            for s in rule.target_settings.values_mut() {
+                scale(s, fraction);
+            }
+        }
+        c
+    }
+
     /// Parse and validate TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {

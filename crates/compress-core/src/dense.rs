@@ -62,6 +62,11 @@ impl<T> Dense<T> {
     pub fn reshape(self, shape: Vec<usize>) -> Self {
         Self::new(shape, self.data)
     }
+
+    /// A tensor of the same shape with `f` applied to every element.
+    pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Dense<U> {
+        Dense::new(self.shape.clone(), self.data.iter().map(f).collect())
+    }
 }
 
 impl<T: Clone> Dense<T> {

@@ -64,6 +64,7 @@ mod prune;
 mod registry;
 mod schedule;
 mod scheduled;
+mod scores;
 mod targets;
 mod train;
 
@@ -84,11 +85,14 @@ pub use layers::{LayerSpec, ParamRole, ParamSpec};
 pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy, map_param_leaf};
 pub use prune::{PruneOutcome, prune, prune_with_grads};
 pub use registry::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, MetricInput, MetricMap, MetricNeeds,
-    Pruner, QuantParams, Quantizer,
+    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap,
+    MetricNeeds, Pruner, QuantParams, Quantizer,
 };
 pub use schedule::Schedule;
 pub use scheduled::ScheduledPruning;
+pub use scores::{
+    LearnedScores, ScoreForward, ScorePenalty, ScoreReparam, ScoreSpec, ScoreTrigger,
+};
 pub use targets::{ConfigWarning, Resolved, Target};
 pub use train::{
     GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,

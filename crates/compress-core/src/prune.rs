@@ -88,7 +88,7 @@ pub fn prune_with_grads<M: Module>(
                     })?;
             let weight = &read_flat(&t.path, handle, shape)?;
             let grad = grads.get(&t.path);
-            if pruner.needs() == MetricNeeds::Gradients && grad.is_none() {
+            if pruner.needs() != MetricNeeds::Weights && grad.is_none() {
                 return Err(CompressError::Algorithm {
                     algorithm: "pruner".into(),
                     message: format!("needs a gradient for '{}', and none was given", t.path),

@@ -44,7 +44,8 @@ pub struct MetricInput<'a> {
     pub target: &'a Target,
     /// The parameter's current value, Burn layout.
     pub weight: &'a Dense<f32>,
-    /// Its gradient (or an accumulated gradient statistic), when the algorithm asked for one.
+    /// Its gradient (or an accumulated gradient statistic), when the algorithm asked for one;
+    /// for [`MetricNeeds::LearnedScores`], the learned scores in the kept-dim block shape.
     pub grad: Option<&'a Dense<f32>>,
     /// The granularity to reduce to: one metric per block.
     pub scaling: &'a Scaling,
@@ -57,6 +58,9 @@ pub enum MetricNeeds {
     Weights,
     /// Weights and gradients gathered by training.
     Gradients,
+    /// Scores learned during training ([`Pruner::learned_scores`]); [`MetricInput::grad`]
+    /// then holds the target's scores in the kept-dim block shape.
+    LearnedScores,
 }
 
 /// A pruning criterion.
@@ -86,6 +90,12 @@ pub trait Pruner: Send + Sync {
     /// flattened, that training accumulates (and averages) into [`MetricInput::grad`].
     fn gradient_statistic(&self, _weight: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
         grad
+    }
+
+    /// For [`MetricNeeds::LearnedScores`]: how the scores are attached, trained and turned into
+    /// masks (see [`LearnedScores`](crate::LearnedScores)).
+    fn learned_scores(&self) -> Option<crate::ScoreSpec> {
+        None
     }
 
     /// The metric of one target, in the kept-dim shape of `input.scaling`.
@@ -249,3 +259,61 @@ impl AlgorithmEntry {
 
 /// Metrics keyed by target path, ready for [`allocate`](crate::allocate).
 pub type MetricMap = std::collections::BTreeMap<String, Metric>;
+
+/// Typed reads of an algorithm's `[algorithm]` table, with errors that name the algorithm, the
+/// key and the value found.
+#[derive(Debug, Clone, Copy)]
+pub struct AlgorithmOptions<'a> {
+    algorithm: &'a str,
+    table: &'a toml::Table,
+}
+
+impl<'a> AlgorithmOptions<'a> {
+    /// Read `table` for `algorithm`.
+    pub fn new(algorithm: &'a str, table: &'a toml::Table) -> Self {
+        Self { algorithm, table }
+    }
+
+    fn invalid(&self, key: &str, expected: &str, found: &toml::Value) -> CompressError {
+        CompressError::Algorithm {
+            algorithm: self.algorithm.into(),
+            message: format!("'{key}' must be {expected}, found {found}"),
+        }
+    }
+
+    /// An integer `>= min`, `default` when absent.
+    ///
+    /// # Errors
+    /// [`CompressError::Algorithm`] naming the key when the value is not such an integer.
+    pub fn usize(&self, key: &str, default: usize, min: usize) -> Result<usize> {
+        match self.table.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_integer()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n >= min)
+                .ok_or_else(|| self.invalid(key, &format!("an integer >= {min}"), v)),
+        }
+    }
+
+    /// A number accepted by `valid` (described by `expected`), `default` when absent.
+    ///
+    /// # Errors
+    /// [`CompressError::Algorithm`] naming the key when the value is not such a number.
+    pub fn f64(
+        &self,
+        key: &str,
+        default: f64,
+        valid: impl Fn(f64) -> bool,
+        expected: &str,
+    ) -> Result<f64> {
+        match self.table.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .filter(|&x| x.is_finite() && valid(x))
+                .ok_or_else(|| self.invalid(key, expected, v)),
+        }
+    }
+}

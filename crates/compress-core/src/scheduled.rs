@@ -78,18 +78,7 @@ impl ScheduledPruning {
 
     /// The config at update `t`: every ratio scaled along the schedule.
     fn config_at(&self, t: usize) -> CompressConfig {
-        let mut c = self.config.clone();
-        for rule in &mut c.rules {
-            if let Some(r) = rule.shortcut.sparse_ratio {
-                rule.shortcut.sparse_ratio = Some(self.schedule.ratio(r, t));
-            }
-            for s in rule.target_settings.values_mut() {
-                if let Some(r) = s.sparse_ratio {
-                    s.sparse_ratio = Some(self.schedule.ratio(r, t));
-                }
-            }
-        }
-        c
+        self.config.scaled(self.schedule.ratio(1.0, t))
     }
 
     /// The masks in force (after the last update).

@@ -66,6 +66,12 @@ pub trait TrainHooks<M> {
     }
     /// See the gradients of a step before the optimizer uses them.
     fn after_backward(&mut self, _model: &M, _grads: &GradientsParams, _step: usize) {}
+    /// Just before the optimizer step: change the model or take gradients out of `grads` (an
+    /// algorithm's private optimizer, e.g. learned pruning scores, steps its own parameters
+    /// here so the user's optimizer never sees them).
+    fn before_step(&mut self, model: M, _grads: &mut GradientsParams, _step: usize) -> M {
+        model
+    }
     /// Change the model after the optimizer step (mask updates, clipping).
     fn after_step(&mut self, model: M, _step: usize) -> M {
         model
@@ -159,8 +165,9 @@ pub fn train_classifier<M: Module>(
             let loss = hooks.patch_loss(&model, loss);
             sum += loss.clone().into_scalar::<f32>() as f64;
             count += 1;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             hooks.after_backward(&model, &grads, step);
+            model = hooks.before_step(model, &mut grads, step);
             model = optim.step(config.lr, model, grads);
             model = hooks.after_step(model, step);
             step += 1;

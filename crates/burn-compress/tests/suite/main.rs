@@ -3,6 +3,7 @@
 mod cli;
 #[cfg(feature = "gpu")]
 mod gpu;
+mod learned;
 mod nni_pruners;
 mod recipes;
 mod registry;

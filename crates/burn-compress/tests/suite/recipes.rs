@@ -204,3 +204,19 @@ fn a_schedule_that_does_not_fit_the_training_is_refused() {
         "'schedule' must be \"agp\" or \"linear\"",
     );
 }
+
+#[test]
+fn a_learned_score_pruner_trains_its_scores_inside_a_recipe() {
+    let recipe = parse(&format!(
+        "{HEAD}[[step]]\nkind = 'train'\nmax_steps = 4\n[[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-movement.toml'\n\
+         [[step]]\nkind = 'speedup'\n"
+    ))
+    .unwrap();
+    let report = run(&recipe, &RunOptions::default()).unwrap();
+    let names: Vec<&str> = report.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["train", "prune", "speedup"]);
+    let (dense, small) = (&report.stages[0], &report.stages[2]);
+    // Half the channels of conv1, conv2, fc1 and fc2: far fewer MACs and parameters.
+    assert!(small.macs * 2 < dense.macs, "MACs {} -> {}", dense.macs, small.macs);
+    assert!(small.params * 2 < dense.params, "params {} -> {}", dense.params, small.params);
+}

@@ -5,7 +5,7 @@ use burn_compress::{AlgorithmEntry, AlgorithmKind};
 #[test]
 fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
     let names: Vec<&str> = AlgorithmEntry::all().iter().map(|e| e.name).collect();
-    assert_eq!(names, ["fpgm", "l1-norm", "l2-norm", "level", "taylor"]);
+    assert_eq!(names, ["fpgm", "l1-norm", "l2-norm", "level", "movement", "slim", "taylor"]);
     assert!(
         AlgorithmEntry::all()
             .iter()
@@ -19,7 +19,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("fpgm, l1-norm, l2-norm, level, taylor"),
+        msg.contains("fpgm, l1-norm, l2-norm, level, movement, slim, taylor"),
         "{msg}"
     );
 }

@@ -11,7 +11,7 @@ use burn_compress::core::{
 use burn_compress::zoo::{AnyModel, Arch, ImageClassifier};
 use burn_compress::{AlgorithmEntry, prune_with_grads};
 
-fn fixed_batch(x: &str, y: &str) -> ImageDataset {
+pub(crate) fn fixed_batch(x: &str, y: &str) -> ImageDataset {
     let inputs = tensors("inputs.safetensors");
     ImageDataset {
         pixels: inputs[x].data().to_vec(),
