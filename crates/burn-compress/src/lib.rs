@@ -46,4 +46,9 @@ pub mod algorithms {
     pub use prune_norm as norm;
     pub use prune_slim as slim;
     pub use prune_taylor as taylor;
+    pub use quant_bnn as bnn;
+    pub use quant_dorefa as dorefa;
+    pub use quant_lsq as lsq;
+    pub use quant_ptq as ptq;
+    pub use quant_qat as qat;
 }

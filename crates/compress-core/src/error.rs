@@ -279,6 +279,89 @@ pub enum CompressError {
         /// Burn's message.
         message: String,
     },
+    /// Quantization parameters that do not fit a tensor's shape.
+    #[error(
+        "quantization {key} of '{path}' has shape {found:?}, which does not fit the tensor shape {tensor:?}: {reason}"
+    )]
+    QuantShape {
+        /// The target path (`fc.weight`, `fc._input_`), or `<tensor>`.
+        path: String,
+        /// Which value: `scale` or `zero_point`.
+        key: &'static str,
+        /// Its shape.
+        found: Vec<usize>,
+        /// The shape of the tensor it should fit.
+        tensor: Vec<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value an observer cannot track: empty, or with blocks of another shape than earlier
+    /// observations'.
+    #[error("observation of '{path}' with shape {shape:?}: {reason}")]
+    InvalidObservation {
+        /// The target path.
+        path: String,
+        /// The observed value's shape.
+        shape: Vec<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A calibration entry for a module path the model does not have.
+    #[error("calibration config: module '{module}' is not a layer of the model{}", suggestion_text(.suggestion))]
+    UnknownCalibrationModule {
+        /// The module path as given.
+        module: String,
+        /// The closest layer path, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A calibration entry for a target its module does not have.
+    #[error(
+        "calibration config: module '{module}' ({layer_type}) has no quantization target '{target}' (it has: {available})"
+    )]
+    UnknownCalibrationTarget {
+        /// The module path.
+        module: String,
+        /// The module's type.
+        layer_type: String,
+        /// The target name as given.
+        target: String,
+        /// The targets it has.
+        available: String,
+    },
+    /// A calibration value whose shape does not fit the parameter it quantizes.
+    #[error(
+        "calibration config: '{key}' of '{param}' has shape {found:?}, which is not a block shape of the parameter's {param_shape:?}"
+    )]
+    CalibrationShape {
+        /// The parameter path: module path and target name (`fc.weight`).
+        param: String,
+        /// The key: `scale`, `zero_point`, `tracked_min` or `tracked_max`.
+        key: &'static str,
+        /// The value's shape (Burn layout).
+        found: Vec<usize>,
+        /// The parameter's shape (Burn layout).
+        param_shape: Vec<usize>,
+    },
+    /// A calibration value that is missing, of the wrong type or out of range.
+    #[error("calibration config: '{key}' of '{module}' / '{target}': {message}")]
+    InvalidCalibration {
+        /// The module path.
+        module: String,
+        /// The target name.
+        target: String,
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A calibration file (JSON or safetensors) that cannot be parsed at all.
+    #[error("calibration file '{origin}' is invalid: {message}")]
+    InvalidCalibrationFile {
+        /// The file path, or a description of the source (`<json text>`).
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 fn suggestion_text(suggestion: &Option<String>) -> String {

@@ -17,6 +17,10 @@
 //! - [`MaskSet`]: masks by parameter path, statistics, safetensors files, hard and soft
 //!   (reparameterized) application.
 //! - [`Pruner`], [`Quantizer`], [`Distiller`] and the [`AlgorithmEntry`] registry.
+//! - Quantization math: NNI's scale/zero-point formulas ([`qparams_from_range`]), fake
+//!   quantization on host data and on Burn tensors with STE or QAT gradients ([`fake_quant`]),
+//!   [`MinMaxObserver`] / [`EmaObserver`], and the [`CalibrationConfig`] (NNI's JSON or
+//!   safetensors).
 //!
 //! ## Quick start
 //! ```
@@ -61,6 +65,8 @@ mod index;
 mod layers;
 mod mask;
 mod prune;
+mod quant;
+mod quantize;
 mod registry;
 mod schedule;
 mod scheduled;
@@ -84,15 +90,19 @@ pub use index::{LayerInfo, ModuleIndex, ParamInfo};
 pub use layers::{LayerSpec, ParamRole, ParamSpec};
 pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy, map_param_leaf};
 pub use prune::{PruneOutcome, prune, prune_with_grads};
+pub use quant::{
+    CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,
+    block_min_max, broadcast_qparam, fake_quant, fake_quant_dense, per_tensor_scaling,
+    qparams_from_range, quant_bounds, quant_scaling, symmetric_zero_point,
+};
+pub use quantize::{FakeQuantReparam, QuantTarget, WeightQuantization, fake_quant_param};
 pub use registry::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap,
-    MetricNeeds, Pruner, QuantParams, Quantizer,
+    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap, MetricNeeds,
+    Pruner, QuantMethod, QuantParams, Quantizer,
 };
 pub use schedule::Schedule;
 pub use scheduled::ScheduledPruning;
-pub use scores::{
-    LearnedScores, ScoreForward, ScorePenalty, ScoreReparam, ScoreSpec, ScoreTrigger,
-};
+pub use scores::{LearnedScores, ScoreForward, ScorePenalty, ScoreReparam, ScoreSpec, ScoreTrigger};
 pub use targets::{ConfigWarning, Resolved, Target};
 pub use train::{
     GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,

@@ -119,19 +119,39 @@ pub struct QuantParams {
     pub tracked_max: Dense<f32>,
 }
 
-/// A quantization algorithm: observes values of its targets, then yields their parameters.
-pub trait Quantizer: Send + Sync {
-    /// Observe one value of a target (a weight, or an activation batch).
-    ///
-    /// # Errors
-    /// When the value does not fit the target's granularity.
-    fn observe(&mut self, target: &Target, scaling: &Scaling, value: &Dense<f32>) -> Result<()>;
+/// How a quantizer fake-quantizes a weight and where its scale and zero point come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuantMethod {
+    /// NNI `PtqQuantizer`: the range is observed (running min/max), the parameters computed once
+    /// and then fixed; `clamp_round` with a straight-through gradient.
+    MinMax,
+    /// NNI `QATQuantizer`: an exponential moving average of the range, the parameters recomputed
+    /// after every optimizer step from `quant_start_step` on (weights train unquantized
+    /// before); `qat_clamp_round` (no gradient outside the range).
+    Ema {
+        /// EMA decay (NNI: 0.99).
+        decay: f64,
+        /// Steps before fake quantization starts.
+        quant_start_step: usize,
+    },
+    /// LSQ (Esser et al., 2020): a learnable scale (zero point 0), trained by the user's
+    /// optimizer with the gradient scaled by `1 / sqrt(qmax * numel)`.
+    Lsq,
+    /// LSQ+ (Bhalgat et al., 2020): a learnable scale and zero point.
+    LsqPlus,
+    /// DoReFa weights (Zhou et al., 2016): `tanh` normalised to `[0, 1]`, quantized on a fixed
+    /// grid, mapped back to `[-1, 1]`.
+    Dorefa,
+    /// BNN (Courbariaux et al., 2016): `sign(w)` (0 counts as +1), straight-through gradient.
+    Bnn,
+}
 
-    /// The quantization parameters of a target from what was observed.
-    ///
-    /// # Errors
-    /// When nothing was observed for the target.
-    fn quant_params(&self, target: &Target) -> Result<QuantParams>;
+/// A quantization algorithm. compress-core does the rest (targets, granularity, observers,
+/// fake quantization on the model, calibration files): see
+/// [`WeightQuantization`](crate::WeightQuantization).
+pub trait Quantizer: Send + Sync {
+    /// The method.
+    fn method(&self) -> QuantMethod;
 }
 
 /// A distillation loss between student and teacher hidden states `[batch, features]`.
@@ -252,6 +272,21 @@ impl AlgorithmEntry {
                 name: self.name.to_string(),
                 kind: self.kind.to_string(),
                 wanted: AlgorithmKind::Pruner.to_string(),
+            }),
+        }
+    }
+
+    /// [`build`](Self::build), requiring a quantizer.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build); [`CompressError::WrongAlgorithmKind`] for other kinds.
+    pub fn build_quantizer(&self, options: &toml::Table) -> Result<Box<dyn Quantizer>> {
+        match self.build(options)? {
+            Algorithm::Quantizer(q) => Ok(q),
+            _ => Err(CompressError::WrongAlgorithmKind {
+                name: self.name.to_string(),
+                kind: self.kind.to_string(),
+                wanted: AlgorithmKind::Quantizer.to_string(),
             }),
         }
     }

@@ -129,20 +129,33 @@ impl Reparameterization for ScoreReparam {
     }
 }
 
-/// `base * factor`, the factor holding one value per block of `base` (its dims divide
-/// `base`'s, rank padded to 4).
+/// `base * factor`, the factor holding one value per block of `base`.
 fn expand_blocks<const D: usize>(base: Tensor<D>, factor: Tensor<4>) -> Tensor<D> {
-    let shape = base.shape();
+    let dims = base.dims();
+    base * block_expand(factor, dims)
+}
+
+/// Repeat a per-block tensor (kept-dim block shape padded with trailing 1s to rank 4, every dim
+/// dividing the matching one of `dims`) over its blocks, to shape `dims`.
+pub(crate) fn block_expand<const D: usize>(factor: Tensor<4>, dims: [usize; D]) -> Tensor<D> {
     let mut d = [1usize; 4];
-    d[..D].copy_from_slice(shape.as_slice());
+    d[..D].copy_from_slice(&dims);
     let k = factor.dims();
     if k == d {
-        return base * factor.reshape(shape);
+        return factor.reshape(dims);
     }
     let b: Vec<usize> = (0..4).map(|i| d[i] / k[i].max(1)).collect();
-    let wide = base.reshape([k[0], b[0], k[1], b[1], k[2], b[2], k[3], b[3]]);
-    let f = factor.reshape([k[0], 1, k[1], 1, k[2], 1, k[3], 1]);
-    (wide * f).reshape(shape)
+    factor
+        .reshape([k[0], 1, k[1], 1, k[2], 1, k[3], 1])
+        .expand([k[0], b[0], k[1], b[1], k[2], b[2], k[3], b[3]])
+        .reshape(dims)
+}
+
+/// A kept-dim block shape padded with trailing 1s to rank 4.
+pub(crate) fn pad4(keep: &[usize]) -> [usize; 4] {
+    let mut padded = [1usize; 4];
+    padded[..keep.len()].copy_from_slice(keep);
+    padded
 }
 
 /// One target's score state.
@@ -223,8 +236,7 @@ impl LearnedScores {
             };
             let scaling = granularity.scaling(t.shape.len(), t.out_axis, t.in_axis, &t.path)?;
             let keep = scaling.shrunk_shape(&t.shape, true, &t.path)?;
-            let mut padded = [1usize; 4];
-            padded[..keep.len()].copy_from_slice(&keep);
+            let padded = pad4(&keep);
             let n = keep.iter().product();
             targets.insert(
                 t.path.clone(),

@@ -14,6 +14,13 @@
 //!    through [`FixStructure`].
 //! 5. [`save_pruned`] / [`load_pruned`]: weights plus plan, replayed onto a fresh template.
 //!
+//! Beyond pruning:
+//! - [`quantize_weights`] / [`quantize_layers`]: float parameters become Burn's native
+//!   quantized tensors (8/4/2-bit, per tensor, per channel or per block, NNI-calibrated scales
+//!   used as they are); [`save_quantized`] / [`load_quantized`] write and read them packed.
+//! - [`fuse_bn`]: fold BatchNorms into the conv or Linear that feeds them (NNI's module
+//!   fusion), with adjacency checked on the captured graph.
+//!
 //! ```
 //! use burn::prelude::*;
 //! use compress_core::MaskSet;
@@ -39,18 +46,29 @@
 mod apply;
 mod count;
 mod error;
+mod fuse;
 mod graph;
 mod groups;
 mod persist;
 mod plan;
+mod quantized;
+mod quantsim;
+mod replay;
 
 pub use apply::{FixStructure, apply, check_plan};
 pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
 pub use error::{Result, SpeedupError};
+pub use fuse::{FoldBatchNorm, fuse_bn};
+pub use quantsim::{ActivationTarget, QuantSim, SimPhase};
+pub use replay::{LayerIo, NoTap, Replay, Site, Tap};
 pub use graph::{CustomOpRule, Graph, RuleKind, capture};
 pub use groups::{Channel, DependencyGraph, DependencyGroup};
 pub use persist::{load_pruned, save_pruned};
 pub use plan::{AxisKeep, ConflictPolicy, Plan, PlanReport, Skipped};
+pub use quantized::{
+    AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
+    quantize_weights, quantized_params, save_quantized,
+};
 
 // Re-exported for `impl_fix_structure!` users and custom op rules.
 pub use inventory;

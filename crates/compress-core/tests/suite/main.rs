@@ -6,3 +6,5 @@ mod dataset;
 mod index;
 mod masks;
 mod nni_allocation;
+mod quant;
+mod quantize;

@@ -12,7 +12,7 @@ use burn_ir::{OperationIr, TensorId};
 
 use crate::{Result, SpeedupError};
 
-pub(crate) use rules::{Analysis, Member};
+pub(crate) use rules::{Analysis, Member, op_name};
 pub use rules::{CustomOpRule, RuleKind};
 
 /// A captured forward pass.
@@ -22,6 +22,10 @@ pub struct Graph {
     pub ops: Vec<OperationIr>,
     /// Parameter (and running-statistic) tensors by id: their dotted paths.
     pub params: HashMap<TensorId, String>,
+    /// Values of the tensors created inside the forward (constants), by id.
+    pub values: std::collections::BTreeMap<TensorId, burn::tensor::TensorData>,
+    /// The forward's output.
+    pub outputs: Vec<TensorId>,
 }
 
 /// Record `forward` of `model` on a capture device.
@@ -65,6 +69,8 @@ pub fn capture<M: Module, const D: usize>(
     Ok(Graph {
         ops: captured.graph.operations,
         params,
+        values: captured.values,
+        outputs: captured.graph.outputs.clone(),
     })
 }
 

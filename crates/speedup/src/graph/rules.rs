@@ -54,7 +54,7 @@ pub struct CustomOpRule {
 inventory::collect!(CustomOpRule);
 
 /// `Family::Variant` of an op (`NumericFloat::Sort`), from its Debug form's leading identifiers.
-fn op_name(op: &OperationIr) -> String {
+pub(crate) fn op_name(op: &OperationIr) -> String {
     fn head(debug: String) -> String {
         debug
             .split(|c: char| !c.is_alphanumeric() && c != '_')

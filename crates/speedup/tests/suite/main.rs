@@ -3,6 +3,10 @@
 mod bad_input;
 mod common;
 mod equivalence;
+mod fuse;
 mod groups;
 mod nni_parity;
 mod persist;
+mod quantized;
+mod quantsim;
+mod replay;

@@ -1,0 +1,446 @@
+//! Quantization simulation of a whole model: weights and biases through compress-core's
+//! [`WeightQuantization`] (a reparameterization on the parameters), activations (`_input_`,
+//! `_output_` of layers) through a [`Replay`] of the captured forward with taps. The user's model
+//! type and forward are never edited.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::Module;
+use burn::prelude::*;
+use compress_core::{
+    CalibrationConfig, CalibrationEntry, CompressConfig, CompressError, Dense, EmaObserver,
+    FakeQuantGrad, Granularity, MinMaxObserver, ModuleIndex, Observer, QuantDtype, QuantMethod,
+    QuantScheme, Quantizer, TrainHooks, WeightQuantization, fake_quant, quant_bounds,
+};
+
+use crate::replay::{Replay, Site, Tap};
+use crate::{Result, SpeedupError};
+
+/// One quantized activation.
+#[derive(Debug, Clone)]
+pub struct ActivationTarget {
+    /// Layer path.
+    pub module: String,
+    /// Input or output.
+    pub site: Site,
+    /// The dtype (int8 when unset).
+    pub dtype: QuantDtype,
+    /// The scheme (`None`: symmetric).
+    pub scheme: Option<QuantScheme>,
+    /// Per channel (dim 1) instead of per tensor.
+    pub per_channel: bool,
+}
+
+/// What the activation taps do on a forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimPhase {
+    /// Observe ranges, leave values unchanged (calibration).
+    Observe,
+    /// Observe (QAT's EMA) and fake-quantize with parameters refreshed from the range.
+    Train,
+    /// Fake-quantize with the current parameters.
+    Eval,
+}
+
+struct ActState {
+    target: ActivationTarget,
+    observer: Box<dyn Observer>,
+    /// `[1, C, 1]` (or `[1, 1, 1]`) scale and zero point once computed, and the activation's rank.
+    params: Option<(Vec<f32>, Vec<f32>)>,
+    rank: usize,
+}
+
+struct Taps {
+    method: QuantMethod,
+    phase: SimPhase,
+    steps: usize,
+    states: BTreeMap<(String, Site), ActState>,
+}
+
+/// Weights and activations of a model, quantized in simulation.
+pub struct QuantSim {
+    weights: WeightQuantization,
+    taps: RefCell<Taps>,
+    replays: RefCell<HashMap<Vec<usize>, Replay>>,
+    error: RefCell<Option<SpeedupError>>,
+}
+
+impl QuantSim {
+    /// Resolve `config`'s quantization rules: parameter targets and activation targets.
+    ///
+    /// # Errors
+    /// Config resolution errors; activation targets of a quantizer that cannot quantize
+    /// activations (DoReFa, BNN: weights only here) or with an unsupported granularity.
+    pub fn new(
+        quantizer: &dyn Quantizer,
+        config: &CompressConfig,
+        index: &ModuleIndex,
+    ) -> Result<Self> {
+        let weights = WeightQuantization::new(quantizer, config, index)?;
+        let method = quantizer.method();
+        let quant_rules: std::collections::BTreeSet<usize> = config
+            .rules
+            .iter()
+            .filter(|r| r.mode == compress_core::Mode::Quantization)
+            .map(|r| r.index)
+            .collect();
+        let mut states = BTreeMap::new();
+        for t in config.resolve(index)?.targets {
+            let site = match t.name.as_str() {
+                "_input_" => Site::Input,
+                "_output_" => Site::Output,
+                _ => continue,
+            };
+            if !quant_rules.contains(&t.rule) {
+                continue;
+            }
+            if matches!(method, QuantMethod::Dorefa | QuantMethod::Bnn) {
+                return Err(SpeedupError::Core(CompressError::Algorithm {
+                    algorithm: "quantization".into(),
+                    message: format!(
+                        "'{}': this quantizer quantizes weights only; set target_names = [\"weight\"]",
+                        t.path
+                    ),
+                }));
+            }
+            let per_channel = match t.setting.granularity.clone().unwrap_or(Granularity::Default) {
+                Granularity::Default => false,
+                Granularity::PerChannel => true,
+                other => {
+                    return Err(SpeedupError::Core(CompressError::Algorithm {
+                        algorithm: "quantization".into(),
+                        message: format!(
+                            "'{}': activations are quantized per tensor or per_channel, not {other:?}",
+                            t.path
+                        ),
+                    }));
+                }
+            };
+            // Observers see `[2, C]` (each channel's min and max) and reduce per block.
+            let scaling = if per_channel {
+                Granularity::PerChannel.scaling(2, None, None, &t.path)?
+            } else {
+                compress_core::per_tensor_scaling()
+            };
+            let observer: Box<dyn Observer> = match method {
+                QuantMethod::Ema { decay, .. } => {
+                    Box::new(EmaObserver::new(scaling, t.path.clone()).with_decay(decay)?)
+                }
+                _ => Box::new(MinMaxObserver::new(scaling, t.path.clone())),
+            };
+            let target = ActivationTarget {
+                module: t.layer.clone(),
+                site,
+                dtype: t.setting.quant_dtype.unwrap_or(QuantDtype {
+                    signed: true,
+                    bits: 8,
+                }),
+                scheme: t.setting.quant_scheme,
+                per_channel,
+            };
+            states.insert(
+                (t.layer.clone(), site),
+                ActState {
+                    target,
+                    observer,
+                    params: None,
+                    rank: 0,
+                },
+            );
+        }
+        Ok(Self {
+            weights,
+            taps: RefCell::new(Taps {
+                method,
+                phase: SimPhase::Observe,
+                steps: 0,
+                states,
+            }),
+            replays: RefCell::new(HashMap::new()),
+            error: RefCell::new(None),
+        })
+    }
+
+    /// The weight side.
+    pub fn weights(&self) -> &WeightQuantization {
+        &self.weights
+    }
+
+    /// The activation targets.
+    pub fn activation_targets(&self) -> Vec<ActivationTarget> {
+        self.taps
+            .borrow()
+            .states
+            .values()
+            .map(|s| s.target.clone())
+            .collect()
+    }
+
+    /// Set what the activation taps do.
+    pub fn set_phase(&self, phase: SimPhase) {
+        self.taps.borrow_mut().phase = phase;
+    }
+
+    /// Calibrate: weights from their values, activations by observing `batches` through
+    /// `classify` (NNI's PTQ calibration; the model is only read).
+    ///
+    /// # Errors
+    /// [`SpeedupError::Core`] "calibration with no data" when `batches` is empty and there are
+    /// activation targets; capture, replay and observer errors.
+    pub fn calibrate<M: Module, const DI: usize, const DO: usize>(
+        &mut self,
+        model: &M,
+        batches: impl IntoIterator<Item = Tensor<DI>>,
+        classify: impl Fn(&M, Tensor<DI>) -> Tensor<DO> + Copy,
+    ) -> Result<CalibrationConfig> {
+        self.weights.calibrate(model)?;
+        let has_activations = !self.taps.borrow().states.is_empty();
+        if has_activations {
+            self.set_phase(SimPhase::Observe);
+            let mut seen = 0;
+            for x in batches {
+                let _ = self.forward(model, x, classify)?;
+                seen += 1;
+            }
+            if seen == 0 {
+                return Err(SpeedupError::Core(CompressError::Algorithm {
+                    algorithm: "quantization".into(),
+                    message: "calibration with no data: activation targets need at least one batch"
+                        .into(),
+                }));
+            }
+            self.taps.borrow_mut().refresh()?;
+            self.set_phase(SimPhase::Eval);
+        }
+        Ok(self.calibration())
+    }
+
+    /// Everything calibrated so far, weights and activations.
+    pub fn calibration(&self) -> CalibrationConfig {
+        let mut c = self.weights.calibration().clone();
+        for s in self.taps.borrow().states.values() {
+            if let Some(e) = s.entry() {
+                c.insert(&s.target.module, s.target.site.target_name(), e);
+            }
+        }
+        c
+    }
+
+    /// Use a calibration (e.g. loaded from a file) for the activations; returns the model with
+    /// its weights fake-quantized from the same calibration.
+    ///
+    /// # Errors
+    /// Entries missing for a target, shapes that do not fit, and [`WeightQuantization::simulate`]'s
+    /// errors.
+    pub fn load_calibration<M: Module>(
+        &self,
+        model: &M,
+        calibration: &CalibrationConfig,
+    ) -> Result<M> {
+        let simulated = self.weights.simulate(model, calibration)?;
+        let mut taps = self.taps.borrow_mut();
+        for s in taps.states.values_mut() {
+            let name = s.target.site.target_name();
+            let e = calibration.get(&s.target.module, name).ok_or_else(|| {
+                SpeedupError::Core(CompressError::Algorithm {
+                    algorithm: "quantization".into(),
+                    message: format!(
+                        "the calibration has no entry for '{}.{name}'",
+                        s.target.module
+                    ),
+                })
+            })?;
+            s.params = Some((e.scale.data().to_vec(), e.zero_point.data().to_vec()));
+            s.rank = e.scale.shape().len().max(2);
+            s.observer.reset();
+            s.observer.observe(&Dense::new(
+                vec![2, e.tracked_min.numel()],
+                e.tracked_min
+                    .data()
+                    .iter()
+                    .chain(e.tracked_max.data())
+                    .copied()
+                    .collect(),
+            ))?;
+        }
+        taps.phase = SimPhase::Eval;
+        Ok(simulated)
+    }
+
+    /// `model` with its weights fake-quantized by the current calibration (call after
+    /// [`calibrate`](Self::calibrate)).
+    ///
+    /// # Errors
+    /// As [`WeightQuantization::simulate`].
+    pub fn simulate<M: Module>(&self, model: &M) -> Result<M> {
+        Ok(self.weights.simulate(model, self.weights.calibration())?)
+    }
+
+    /// The forward of `model` (its weights as they are: pass a [`simulate`](Self::simulate)d
+    /// model for fake-quantized weights) with the activation taps of the current phase. Graphs
+    /// are captured once per input shape.
+    ///
+    /// # Errors
+    /// Capture and replay errors, observer errors.
+    pub fn forward<M: Module, const DI: usize, const DO: usize>(
+        &self,
+        model: &M,
+        x: Tensor<DI>,
+        classify: impl Fn(&M, Tensor<DI>) -> Tensor<DO>,
+    ) -> Result<Tensor<DO>> {
+        if self.taps.borrow().states.is_empty() {
+            return Ok(classify(model, x));
+        }
+        let shape = x.dims().to_vec();
+        let mut replays = self.replays.borrow_mut();
+        if !replays.contains_key(&shape) {
+            let replay = Replay::capture(model, x.dims(), &classify)?;
+            replays.insert(shape.clone(), replay);
+        }
+        let replay = &replays[&shape];
+        let mut taps = self.taps.borrow_mut();
+        replay.run(model, x, &mut *taps)
+    }
+
+    /// [`forward`](Self::forward) for closures that cannot fail (a training loop): an error is
+    /// kept for [`take_error`](Self::take_error) and the plain forward is returned.
+    pub fn forward_or_record<M: Module, const DI: usize, const DO: usize>(
+        &self,
+        model: &M,
+        x: Tensor<DI>,
+        classify: impl Fn(&M, Tensor<DI>) -> Tensor<DO> + Copy,
+    ) -> Tensor<DO> {
+        match self.forward(model, x.clone(), classify) {
+            Ok(y) => y,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                classify(model, x)
+            }
+        }
+    }
+
+    /// The first error a recorded forward or a training update (QAT's weight ranges) hit.
+    pub fn take_error(&mut self) -> Option<SpeedupError> {
+        if let Some(e) = self.weights.take_error() {
+            return Some(e.into());
+        }
+        self.error.borrow_mut().take()
+    }
+}
+
+impl ActState {
+    fn entry(&self) -> Option<CalibrationEntry> {
+        let (scale, zp) = self.params.as_ref()?;
+        let (min, max) = self.observer.tracked()?;
+        let shape = self.shape();
+        let d = |v: &[f32]| Dense::new(shape.clone(), v.to_vec());
+        let params = compress_core::QuantParams {
+            scale: d(scale),
+            zero_point: d(zp),
+            tracked_min: d(min.data()),
+            tracked_max: d(max.data()),
+        };
+        Some(CalibrationEntry::new(
+            params,
+            self.target.dtype,
+            self.target.scheme,
+        ))
+    }
+
+    /// NNI's kept-dim shape: `[1, C, 1, ...]` in the activation's rank, or `[]`.
+    fn shape(&self) -> Vec<usize> {
+        match &self.params {
+            Some((s, _)) if self.target.per_channel => {
+                let mut shape = vec![1; self.rank.max(2)];
+                shape[1] = s.len();
+                shape
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Taps {
+    /// Recompute every target's parameters from its tracked range.
+    fn refresh(&mut self) -> Result<()> {
+        for s in self.states.values_mut() {
+            if let Some(p) = s.observer.qparams(s.target.dtype, s.target.scheme) {
+                s.params = Some((p.scale.data().to_vec(), p.zero_point.data().to_vec()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Tap for Taps {
+    fn wants(&self, layer: &str, site: Site) -> bool {
+        self.states.contains_key(&(layer.to_string(), site))
+    }
+
+    fn tap(
+        &mut self,
+        layer: &str,
+        site: Site,
+        rank: usize,
+        value: Tensor<3>,
+    ) -> Result<Tensor<3>> {
+        let phase = self.phase;
+        let method = self.method;
+        let started = match method {
+            QuantMethod::Ema {
+                quant_start_step, ..
+            } => self.steps >= quant_start_step,
+            _ => true,
+        };
+        let Some(s) = self.states.get_mut(&(layer.to_string(), site)) else {
+            return Ok(value);
+        };
+        s.rank = rank;
+        if matches!(phase, SimPhase::Observe | SimPhase::Train) {
+            let [_, c, _] = value.dims();
+            let detached = value.clone().detach();
+            let (mn, mx) = if s.target.per_channel {
+                let per = detached.swap_dims(0, 1).reshape([c as i32, -1]);
+                (per.clone().min_dim(1), per.max_dim(1))
+            } else {
+                let flat = detached.reshape([1, -1]);
+                (flat.clone().min_dim(1), flat.max_dim(1))
+            };
+            let n = if s.target.per_channel { c } else { 1 };
+            let both = Tensor::cat(vec![mn.reshape([1, n]), mx.reshape([1, n])], 0);
+            let data = Dense::from_tensor(both, layer)?;
+            s.observer.observe(&data)?;
+            if phase == SimPhase::Train
+                && started
+                && let Some(p) = s.observer.qparams(s.target.dtype, s.target.scheme)
+            {
+                s.params = Some((p.scale.data().to_vec(), p.zero_point.data().to_vec()));
+            }
+        }
+        if phase == SimPhase::Observe || (phase == SimPhase::Train && !started) {
+            return Ok(value);
+        }
+        let Some((scale, zp)) = &s.params else {
+            return Ok(value);
+        };
+        let device = value.device();
+        let n = scale.len();
+        let as_tensor = |v: &[f32]| {
+            Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), &device).reshape([1, n, 1])
+        };
+        let (qmin, qmax) = quant_bounds(s.target.dtype);
+        let grad = match method {
+            QuantMethod::Ema { .. } => FakeQuantGrad::Clipped,
+            _ => FakeQuantGrad::Ste,
+        };
+        Ok(fake_quant(value, as_tensor(scale), as_tensor(zp), qmin, qmax, grad))
+    }
+}
+
+impl<M: Module> TrainHooks<M> for QuantSim {
+    fn after_step(&mut self, model: M, step: usize) -> M {
+        self.taps.borrow_mut().steps += 1;
+        TrainHooks::after_step(&mut self.weights, model, step)
+    }
+}

@@ -1,0 +1,592 @@
+//! Graph replay: run a captured forward pass op by op on a real device, with taps at the inputs
+//! and outputs of layers.
+//!
+//! Burn has no forward hooks, and quantizing or observing activations must not require editing
+//! the user's model. [`Replay`] captures the forward once (per input shape) on
+//! `Device::capture()`, then executes the recorded ops through Burn's dispatch backend on any
+//! device, autodiff included: parameters are read live from the model (`Param::val()`, so weight
+//! reparameterizations such as fake quantization apply and gradients reach the model's
+//! parameters), constants come from the capture, and a [`Tap`] sees (and may replace) the input
+//! and output of every layer.
+//!
+//! The capture records the inference graph: BatchNorm runs on its running statistics.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn_backend::ops::{ActivationOps, BoolTensorOps, FloatTensorOps, IntTensorOps, ModuleOps};
+use burn_backend::Shape as BShape;
+use burn_dispatch::{Dispatch, DispatchTensor};
+use burn_ir::{
+    ActivationOperationIr as A, BaseOperationIr as Base, FloatOperationIr as F,
+    ModuleOperationIr as Mo, NumericOperationIr as N, OperationIr as O, TensorId, TensorIr,
+};
+
+use crate::{Graph, Result, SpeedupError};
+
+type B = Dispatch;
+
+/// Where a tap sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Site {
+    /// The layer's input (NNI's `_input_`).
+    Input,
+    /// The layer's output (NNI's `_output_`).
+    Output,
+}
+
+impl Site {
+    /// NNI's target name.
+    pub fn target_name(self) -> &'static str {
+        match self {
+            Site::Input => "_input_",
+            Site::Output => "_output_",
+        }
+    }
+}
+
+/// Sees every layer input and output during [`Replay::run`].
+pub trait Tap {
+    /// Whether `(layer, site)` is tapped (untapped values are not converted).
+    fn wants(&self, layer: &str, site: Site) -> bool;
+
+    /// The value at `(layer, site)`, of rank `rank`, as `[dim0, dim1, rest]` (a rank-2
+    /// `[batch, features]` value is `[batch, features, 1]`, so dim 1 is always the channel);
+    /// return the value the graph continues with (the same shape).
+    ///
+    /// # Errors
+    /// Whatever the tap reports; the run stops.
+    fn tap(&mut self, layer: &str, site: Site, rank: usize, value: Tensor<3>)
+    -> Result<Tensor<3>>;
+}
+
+/// A tap that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoTap;
+
+impl Tap for NoTap {
+    fn wants(&self, _: &str, _: Site) -> bool {
+        false
+    }
+    fn tap(&mut self, _: &str, _: Site, _: usize, value: Tensor<3>) -> Result<Tensor<3>> {
+        Ok(value)
+    }
+}
+
+/// The input and output tensors of one layer call in the graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerIo {
+    /// Layer path (`conv1`).
+    pub layer: String,
+    /// The input activation.
+    pub input: TensorId,
+    /// The output activation (after the bias add of a Linear).
+    pub output: TensorId,
+}
+
+/// A captured forward pass, ready to run on real devices.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    graph: Graph,
+    input: TensorId,
+    input_shape: Vec<usize>,
+    output: TensorId,
+    layers: Vec<LayerIo>,
+    taps: HashMap<TensorId, Vec<(String, Site)>>,
+}
+
+impl Replay {
+    /// Capture `forward` of `model` for inputs of `input_shape`.
+    ///
+    /// # Errors
+    /// [`SpeedupError::Capture`] when Burn refuses the capture.
+    pub fn capture<M: Module, const DI: usize, const DO: usize>(
+        model: &M,
+        input_shape: [usize; DI],
+        forward: impl Fn(&M, Tensor<DI>) -> Tensor<DO>,
+    ) -> Result<Self> {
+        let input = std::cell::Cell::new(None);
+        // Reparameterizations (fake quantization, soft masks) would record their own ops on
+        // every `val()`: capture the folded values. The replay reads `val()` live.
+        let plain = compress_core::deep_copy(model).materialize();
+        let graph = crate::graph::capture(&plain, |m, device| {
+            let x = Tensor::<DI>::zeros(input_shape, device);
+            input.set(
+                x.clone()
+                    .try_into_primitive::<burn::backend::Capture>()
+                    .ok()
+                    .map(|p| p.id()),
+            );
+            forward(m, x)
+        })?;
+        let input = input
+            .get()
+            .ok_or_else(|| SpeedupError::Capture("the input is not a capture tensor".into()))?;
+        let output = graph
+            .outputs
+            .first()
+            .copied()
+            .ok_or_else(|| SpeedupError::Capture("the forward has no output".into()))?;
+        let layers = find_layers(&graph);
+        let mut taps: HashMap<TensorId, Vec<(String, Site)>> = HashMap::new();
+        for l in &layers {
+            taps.entry(l.input)
+                .or_default()
+                .push((l.layer.clone(), Site::Input));
+            taps.entry(l.output)
+                .or_default()
+                .push((l.layer.clone(), Site::Output));
+        }
+        Ok(Self {
+            graph,
+            input,
+            input_shape: input_shape.to_vec(),
+            output,
+            layers,
+            taps,
+        })
+    }
+
+    /// The layer calls found in the graph, in execution order.
+    pub fn layers(&self) -> &[LayerIo] {
+        &self.layers
+    }
+
+    /// The input shape the graph was captured for.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// Run the graph on `input`'s device with `model`'s current parameters.
+    ///
+    /// # Errors
+    /// [`SpeedupError::Replay`] when the input shape differs from the captured one, a parameter
+    /// is missing, or an op has no replay rule (named); the tap's errors.
+    pub fn run<M: Module, const DI: usize, const DO: usize>(
+        &self,
+        model: &M,
+        input: Tensor<DI>,
+        tap: &mut dyn Tap,
+    ) -> Result<Tensor<DO>> {
+        if input.dims().as_slice() != self.input_shape.as_slice() {
+            return Err(SpeedupError::Replay(format!(
+                "input shape {:?} differs from the captured {:?}",
+                input.dims(),
+                self.input_shape
+            )));
+        }
+        let device = input.device();
+        let params = live_params(model)?;
+        let mut env: HashMap<TensorId, DispatchTensor> = HashMap::new();
+        let mut x = input.into_dispatch();
+        for (layer, site) in self.taps.get(&self.input).into_iter().flatten() {
+            if tap.wants(layer, *site) {
+                x = apply_tap(tap, layer, *site, x)?;
+            }
+        }
+        env.insert(self.input, x);
+        for (i, op) in self.graph.ops.iter().enumerate() {
+            // The op that created the capture's placeholder input.
+            if op.outputs().any(|t| t.id == self.input) {
+                continue;
+            }
+            if let O::Init(init) = op {
+                let id = init.out.id;
+                if id == self.input {
+                    continue;
+                }
+                let value = match self.graph.params.get(&id) {
+                    Some(path) => params.get(path).cloned().ok_or_else(|| {
+                        SpeedupError::Replay(format!("the model has no parameter '{path}'"))
+                    })?,
+                    None => constant(&self.graph, &init.out, &device)?,
+                };
+                env.insert(id, value);
+                continue;
+            }
+            if let O::Drop(t) = op {
+                env.remove(&t.id);
+                continue;
+            }
+            let (id, value) = self.exec(i, op, &mut env, &device)?;
+            let value = match self.taps.get(&id) {
+                Some(points) => {
+                    let mut v = value;
+                    for (layer, site) in points {
+                        if tap.wants(layer, *site) {
+                            v = apply_tap(tap, layer, *site, v)?;
+                        }
+                    }
+                    v
+                }
+                None => value,
+            };
+            env.insert(id, value);
+        }
+        let out = env
+            .remove(&self.output)
+            .ok_or_else(|| SpeedupError::Replay("the graph did not produce its output".into()))?;
+        Ok(Tensor::from_dispatch(out))
+    }
+
+    fn exec(
+        &self,
+        i: usize,
+        op: &O,
+        env: &mut HashMap<TensorId, DispatchTensor>,
+        device: &Device,
+    ) -> Result<(TensorId, DispatchTensor)> {
+        let get = |t: &TensorIr, env: &HashMap<TensorId, DispatchTensor>| {
+            env.get(&t.id).cloned().ok_or_else(|| {
+                SpeedupError::Replay(format!("op {i} reads tensor {:?} that is not computed", t.id))
+            })
+        };
+        // A tapped layer input is some earlier op's output (or the graph input), already tapped
+        // when it was produced.
+        let unsupported = || {
+            SpeedupError::Replay(format!(
+                "op {i} ({}) has no replay rule",
+                crate::graph::op_name(op)
+            ))
+        };
+        let (out, value) = match op {
+            O::BaseFloat(b) => match b {
+                Base::Zeros(d) => (
+                    &d.out,
+                    B::float_zeros(d.out.shape.clone(), device.as_dispatch(), d.out.dtype.into()),
+                ),
+                Base::Ones(d) => (
+                    &d.out,
+                    B::float_ones(d.out.shape.clone(), device.as_dispatch(), d.out.dtype.into()),
+                ),
+                Base::Reshape(d) => (&d.out, B::float_reshape(get(&d.input, env)?, d.out.shape.clone())),
+                Base::SwapDims(d) => (&d.out, B::float_swap_dims(get(&d.input, env)?, d.dim1, d.dim2)),
+                Base::Permute(d) => (&d.out, B::float_permute(get(&d.input, env)?, &d.axes)),
+                Base::Expand(d) => (&d.out, B::float_expand(get(&d.input, env)?, d.out.shape.clone())),
+                Base::Slice(d) => (&d.out, B::float_slice(get(&d.tensor, env)?, &d.ranges)),
+                Base::Cat(d) => {
+                    let ts = d.tensors.iter().map(|t| get(t, env)).collect::<Result<Vec<_>>>()?;
+                    (&d.out, B::float_cat(ts, d.dim))
+                }
+                _ => return Err(unsupported()),
+            },
+            O::NumericFloat(_, n) => match n {
+                N::Add(d) => (&d.out, B::float_add(get(&d.lhs, env)?, get(&d.rhs, env)?)),
+                N::Sub(d) => (&d.out, B::float_sub(get(&d.lhs, env)?, get(&d.rhs, env)?)),
+                N::Mul(d) => (&d.out, B::float_mul(get(&d.lhs, env)?, get(&d.rhs, env)?)),
+                N::Div(d) => (&d.out, B::float_div(get(&d.lhs, env)?, get(&d.rhs, env)?)),
+                N::AddScalar(d) => (&d.out, B::float_add_scalar(get(&d.lhs, env)?, d.rhs.into())),
+                N::SubScalar(d) => (&d.out, B::float_sub_scalar(get(&d.lhs, env)?, d.rhs.into())),
+                N::MulScalar(d) => (&d.out, B::float_mul_scalar(get(&d.lhs, env)?, d.rhs.into())),
+                N::DivScalar(d) => (&d.out, B::float_div_scalar(get(&d.lhs, env)?, d.rhs.into())),
+                N::Clamp(d) => (
+                    &d.out,
+                    B::float_clamp(get(&d.tensor, env)?, d.min.into(), d.max.into()),
+                ),
+                N::ClampMin(d) => (&d.out, B::float_clamp_min(get(&d.lhs, env)?, d.rhs.into())),
+                N::ClampMax(d) => (&d.out, B::float_clamp_max(get(&d.lhs, env)?, d.rhs.into())),
+                N::Neg(d) => (&d.out, B::float_neg(get(&d.input, env)?)),
+                N::Abs(d) => (&d.out, B::float_abs(get(&d.input, env)?)),
+                N::Mean(d) => (&d.out, B::float_mean(get(&d.input, env)?)),
+                N::Sum(d) => (&d.out, B::float_sum(get(&d.input, env)?)),
+                N::MeanDim(d) => (&d.out, B::float_mean_dim(get(&d.input, env)?, d.axis)),
+                N::SumDim(d) => (&d.out, B::float_sum_dim(get(&d.input, env)?, d.axis)),
+                _ => return Err(unsupported()),
+            },
+            O::Float(_, f) => match f {
+                F::Matmul(d) => (&d.out, B::float_matmul(get(&d.lhs, env)?, get(&d.rhs, env)?)),
+                F::Exp(d) => (&d.out, B::float_exp(get(&d.input, env)?)),
+                F::Log(d) => (&d.out, B::float_log(get(&d.input, env)?)),
+                F::Sqrt(d) => (&d.out, B::float_sqrt(get(&d.input, env)?)),
+                F::Tanh(d) => (&d.out, B::float_tanh(get(&d.input, env)?)),
+                F::Recip(d) => (&d.out, B::float_recip(get(&d.input, env)?)),
+                _ => return Err(unsupported()),
+            },
+            O::Activation(a) => match a {
+                A::Relu(d) => (&d.out, B::relu(get(&d.input, env)?)),
+                A::Gelu(d) => (&d.out, B::gelu(get(&d.input, env)?)),
+                A::Sigmoid(d) => (&d.out, B::sigmoid(get(&d.input, env)?)),
+                A::LeakyRelu(d) => (&d.out, B::leaky_relu(get(&d.lhs, env)?, d.rhs.into())),
+                _ => return Err(unsupported()),
+            },
+            O::Module(m) => match m {
+                Mo::Conv1d(d) => {
+                    let bias = d.bias.as_ref().map(|b| get(b, env)).transpose()?;
+                    let out = B::conv1d(
+                        get(&d.x, env)?,
+                        get(&d.weight, env)?,
+                        bias,
+                        d.clone().options.into(),
+                    );
+                    (&d.out, out)
+                }
+                Mo::Conv2d(d) => {
+                    let bias = d.bias.as_ref().map(|b| get(b, env)).transpose()?;
+                    let out = B::conv2d(
+                        get(&d.x, env)?,
+                        get(&d.weight, env)?,
+                        bias,
+                        d.clone().options.into(),
+                    );
+                    (&d.out, out)
+                }
+                Mo::Linear(d) => {
+                    let bias = d.bias.as_ref().map(|b| get(b, env)).transpose()?;
+                    (&d.out, B::linear(get(&d.x, env)?, get(&d.weight, env)?, bias))
+                }
+                Mo::BatchNorm(d) => {
+                    let out = B::batch_norm(
+                        get(&d.x, env)?,
+                        get(&d.gamma, env)?,
+                        get(&d.beta, env)?,
+                        get(&d.mean, env)?,
+                        get(&d.variance, env)?,
+                        d.epsilon.elem(),
+                    );
+                    (&d.out, out)
+                }
+                Mo::AvgPool2d(d) => {
+                    let out = B::avg_pool2d(
+                        get(&d.x, env)?,
+                        d.kernel_size,
+                        d.stride,
+                        d.padding,
+                        d.count_include_pad,
+                        d.ceil_mode,
+                    );
+                    (&d.out, out)
+                }
+                Mo::AdaptiveAvgPool2d(d) => {
+                    (&d.out, B::adaptive_avg_pool2d(get(&d.x, env)?, d.output_size))
+                }
+                Mo::MaxPool2d(d) => {
+                    let out = B::max_pool2d(
+                        get(&d.x, env)?,
+                        d.kernel_size,
+                        d.stride,
+                        d.padding,
+                        d.dilation,
+                        d.ceil_mode,
+                    );
+                    (&d.out, out)
+                }
+                _ => return Err(unsupported()),
+            },
+            _ => return Err(unsupported()),
+        };
+        Ok((out.id, value))
+    }
+}
+
+/// Reshape to `[d0, d1, rest]`, tap, reshape back.
+fn apply_tap(tap: &mut dyn Tap, layer: &str, site: Site, value: DispatchTensor) -> Result<DispatchTensor> {
+    use burn_backend::TensorMetadata;
+    let shape = value.shape();
+    let dims = shape.as_slice().to_vec();
+    let three = match dims.len() {
+        0 => [1, 1, 1],
+        1 => [1, dims[0], 1],
+        _ => [dims[0], dims[1], dims[2..].iter().product()],
+    };
+    let t: Tensor<3> = Tensor::from_dispatch(B::float_reshape(value, BShape::from(three.to_vec())));
+    let out = tap.tap(layer, site, dims.len(), t)?;
+    if out.dims() != three {
+        return Err(SpeedupError::Replay(format!(
+            "the tap at {layer} {} changed the shape {three:?} to {:?}",
+            site.target_name(),
+            out.dims()
+        )));
+    }
+    Ok(B::float_reshape(out.into_dispatch(), shape))
+}
+
+/// A constant of the capture (a tensor created inside the forward) on `device`.
+fn constant(graph: &Graph, t: &TensorIr, device: &Device) -> Result<DispatchTensor> {
+    let data = graph.values.get(&t.id).cloned().ok_or_else(|| {
+        SpeedupError::Replay(format!("no captured value for constant tensor {:?}", t.id))
+    })?;
+    let device = device.as_dispatch();
+    Ok(if t.dtype.is_float() {
+        B::float_from_data(data, device)
+    } else if t.dtype.is_bool() {
+        B::bool_from_data(data, device)
+    } else {
+        B::int_from_data(data, device)
+    })
+}
+
+/// Every parameter's current value by path: `Param::val()`, with [`FakeQuantReparam`]s
+/// applied (a visitor sees a reparameterized parameter's base and the reparameterization's own
+/// parameters separately, so the value is rebuilt with [`fake_quant_param`]). Other
+/// reparameterizations cannot be rebuilt and are an error naming the parameter.
+///
+/// [`FakeQuantReparam`]: compress_core::FakeQuantReparam
+/// [`fake_quant_param`]: compress_core::fake_quant_param
+fn live_params<M: Module>(model: &M) -> Result<BTreeMap<String, DispatchTensor>> {
+    use compress_core::FakeQuantReparam;
+    use burn::module::Reparameterization;
+    #[derive(Default)]
+    struct Collect {
+        stack: Vec<String>,
+        found: BTreeMap<String, DispatchTensor>,
+        /// The last base visited: path, value, rank.
+        base: Option<(String, DispatchTensor, usize)>,
+        /// Inside a fake-quant reparameterization: its parameters by field name.
+        parts: Option<BTreeMap<String, DispatchTensor>>,
+        unsupported: Option<String>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            if container == "Reparameterization" {
+                if name == FakeQuantReparam::NAME {
+                    self.parts = Some(BTreeMap::new());
+                } else if self.unsupported.is_none() {
+                    let path = self.base.as_ref().map_or("?", |b| b.0.as_str());
+                    self.unsupported = Some(format!(
+                        "parameter '{path}' carries a '{name}' reparameterization the replay cannot \
+                         apply: materialize() the model first"
+                    ));
+                }
+            }
+            self.stack.push(name.to_string());
+        }
+        fn exit_module(&mut self, name: &str, container: &str) {
+            self.stack.pop();
+            if container != "Reparameterization" || name != FakeQuantReparam::NAME {
+                return;
+            }
+            let (Some(parts), Some((path, base, rank))) = (self.parts.take(), self.base.take())
+            else {
+                return;
+            };
+            let get = |k: &str| parts.get(k).cloned();
+            let (Some(scale), Some(zp), Some(spec)) = (get("scale"), get("zero_point"), get("spec"))
+            else {
+                self.unsupported = Some(format!("fake quantization of '{path}' lacks its parameters"));
+                return;
+            };
+            let spec: Tensor<1> = Tensor::from_dispatch(spec);
+            let Ok(spec) = spec.into_data().convert::<f32>().try_into_vec::<f32>() else {
+                self.unsupported = Some(format!("fake quantization of '{path}' has a bad spec"));
+                return;
+            };
+            let (scale, zp): (Tensor<4>, Tensor<4>) =
+                (Tensor::from_dispatch(scale), Tensor::from_dispatch(zp));
+            let (qmin, qmax, mode) = (spec[0], spec[1], spec[2] as usize);
+            macro_rules! rebuild {
+                ($d:literal) => {{
+                    let base: Tensor<$d> = Tensor::from_dispatch(base);
+                    compress_core::fake_quant_param(base, scale, zp, qmin, qmax, mode).into_dispatch()
+                }};
+            }
+            let value = match rank {
+                1 => rebuild!(1),
+                2 => rebuild!(2),
+                3 => rebuild!(3),
+                _ => rebuild!(4),
+            };
+            self.found.insert(path, value);
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val().into_dispatch();
+            match &mut self.parts {
+                Some(parts) => {
+                    let field = self.stack.last().cloned().unwrap_or_default();
+                    parts.insert(field, value);
+                }
+                None => {
+                    let path = self.stack.join(".");
+                    self.found.insert(path.clone(), value.clone());
+                    self.base = Some((path, value, D));
+                }
+            }
+        }
+    }
+    let mut c = Collect::default();
+    model.visit(&mut c);
+    match c.unsupported {
+        Some(message) => Err(SpeedupError::Replay(message)),
+        None => Ok(c.found),
+    }
+}
+
+fn layer_of(path: &str) -> &str {
+    path.rsplit_once('.').map_or("", |(l, _)| l)
+}
+
+/// Layer calls: conv-like and norm modules by their weight, Linear as a matmul with a parameter
+/// weight (and the bias add that follows it).
+fn find_layers(graph: &Graph) -> Vec<LayerIo> {
+    // Tensors that are a parameter, or a reshape / expand / transpose of one.
+    let mut derived: HashMap<TensorId, String> = HashMap::new();
+    let mut layers: Vec<LayerIo> = Vec::new();
+    // Output of a Linear's matmul -> index in `layers`, to extend it over the bias add.
+    let mut pending: HashMap<TensorId, usize> = HashMap::new();
+    for op in &graph.ops {
+        match op {
+            O::Init(init) => {
+                if let Some(p) = graph.params.get(&init.out.id) {
+                    derived.insert(init.out.id, p.clone());
+                }
+            }
+            O::BaseFloat(Base::Reshape(d)) | O::BaseFloat(Base::Expand(d)) => {
+                if let Some(p) = derived.get(&d.input.id).cloned() {
+                    derived.insert(d.out.id, p);
+                }
+            }
+            O::BaseFloat(Base::SwapDims(d)) => {
+                if let Some(p) = derived.get(&d.input.id).cloned() {
+                    derived.insert(d.out.id, p);
+                }
+            }
+            O::Module(m) => {
+                let io = match m {
+                    Mo::Conv1d(d) => Some((&d.x, &d.weight, &d.out)),
+                    Mo::Conv2d(d) => Some((&d.x, &d.weight, &d.out)),
+                    Mo::Conv3d(d) => Some((&d.x, &d.weight, &d.out)),
+                    Mo::ConvTranspose1d(d) => Some((&d.x, &d.weight, &d.out)),
+                    Mo::ConvTranspose2d(d) => Some((&d.x, &d.weight, &d.out)),
+                    Mo::Linear(d) => Some((&d.x, &d.weight, &d.out)),
+                    Mo::BatchNorm(d) => Some((&d.x, &d.gamma, &d.out)),
+                    _ => None,
+                };
+                if let Some((x, w, out)) = io
+                    && let Some(p) = derived.get(&w.id)
+                {
+                    layers.push(LayerIo {
+                        layer: layer_of(p).to_string(),
+                        input: x.id,
+                        output: out.id,
+                    });
+                }
+            }
+            O::Float(_, F::Matmul(d)) => {
+                let (x, w) = match (derived.get(&d.lhs.id), derived.get(&d.rhs.id)) {
+                    (None, Some(w)) => (&d.lhs, w),
+                    (Some(w), None) => (&d.rhs, w),
+                    _ => continue,
+                };
+                pending.insert(d.out.id, layers.len());
+                layers.push(LayerIo {
+                    layer: layer_of(w).to_string(),
+                    input: x.id,
+                    output: d.out.id,
+                });
+            }
+            O::NumericFloat(_, N::Add(d)) => {
+                let hit = [(&d.lhs, &d.rhs), (&d.rhs, &d.lhs)].into_iter().find_map(|(a, b)| {
+                    let i = *pending.get(&a.id)?;
+                    let bias = derived.get(&b.id)?;
+                    (layer_of(bias) == layers[i].layer).then_some(i)
+                });
+                if let Some(i) = hit {
+                    pending.remove(&layers[i].output);
+                    layers[i].output = d.out.id;
+                }
+            }
+            _ => {}
+        }
+    }
+    layers
+}

@@ -1,0 +1,131 @@
+//! Graph replay: the replayed forward equals the model's own (values and gradients), taps see
+//! every layer's input and output and can change them, and misuse is a typed error.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use compress_speedup::{NoTap, Replay, Site, SpeedupError, Tap};
+use compress_zoo::{AnyModel, Arch, ImageClassifier, LeNet5};
+
+fn close(a: Tensor<2>, b: Tensor<2>, tol: f32) {
+    let (a, b) = (a.into_data(), b.into_data());
+    assert_eq!(a.shape(), b.shape());
+    let (a, b) = (a.try_to_vec::<f32>().unwrap(), b.try_to_vec::<f32>().unwrap());
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst <= tol, "max |diff| {worst}");
+}
+
+#[test]
+fn replay_reproduces_the_forward_of_every_image_model() {
+    let device = Device::flex();
+    fn check<M: ImageClassifier + burn::module::Module>(model: &M, shape: [usize; 4]) -> usize {
+        let device = Device::flex();
+        let x = Tensor::<4>::random(shape, burn::tensor::Distribution::Default, &device);
+        let replay = Replay::capture(model, shape, |m, x| m.classify(x)).unwrap();
+        let got: Tensor<2> = replay.run(model, x.clone(), &mut NoTap).unwrap();
+        close(got, model.classify(x), 1e-5);
+        replay.layers().len()
+    }
+    for arch in [Arch::LeNet5, Arch::SmallCnn, Arch::ResNet18, Arch::MobileNetV2] {
+        let layers = match AnyModel::init(arch, &device) {
+            AnyModel::LeNet5(m) => check(&m, arch.input_shape(2)),
+            AnyModel::SmallCnn(m) => check(&m, arch.input_shape(2)),
+            AnyModel::ResNet18(m) => check(&m, arch.input_shape(2)),
+            AnyModel::MobileNetV2(m) => check(&m, arch.input_shape(2)),
+            _ => unreachable!(),
+        };
+        assert!(layers > 0, "{arch:?}");
+    }
+}
+
+/// Records the shapes it sees and doubles one layer's output.
+#[derive(Default)]
+struct Recorder {
+    seen: BTreeMap<(String, Site), Vec<usize>>,
+    double: Option<String>,
+}
+
+impl Tap for Recorder {
+    fn wants(&self, _: &str, _: Site) -> bool {
+        true
+    }
+    fn tap(&mut self, layer: &str, site: Site, _rank: usize, value: Tensor<3>) -> compress_speedup::Result<Tensor<3>> {
+        self.seen.insert((layer.to_string(), site), value.dims().to_vec());
+        Ok(match &self.double {
+            Some(l) if l == layer && site == Site::Output => value.mul_scalar(2.0),
+            _ => value,
+        })
+    }
+}
+
+#[test]
+fn taps_see_each_layer_and_can_change_its_output() {
+    let device = Device::flex();
+    let model = LeNet5::new(&device);
+    let replay = Replay::capture(&model, [3, 1, 28, 28], |m, x| m.forward(x)).unwrap();
+    let layers: Vec<&str> = replay.layers().iter().map(|l| l.layer.as_str()).collect();
+    assert_eq!(layers, ["conv1", "conv2", "fc1", "fc2", "fc3"]);
+    let x = Tensor::<4>::random([3, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+    let mut tap = Recorder::default();
+    let _: Tensor<2> = replay.run(&model, x.clone(), &mut tap).unwrap();
+    assert_eq!(tap.seen[&("conv1".into(), Site::Input)], [3, 1, 784]);
+    assert_eq!(tap.seen[&("conv1".into(), Site::Output)], [3, 6, 784]);
+    assert_eq!(tap.seen[&("fc1".into(), Site::Input)], [3, 400, 1]);
+    assert_eq!(tap.seen[&("fc3".into(), Site::Output)], [3, 10, 1]);
+    // Doubling the classifier's output (after its bias) doubles the logits.
+    let mut tap = Recorder {
+        double: Some("fc3".into()),
+        ..Default::default()
+    };
+    let doubled: Tensor<2> = replay.run(&model, x.clone(), &mut tap).unwrap();
+    close(doubled, model.forward(x).mul_scalar(2.0), 1e-5);
+}
+
+#[test]
+fn gradients_through_the_replay_reach_the_model_parameters() {
+    let device = Device::flex().autodiff();
+    let model = LeNet5::new(&device);
+    let replay = Replay::capture(&model, [2, 1, 28, 28], |m, x| m.forward(x)).unwrap();
+    let x = Tensor::<4>::random([2, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+    let direct = model.forward(x.clone()).sum().backward();
+    let replayed: Tensor<2> = replay.run(&model, x, &mut NoTap).unwrap();
+    let replayed = replayed.sum().backward();
+    let conv = (model.conv1.weight.grad(&direct).unwrap() - model.conv1.weight.grad(&replayed).unwrap())
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    let fc = (model.fc2.weight.grad(&direct).unwrap() - model.fc2.weight.grad(&replayed).unwrap())
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(conv < 1e-5 && fc < 1e-5, "{conv} {fc}");
+}
+
+#[test]
+fn a_replay_refuses_an_input_of_another_shape() {
+    let device = Device::flex();
+    let model = LeNet5::new(&device);
+    let replay = Replay::capture(&model, [2, 1, 28, 28], |m, x| m.forward(x)).unwrap();
+    let err = replay
+        .run::<_, 4, 2>(&model, Tensor::zeros([3, 1, 28, 28], &device), &mut NoTap)
+        .unwrap_err();
+    assert!(matches!(err, SpeedupError::Replay(_)));
+    assert!(err.to_string().contains("input shape [3, 1, 28, 28] differs from the captured [2, 1, 28, 28]"), "{err}");
+}
+
+#[test]
+fn a_reparameterization_the_replay_cannot_rebuild_is_an_error_not_a_silent_wrong_answer() {
+    let device = Device::flex();
+    let model = LeNet5::new(&device);
+    let mut masks = compress_core::MaskSet::default();
+    masks.insert("fc1.bias", compress_core::Dense::new(vec![120], vec![0; 120]));
+    let soft = masks.apply_soft(&model).unwrap();
+    let replay = Replay::capture(&soft, [1, 1, 28, 28], |m, x| m.forward(x)).unwrap();
+    let err = replay
+        .run::<_, 4, 2>(&soft, Tensor::zeros([1, 1, 28, 28], &device), &mut NoTap)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("parameter 'fc1.bias' carries a 'soft_mask' reparameterization"),
+        "{err}"
+    );
+}
