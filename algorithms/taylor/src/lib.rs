@@ -18,8 +18,8 @@
 
 use burn::prelude::*;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, CompressError, Dense, MetricInput, MetricNeeds,
-    Pruner, Result,
+    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, CompressError, Dense, MetricInput,
+    MetricNeeds, Pruner, Result,
 };
 
 /// The Taylor pruner.

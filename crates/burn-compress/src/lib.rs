@@ -28,6 +28,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod quantize;
 pub mod recipe;
 
 pub use compress_core as core;

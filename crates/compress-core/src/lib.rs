@@ -97,12 +97,14 @@ pub use quant::{
 };
 pub use quantize::{FakeQuantReparam, QuantTarget, WeightQuantization, fake_quant_param};
 pub use registry::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap, MetricNeeds,
-    Pruner, QuantMethod, QuantParams, Quantizer,
+    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap,
+    MetricNeeds, Pruner, QuantMethod, QuantParams, Quantizer,
 };
 pub use schedule::Schedule;
 pub use scheduled::ScheduledPruning;
-pub use scores::{LearnedScores, ScoreForward, ScorePenalty, ScoreReparam, ScoreSpec, ScoreTrigger};
+pub use scores::{
+    LearnedScores, ScoreForward, ScorePenalty, ScoreReparam, ScoreSpec, ScoreTrigger,
+};
 pub use targets::{ConfigWarning, Resolved, Target};
 pub use train::{
     GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,

@@ -128,52 +128,52 @@ pub fn fake_quant_param<const D: usize>(
     mode: usize,
 ) -> Tensor<D> {
     let dims = base.dims();
-        match mode {
-            MODE_STE | MODE_CLIPPED => {
-                let scale = block_expand(scale.detach(), dims);
-                let zero_point = block_expand(zero_point.detach(), dims);
-                let grad = if mode == MODE_STE {
-                    FakeQuantGrad::Ste
-                } else {
-                    FakeQuantGrad::Clipped
-                };
-                fake_quant(base, scale, zero_point, qmin, qmax, grad)
-            }
-            MODE_LSQ | MODE_LSQ_PLUS => {
-                // LSQ's gradient scale g = 1 / sqrt(qmax * numel): value s, gradient g * ds.
-                let numel = dims.iter().product::<usize>() as f64;
-                let g = 1.0 / (qmax.max(1.0) as f64 * numel).sqrt();
-                let scale = straight_through(scale.clone(), scale.mul_scalar(g));
-                let scale = block_expand(scale, dims);
-                let v = base / scale.clone();
-                let v = if mode == MODE_LSQ_PLUS {
-                    let zp = zero_point;
-                    let zp = block_expand(straight_through(zp.clone(), zp.mul_scalar(g)), dims);
-                    let shifted = (v + zp.clone()).clamp(qmin, qmax);
-                    straight_through(shifted.clone().round(), shifted) - zp
-                } else {
-                    let clamped = v.clamp(qmin, qmax);
-                    straight_through(clamped.clone().round(), clamped)
-                };
-                v * scale
-            }
-            MODE_DOREFA => {
-                let levels = (qmax - qmin).max(1.0);
-                let t = base.tanh();
-                let max = t.clone().abs().max().detach().clamp_min(f32::EPSILON);
-                let unit = t / max.mul_scalar(2.0).unsqueeze() + 0.5;
-                let q = straight_through(
-                    unit.clone().mul_scalar(levels).round().div_scalar(levels),
-                    unit,
-                );
-                q.mul_scalar(2.0) - 1.0
-            }
-            _ => {
-                // sign with 0 -> +1, straight through.
-                let sign = base.clone().greater_equal_elem(0.0).float().mul_scalar(2.0) - 1.0;
-                straight_through(sign, base)
-            }
+    match mode {
+        MODE_STE | MODE_CLIPPED => {
+            let scale = block_expand(scale.detach(), dims);
+            let zero_point = block_expand(zero_point.detach(), dims);
+            let grad = if mode == MODE_STE {
+                FakeQuantGrad::Ste
+            } else {
+                FakeQuantGrad::Clipped
+            };
+            fake_quant(base, scale, zero_point, qmin, qmax, grad)
         }
+        MODE_LSQ | MODE_LSQ_PLUS => {
+            // LSQ's gradient scale g = 1 / sqrt(qmax * numel): value s, gradient g * ds.
+            let numel = dims.iter().product::<usize>() as f64;
+            let g = 1.0 / (qmax.max(1.0) as f64 * numel).sqrt();
+            let scale = straight_through(scale.clone(), scale.mul_scalar(g));
+            let scale = block_expand(scale, dims);
+            let v = base / scale.clone();
+            let v = if mode == MODE_LSQ_PLUS {
+                let zp = zero_point;
+                let zp = block_expand(straight_through(zp.clone(), zp.mul_scalar(g)), dims);
+                let shifted = (v + zp.clone()).clamp(qmin, qmax);
+                straight_through(shifted.clone().round(), shifted) - zp
+            } else {
+                let clamped = v.clamp(qmin, qmax);
+                straight_through(clamped.clone().round(), clamped)
+            };
+            v * scale
+        }
+        MODE_DOREFA => {
+            let levels = (qmax - qmin).max(1.0);
+            let t = base.tanh();
+            let max = t.clone().abs().max().detach().clamp_min(f32::EPSILON);
+            let unit = t / max.mul_scalar(2.0).unsqueeze() + 0.5;
+            let q = straight_through(
+                unit.clone().mul_scalar(levels).round().div_scalar(levels),
+                unit,
+            );
+            q.mul_scalar(2.0) - 1.0
+        }
+        _ => {
+            // sign with 0 -> +1, straight through.
+            let sign = base.clone().greater_equal_elem(0.0).float().mul_scalar(2.0) - 1.0;
+            straight_through(sign, base)
+        }
+    }
 }
 
 fn unsupported(message: String) -> CompressError {
@@ -444,6 +444,19 @@ impl WeightQuantization {
             values: &values,
             mode: mode_of(self.method),
         }))
+    }
+
+    /// [`simulate`](Self::simulate) with the current calibration, for a model that will be
+    /// trained with this as its [`TrainHooks`]: QAT's updates then write into the attached
+    /// fake quantization instead of attaching it again.
+    ///
+    /// # Errors
+    /// As [`simulate`](Self::simulate).
+    pub fn attach<M: Module>(&mut self, model: &M) -> Result<M> {
+        let calibration = self.calibration.clone();
+        let simulated = self.simulate(model, &calibration)?;
+        self.attached = true;
+        Ok(simulated)
     }
 
     /// Read the (learned) scales and zero points back from a simulated model into

@@ -59,8 +59,6 @@ pub use apply::{FixStructure, apply, check_plan};
 pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
 pub use error::{Result, SpeedupError};
 pub use fuse::{FoldBatchNorm, fuse_bn};
-pub use quantsim::{ActivationTarget, QuantSim, SimPhase};
-pub use replay::{LayerIo, NoTap, Replay, Site, Tap};
 pub use graph::{CustomOpRule, Graph, RuleKind, capture};
 pub use groups::{Channel, DependencyGraph, DependencyGroup};
 pub use persist::{load_pruned, save_pruned};
@@ -69,6 +67,8 @@ pub use quantized::{
     AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
     quantize_weights, quantized_params, save_quantized,
 };
+pub use quantsim::{ActivationTarget, QuantSim, SimPhase};
+pub use replay::{LayerIo, NoTap, Replay, Site, Tap};
 
 // Re-exported for `impl_fix_structure!` users and custom op rules.
 pub use inventory;

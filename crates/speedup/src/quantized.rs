@@ -341,6 +341,9 @@ pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<Pa
     let mut store = BurnpackStore::from_file(&path)
         .auto_extension(false)
         .overwrite(true)
+        // As `Module::save_file`: no metadata entries (they can push the header across a
+        // 256-byte boundary, which costs a small model 0.4%).
+        .clear_metadata()
         .with_to_adapter(PackSubByte);
     model.save_into(&mut store).map_err(|e| SpeedupError::Io {
         path: path.display().to_string(),

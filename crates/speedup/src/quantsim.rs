@@ -60,7 +60,7 @@ struct Taps {
 
 /// Weights and activations of a model, quantized in simulation.
 pub struct QuantSim {
-    weights: WeightQuantization,
+    weights: RefCell<WeightQuantization>,
     taps: RefCell<Taps>,
     replays: RefCell<HashMap<Vec<usize>, Replay>>,
     error: RefCell<Option<SpeedupError>>,
@@ -104,7 +104,12 @@ impl QuantSim {
                     ),
                 }));
             }
-            let per_channel = match t.setting.granularity.clone().unwrap_or(Granularity::Default) {
+            let per_channel = match t
+                .setting
+                .granularity
+                .clone()
+                .unwrap_or(Granularity::Default)
+            {
                 Granularity::Default => false,
                 Granularity::PerChannel => true,
                 other => {
@@ -150,7 +155,7 @@ impl QuantSim {
             );
         }
         Ok(Self {
-            weights,
+            weights: RefCell::new(weights),
             taps: RefCell::new(Taps {
                 method,
                 phase: SimPhase::Observe,
@@ -163,8 +168,8 @@ impl QuantSim {
     }
 
     /// The weight side.
-    pub fn weights(&self) -> &WeightQuantization {
-        &self.weights
+    pub fn weights(&self) -> std::cell::Ref<'_, WeightQuantization> {
+        self.weights.borrow()
     }
 
     /// The activation targets.
@@ -194,7 +199,7 @@ impl QuantSim {
         batches: impl IntoIterator<Item = Tensor<DI>>,
         classify: impl Fn(&M, Tensor<DI>) -> Tensor<DO> + Copy,
     ) -> Result<CalibrationConfig> {
-        self.weights.calibrate(model)?;
+        self.weights.get_mut().calibrate(model)?;
         let has_activations = !self.taps.borrow().states.is_empty();
         if has_activations {
             self.set_phase(SimPhase::Observe);
@@ -218,7 +223,7 @@ impl QuantSim {
 
     /// Everything calibrated so far, weights and activations.
     pub fn calibration(&self) -> CalibrationConfig {
-        let mut c = self.weights.calibration().clone();
+        let mut c = self.weights.borrow().calibration().clone();
         for s in self.taps.borrow().states.values() {
             if let Some(e) = s.entry() {
                 c.insert(&s.target.module, s.target.site.target_name(), e);
@@ -238,7 +243,7 @@ impl QuantSim {
         model: &M,
         calibration: &CalibrationConfig,
     ) -> Result<M> {
-        let simulated = self.weights.simulate(model, calibration)?;
+        let simulated = self.weights.borrow().simulate(model, calibration)?;
         let mut taps = self.taps.borrow_mut();
         for s in taps.states.values_mut() {
             let name = s.target.site.target_name();
@@ -274,7 +279,27 @@ impl QuantSim {
     /// # Errors
     /// As [`WeightQuantization::simulate`].
     pub fn simulate<M: Module>(&self, model: &M) -> Result<M> {
-        Ok(self.weights.simulate(model, self.weights.calibration())?)
+        let weights = self.weights.borrow();
+        Ok(weights.simulate(model, weights.calibration())?)
+    }
+
+    /// [`simulate`](Self::simulate) for a model that is then trained with `&self` as its
+    /// [`TrainHooks`] (QAT, LSQ): the hooks update the attached fake quantization.
+    ///
+    /// # Errors
+    /// As [`simulate`](Self::simulate).
+    pub fn attach<M: Module>(&self, model: &M) -> Result<M> {
+        Ok(self.weights.borrow_mut().attach(model)?)
+    }
+
+    /// After training LSQ / LSQ+: read the learned weight scales (and zero points) of `model`
+    /// into the calibration.
+    ///
+    /// # Errors
+    /// When a value cannot be read.
+    pub fn read_learned<M: Module>(&self, model: &M) -> Result<()> {
+        self.weights.borrow_mut().read_learned(model)?;
+        Ok(())
     }
 
     /// The forward of `model` (its weights as they are: pass a [`simulate`](Self::simulate)d
@@ -321,8 +346,8 @@ impl QuantSim {
     }
 
     /// The first error a recorded forward or a training update (QAT's weight ranges) hit.
-    pub fn take_error(&mut self) -> Option<SpeedupError> {
-        if let Some(e) = self.weights.take_error() {
+    pub fn take_error(&self) -> Option<SpeedupError> {
+        if let Some(e) = self.weights.borrow_mut().take_error() {
             return Some(e.into());
         }
         self.error.borrow_mut().take()
@@ -378,13 +403,7 @@ impl Tap for Taps {
         self.states.contains_key(&(layer.to_string(), site))
     }
 
-    fn tap(
-        &mut self,
-        layer: &str,
-        site: Site,
-        rank: usize,
-        value: Tensor<3>,
-    ) -> Result<Tensor<3>> {
+    fn tap(&mut self, layer: &str, site: Site, rank: usize, value: Tensor<3>) -> Result<Tensor<3>> {
         let phase = self.phase;
         let method = self.method;
         let started = match method {
@@ -434,13 +453,22 @@ impl Tap for Taps {
             QuantMethod::Ema { .. } => FakeQuantGrad::Clipped,
             _ => FakeQuantGrad::Ste,
         };
-        Ok(fake_quant(value, as_tensor(scale), as_tensor(zp), qmin, qmax, grad))
+        Ok(fake_quant(
+            value,
+            as_tensor(scale),
+            as_tensor(zp),
+            qmin,
+            qmax,
+            grad,
+        ))
     }
 }
 
-impl<M: Module> TrainHooks<M> for QuantSim {
+/// The training hooks of QAT (EMA updates of the weight ranges, the step count that gates
+/// `quant_start_step`), on a shared reference so the same `QuantSim` can also run the forward.
+impl<M: Module> TrainHooks<M> for &QuantSim {
     fn after_step(&mut self, model: M, step: usize) -> M {
         self.taps.borrow_mut().steps += 1;
-        TrainHooks::after_step(&mut self.weights, model, step)
+        TrainHooks::after_step(&mut *self.weights.borrow_mut(), model, step)
     }
 }

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use burn_backend::ops::{ActivationOps, BoolTensorOps, FloatTensorOps, IntTensorOps, ModuleOps};
 use burn_backend::Shape as BShape;
+use burn_backend::ops::{ActivationOps, BoolTensorOps, FloatTensorOps, IntTensorOps, ModuleOps};
 use burn_dispatch::{Dispatch, DispatchTensor};
 use burn_ir::{
     ActivationOperationIr as A, BaseOperationIr as Base, FloatOperationIr as F,
@@ -57,8 +57,7 @@ pub trait Tap {
     ///
     /// # Errors
     /// Whatever the tap reports; the run stops.
-    fn tap(&mut self, layer: &str, site: Site, rank: usize, value: Tensor<3>)
-    -> Result<Tensor<3>>;
+    fn tap(&mut self, layer: &str, site: Site, rank: usize, value: Tensor<3>) -> Result<Tensor<3>>;
 }
 
 /// A tap that does nothing.
@@ -239,7 +238,10 @@ impl Replay {
     ) -> Result<(TensorId, DispatchTensor)> {
         let get = |t: &TensorIr, env: &HashMap<TensorId, DispatchTensor>| {
             env.get(&t.id).cloned().ok_or_else(|| {
-                SpeedupError::Replay(format!("op {i} reads tensor {:?} that is not computed", t.id))
+                SpeedupError::Replay(format!(
+                    "op {i} reads tensor {:?} that is not computed",
+                    t.id
+                ))
             })
         };
         // A tapped layer input is some earlier op's output (or the graph input), already tapped
@@ -254,19 +256,40 @@ impl Replay {
             O::BaseFloat(b) => match b {
                 Base::Zeros(d) => (
                     &d.out,
-                    B::float_zeros(d.out.shape.clone(), device.as_dispatch(), d.out.dtype.into()),
+                    B::float_zeros(
+                        d.out.shape.clone(),
+                        device.as_dispatch(),
+                        d.out.dtype.into(),
+                    ),
                 ),
                 Base::Ones(d) => (
                     &d.out,
-                    B::float_ones(d.out.shape.clone(), device.as_dispatch(), d.out.dtype.into()),
+                    B::float_ones(
+                        d.out.shape.clone(),
+                        device.as_dispatch(),
+                        d.out.dtype.into(),
+                    ),
                 ),
-                Base::Reshape(d) => (&d.out, B::float_reshape(get(&d.input, env)?, d.out.shape.clone())),
-                Base::SwapDims(d) => (&d.out, B::float_swap_dims(get(&d.input, env)?, d.dim1, d.dim2)),
+                Base::Reshape(d) => (
+                    &d.out,
+                    B::float_reshape(get(&d.input, env)?, d.out.shape.clone()),
+                ),
+                Base::SwapDims(d) => (
+                    &d.out,
+                    B::float_swap_dims(get(&d.input, env)?, d.dim1, d.dim2),
+                ),
                 Base::Permute(d) => (&d.out, B::float_permute(get(&d.input, env)?, &d.axes)),
-                Base::Expand(d) => (&d.out, B::float_expand(get(&d.input, env)?, d.out.shape.clone())),
+                Base::Expand(d) => (
+                    &d.out,
+                    B::float_expand(get(&d.input, env)?, d.out.shape.clone()),
+                ),
                 Base::Slice(d) => (&d.out, B::float_slice(get(&d.tensor, env)?, &d.ranges)),
                 Base::Cat(d) => {
-                    let ts = d.tensors.iter().map(|t| get(t, env)).collect::<Result<Vec<_>>>()?;
+                    let ts = d
+                        .tensors
+                        .iter()
+                        .map(|t| get(t, env))
+                        .collect::<Result<Vec<_>>>()?;
                     (&d.out, B::float_cat(ts, d.dim))
                 }
                 _ => return Err(unsupported()),
@@ -295,7 +318,10 @@ impl Replay {
                 _ => return Err(unsupported()),
             },
             O::Float(_, f) => match f {
-                F::Matmul(d) => (&d.out, B::float_matmul(get(&d.lhs, env)?, get(&d.rhs, env)?)),
+                F::Matmul(d) => (
+                    &d.out,
+                    B::float_matmul(get(&d.lhs, env)?, get(&d.rhs, env)?),
+                ),
                 F::Exp(d) => (&d.out, B::float_exp(get(&d.input, env)?)),
                 F::Log(d) => (&d.out, B::float_log(get(&d.input, env)?)),
                 F::Sqrt(d) => (&d.out, B::float_sqrt(get(&d.input, env)?)),
@@ -333,7 +359,10 @@ impl Replay {
                 }
                 Mo::Linear(d) => {
                     let bias = d.bias.as_ref().map(|b| get(b, env)).transpose()?;
-                    (&d.out, B::linear(get(&d.x, env)?, get(&d.weight, env)?, bias))
+                    (
+                        &d.out,
+                        B::linear(get(&d.x, env)?, get(&d.weight, env)?, bias),
+                    )
                 }
                 Mo::BatchNorm(d) => {
                     let out = B::batch_norm(
@@ -357,9 +386,10 @@ impl Replay {
                     );
                     (&d.out, out)
                 }
-                Mo::AdaptiveAvgPool2d(d) => {
-                    (&d.out, B::adaptive_avg_pool2d(get(&d.x, env)?, d.output_size))
-                }
+                Mo::AdaptiveAvgPool2d(d) => (
+                    &d.out,
+                    B::adaptive_avg_pool2d(get(&d.x, env)?, d.output_size),
+                ),
                 Mo::MaxPool2d(d) => {
                     let out = B::max_pool2d(
                         get(&d.x, env)?,
@@ -380,7 +410,12 @@ impl Replay {
 }
 
 /// Reshape to `[d0, d1, rest]`, tap, reshape back.
-fn apply_tap(tap: &mut dyn Tap, layer: &str, site: Site, value: DispatchTensor) -> Result<DispatchTensor> {
+fn apply_tap(
+    tap: &mut dyn Tap,
+    layer: &str,
+    site: Site,
+    value: DispatchTensor,
+) -> Result<DispatchTensor> {
     use burn_backend::TensorMetadata;
     let shape = value.shape();
     let dims = shape.as_slice().to_vec();
@@ -424,8 +459,8 @@ fn constant(graph: &Graph, t: &TensorIr, device: &Device) -> Result<DispatchTens
 /// [`FakeQuantReparam`]: compress_core::FakeQuantReparam
 /// [`fake_quant_param`]: compress_core::fake_quant_param
 fn live_params<M: Module>(model: &M) -> Result<BTreeMap<String, DispatchTensor>> {
-    use compress_core::FakeQuantReparam;
     use burn::module::Reparameterization;
+    use compress_core::FakeQuantReparam;
     #[derive(Default)]
     struct Collect {
         stack: Vec<String>,
@@ -461,9 +496,12 @@ fn live_params<M: Module>(model: &M) -> Result<BTreeMap<String, DispatchTensor>>
                 return;
             };
             let get = |k: &str| parts.get(k).cloned();
-            let (Some(scale), Some(zp), Some(spec)) = (get("scale"), get("zero_point"), get("spec"))
+            let (Some(scale), Some(zp), Some(spec)) =
+                (get("scale"), get("zero_point"), get("spec"))
             else {
-                self.unsupported = Some(format!("fake quantization of '{path}' lacks its parameters"));
+                self.unsupported = Some(format!(
+                    "fake quantization of '{path}' lacks its parameters"
+                ));
                 return;
             };
             let spec: Tensor<1> = Tensor::from_dispatch(spec);
@@ -477,7 +515,8 @@ fn live_params<M: Module>(model: &M) -> Result<BTreeMap<String, DispatchTensor>>
             macro_rules! rebuild {
                 ($d:literal) => {{
                     let base: Tensor<$d> = Tensor::from_dispatch(base);
-                    compress_core::fake_quant_param(base, scale, zp, qmin, qmax, mode).into_dispatch()
+                    compress_core::fake_quant_param(base, scale, zp, qmin, qmax, mode)
+                        .into_dispatch()
                 }};
             }
             let value = match rank {
@@ -575,11 +614,13 @@ fn find_layers(graph: &Graph) -> Vec<LayerIo> {
                 });
             }
             O::NumericFloat(_, N::Add(d)) => {
-                let hit = [(&d.lhs, &d.rhs), (&d.rhs, &d.lhs)].into_iter().find_map(|(a, b)| {
-                    let i = *pending.get(&a.id)?;
-                    let bias = derived.get(&b.id)?;
-                    (layer_of(bias) == layers[i].layer).then_some(i)
-                });
+                let hit = [(&d.lhs, &d.rhs), (&d.rhs, &d.lhs)]
+                    .into_iter()
+                    .find_map(|(a, b)| {
+                        let i = *pending.get(&a.id)?;
+                        let bias = derived.get(&b.id)?;
+                        (layer_of(bias) == layers[i].layer).then_some(i)
+                    });
                 if let Some(i) = hit {
                     pending.remove(&layers[i].output);
                     layers[i].output = d.out.id;

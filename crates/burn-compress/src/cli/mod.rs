@@ -3,6 +3,7 @@
 mod check;
 mod list;
 mod prune;
+mod quantize;
 mod report;
 mod run;
 mod speedup;
@@ -32,6 +33,8 @@ enum Command {
     Prune(prune::Args),
     /// Make a masked zoo model physically smaller, and measure it.
     Speedup(speedup::Args),
+    /// Quantize a zoo model (PTQ, QAT, LSQ, ...) and write Burn's native quantized tensors.
+    Quantize(quantize::Args),
     /// Run a recipe: train, prune, speed up, fine-tune, evaluate, report.
     Run(run::Args),
 }
@@ -44,6 +47,7 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Prune(args) => prune::run(args),
         Command::Speedup(args) => speedup::run(args),
+        Command::Quantize(args) => quantize::run(args),
         Command::Run(args) => run::run(args),
     };
     match result {

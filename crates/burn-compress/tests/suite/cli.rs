@@ -40,7 +40,12 @@ fn list_shows_exactly_the_registered_algorithms_sorted() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["fpgm", "l1-norm", "l2-norm", "level", "movement", "slim", "taylor"]);
+    assert_eq!(
+        names,
+        [
+            "fpgm", "l1-norm", "l2-norm", "level", "movement", "slim", "taylor"
+        ]
+    );
     let table = stdout(&run(&["list"]));
     assert!(table.find("fpgm").unwrap() < table.find("level").unwrap());
 }

@@ -214,7 +214,13 @@ fn movement_scores_move_against_w_times_grad_and_follow_the_cubic_schedule() {
                 let zero_cols = (0..32).filter(|&c| mask.data()[c] == 0).count();
                 assert_eq!(zero_cols, k, "step {step}");
                 // The forward uses the mask: the effective weight is zero in pruned columns.
-                let effective = model.fc1.weight.val().into_data().try_to_vec::<f32>().unwrap();
+                let effective = model
+                    .fc1
+                    .weight
+                    .val()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
                 for c in (0..32).filter(|&c| mask.data()[c] == 0) {
                     assert!((0..64).all(|r| effective[r * 32 + c] == 0.0), "column {c}");
                 }
@@ -235,7 +241,13 @@ fn movement_scores_move_against_w_times_grad_and_follow_the_cubic_schedule() {
     // Weights come back unmasked and unchanged (lr 0).
     let original = mlp(&Device::flex());
     assert_eq!(
-        plain.fc1.weight.val().into_data().try_to_vec::<f32>().unwrap(),
+        plain
+            .fc1
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
         original
             .fc1
             .weight

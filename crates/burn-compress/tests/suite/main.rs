@@ -5,6 +5,7 @@ mod cli;
 mod gpu;
 mod learned;
 mod nni_pruners;
+mod quantize;
 mod recipes;
 mod registry;
 mod taylor;

@@ -217,6 +217,16 @@ fn a_learned_score_pruner_trains_its_scores_inside_a_recipe() {
     assert_eq!(names, ["train", "prune", "speedup"]);
     let (dense, small) = (&report.stages[0], &report.stages[2]);
     // Half the channels of conv1, conv2, fc1 and fc2: far fewer MACs and parameters.
-    assert!(small.macs * 2 < dense.macs, "MACs {} -> {}", dense.macs, small.macs);
-    assert!(small.params * 2 < dense.params, "params {} -> {}", dense.params, small.params);
+    assert!(
+        small.macs * 2 < dense.macs,
+        "MACs {} -> {}",
+        dense.macs,
+        small.macs
+    );
+    assert!(
+        small.params * 2 < dense.params,
+        "params {} -> {}",
+        dense.params,
+        small.params
+    );
 }

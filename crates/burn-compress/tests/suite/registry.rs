@@ -5,7 +5,12 @@ use burn_compress::{AlgorithmEntry, AlgorithmKind};
 #[test]
 fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
     let names: Vec<&str> = AlgorithmEntry::all().iter().map(|e| e.name).collect();
-    assert_eq!(names, ["fpgm", "l1-norm", "l2-norm", "level", "movement", "slim", "taylor"]);
+    assert_eq!(
+        names,
+        [
+            "fpgm", "l1-norm", "l2-norm", "level", "movement", "slim", "taylor"
+        ]
+    );
     assert!(
         AlgorithmEntry::all()
             .iter()

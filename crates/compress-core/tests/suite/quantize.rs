@@ -29,7 +29,10 @@ fn config(extra: &str) -> CompressConfig {
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
 }
 
 fn setup(method: QuantMethod, extra: &str) -> (Nested, WeightQuantization, Nested) {
@@ -43,12 +46,20 @@ fn setup(method: QuantMethod, extra: &str) -> (Nested, WeightQuantization, Neste
 
 #[test]
 fn ptq_weights_equal_nni_fake_quant_of_the_calibrated_parameters() {
-    for (extra, scale_shape) in [("", vec![]), ("granularity = 'out_channel'", vec![4, 1, 1, 1])] {
+    for (extra, scale_shape) in [
+        ("", vec![]),
+        ("granularity = 'out_channel'", vec![4, 1, 1, 1]),
+    ] {
         let (model, wq, simulated) = setup(QuantMethod::MinMax, extra);
         let paths: Vec<&str> = wq.targets().iter().map(|t| t.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["stem.weight", "blocks.0.conv.weight", "blocks.1.conv.weight", "head.weight"]
+            [
+                "stem.weight",
+                "blocks.0.conv.weight",
+                "blocks.1.conv.weight",
+                "head.weight"
+            ]
         );
         let entry = wq.calibration().get("stem", "weight").unwrap();
         assert_eq!(entry.scale.shape(), scale_shape.as_slice());
@@ -82,7 +93,10 @@ fn lsq_starts_from_the_paper_scale_and_trains_it() {
     let w = Dense::from_tensor(model.head.as_ref().unwrap().weight.val(), "head.weight").unwrap();
     let mean_abs = w.data().iter().map(|x| x.abs()).sum::<f32>() / w.numel() as f32;
     let scale = calibration.get("head", "weight").unwrap().scale.data()[0];
-    assert!((scale - 2.0 * mean_abs / 127f32.sqrt()).abs() < 1e-7, "{scale}");
+    assert!(
+        (scale - 2.0 * mean_abs / 127f32.sqrt()).abs() < 1e-7,
+        "{scale}"
+    );
     let simulated = wq.simulate(&model, &calibration).unwrap();
     let loss = simulated.forward(Tensor::ones([2, 1, 6, 6], &device)).sum();
     let grads = loss.backward();
@@ -103,18 +117,28 @@ fn lsq_starts_from_the_paper_scale_and_trains_it() {
     // LSQ's values sit on the grid s * [-127, 127].
     for v in values(head.weight.val()) {
         let q = v / scale;
-        assert!((q - q.round()).abs() < 1e-3 && q.abs() <= 127.0 + 1e-3, "{q}");
+        assert!(
+            (q - q.round()).abs() < 1e-3 && q.abs() <= 127.0 + 1e-3,
+            "{q}"
+        );
     }
 }
 
 #[test]
 fn bnn_and_dorefa_weights_take_their_grids() {
     let (_, _, bnn) = setup(QuantMethod::Bnn, "");
-    assert!(values(bnn.stem.weight.val()).iter().all(|&v| v == 1.0 || v == -1.0));
+    assert!(
+        values(bnn.stem.weight.val())
+            .iter()
+            .all(|&v| v == 1.0 || v == -1.0)
+    );
     let (_, _, dorefa) = setup(QuantMethod::Dorefa, "quant_dtype = 'int2'");
     // NNI's grid: qmax - qmin steps on [0, 1] (int2 = [-1, 1]: 2 steps), mapped to [-1, 1].
     let grid = values(dorefa.stem.weight.val());
-    assert!(grid.iter().all(|&v| v == -1.0 || v == 0.0 || v == 1.0), "{grid:?}");
+    assert!(
+        grid.iter().all(|&v| v == -1.0 || v == 0.0 || v == 1.0),
+        "{grid:?}"
+    );
     assert!(grid.contains(&-1.0) && grid.contains(&1.0));
 }
 
@@ -131,12 +155,20 @@ fn qat_attaches_at_quant_start_step_and_follows_the_ema_range() {
     let mut wq: Wq = WeightQuantization::new(&Method(method), &config(""), &index).unwrap();
     let w0 = Dense::from_tensor(model.stem.weight.val(), "w").unwrap();
     let m = TrainHooks::after_step(&mut wq, model, 0);
-    assert_eq!(values(m.stem.weight.val()), w0.data(), "bypass before quant_start_step");
+    assert_eq!(
+        values(m.stem.weight.val()),
+        w0.data(),
+        "bypass before quant_start_step"
+    );
     let m = TrainHooks::after_step(&mut wq, m, 1);
     let entry = wq.calibration().get("stem", "weight").unwrap().clone();
     let max = w0.data().iter().fold(0f32, |a, x| a.max(x.abs()));
     assert!((entry.scale.data()[0] - max / 127.0).abs() < 1e-7);
-    assert_ne!(values(m.stem.weight.val()), w0.data(), "fake-quantized from step 2");
+    assert_ne!(
+        values(m.stem.weight.val()),
+        w0.data(),
+        "fake-quantized from step 2"
+    );
     // A later step with doubled weights moves the range half way (decay 0.5).
     let doubled = m.map(&mut Double);
     let _ = TrainHooks::after_step(&mut wq, doubled, 2);
@@ -159,10 +191,9 @@ impl burn::module::ModuleMapper for Double {
 fn activation_targets_are_skipped_and_mismatched_calibrations_refused() {
     let model = Nested::new(&test_device());
     let index = ModuleIndex::from_module(&model);
-    let acts = CompressConfig::from_toml(
-        "[[config_list]]\nop_types = ['Linear']\nquant_dtype = 'int8'\n",
-    )
-    .unwrap();
+    let acts =
+        CompressConfig::from_toml("[[config_list]]\nop_types = ['Linear']\nquant_dtype = 'int8'\n")
+            .unwrap();
     // Activation targets are left to the graph replay (compress-speedup's QuantSim).
     let wq = WeightQuantization::new(&Method(QuantMethod::MinMax), &acts, &index).unwrap();
     let names: Vec<&str> = wq.targets().iter().map(|t| t.path.as_str()).collect();
@@ -178,5 +209,8 @@ fn activation_targets_are_skipped_and_mismatched_calibrations_refused() {
     let err = per_tensor
         .simulate(&model, &compress_core::CalibrationConfig::new())
         .unwrap_err();
-    assert!(err.to_string().contains("no entry for 'stem.weight'"), "{err}");
+    assert!(
+        err.to_string().contains("no entry for 'stem.weight'"),
+        "{err}"
+    );
 }

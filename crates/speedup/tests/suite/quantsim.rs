@@ -56,7 +56,9 @@ fn ptq_simulation_matches_nni_on_every_oracle_case() {
     let net = Net {
         fc: Linear {
             weight: Param::from_tensor(transpose(&dense(&oracle["weight"])).to_tensor(&device)),
-            bias: Some(Param::from_tensor(dense(&oracle["bias"]).to_tensor(&device))),
+            bias: Some(Param::from_tensor(
+                dense(&oracle["bias"]).to_tensor(&device),
+            )),
         },
     };
     let x: Tensor<2> = dense(&oracle["calib_input"]).to_tensor(&device);
@@ -68,8 +70,14 @@ fn ptq_simulation_matches_nni_on_every_oracle_case() {
         let mut sim = QuantSim::new(&Ptq, &config, &index).unwrap();
         let forward = |m: &Net, x: Tensor<2>| m.fc.forward(x);
         let calibration = sim.calibrate(&net, [x.clone()], forward).unwrap();
-        for (ours, nni) in [("weight", "weight"), ("_input_", "_input_0"), ("_output_", "_output_0")] {
-            let e = calibration.get("fc", ours).unwrap_or_else(|| panic!("{name}: no {ours}"));
+        for (ours, nni) in [
+            ("weight", "weight"),
+            ("_input_", "_input_0"),
+            ("_output_", "_output_0"),
+        ] {
+            let e = calibration
+                .get("fc", ours)
+                .unwrap_or_else(|| panic!("{name}: no {ours}"));
             let t = &case["targets"][nni];
             let (mut scale, mut zp) = (dense(&t["scale"]), dense(&t["zero_point"]));
             if ours == "weight" && scale.shape().len() == 2 {
@@ -79,8 +87,16 @@ fn ptq_simulation_matches_nni_on_every_oracle_case() {
             close(&e.scale, &scale, &format!("{name} {ours} scale"));
             close(&e.zero_point, &zp, &format!("{name} {ours} zero_point"));
             if ours != "weight" {
-                close(&e.tracked_min, &dense(&t["tracked_min"]), &format!("{name} {ours} min"));
-                close(&e.tracked_max, &dense(&t["tracked_max"]), &format!("{name} {ours} max"));
+                close(
+                    &e.tracked_min,
+                    &dense(&t["tracked_min"]),
+                    &format!("{name} {ours} min"),
+                );
+                close(
+                    &e.tracked_max,
+                    &dense(&t["tracked_max"]),
+                    &format!("{name} {ours} max"),
+                );
             }
         }
         let simulated = sim.simulate(&net).unwrap();
@@ -109,7 +125,9 @@ fn calibration_without_data_is_refused_and_a_loaded_calibration_reproduces_the_o
     let net = Net {
         fc: Linear {
             weight: Param::from_tensor(transpose(&dense(&oracle["weight"])).to_tensor(&device)),
-            bias: Some(Param::from_tensor(dense(&oracle["bias"]).to_tensor(&device))),
+            bias: Some(Param::from_tensor(
+                dense(&oracle["bias"]).to_tensor(&device),
+            )),
         },
     };
     let case = &oracle["cases"]["int8_affine_per_channel"];
@@ -117,8 +135,13 @@ fn calibration_without_data_is_refused_and_a_loaded_calibration_reproduces_the_o
     let index = ModuleIndex::from_module(&net);
     let forward = |m: &Net, x: Tensor<2>| m.fc.forward(x);
     let mut sim = QuantSim::new(&Ptq, &config, &index).unwrap();
-    let err = sim.calibrate(&net, Vec::<Tensor<2>>::new(), forward).unwrap_err();
-    assert!(err.to_string().contains("calibration with no data"), "{err}");
+    let err = sim
+        .calibrate(&net, Vec::<Tensor<2>>::new(), forward)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("calibration with no data"),
+        "{err}"
+    );
 
     let x: Tensor<2> = dense(&oracle["calib_input"]).to_tensor(&device);
     let calibration = sim.calibrate(&net, [x.clone()], forward).unwrap();

@@ -10,8 +10,15 @@ use compress_zoo::{AnyModel, Arch, ImageClassifier, LeNet5};
 fn close(a: Tensor<2>, b: Tensor<2>, tol: f32) {
     let (a, b) = (a.into_data(), b.into_data());
     assert_eq!(a.shape(), b.shape());
-    let (a, b) = (a.try_to_vec::<f32>().unwrap(), b.try_to_vec::<f32>().unwrap());
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let (a, b) = (
+        a.try_to_vec::<f32>().unwrap(),
+        b.try_to_vec::<f32>().unwrap(),
+    );
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     assert!(worst <= tol, "max |diff| {worst}");
 }
 
@@ -26,7 +33,12 @@ fn replay_reproduces_the_forward_of_every_image_model() {
         close(got, model.classify(x), 1e-5);
         replay.layers().len()
     }
-    for arch in [Arch::LeNet5, Arch::SmallCnn, Arch::ResNet18, Arch::MobileNetV2] {
+    for arch in [
+        Arch::LeNet5,
+        Arch::SmallCnn,
+        Arch::ResNet18,
+        Arch::MobileNetV2,
+    ] {
         let layers = match AnyModel::init(arch, &device) {
             AnyModel::LeNet5(m) => check(&m, arch.input_shape(2)),
             AnyModel::SmallCnn(m) => check(&m, arch.input_shape(2)),
@@ -49,8 +61,15 @@ impl Tap for Recorder {
     fn wants(&self, _: &str, _: Site) -> bool {
         true
     }
-    fn tap(&mut self, layer: &str, site: Site, _rank: usize, value: Tensor<3>) -> compress_speedup::Result<Tensor<3>> {
-        self.seen.insert((layer.to_string(), site), value.dims().to_vec());
+    fn tap(
+        &mut self,
+        layer: &str,
+        site: Site,
+        _rank: usize,
+        value: Tensor<3>,
+    ) -> compress_speedup::Result<Tensor<3>> {
+        self.seen
+            .insert((layer.to_string(), site), value.dims().to_vec());
         Ok(match &self.double {
             Some(l) if l == layer && site == Site::Output => value.mul_scalar(2.0),
             _ => value,
@@ -90,10 +109,11 @@ fn gradients_through_the_replay_reach_the_model_parameters() {
     let direct = model.forward(x.clone()).sum().backward();
     let replayed: Tensor<2> = replay.run(&model, x, &mut NoTap).unwrap();
     let replayed = replayed.sum().backward();
-    let conv = (model.conv1.weight.grad(&direct).unwrap() - model.conv1.weight.grad(&replayed).unwrap())
-        .abs()
-        .max()
-        .into_scalar::<f32>();
+    let conv = (model.conv1.weight.grad(&direct).unwrap()
+        - model.conv1.weight.grad(&replayed).unwrap())
+    .abs()
+    .max()
+    .into_scalar::<f32>();
     let fc = (model.fc2.weight.grad(&direct).unwrap() - model.fc2.weight.grad(&replayed).unwrap())
         .abs()
         .max()
@@ -110,7 +130,11 @@ fn a_replay_refuses_an_input_of_another_shape() {
         .run::<_, 4, 2>(&model, Tensor::zeros([3, 1, 28, 28], &device), &mut NoTap)
         .unwrap_err();
     assert!(matches!(err, SpeedupError::Replay(_)));
-    assert!(err.to_string().contains("input shape [3, 1, 28, 28] differs from the captured [2, 1, 28, 28]"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("input shape [3, 1, 28, 28] differs from the captured [2, 1, 28, 28]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -118,14 +142,18 @@ fn a_reparameterization_the_replay_cannot_rebuild_is_an_error_not_a_silent_wrong
     let device = Device::flex();
     let model = LeNet5::new(&device);
     let mut masks = compress_core::MaskSet::default();
-    masks.insert("fc1.bias", compress_core::Dense::new(vec![120], vec![0; 120]));
+    masks.insert(
+        "fc1.bias",
+        compress_core::Dense::new(vec![120], vec![0; 120]),
+    );
     let soft = masks.apply_soft(&model).unwrap();
     let replay = Replay::capture(&soft, [1, 1, 28, 28], |m, x| m.forward(x)).unwrap();
     let err = replay
         .run::<_, 4, 2>(&soft, Tensor::zeros([1, 1, 28, 28], &device), &mut NoTap)
         .unwrap_err();
     assert!(
-        err.to_string().contains("parameter 'fc1.bias' carries a 'soft_mask' reparameterization"),
+        err.to_string()
+            .contains("parameter 'fc1.bias' carries a 'soft_mask' reparameterization"),
         "{err}"
     );
 }

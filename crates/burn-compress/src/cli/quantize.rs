@@ -1,0 +1,190 @@
+//! `burn-compress quantize`: calibrate (and, for training-aware quantizers, train) a zoo model,
+//! report accuracy and size, write the Burn-native quantized model and the calibration config.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::prelude::*;
+use burn_compress::CompressConfig;
+use burn_compress::core::{ImageDataset, OptimizerKind, TrainConfig, accuracy};
+use burn_compress::quantize::{QuantizeJob, quantize_classifier};
+use burn_compress::speedup::{AffinePolicy, quantized_params, save_quantized};
+use burn_compress::zoo::{AnyModel, Arch, ImageClassifier};
+use serde_json::json;
+
+use super::report::{percent, table};
+
+/// Arguments of `quantize`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Zoo architecture (an image classifier: lenet5, small-cnn, resnet18, ...).
+    #[arg(long)]
+    arch: String,
+    /// Weights with PyTorch state_dict names (safetensors).
+    #[arg(long)]
+    weights: PathBuf,
+    /// The quantization config (NNI keys: quant_dtype, quant_scheme, granularity, target_names).
+    #[arg(long)]
+    config: PathBuf,
+    /// Calibration batches of 64 images from the training split of --data.
+    #[arg(long, default_value_t = 8)]
+    calib: usize,
+    /// Image dataset (safetensors `images` u8 + `labels`) for calibration, training and
+    /// accuracy; split: test = index % 5 == 4.
+    #[arg(long, default_value = "data/mnist5k.safetensors")]
+    data: PathBuf,
+    /// Registry name of the quantizer; default: the config's [algorithm] name, else `ptq`.
+    #[arg(long)]
+    algorithm: Option<String>,
+    /// Training epochs for qat / lsq / lsq-plus / dorefa / bnn (0: calibrate only).
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Learning rate of that training (Adam).
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Affine weight calibrations have no Burn equivalent: `error` (default) or `requantize`
+    /// (symmetric max-abs scales instead).
+    #[arg(long, default_value = "error")]
+    affine: String,
+    /// Where to write the quantized model (burnpack; 4- and 2-bit packed).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the calibration config (NNI's JSON: module -> target -> scale, zero_point,
+    /// quant_dtype, quant_scheme, quant_bits, tracked_min, tracked_max).
+    #[arg(long)]
+    calibration_out: Option<PathBuf>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let device = Device::flex();
+    let arch: Arch = args.arch.parse()?;
+    let affine = match args.affine.as_str() {
+        "error" => AffinePolicy::Error,
+        "requantize" => AffinePolicy::Requantize,
+        other => bail!("--affine '{other}': expected 'error' or 'requantize'"),
+    };
+    let config = CompressConfig::from_file(&args.config)?;
+    let algorithm = args
+        .algorithm
+        .clone()
+        .or_else(|| config.algorithm.as_ref().map(|a| a.name.clone()))
+        .unwrap_or_else(|| "ptq".to_string());
+    let model = AnyModel::load(arch, &args.weights, &device)?;
+    let (train, test) = ImageDataset::load(&args.data, 255.0)
+        .with_context(|| format!("loading {}", args.data.display()))?
+        .split();
+    let mut job = QuantizeJob::new(&algorithm, config);
+    job.calib_batches = args.calib;
+    if args.epochs > 0 {
+        job.train = Some(TrainConfig {
+            epochs: args.epochs,
+            lr: args.lr,
+            optimizer: OptimizerKind::Adam,
+            ..Default::default()
+        });
+    }
+    match model {
+        AnyModel::SmallCnn(m) => quantize(m, &args, &job, &train, &test, affine),
+        AnyModel::Mlp(m) => quantize(m, &args, &job, &train, &test, affine),
+        AnyModel::LeNet5(m) => quantize(m, &args, &job, &train, &test, affine),
+        AnyModel::LeNet300100(m) => quantize(m, &args, &job, &train, &test, affine),
+        AnyModel::ResNet18(m) => quantize(m, &args, &job, &train, &test, affine),
+        AnyModel::ResNet50(m) => quantize(m, &args, &job, &train, &test, affine),
+        AnyModel::MobileNetV2(m) => quantize(m, &args, &job, &train, &test, affine),
+        AnyModel::TinyTransformer(_) => {
+            bail!("quantize takes image classifiers; tiny-transformer takes token ids")
+        }
+    }
+}
+
+fn quantize<M: Module + ImageClassifier>(
+    model: M,
+    args: &Args,
+    job: &QuantizeJob,
+    train: &ImageDataset,
+    test: &ImageDataset,
+    affine: AffinePolicy,
+) -> anyhow::Result<()> {
+    let device = Device::flex();
+    let before = accuracy(&model, test, |m, x| m.classify(x), &device);
+    let trainable = if job.train.is_some() {
+        model.clone().train()
+    } else {
+        model.clone()
+    };
+    let quantized = quantize_classifier(&trainable, train, job)?;
+    let after = quantized.accuracy(test);
+    if let Some(e) = quantized.sim.take_error() {
+        return Err(e.into());
+    }
+    let native = quantized.export(affine)?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let written = save_quantized(&native, &args.out)?;
+    let f32_file =
+        std::env::temp_dir().join(format!("burn-compress-f32-{}.bpk", std::process::id()));
+    model.clone().save_file(&f32_file)?;
+    let f32_bytes = std::fs::metadata(&f32_file)?.len();
+    let _ = std::fs::remove_file(&f32_file);
+    let q_bytes = std::fs::metadata(&written)?.len();
+    let calibration = quantized.calibration();
+    if let Some(path) = &args.calibration_out {
+        let index = burn_compress::ModuleIndex::from_module(&model);
+        calibration.save_nni_json(path, &index)?;
+    }
+    let schemes = quantized_params(&native);
+    if args.json {
+        let params: serde_json::Map<String, serde_json::Value> = schemes
+            .iter()
+            .map(|(p, s)| (p.clone(), json!(format!("{:?}", s.value))))
+            .collect();
+        let out = json!({
+            "algorithm": job.algorithm,
+            "accuracy_before": before, "accuracy_after": after,
+            "bytes_f32": f32_bytes, "bytes_quantized": q_bytes,
+            "size_ratio": f32_bytes as f64 / q_bytes.max(1) as f64,
+            "quantized_params": params,
+            "calibration_targets": calibration.len(),
+            "out": written,
+            "calibration_out": args.calibration_out,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let mut t = table(&["parameter", "Burn format"]);
+    for (p, s) in &schemes {
+        t.add_row(vec![p.clone(), format!("{:?} ({:?})", s.value, s.store)]);
+    }
+    println!("{t}");
+    let mut summary = table(&["", "f32", job.algorithm.as_str()]);
+    summary.add_row(vec![
+        "test accuracy (simulated)".into(),
+        percent(before),
+        percent(after),
+    ]);
+    summary.add_row(vec![
+        "file bytes".into(),
+        f32_bytes.to_string(),
+        format!(
+            "{q_bytes} ({:.2}x smaller)",
+            f32_bytes as f64 / q_bytes.max(1) as f64
+        ),
+    ]);
+    println!("{summary}");
+    println!(
+        "{} calibrated targets; wrote {}{}",
+        calibration.len(),
+        written.display(),
+        args.calibration_out
+            .as_ref()
+            .map(|p| format!(" and {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Quantize an image classifier with any registered quantizer, end to end: calibrate, train
+//! (QAT, LSQ, LSQ+, DoReFa, BNN), evaluate in simulation (weights and activations), and export
+//! the weights to Burn's native quantized tensors.
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use burn_compress::core::ImageDataset;
+//! use burn_compress::quantize::{QuantizeJob, quantize_classifier};
+//! use burn_compress::zoo::LeNet5;
+//! use burn_compress::CompressConfig;
+//!
+//! let (train, test) = ImageDataset::load("data/mnist5k.safetensors", 255.0)?.split();
+//! let model = LeNet5::new(&Device::flex()); // trained weights in practice
+//! let config = CompressConfig::from_file("configs/lenet5-ptq-int8.toml")?;
+//! let job = QuantizeJob::new("ptq", config);
+//! let quantized = quantize_classifier(&model, &train, &job)?;
+//! println!("accuracy {:.4}", quantized.accuracy(&test));
+//! let native = quantized.export(Default::default())?; // Burn Q8S tensors
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::prelude::*;
+use compress_core::toml::Table;
+use compress_core::{
+    AlgorithmEntry, CalibrationConfig, CompressConfig, ImageDataset, ModuleIndex, QuantMethod,
+    TrainConfig, accuracy, train_classifier,
+};
+use compress_speedup::{
+    AffinePolicy, QuantBits, QuantLevel, QuantSim, SimPhase, SpeedupError, WeightQuant,
+    quantize_weights,
+};
+use compress_zoo::ImageClassifier;
+
+/// What to quantize, and how.
+#[derive(Debug, Clone)]
+pub struct QuantizeJob {
+    /// Registry name of the quantizer (`ptq`, `qat`, `lsq`, ...).
+    pub algorithm: String,
+    /// Its options (the config's `[algorithm]` table without `name`).
+    pub options: Table,
+    /// The quantization config.
+    pub config: CompressConfig,
+    /// Calibration batches taken from the start of the training data.
+    pub calib_batches: usize,
+    /// Images per calibration batch.
+    pub batch_size: usize,
+    /// Training for the training-aware quantizers; `None` skips training (then QAT and LSQ
+    /// behave as a calibrated PTQ).
+    pub train: Option<TrainConfig>,
+}
+
+impl QuantizeJob {
+    /// `algorithm` with `config`, 8 calibration batches of 64, no training, and the config's
+    /// `[algorithm]` options when it names the same algorithm.
+    pub fn new(algorithm: &str, config: CompressConfig) -> Self {
+        let options = match &config.algorithm {
+            Some(a) if a.name == algorithm => a.options.clone(),
+            _ => Table::new(),
+        };
+        Self {
+            algorithm: algorithm.to_string(),
+            options,
+            config,
+            calib_batches: 8,
+            batch_size: 64,
+            train: None,
+        }
+    }
+}
+
+/// A quantized classifier: the simulated model (fake-quantized weights) and the simulation that
+/// also fake-quantizes its activations.
+pub struct Quantized<M> {
+    /// The model with fake-quantized weights (inference mode).
+    pub model: M,
+    /// The simulation: activation taps, calibration.
+    pub sim: QuantSim,
+    method: QuantMethod,
+}
+
+impl<M: Module + ImageClassifier> Quantized<M> {
+    /// Logits of the simulated model (weights and activations fake-quantized).
+    ///
+    /// # Errors
+    /// Replay errors.
+    pub fn forward(&self, x: Tensor<4>) -> compress_speedup::Result<Tensor<2>> {
+        self.sim.forward(&self.model, x, |m: &M, x| m.classify(x))
+    }
+
+    /// Top-1 accuracy of the simulated model on `data` (CPU).
+    pub fn accuracy(&self, data: &ImageDataset) -> f64 {
+        let device = Device::flex();
+        accuracy(
+            &self.model,
+            data,
+            |m, x| self.sim.forward_or_record(m, x, |m: &M, x| m.classify(x)),
+            &device,
+        )
+    }
+
+    /// The calibration config: every target's scale, zero point, dtype, scheme and range.
+    pub fn calibration(&self) -> CalibrationConfig {
+        self.sim.calibration()
+    }
+
+    /// The model with its quantized weights stored as Burn quantized tensors (`Q8S`, `Q4S`,
+    /// `Q2S`, per tensor or per output channel) from the calibrated scales: the fake-quantized
+    /// values are folded in first, so a symmetric calibration exports exactly. Activations stay
+    /// float (Burn's quantized tensors are weights); their ranges are in
+    /// [`calibration`](Self::calibration).
+    ///
+    /// # Errors
+    /// An affine weight calibration under [`AffinePolicy::Error`] (Burn is symmetric only), a
+    /// block granularity Burn cannot store, and [`quantize_weights`]' other errors.
+    pub fn export(&self, affine: AffinePolicy) -> compress_speedup::Result<M> {
+        let folded = self.model.clone().materialize();
+        let weights = self.sim.weights();
+        let calibration = weights.calibration();
+        let mut plan = BTreeMap::new();
+        for t in weights.targets() {
+            let Some(e) = calibration.get(&t.module, &t.name) else {
+                continue;
+            };
+            let (qmin, qmax) = compress_core::quant_bounds(e.quant_dtype);
+            let value = match self.method {
+                QuantMethod::Bnn => QuantBits::Q2S,
+                _ => QuantBits::from_nni(&e.quant_dtype.to_string()).ok_or_else(|| {
+                    SpeedupError::UnsupportedQuant {
+                        path: t.path.clone(),
+                        reason: format!("{} has no Burn quantized format", e.quant_dtype),
+                    }
+                })?,
+            };
+            let (scale, zero_point) = match self.method {
+                // sign(w): ±1 on a scale of 1.
+                QuantMethod::Bnn => (
+                    compress_core::Dense::new(vec![], vec![1.0]),
+                    compress_core::Dense::new(vec![], vec![0.0]),
+                ),
+                // 2q/L - 1 for q in 0..=L: a symmetric grid of step 2/L.
+                QuantMethod::Dorefa => (
+                    compress_core::Dense::new(vec![], vec![2.0 / (qmax - qmin).max(1.0)]),
+                    compress_core::Dense::new(vec![], vec![0.0]),
+                ),
+                _ => (e.scale.clone(), e.zero_point.clone()),
+            };
+            let level = if scale.numel() == 1 {
+                QuantLevel::PerTensor
+            } else if t.keep.iter().filter(|&&k| k > 1).count() == 1 {
+                QuantLevel::PerChannel
+            } else {
+                return Err(SpeedupError::UnsupportedQuant {
+                    path: t.path.clone(),
+                    reason: format!(
+                        "scales of shape {:?} are neither per tensor nor per channel",
+                        t.keep
+                    ),
+                });
+            };
+            plan.insert(
+                t.path.clone(),
+                WeightQuant::new(value, level)
+                    .with_scale(scale)
+                    .with_zero_point(zero_point),
+            );
+        }
+        quantize_weights(&folded, &plan, affine)
+    }
+}
+
+/// Quantize `model` (trained; on any device) as `job` says, calibrating on and, for the
+/// training-aware quantizers, training on `data`. `model` itself is not changed.
+///
+/// # Errors
+/// Unknown or non-quantizer algorithm, config errors, calibration with no data (an empty
+/// dataset), replay errors, errors recorded during training.
+pub fn quantize_classifier<M: Module + ImageClassifier>(
+    model: &M,
+    data: &ImageDataset,
+    job: &QuantizeJob,
+) -> compress_speedup::Result<Quantized<M>> {
+    let quantizer = AlgorithmEntry::find(&job.algorithm)?.build_quantizer(&job.options)?;
+    let method = quantizer.method();
+    let inference = model.valid();
+    let index = ModuleIndex::from_module(&inference);
+    let mut sim = QuantSim::new(quantizer.as_ref(), &job.config, &index)?;
+    let device = Device::flex();
+    let batch = job.batch_size.max(1);
+    let batches = (0..job.calib_batches)
+        .map(|i| (i * batch, ((i + 1) * batch).min(data.len())))
+        .take_while(|(start, end)| start < end)
+        .map(|(start, end)| data.batch(start, end, &device).0);
+    let classify = |m: &M, x: Tensor<4>| m.classify(x);
+    sim.calibrate(&inference, batches, classify)?;
+    let simulated = match (&job.train, method) {
+        (None, _) | (Some(_), QuantMethod::MinMax) => sim.simulate(&inference)?,
+        (Some(train), _) => {
+            let start = sim.attach(&inference)?.train();
+            sim.set_phase(match method {
+                QuantMethod::Ema { .. } => SimPhase::Train,
+                _ => SimPhase::Eval,
+            });
+            let mut hooks = &sim;
+            let (trained, _) = train_classifier(
+                start,
+                data,
+                |m, x| sim.forward_or_record(m, x, classify),
+                train,
+                &mut hooks,
+            );
+            if let Some(e) = sim.take_error() {
+                return Err(e);
+            }
+            if matches!(method, QuantMethod::Lsq | QuantMethod::LsqPlus) {
+                sim.read_learned(&trained)?;
+            }
+            trained.valid()
+        }
+    };
+    sim.set_phase(SimPhase::Eval);
+    Ok(Quantized {
+        model: simulated,
+        sim,
+        method,
+    })
+}
