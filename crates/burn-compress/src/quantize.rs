@@ -175,8 +175,9 @@ impl<M: Module + ImageClassifier> Quantized<M> {
 /// training-aware quantizers, training on `data`. `model` itself is not changed.
 ///
 /// # Errors
-/// Unknown or non-quantizer algorithm, config errors, calibration with no data (an empty
-/// dataset), replay errors, errors recorded during training.
+/// Unknown or non-quantizer algorithm, config errors, `fuse_names` naming layers that are not
+/// adjacent, calibration with no data (an empty dataset), replay errors, errors recorded during
+/// training.
 pub fn quantize_classifier<M: Module + ImageClassifier>(
     model: &M,
     data: &ImageDataset,
@@ -184,10 +185,25 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
 ) -> compress_speedup::Result<Quantized<M>> {
     let quantizer = AlgorithmEntry::find(&job.algorithm)?.build_quantizer(&job.options)?;
     let method = quantizer.method();
-    let inference = model.valid();
+    let device = Device::flex();
+    let mut inference = model.valid();
+    // NNI's module fusion: fold each (conv | linear, batchnorm[, relu]) before calibrating, so
+    // the folded weight is what gets quantized. Adjacency is checked on the captured graph.
+    let fuse: Vec<Vec<String>> = job
+        .config
+        .rules
+        .iter()
+        .flat_map(|r| r.fuse_names.iter().cloned())
+        .collect();
+    if !fuse.is_empty() {
+        let (x, _) = data.batch(0, data.len().min(1), &device);
+        let shape = x.dims();
+        inference = compress_speedup::fuse_bn(&inference, &fuse, |m, d| {
+            m.classify(Tensor::zeros(shape, d))
+        })?;
+    }
     let index = ModuleIndex::from_module(&inference);
     let mut sim = QuantSim::new(quantizer.as_ref(), &job.config, &index)?;
-    let device = Device::flex();
     let batch = job.batch_size.max(1);
     let batches = (0..job.calib_batches)
         .map(|i| (i * batch, ((i + 1) * batch).min(data.len())))

@@ -9,7 +9,7 @@
 //! path = "data/mnist5k.safetensors"     # images u8 + labels; split: test = index % 5 == 4
 //!
 //! [[step]]
-//! kind = "train"        # train | prune | speedup | finetune | evaluate | report
+//! kind = "train"        # train | prune | speedup | finetune | quantize | evaluate | report
 //! epochs = 20
 //! ```
 //!
@@ -71,6 +71,14 @@ pub enum Step {
     },
     /// Make the masked model physically smaller.
     Speedup,
+    /// Quantize (calibrate, and train for the training-aware quantizers), then export the
+    /// weights to Burn's native quantized tensors.
+    Quantize {
+        /// What to quantize and how.
+        job: Box<crate::quantize::QuantizeJob>,
+        /// Affine weight calibrations: refuse or requantize symmetric.
+        affine: compress_speedup::AffinePolicy,
+    },
     /// Measure test accuracy.
     Evaluate,
     /// Print the stage table.
@@ -144,6 +152,27 @@ fn check_keys(t: &Table, allowed: &[&str], ctx: &str) -> Result<(), RecipeError>
         }
     }
     Ok(())
+}
+
+/// The step's `algorithm` key, else the config's `[algorithm]` name (with its options), else
+/// `default`.
+fn algorithm_of(
+    t: &Table,
+    config: &CompressConfig,
+    ctx: &str,
+    default: Option<&str>,
+) -> Result<(String, Table), RecipeError> {
+    match (t.get("algorithm").and_then(Value::as_str), &config.algorithm) {
+        (Some(a), Some(s)) if a == s.name => Ok((a.to_string(), s.options.clone())),
+        (Some(a), _) => Ok((a.to_string(), Table::new())),
+        (None, Some(s)) => Ok((s.name.clone(), s.options.clone())),
+        (None, None) => default.map(|d| (d.to_string(), Table::new())).ok_or_else(|| {
+            err(
+                ctx,
+                "name an 'algorithm' or give the config an [algorithm] table",
+            )
+        }),
+    }
 }
 
 impl Recipe {
@@ -230,12 +259,19 @@ impl Recipe {
         let mut steps = Vec::new();
         let mut pruned = false;
         let mut trained = weights.is_some();
+        let mut quantized = false;
         for (i, s) in raw.iter().enumerate() {
             let t = s
                 .as_table()
                 .ok_or_else(|| err(format!("step[{i}]"), "must be a table"))?;
             let kind = t.get("kind").and_then(Value::as_str).unwrap_or("");
             let ctx = format!("step[{i}] ({kind})");
+            if quantized && !matches!(kind, "evaluate" | "report") {
+                return Err(err(
+                    ctx,
+                    "quantize is the last step that changes the model (only evaluate and report may follow)",
+                ));
+            }
             let step = match kind {
                 "train" | "finetune" => {
                     check_keys(
@@ -286,20 +322,7 @@ impl Recipe {
                         .ok_or_else(|| err(&ctx, "'config' (a config file) is required"))?;
                     let config = CompressConfig::from_file(config_path)
                         .map_err(|e| err(&ctx, e.to_string()))?;
-                    let (algorithm, options) = match (
-                        t.get("algorithm").and_then(Value::as_str),
-                        &config.algorithm,
-                    ) {
-                        (Some(a), Some(s)) if a == s.name => (a.to_string(), s.options.clone()),
-                        (Some(a), _) => (a.to_string(), Table::new()),
-                        (None, Some(s)) => (s.name.clone(), s.options.clone()),
-                        (None, None) => {
-                            return Err(err(
-                                ctx,
-                                "name an 'algorithm' or give the config an [algorithm] table",
-                            ));
-                        }
-                    };
+                    let (algorithm, options) = algorithm_of(t, &config, &ctx, None)?;
                     let entry = compress_core::AlgorithmEntry::find(&algorithm)
                         .map_err(|e| err(&ctx, e.to_string()))?;
                     entry
@@ -344,13 +367,73 @@ impl Recipe {
                     }
                     Step::Speedup
                 }
+                "quantize" => {
+                    check_keys(
+                        t,
+                        &[
+                            "kind",
+                            "algorithm",
+                            "config",
+                            "calib",
+                            "epochs",
+                            "lr",
+                            "batch_size",
+                            "affine",
+                        ],
+                        &ctx,
+                    )?;
+                    if !trained {
+                        return Err(err(
+                            ctx,
+                            "quantize needs trained weights: add a train step or [model] weights",
+                        ));
+                    }
+                    let config_path = t
+                        .get("config")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| err(&ctx, "'config' (a config file) is required"))?;
+                    let config = CompressConfig::from_file(config_path)
+                        .map_err(|e| err(&ctx, e.to_string()))?;
+                    let (algorithm, options) = algorithm_of(t, &config, &ctx, Some("ptq"))?;
+                    compress_core::AlgorithmEntry::find(&algorithm)
+                        .and_then(|e| e.build_quantizer(&options))
+                        .map_err(|e| err(&ctx, e.to_string()))?;
+                    let mut job = crate::quantize::QuantizeJob::new(&algorithm, config);
+                    job.options = options;
+                    job.calib_batches = get_usize(t, "calib", &ctx, 8)?;
+                    job.batch_size = get_usize(t, "batch_size", &ctx, 64)?;
+                    if t.contains_key("epochs") {
+                        job.train = Some(train_config(
+                            get_usize(t, "epochs", &ctx, 1)?,
+                            get_f64(t, "lr", &ctx, 1e-4)?,
+                            job.batch_size,
+                            None,
+                            seed,
+                        ));
+                    }
+                    let affine = match t.get("affine").and_then(Value::as_str) {
+                        None | Some("error") => compress_speedup::AffinePolicy::Error,
+                        Some("requantize") => compress_speedup::AffinePolicy::Requantize,
+                        Some(other) => {
+                            return Err(err(
+                                ctx,
+                                format!("'affine' must be \"error\" or \"requantize\", found \"{other}\""),
+                            ));
+                        }
+                    };
+                    quantized = true;
+                    Step::Quantize {
+                        job: Box::new(job),
+                        affine,
+                    }
+                }
                 "evaluate" => Step::Evaluate,
                 "report" => Step::Report,
                 other => {
                     return Err(err(
                         format!("step[{i}]"),
                         format!(
-                            "unknown kind '{other}' (train, prune, speedup, finetune, evaluate, report)"
+                            "unknown kind '{other}' (train, prune, speedup, finetune, quantize, evaluate, report)"
                         ),
                     ));
                 }
@@ -488,7 +571,19 @@ fn stage<M: Module + ImageClassifier + 'static>(
         .map_err(|e| err(name, e.to_string()))?;
     let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let _ = std::fs::remove_file(&file);
-    let x = Tensor::<4>::ones([64, image[1], image[2], image[3]], &device);
+    Ok(Stage {
+        name: name.to_string(),
+        params: cost.params,
+        macs: cost.macs,
+        bytes,
+        latency_ms: latency_ms(model, image),
+        accuracy: accuracy(model, test, |m, x| m.classify(x), &device),
+    })
+}
+
+/// Median CPU latency of a batch of 64, milliseconds.
+fn latency_ms<M: ImageClassifier>(model: &M, image: [usize; 4]) -> f64 {
+    let x = Tensor::<4>::ones([64, image[1], image[2], image[3]], &Device::flex());
     let mut times: Vec<f64> = (0..7)
         .map(|_| {
             let t = Instant::now();
@@ -497,14 +592,7 @@ fn stage<M: Module + ImageClassifier + 'static>(
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    Ok(Stage {
-        name: name.to_string(),
-        params: cost.params,
-        macs: cost.macs,
-        bytes,
-        latency_ms: times[times.len() / 2],
-        accuracy: accuracy(model, test, |m, x| m.classify(x), &device),
-    })
+    times[times.len() / 2]
 }
 
 fn run_model<M>(
@@ -522,6 +610,7 @@ where
     let mut masks: Option<MaskSet> = None;
     let mut plan: Option<Plan> = None;
     let mut stages = Vec::new();
+    let mut native: Option<M> = None;
     let record = |stages: &mut Vec<Stage>, s: Stage| {
         if options.verbose {
             eprintln!(
@@ -728,6 +817,39 @@ where
                 model = small.train();
                 plan = Some(report.plan);
             }
+            Step::Quantize { job, affine } => {
+                // Pending masks (a prune without speedup) are folded in first.
+                let float = match masks.as_ref() {
+                    Some(m) => m
+                        .apply_hard(&model.valid())
+                        .map_err(|e| err(&ctx, e.to_string()))?,
+                    None => model.valid(),
+                };
+                let source = if job.train.is_some() {
+                    float.clone().train()
+                } else {
+                    float.clone()
+                };
+                let quantized = crate::quantize::quantize_classifier(&source, &train, job)
+                    .map_err(|e| err(&ctx, e.to_string()))?;
+                let exported = quantized
+                    .export(*affine)
+                    .map_err(|e| err(&ctx, e.to_string()))?;
+                let mut row = stage("quantize", &float, &test, image)?;
+                let file = std::env::temp_dir().join(format!(
+                    "burn-compress-stage-{}-quantize.bpk",
+                    std::process::id()
+                ));
+                row.bytes = compress_speedup::save_quantized(&exported, &file)
+                    .ok()
+                    .and_then(|f| std::fs::metadata(f).ok())
+                    .map_or(0, |m| m.len());
+                let _ = std::fs::remove_file(&file);
+                row.latency_ms = latency_ms(&exported, image);
+                row.accuracy = quantized.accuracy(&test);
+                record(&mut stages, row);
+                native = Some(exported);
+            }
             Step::Evaluate => {
                 let inference = match &masks {
                     Some(m) => m
@@ -745,7 +867,19 @@ where
             std::fs::create_dir_all(parent).map_err(|e| err("--out", e.to_string()))?;
         }
         let plan = plan.unwrap_or_default();
-        save_pruned(&model.valid(), &plan, out).map_err(|e| err("--out", e.to_string()))?;
+        match &native {
+            // The quantized weights (burnpack, 4/2-bit packed) and the plan: load with
+            // `apply(template, plan)` then `load_quantized`.
+            Some(q) => {
+                plan.save(out.with_extension("plan.json"))
+                    .map_err(|e| err("--out", e.to_string()))?;
+                compress_speedup::save_quantized(q, out.with_extension("bpk"))
+                    .map_err(|e| err("--out", e.to_string()))?;
+            }
+            None => {
+                save_pruned(&model.valid(), &plan, out).map_err(|e| err("--out", e.to_string()))?;
+            }
+        }
     }
     Ok(RunReport {
         stages,

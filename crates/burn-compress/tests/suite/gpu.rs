@@ -65,3 +65,62 @@ fn speedup_runs_on_a_vulkan_device_and_matches_the_cpu_and_nni() {
         assert!((g - n).abs() < 1e-4, "GPU {g} vs NNI {n}");
     }
 }
+
+/// The exported int8 / int4 LeNet-5 loads onto the Vulkan device (Burn runs packed quantized
+/// weights in its kernels there) and computes what the CPU computes; the graph replay that
+/// simulates activation quantization runs there too.
+#[test]
+fn quantized_models_and_the_quantization_replay_run_on_a_vulkan_device() {
+    use burn_compress::CompressConfig;
+    use burn_compress::core::ImageDataset;
+    use burn_compress::quantize::{QuantizeJob, quantize_classifier};
+    use burn_compress::speedup::{AffinePolicy, load_quantized, save_quantized};
+    use burn_compress::zoo::{ImageClassifier, LeNet5};
+
+    let gpu = vulkan();
+    let cpu = Device::flex();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let (train, test) = ImageDataset::load(root.join("data/mnist5k.safetensors"), 255.0)
+        .unwrap()
+        .split();
+    let model = match AnyModel::load(Arch::LeNet5, &root.join("data/lenet5-mnist5k.safetensors"), &cpu).unwrap() {
+        AnyModel::LeNet5(m) => m,
+        _ => unreachable!(),
+    };
+    let dir = std::env::temp_dir().join(format!("bc-gpu-quant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for dtype in ["int8", "int4"] {
+        let config = CompressConfig::from_toml(&format!(
+            "[[config_list]]\nop_types = ['Conv2d', 'Linear']\ntarget_names = ['weight']\nquant_dtype = '{dtype}'\n"
+        ))
+        .unwrap();
+        let q = quantize_classifier(&model, &train, &QuantizeJob::new("ptq", config)).unwrap();
+        let native = q.export(AffinePolicy::Error).unwrap();
+        let file = save_quantized(&native, dir.join(format!("{dtype}.bpk"))).unwrap();
+        let on_gpu = load_quantized(LeNet5::new(&gpu), &file).unwrap();
+        let x = |d: &Device| test.batch(0, 16, d).0;
+        let out_gpu: Vec<f32> = on_gpu.classify(x(&gpu)).into_data().try_into_vec().unwrap();
+        let out_cpu: Vec<f32> = native.classify(x(&cpu)).into_data().try_into_vec().unwrap();
+        for (g, c) in out_gpu.iter().zip(&out_cpu) {
+            assert!((g - c).abs() < 1e-3, "{dtype}: GPU {g} vs CPU {c}");
+        }
+    }
+    // Activation fake quantization through the replay, on the GPU.
+    let config =
+        CompressConfig::from_file(root.join("configs/lenet5-ptq-int8.toml")).unwrap();
+    let q = quantize_classifier(&model, &train, &QuantizeJob::new("ptq", config)).unwrap();
+    let gpu_model = q.model.clone().to_device(&gpu);
+    let x = |d: &Device| test.batch(0, 16, d).0;
+    let sim_gpu: Vec<f32> = q
+        .sim
+        .forward(&gpu_model, x(&gpu), |m: &LeNet5, x| m.classify(x))
+        .unwrap()
+        .into_data()
+        .try_into_vec()
+        .unwrap();
+    let sim_cpu: Vec<f32> = q.forward(x(&cpu)).unwrap().into_data().try_into_vec().unwrap();
+    for (g, c) in sim_gpu.iter().zip(&sim_cpu) {
+        assert!((g - c).abs() < 5e-2, "simulated: GPU {g} vs CPU {c}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

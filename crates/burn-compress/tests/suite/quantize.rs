@@ -150,3 +150,100 @@ fn lsq_int4_weights_after_one_epoch_stay_within_one_point_and_pack() {
     assert!(ratio >= 7.2, "int4 file is only {ratio:.2}x smaller");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn quantization_bad_inputs_are_typed_errors() {
+    use burn_compress::zoo::SmallCnn;
+    let device = Device::flex();
+    let cnn = match AnyModel::load(
+        Arch::SmallCnn,
+        &burn_compress::core::testing::oracle::fixture("cnn_weights.safetensors"),
+        &device,
+    )
+    .unwrap()
+    {
+        AnyModel::SmallCnn(m) => m,
+        _ => unreachable!(),
+    };
+    let data = super::taylor::fixed_batch("cnn_x", "cnn_y");
+    let run = |toml: &str, data: &ImageDataset| {
+        quantize_classifier::<SmallCnn>(&cnn, data, &QuantizeJob::new("ptq", config(toml)))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    // fuse_names naming layers the forward does not connect.
+    let e = run(
+        "[[config_list]]\nop_types = ['Conv2d']\ntarget_names = ['weight']\nquant_dtype = 'int8'\nfuse_names = [['conv1', 'bn2']]\n",
+        &data,
+    );
+    assert!(e.contains("cannot fold 'bn2' into 'conv1': they are not adjacent"), "{e}");
+    // Adjacent pairs fold, and the folded model quantizes.
+    let folded = quantize_classifier::<SmallCnn>(
+        &cnn,
+        &data,
+        &QuantizeJob::new(
+            "ptq",
+            config("[[config_list]]\nop_types = ['Conv2d']\ntarget_names = ['weight']\nquant_dtype = 'int8'\nfuse_names = [['conv1', 'bn1'], ['conv2', 'bn2']]\n"),
+        ),
+    )
+    .unwrap();
+    assert_eq!(folded.model.bn1.gamma.val().into_data().try_to_vec::<f32>().unwrap(), vec![1.0; 8]);
+    // Calibrating activations on no data.
+    let empty = ImageDataset {
+        pixels: vec![],
+        labels: vec![],
+        height: 8,
+        width: 8,
+    };
+    let e = run(
+        "[[config_list]]\nop_types = ['Conv2d']\ntarget_names = ['_input_', 'weight']\nquant_dtype = 'int8'\n",
+        &empty,
+    );
+    assert!(e.contains("calibration with no data"), "{e}");
+    // A dtype Burn cannot store.
+    let q = quantize_classifier::<SmallCnn>(
+        &cnn,
+        &data,
+        &QuantizeJob::new(
+            "ptq",
+            config("[[config_list]]\nop_types = ['Conv2d']\ntarget_names = ['weight']\nquant_dtype = 'int3'\n"),
+        ),
+    )
+    .unwrap();
+    let e = q.export(AffinePolicy::Error).err().unwrap().to_string();
+    assert!(e.contains("conv1.weight") && e.contains("int3 has no Burn quantized format"), "{e}");
+    // An affine weight calibration is refused unless requantizing is asked for.
+    let q = quantize_classifier::<SmallCnn>(
+        &cnn,
+        &data,
+        &QuantizeJob::new(
+            "ptq",
+            config("[[config_list]]\nop_types = ['Conv2d']\ntarget_names = ['weight']\nquant_dtype = 'int8'\nquant_scheme = 'affine'\n"),
+        ),
+    )
+    .unwrap();
+    assert!(q.export(AffinePolicy::Error).is_err());
+    assert!(q.export(AffinePolicy::Requantize).is_ok());
+    // A calibration of another model does not load.
+    let lenet = setup().0;
+    let lenet_q = quantize_classifier(
+        &lenet,
+        &ImageDataset::load(root().join("data/mnist5k.safetensors"), 255.0).unwrap().split().0,
+        &QuantizeJob::new("ptq", CompressConfig::from_file(root().join("configs/lenet5-ptq-int8.toml")).unwrap()),
+    )
+    .unwrap();
+    let e = q
+        .sim
+        .load_calibration(&cnn, &lenet_q.calibration())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("calibration config"), "{e}");
+    // A pruner is not a quantizer.
+    let e = quantize_classifier::<SmallCnn>(&cnn, &data, &QuantizeJob::new("l1-norm", config("[[config_list]]\nop_types = ['Conv2d']\nquant_dtype = 'int8'\n")))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("l1-norm") && e.contains("quantizer"), "{e}");
+}

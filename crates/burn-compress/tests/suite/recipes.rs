@@ -230,3 +230,35 @@ fn a_learned_score_pruner_trains_its_scores_inside_a_recipe() {
         small.params
     );
 }
+
+#[test]
+fn a_quantize_step_adds_a_smaller_stage_and_must_come_last() {
+    let recipe = parse(&format!(
+        "{HEAD}[[step]]\nkind = 'train'\nmax_steps = 8\n[[step]]\nkind = 'quantize'\nconfig = 'configs/lenet5-ptq-int8.toml'\ncalib = 2\n[[step]]\nkind = 'report'\n"
+    ))
+    .unwrap();
+    let report = run(&recipe, &RunOptions::default()).unwrap();
+    let names: Vec<&str> = report.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["train", "quantize"]);
+    let (f32_stage, q) = (&report.stages[0], &report.stages[1]);
+    assert_eq!((q.params, q.macs), (f32_stage.params, f32_stage.macs));
+    assert!(q.bytes * 3 < f32_stage.bytes, "{} -> {} bytes", f32_stage.bytes, q.bytes);
+    assert!((0.0..=1.0).contains(&q.accuracy) && q.latency_ms > 0.0);
+
+    refused(
+        "[[step]]\nkind = 'quantize'\nconfig = 'configs/lenet5-ptq-int8.toml'\n",
+        "quantize needs trained weights",
+    );
+    refused(
+        "[[step]]\nkind = 'train'\n[[step]]\nkind = 'quantize'\nconfig = 'configs/lenet5-ptq-int8.toml'\n[[step]]\nkind = 'finetune'\n",
+        "quantize is the last step that changes the model",
+    );
+    refused(
+        "[[step]]\nkind = 'train'\n[[step]]\nkind = 'quantize'\nconfig = 'configs/lenet5-ptq-int8.toml'\nalgorithm = 'l1-norm'\n",
+        "'l1-norm' is a pruner",
+    );
+    refused(
+        "[[step]]\nkind = 'train'\n[[step]]\nkind = 'quantize'\nconfig = 'configs/lenet5-ptq-int8.toml'\naffine = 'maybe'\n",
+        "'affine' must be \"error\" or \"requantize\"",
+    );
+}
