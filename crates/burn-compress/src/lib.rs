@@ -1,13 +1,15 @@
 //! # burn-compress
 //!
-//! Model compression for [Burn](https://burn.dev): pruning today; quantization, distillation
-//! and speedup as they land. This facade re-exports the toolkit under short names and links every
+//! Model compression for [Burn](https://burn.dev): pruning, speedup and quantization;
+//! distillation as it lands. This facade re-exports the toolkit under short names and links every
 //! algorithm crate, so the registry ([`AlgorithmEntry::all`]) lists them all.
 //!
 //! - [`core`]: targets, config, granularity, masks, allocation, the algorithm traits.
 //! - [`speedup`]: graph capture, dependency groups, physically smaller models.
 //! - [`zoo`]: reference models with PyTorch parameter names.
 //! - [`algorithms`]: the built-in algorithm crates.
+//! - [`quantize`]: quantize an image classifier end to end (calibrate, train, export).
+//! - [`recipe`]: whole pipelines from a TOML file (`burn-compress run`).
 //!
 //! ```
 //! use burn_compress::{AlgorithmEntry, CompressConfig, prune};
@@ -52,4 +54,10 @@ pub mod algorithms {
     pub use quant_lsq as lsq;
     pub use quant_ptq as ptq;
     pub use quant_qat as qat;
+
+    /// Registry names of the built-in algorithms, sorted.
+    pub const BUILT_IN: &[&str] = &[
+        "bnn", "dorefa", "fpgm", "l1-norm", "l2-norm", "level", "lsq", "lsq-plus", "movement",
+        "ptq", "qat", "slim", "taylor",
+    ];
 }

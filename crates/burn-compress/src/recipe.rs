@@ -162,16 +162,21 @@ fn algorithm_of(
     ctx: &str,
     default: Option<&str>,
 ) -> Result<(String, Table), RecipeError> {
-    match (t.get("algorithm").and_then(Value::as_str), &config.algorithm) {
+    match (
+        t.get("algorithm").and_then(Value::as_str),
+        &config.algorithm,
+    ) {
         (Some(a), Some(s)) if a == s.name => Ok((a.to_string(), s.options.clone())),
         (Some(a), _) => Ok((a.to_string(), Table::new())),
         (None, Some(s)) => Ok((s.name.clone(), s.options.clone())),
-        (None, None) => default.map(|d| (d.to_string(), Table::new())).ok_or_else(|| {
-            err(
-                ctx,
-                "name an 'algorithm' or give the config an [algorithm] table",
-            )
-        }),
+        (None, None) => default
+            .map(|d| (d.to_string(), Table::new()))
+            .ok_or_else(|| {
+                err(
+                    ctx,
+                    "name an 'algorithm' or give the config an [algorithm] table",
+                )
+            }),
     }
 }
 
@@ -417,7 +422,9 @@ impl Recipe {
                         Some(other) => {
                             return Err(err(
                                 ctx,
-                                format!("'affine' must be \"error\" or \"requantize\", found \"{other}\""),
+                                format!(
+                                    "'affine' must be \"error\" or \"requantize\", found \"{other}\""
+                                ),
                             ));
                         }
                     };

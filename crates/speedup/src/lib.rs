@@ -65,7 +65,7 @@ pub use persist::{load_pruned, save_pruned};
 pub use plan::{AxisKeep, ConflictPolicy, Plan, PlanReport, Skipped};
 pub use quantized::{
     AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
-    quantize_weights, quantized_params, save_quantized,
+    quantize_weights, quantized_params, quantized_to_device, save_quantized,
 };
 pub use quantsim::{ActivationTarget, QuantSim, SimPhase};
 pub use replay::{LayerIo, NoTap, Replay, Site, Tap};

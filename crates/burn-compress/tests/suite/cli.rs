@@ -43,7 +43,8 @@ fn list_shows_exactly_the_registered_algorithms_sorted() {
     assert_eq!(
         names,
         [
-            "fpgm", "l1-norm", "l2-norm", "level", "movement", "slim", "taylor"
+            "bnn", "dorefa", "fpgm", "l1-norm", "l2-norm", "level", "lsq", "lsq-plus", "movement",
+            "ptq", "qat", "slim", "taylor"
         ]
     );
     let table = stdout(&run(&["list"]));
@@ -314,4 +315,77 @@ fn speedup_refuses_an_input_shape_of_the_wrong_rank() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn quantize_writes_a_native_model_and_nni_calibration_json() {
+    let out = temp("lenet5-q8.bpk");
+    let calibration = temp("lenet5-calibration.json");
+    let o = run(&[
+        "quantize",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-ptq-int8.toml",
+        "--calib",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--calibration-out",
+        calibration.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["algorithm"], "ptq");
+    assert!(report["size_ratio"].as_f64().unwrap() > 3.8, "{report}");
+    let (before, after) = (
+        report["accuracy_before"].as_f64().unwrap(),
+        report["accuracy_after"].as_f64().unwrap(),
+    );
+    assert!(before - after <= 0.005, "{before} -> {after}");
+    assert_eq!(report["quantized_params"].as_object().unwrap().len(), 5);
+    assert!(out.is_file());
+    let nni: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&calibration).unwrap()).unwrap();
+    // NNI's names and layout: `_input_0`, `weight`, `_output_0` per module.
+    let fc1 = &nni["fc1"];
+    assert_eq!(fc1["weight"]["quant_dtype"], "int8");
+    assert_eq!(fc1["_input_0"]["quant_scheme"], "affine");
+    assert!(fc1["_output_0"]["scale"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn quantize_refuses_bad_requests_with_the_culprit_named() {
+    let out = temp("never.bpk");
+    let base = [
+        "quantize",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-ptq-int8.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = with(&["--calib", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("calibration with no data"),
+        "{}",
+        stderr(&o)
+    );
+    let o = with(&["--affine", "maybe"]);
+    assert!(stderr(&o).contains("--affine 'maybe'"), "{}", stderr(&o));
+    let o = with(&["--algorithm", "fpgm"]);
+    assert!(stderr(&o).contains("'fpgm' is a pruner"), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing is written on error");
 }

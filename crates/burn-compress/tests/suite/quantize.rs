@@ -177,7 +177,10 @@ fn quantization_bad_inputs_are_typed_errors() {
         "[[config_list]]\nop_types = ['Conv2d']\ntarget_names = ['weight']\nquant_dtype = 'int8'\nfuse_names = [['conv1', 'bn2']]\n",
         &data,
     );
-    assert!(e.contains("cannot fold 'bn2' into 'conv1': they are not adjacent"), "{e}");
+    assert!(
+        e.contains("cannot fold 'bn2' into 'conv1': they are not adjacent"),
+        "{e}"
+    );
     // Adjacent pairs fold, and the folded model quantizes.
     let folded = quantize_classifier::<SmallCnn>(
         &cnn,
@@ -188,7 +191,17 @@ fn quantization_bad_inputs_are_typed_errors() {
         ),
     )
     .unwrap();
-    assert_eq!(folded.model.bn1.gamma.val().into_data().try_to_vec::<f32>().unwrap(), vec![1.0; 8]);
+    assert_eq!(
+        folded
+            .model
+            .bn1
+            .gamma
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        vec![1.0; 8]
+    );
     // Calibrating activations on no data.
     let empty = ImageDataset {
         pixels: vec![],
@@ -212,7 +225,10 @@ fn quantization_bad_inputs_are_typed_errors() {
     )
     .unwrap();
     let e = q.export(AffinePolicy::Error).err().unwrap().to_string();
-    assert!(e.contains("conv1.weight") && e.contains("int3 has no Burn quantized format"), "{e}");
+    assert!(
+        e.contains("conv1.weight") && e.contains("int3 has no Burn quantized format"),
+        "{e}"
+    );
     // An affine weight calibration is refused unless requantizing is asked for.
     let q = quantize_classifier::<SmallCnn>(
         &cnn,
@@ -229,8 +245,14 @@ fn quantization_bad_inputs_are_typed_errors() {
     let lenet = setup().0;
     let lenet_q = quantize_classifier(
         &lenet,
-        &ImageDataset::load(root().join("data/mnist5k.safetensors"), 255.0).unwrap().split().0,
-        &QuantizeJob::new("ptq", CompressConfig::from_file(root().join("configs/lenet5-ptq-int8.toml")).unwrap()),
+        &ImageDataset::load(root().join("data/mnist5k.safetensors"), 255.0)
+            .unwrap()
+            .split()
+            .0,
+        &QuantizeJob::new(
+            "ptq",
+            CompressConfig::from_file(root().join("configs/lenet5-ptq-int8.toml")).unwrap(),
+        ),
     )
     .unwrap();
     let e = q
@@ -241,9 +263,16 @@ fn quantization_bad_inputs_are_typed_errors() {
         .to_string();
     assert!(e.contains("calibration config"), "{e}");
     // A pruner is not a quantizer.
-    let e = quantize_classifier::<SmallCnn>(&cnn, &data, &QuantizeJob::new("l1-norm", config("[[config_list]]\nop_types = ['Conv2d']\nquant_dtype = 'int8'\n")))
-        .err()
-        .unwrap()
-        .to_string();
+    let e = quantize_classifier::<SmallCnn>(
+        &cnn,
+        &data,
+        &QuantizeJob::new(
+            "l1-norm",
+            config("[[config_list]]\nop_types = ['Conv2d']\nquant_dtype = 'int8'\n"),
+        ),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("l1-norm") && e.contains("quantizer"), "{e}");
 }

@@ -242,7 +242,12 @@ fn a_quantize_step_adds_a_smaller_stage_and_must_come_last() {
     assert_eq!(names, ["train", "quantize"]);
     let (f32_stage, q) = (&report.stages[0], &report.stages[1]);
     assert_eq!((q.params, q.macs), (f32_stage.params, f32_stage.macs));
-    assert!(q.bytes * 3 < f32_stage.bytes, "{} -> {} bytes", f32_stage.bytes, q.bytes);
+    assert!(
+        q.bytes * 3 < f32_stage.bytes,
+        "{} -> {} bytes",
+        f32_stage.bytes,
+        q.bytes
+    );
     assert!((0.0..=1.0).contains(&q.accuracy) && q.latency_ms > 0.0);
 
     refused(

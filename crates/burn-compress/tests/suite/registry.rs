@@ -5,17 +5,24 @@ use burn_compress::{AlgorithmEntry, AlgorithmKind};
 #[test]
 fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
     let names: Vec<&str> = AlgorithmEntry::all().iter().map(|e| e.name).collect();
+    assert_eq!(names, burn_compress::algorithms::BUILT_IN);
     assert_eq!(
         names,
         [
-            "fpgm", "l1-norm", "l2-norm", "level", "movement", "slim", "taylor"
+            "bnn", "dorefa", "fpgm", "l1-norm", "l2-norm", "level", "lsq", "lsq-plus", "movement",
+            "ptq", "qat", "slim", "taylor"
         ]
     );
-    assert!(
-        AlgorithmEntry::all()
-            .iter()
-            .all(|e| e.kind == AlgorithmKind::Pruner && !e.summary.is_empty())
+    let quantizers: Vec<&str> = AlgorithmEntry::all()
+        .iter()
+        .filter(|e| e.kind == AlgorithmKind::Quantizer)
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        quantizers,
+        ["bnn", "dorefa", "lsq", "lsq-plus", "ptq", "qat"]
     );
+    assert!(AlgorithmEntry::all().iter().all(|e| !e.summary.is_empty()));
 }
 
 #[test]
@@ -24,7 +31,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("fpgm, l1-norm, l2-norm, level, movement, slim, taylor"),
+        msg.contains("bnn, dorefa, fpgm, l1-norm, l2-norm, level, lsq, lsq-plus, movement, ptq, qat, slim, taylor"),
         "{msg}"
     );
 }
