@@ -205,12 +205,17 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
     let index = ModuleIndex::from_module(&inference);
     let mut sim = QuantSim::new(quantizer.as_ref(), &job.config, &index)?;
     let batch = job.batch_size.max(1);
-    let batches = (0..job.calib_batches)
+    let batches: Vec<Tensor<4>> = (0..job.calib_batches)
         .map(|i| (i * batch, ((i + 1) * batch).min(data.len())))
         .take_while(|(start, end)| start < end)
-        .map(|(start, end)| data.batch(start, end, &device).0);
+        .map(|(start, end)| data.batch(start, end, &device).0)
+        .collect();
     let classify = |m: &M, x: Tensor<4>| m.classify(x);
-    sim.calibrate(&inference, batches, classify)?;
+    sim.calibrate(&inference, batches.clone(), classify)?;
+    if sim.wants_bias_correction() {
+        inference = sim.correct_biases(&inference, &batches, classify)?;
+        sim.calibrate(&inference, batches, classify)?;
+    }
     let simulated = match (&job.train, method) {
         (None, _) | (Some(_), QuantMethod::MinMax) => sim.simulate(&inference)?,
         (Some(train), _) => {

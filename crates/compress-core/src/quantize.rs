@@ -496,12 +496,6 @@ impl WeightQuantization {
         Ok(&self.calibration)
     }
 
-    /// The model with the fake-quantized values folded into its weights (what an integer kernel
-    /// computes), without reparameterizations.
-    pub fn materialize<M: Module>(model: M) -> M {
-        model.materialize()
-    }
-
     /// QAT: recompute the EMA range of every weight and write the new parameters into `model`.
     fn update_ema<M: Module>(&mut self, model: M, decay: f64) -> Result<M> {
         let weights = self.weights(&model.valid())?;

@@ -152,6 +152,13 @@ pub enum QuantMethod {
 pub trait Quantizer: Send + Sync {
     /// The method.
     fn method(&self) -> QuantMethod;
+
+    /// NNI `PtqQuantizer`'s `is_bias_correction`: after calibration, add each layer's mean
+    /// output error (float minus fake-quantized weights, per output channel, over the
+    /// calibration data) to its bias, then calibrate the activations again.
+    fn bias_correction(&self) -> bool {
+        false
+    }
 }
 
 /// A distillation loss between student and teacher hidden states `[batch, features]`.

@@ -46,8 +46,9 @@ pub enum SimPhase {
 struct ActState {
     target: ActivationTarget,
     observer: Box<dyn Observer>,
-    /// `[1, C, 1]` (or `[1, 1, 1]`) scale and zero point once computed, and the activation's rank.
+    /// Scale and zero point per channel (or one), once computed.
     params: Option<(Vec<f32>, Vec<f32>)>,
+    /// Rank of the activation, for NNI's kept-dim shape in the calibration.
     rank: usize,
 }
 
@@ -60,6 +61,7 @@ struct Taps {
 
 /// Weights and activations of a model, quantized in simulation.
 pub struct QuantSim {
+    bias_correction: bool,
     weights: RefCell<WeightQuantization>,
     taps: RefCell<Taps>,
     replays: RefCell<HashMap<Vec<usize>, Replay>>,
@@ -70,8 +72,8 @@ impl QuantSim {
     /// Resolve `config`'s quantization rules: parameter targets and activation targets.
     ///
     /// # Errors
-    /// Config resolution errors; activation targets of a quantizer that cannot quantize
-    /// activations (DoReFa, BNN: weights only here) or with an unsupported granularity.
+    /// Config resolution errors; activation targets with a granularity other than per tensor or
+    /// `per_channel`.
     pub fn new(
         quantizer: &dyn Quantizer,
         config: &CompressConfig,
@@ -94,15 +96,6 @@ impl QuantSim {
             };
             if !quant_rules.contains(&t.rule) {
                 continue;
-            }
-            if matches!(method, QuantMethod::Dorefa | QuantMethod::Bnn) {
-                return Err(SpeedupError::Core(CompressError::Algorithm {
-                    algorithm: "quantization".into(),
-                    message: format!(
-                        "'{}': this quantizer quantizes weights only; set target_names = [\"weight\"]",
-                        t.path
-                    ),
-                }));
             }
             let per_channel = match t
                 .setting
@@ -155,6 +148,7 @@ impl QuantSim {
             );
         }
         Ok(Self {
+            bias_correction: quantizer.bias_correction(),
             weights: RefCell::new(weights),
             taps: RefCell::new(Taps {
                 method,
@@ -215,10 +209,81 @@ impl QuantSim {
                         .into(),
                 }));
             }
-            self.taps.borrow_mut().refresh()?;
+            self.taps.borrow_mut().refresh();
             self.set_phase(SimPhase::Eval);
         }
         Ok(self.calibration())
+    }
+
+    /// Whether the quantizer asked for bias correction ([`Quantizer::bias_correction`]).
+    pub fn wants_bias_correction(&self) -> bool {
+        self.bias_correction
+    }
+
+    /// NNI's PTQ bias correction, empirical and layer by layer (Nagel et al., 2019): in graph
+    /// order, run `batches` through the float model and through the model with fake-quantized
+    /// weights (activations float, earlier layers already corrected), and add the layer's mean
+    /// output error per output channel (float minus quantized) to its bias. Call after
+    /// [`calibrate`](Self::calibrate), then calibrate the returned model again (its activation
+    /// ranges moved). Layers without a bias are left alone.
+    ///
+    /// # Errors
+    /// Capture and replay errors.
+    pub fn correct_biases<M: Module, const DI: usize, const DO: usize>(
+        &self,
+        model: &M,
+        batches: &[Tensor<DI>],
+        classify: impl Fn(&M, Tensor<DI>) -> Tensor<DO> + Copy,
+    ) -> Result<M> {
+        let index = ModuleIndex::from_module(model);
+        let quantized: std::collections::BTreeSet<String> = self
+            .weights
+            .borrow()
+            .targets()
+            .iter()
+            .filter(|t| t.name == "weight" && index.param(&format!("{}.bias", t.module)).is_some())
+            .map(|t| t.module.clone())
+            .collect();
+        let replays = batches
+            .iter()
+            .map(|x| Replay::capture(model, x.dims(), classify))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order: Vec<String> = Vec::new();
+        for l in replays.first().map(|r| r.layers()).unwrap_or_default() {
+            if quantized.contains(&l.layer) && !order.contains(&l.layer) {
+                order.push(l.layer.clone());
+            }
+        }
+        let means = |m: &M, layer: &str| -> Result<Vec<f64>> {
+            let mut tap = ChannelMeans {
+                layers: std::iter::once(layer.to_string()).collect(),
+                sums: BTreeMap::new(),
+            };
+            for (replay, x) in replays.iter().zip(batches) {
+                let _: Tensor<DO> = replay.run(m, x.clone(), &mut tap)?;
+            }
+            Ok(tap
+                .sums
+                .remove(layer)
+                .map(|(sums, n)| sums.iter().map(|s| s / n.max(1.0)).collect())
+                .unwrap_or_default())
+        };
+        let mut corrected = compress_core::deep_copy(model);
+        for layer in &order {
+            let float = means(model, layer)?;
+            let quant = means(&self.simulate(&corrected)?, layer)?;
+            let shift: Vec<f32> = float
+                .iter()
+                .zip(&quant)
+                .map(|(f, q)| (f - q) as f32)
+                .collect();
+            corrected = corrected.map(&mut Shift {
+                stack: Vec::new(),
+                path: format!("{layer}.bias"),
+                shift,
+            });
+        }
+        Ok(corrected)
     }
 
     /// Everything calibrated so far, weights and activations.
@@ -388,13 +453,12 @@ impl ActState {
 
 impl Taps {
     /// Recompute every target's parameters from its tracked range.
-    fn refresh(&mut self) -> Result<()> {
+    fn refresh(&mut self) {
         for s in self.states.values_mut() {
             if let Some(p) = s.observer.qparams(s.target.dtype, s.target.scheme) {
                 s.params = Some((p.scale.data().to_vec(), p.zero_point.data().to_vec()));
             }
         }
-        Ok(())
     }
 }
 
@@ -416,6 +480,13 @@ impl Tap for Taps {
             return Ok(value);
         };
         s.rank = rank;
+        if phase != SimPhase::Observe {
+            match method {
+                QuantMethod::Bnn => return Ok(binarize(value, site)),
+                QuantMethod::Dorefa => return dorefa(value, site, &s.target, layer),
+                _ => {}
+            }
+        }
         if matches!(phase, SimPhase::Observe | SimPhase::Train) {
             let [_, c, _] = value.dims();
             let detached = value.clone().detach();
@@ -461,6 +532,119 @@ impl Tap for Taps {
             qmax,
             grad,
         ))
+    }
+}
+
+/// BNN on an activation: `sign(x)` (0 counts as +1), straight through; on an output the
+/// gradient is zeroed where `|x| > 1` (NNI's `BNNQuantizer`).
+fn binarize(x: Tensor<3>, site: Site) -> Tensor<3> {
+    let sign = x.clone().greater_equal_elem(0.0).float().mul_scalar(2.0) - 1.0;
+    if !x.is_tracked() {
+        return sign;
+    }
+    let pass = match site {
+        Site::Input => x.clone(),
+        Site::Output => x.clone() * x.clone().detach().abs().lower_equal_elem(1.0).float(),
+    };
+    sign.detach() + (pass.clone() - pass.detach())
+}
+
+/// DoReFa on an activation (NNI's `DoReFaQuantizer`): an input is fake-quantized with the
+/// current batch's range; an output is clamped to `[0, 1]` and quantized on that fixed range.
+fn dorefa(x: Tensor<3>, site: Site, t: &ActivationTarget, layer: &str) -> Result<Tensor<3>> {
+    let device = x.device();
+    let (qmin, qmax) = quant_bounds(t.dtype);
+    let scalar = |v: f32| Tensor::<3>::from_data(TensorData::new(vec![v], [1, 1, 1]), &device);
+    match site {
+        Site::Input => {
+            let flat = x.clone().detach().reshape([1, -1]);
+            let range = Tensor::cat(vec![flat.clone().min_dim(1), flat.max_dim(1)], 1);
+            let range = Dense::from_tensor(range, layer)?;
+            let (mn, mx) = (
+                Dense::new(vec![1], vec![range.data()[0]]),
+                Dense::new(vec![1], vec![range.data()[1]]),
+            );
+            let scheme = t.scheme.unwrap_or(QuantScheme::Affine);
+            let (scale, zp) = compress_core::qparams_from_range(&mn, &mx, t.dtype, scheme);
+            Ok(fake_quant(
+                x,
+                scalar(scale.data()[0]),
+                scalar(zp.data()[0]),
+                qmin,
+                qmax,
+                FakeQuantGrad::Ste,
+            ))
+        }
+        Site::Output => Ok(fake_quant(
+            x.clamp(0.0, 1.0),
+            scalar(1.0 / (qmax - qmin).max(1.0)),
+            scalar(qmin),
+            qmin,
+            qmax,
+            FakeQuantGrad::Ste,
+        )),
+    }
+}
+
+/// Adds `shift` to the parameter at `path` (bias correction).
+struct Shift {
+    stack: Vec<String>,
+    path: String,
+    shift: Vec<f32>,
+}
+
+impl burn::module::ModuleMapper for Shift {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.stack.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.pop();
+    }
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        if self.stack.join(".") != self.path {
+            return param;
+        }
+        let shift = &self.shift;
+        compress_core::map_param_leaf(param, |t| {
+            let (shape, device) = (t.shape(), t.device());
+            let n = shift.len();
+            t + Tensor::<1>::from_data(TensorData::new(shift.clone(), [n]), &device).reshape(shape)
+        })
+    }
+}
+
+/// Per-channel sums of layer outputs (bias correction).
+struct ChannelMeans {
+    layers: std::collections::BTreeSet<String>,
+    sums: BTreeMap<String, (Vec<f64>, f64)>,
+}
+
+impl Tap for ChannelMeans {
+    fn wants(&self, layer: &str, site: Site) -> bool {
+        site == Site::Output && self.layers.contains(layer)
+    }
+
+    fn tap(&mut self, layer: &str, _: Site, _: usize, value: Tensor<3>) -> Result<Tensor<3>> {
+        let [d0, c, rest] = value.dims();
+        let sums = value
+            .clone()
+            .detach()
+            .swap_dims(0, 1)
+            .reshape([c, d0 * rest])
+            .sum_dim(1);
+        let sums = Dense::from_tensor(sums, layer)?;
+        let entry = self
+            .sums
+            .entry(layer.to_string())
+            .or_insert_with(|| (vec![0.0; c], 0.0));
+        for (acc, v) in entry.0.iter_mut().zip(sums.data()) {
+            *acc += f64::from(*v);
+        }
+        entry.1 += (d0 * rest) as f64;
+        Ok(value)
     }
 }
 

@@ -276,3 +276,44 @@ fn quantization_bad_inputs_are_typed_errors() {
     .to_string();
     assert!(e.contains("l1-norm") && e.contains("quantizer"), "{e}");
 }
+
+#[test]
+fn ptq_bias_correction_removes_most_of_the_mean_output_error() {
+    let (model, train, _, _) = setup();
+    let toml = "[algorithm]\nname = 'ptq'\n[[config_list]]\nop_types = ['Conv2d', 'Linear']\n\
+                target_names = ['weight']\nquant_dtype = 'int4'\n";
+    let x = train.batch(0, 256, &Device::flex()).0;
+    let float: Vec<f32> = model.classify(x.clone()).into_data().try_to_vec().unwrap();
+    // Mean over the batch of (float - quantized) logits, averaged in absolute value over classes.
+    let mean_error = |bias_correction: bool| {
+        let mut job = QuantizeJob::new("ptq", config(toml));
+        job.options
+            .insert("is_bias_correction".into(), bias_correction.into());
+        job.calib_batches = 4;
+        let q = quantize_classifier(&model, &train, &job).unwrap();
+        let quant: Vec<f32> = q
+            .forward(x.clone())
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let mut per_class = [0f64; 10];
+        for (i, (f, q)) in float.iter().zip(&quant).enumerate() {
+            per_class[i % 10] += f64::from(f - q) / 256.0;
+        }
+        per_class.iter().map(|e| e.abs()).sum::<f64>() / 10.0
+    };
+    let (without, with) = (mean_error(false), mean_error(true));
+    assert!(with < without * 0.5, "mean logit error {without} -> {with}");
+    let Err(e) = burn_compress::AlgorithmEntry::find("ptq")
+        .unwrap()
+        .build_quantizer(&"is_bias_correction = 'yes'".parse().unwrap())
+    else {
+        panic!("a string is not a bool")
+    };
+    assert!(
+        e.to_string()
+            .contains("'is_bias_correction' must be true or false"),
+        "{e}"
+    );
+}

@@ -156,3 +156,49 @@ fn calibration_without_data_is_refused_and_a_loaded_calibration_reproduces_the_o
         "reloaded model output",
     );
 }
+
+struct Method(QuantMethod);
+impl Quantizer for Method {
+    fn method(&self) -> QuantMethod {
+        self.0
+    }
+}
+
+#[test]
+fn bnn_and_dorefa_quantize_activations_too() {
+    let text = std::fs::read_to_string(fixture("nni_quant.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let device = Device::flex();
+    let net = Net {
+        fc: Linear {
+            weight: Param::from_tensor(transpose(&dense(&oracle["weight"])).to_tensor(&device)),
+            bias: Some(Param::from_tensor(
+                dense(&oracle["bias"]).to_tensor(&device),
+            )),
+        },
+    };
+    let x: Tensor<2> = dense(&oracle["calib_input"]).to_tensor(&device);
+    let forward = |m: &Net, x: Tensor<2>| m.fc.forward(x);
+    let config = compress_core::CompressConfig::from_toml(
+        "[[config_list]]\nop_names = ['fc']\ntarget_names = ['_input_', 'weight', '_output_']\nquant_dtype = 'int2'\n",
+    )
+    .unwrap();
+    let index = ModuleIndex::from_module(&net);
+    let values = |method| {
+        let mut sim = QuantSim::new(&Method(method), &config, &index).unwrap();
+        sim.calibrate(&net, [x.clone()], forward).unwrap();
+        let simulated = sim.simulate(&net).unwrap();
+        let y = sim.forward(&simulated, x.clone(), forward).unwrap();
+        Dense::from_tensor(y, "y").unwrap().into_data()
+    };
+    // BNN: sign of the output.
+    let bnn = values(QuantMethod::Bnn);
+    assert!(bnn.iter().all(|&v| v == 1.0 || v == -1.0), "{bnn:?}");
+    assert!(bnn.contains(&1.0) && bnn.contains(&-1.0));
+    // DoReFa: the output clamped to [0, 1] on int2's grid of 2 steps: 0, 0.5, 1.
+    let dorefa = values(QuantMethod::Dorefa);
+    assert!(
+        dorefa.iter().all(|&v| v == 0.0 || v == 0.5 || v == 1.0),
+        "{dorefa:?}"
+    );
+}
