@@ -17,6 +17,10 @@
 //! - [`MaskSet`]: masks by parameter path, statistics, safetensors files, hard and soft
 //!   (reparameterized) application.
 //! - [`Pruner`], [`Quantizer`], [`Distiller`] and the [`AlgorithmEntry`] registry.
+//! - Training: [`train_classifier`] with [`TrainHooks`], [`GradientStatistics`] (Taylor),
+//!   [`ScheduledPruning`] (AGP, Linear), [`LearnedScores`] (Slim, Movement).
+//! - [`WeightQuantization`]: fake-quantized parameters by reparameterization (PTQ, QAT, LSQ,
+//!   LSQ+, DoReFa, BNN).
 //! - Quantization math: NNI's scale/zero-point formulas ([`qparams_from_range`]), fake
 //!   quantization on host data and on Burn tensors with STE or QAT gradients ([`fake_quant`]),
 //!   [`MinMaxObserver`] / [`EmaObserver`], and the [`CalibrationConfig`] (NNI's JSON or
@@ -52,7 +56,8 @@
 //! ```
 //!
 //! ## Feature flags
-//! - `testing`: tiny seeded models ([`testing`]) for tests of this and other crates.
+//! - `testing`: tiny seeded models and oracle helpers (the `testing` module) for tests of this
+//!   and other crates.
 #![deny(missing_docs)]
 
 mod allocate;
