@@ -14,7 +14,7 @@
 //! let config = CompressConfig::from_file("configs/lenet5-ptq-int8.toml")?;
 //! let job = QuantizeJob::new("ptq", config);
 //! let quantized = quantize_classifier(&model, &train, &job)?;
-//! println!("accuracy {:.4}", quantized.accuracy(&test));
+//! println!("accuracy {:.4}", quantized.accuracy(&test)?);
 //! let native = quantized.export(Default::default())?; // Burn Q8S tensors
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -91,14 +91,21 @@ impl<M: Module + ImageClassifier> Quantized<M> {
     }
 
     /// Top-1 accuracy of the simulated model on `data` (CPU).
-    pub fn accuracy(&self, data: &ImageDataset) -> f64 {
+    ///
+    /// # Errors
+    /// The first replay error of the evaluation (never a silent fallback to the float forward).
+    pub fn accuracy(&self, data: &ImageDataset) -> compress_speedup::Result<f64> {
         let device = Device::flex();
-        accuracy(
+        let acc = accuracy(
             &self.model,
             data,
             |m, x| self.sim.forward_or_record(m, x, |m: &M, x| m.classify(x)),
             &device,
-        )
+        );
+        match self.sim.take_error() {
+            Some(e) => Err(e),
+            None => Ok(acc),
+        }
     }
 
     /// The calibration config: every target's scale, zero point, dtype, scheme and range.

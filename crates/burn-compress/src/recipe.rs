@@ -853,7 +853,9 @@ where
                     .map_or(0, |m| m.len());
                 let _ = std::fs::remove_file(&file);
                 row.latency_ms = latency_ms(&exported, image);
-                row.accuracy = quantized.accuracy(&test);
+                row.accuracy = quantized
+                    .accuracy(&test)
+                    .map_err(|e| err(&ctx, e.to_string()))?;
                 record(&mut stages, row);
                 native = Some(exported);
             }

@@ -117,10 +117,7 @@ fn quantize<M: Module + ImageClassifier>(
         model.clone()
     };
     let quantized = quantize_classifier(&trainable, train, job)?;
-    let after = quantized.accuracy(test);
-    if let Some(e) = quantized.sim.take_error() {
-        return Err(e.into());
-    }
+    let after = quantized.accuracy(test)?;
     let native = quantized.export(affine)?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

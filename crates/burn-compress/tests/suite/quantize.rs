@@ -56,7 +56,7 @@ fn ptq_int8_keeps_accuracy_and_exports_a_smaller_model_that_round_trips_exactly(
     let (model, train, test, dense) = setup();
     let config = CompressConfig::from_file(root().join("configs/lenet5-ptq-int8.toml")).unwrap();
     let q = quantize_classifier(&model, &train, &QuantizeJob::new("ptq", config)).unwrap();
-    let acc = q.accuracy(&test);
+    let acc = q.accuracy(&test).unwrap();
     assert!(dense - acc <= 0.005, "PTQ int8: {dense} -> {acc}");
     assert_eq!(
         q.calibration().len(),
@@ -105,7 +105,7 @@ fn qat_and_lsq_int8_after_one_epoch_stay_within_0_3_points() {
         let mut job = QuantizeJob::new(algorithm, config(INT8_ALL));
         job.train = one_epoch();
         let q = quantize_classifier(&model.clone().train(), &train, &job).unwrap();
-        let acc = q.accuracy(&test);
+        let acc = q.accuracy(&test).unwrap();
         assert!(dense - acc <= 0.003, "{algorithm} int8: {dense} -> {acc}");
     }
 }
@@ -121,7 +121,7 @@ fn lsq_int4_weights_after_one_epoch_stay_within_one_point_and_pack() {
     );
     job.train = one_epoch();
     let q = quantize_classifier(&model.clone().train(), &train, &job).unwrap();
-    let acc = q.accuracy(&test);
+    let acc = q.accuracy(&test).unwrap();
     assert!(dense - acc <= 0.01, "LSQ int4: {dense} -> {acc}");
     let native = q.export(AffinePolicy::Error).unwrap();
     // The learned scales export exactly: the packed model computes what the simulation did.
