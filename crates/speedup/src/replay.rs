@@ -315,6 +315,10 @@ impl Replay {
                 N::Sum(d) => (&d.out, B::float_sum(get(&d.input, env)?)),
                 N::MeanDim(d) => (&d.out, B::float_mean_dim(get(&d.input, env)?, d.axis)),
                 N::SumDim(d) => (&d.out, B::float_sum_dim(get(&d.input, env)?, d.axis)),
+                N::MaxDim(d) => (&d.out, B::float_max_dim(get(&d.input, env)?, d.axis)),
+                N::MinDim(d) => (&d.out, B::float_min_dim(get(&d.input, env)?, d.axis)),
+                N::Max(d) => (&d.out, B::float_max(get(&d.input, env)?)),
+                N::Min(d) => (&d.out, B::float_min(get(&d.input, env)?)),
                 _ => return Err(unsupported()),
             },
             O::Float(_, f) => match f {
@@ -327,6 +331,11 @@ impl Replay {
                 F::Sqrt(d) => (&d.out, B::float_sqrt(get(&d.input, env)?)),
                 F::Tanh(d) => (&d.out, B::float_tanh(get(&d.input, env)?)),
                 F::Recip(d) => (&d.out, B::float_recip(get(&d.input, env)?)),
+                F::Erf(d) => (&d.out, B::float_erf(get(&d.input, env)?)),
+                F::PowfScalar(d) => (
+                    &d.out,
+                    B::float_powf_scalar(get(&d.lhs, env)?, d.rhs.into()),
+                ),
                 _ => return Err(unsupported()),
             },
             O::Activation(a) => match a {
@@ -334,6 +343,8 @@ impl Replay {
                 A::Gelu(d) => (&d.out, B::gelu(get(&d.input, env)?)),
                 A::Sigmoid(d) => (&d.out, B::sigmoid(get(&d.input, env)?)),
                 A::LeakyRelu(d) => (&d.out, B::leaky_relu(get(&d.lhs, env)?, d.rhs.into())),
+                A::Softmax(d) => (&d.out, B::softmax(get(&d.input, env)?, d.axis)),
+                A::LogSoftmax(d) => (&d.out, B::log_softmax(get(&d.input, env)?, d.axis)),
                 _ => return Err(unsupported()),
             },
             O::Module(m) => match m {
@@ -371,6 +382,16 @@ impl Replay {
                         get(&d.beta, env)?,
                         get(&d.mean, env)?,
                         get(&d.variance, env)?,
+                        d.epsilon.elem(),
+                    );
+                    (&d.out, out)
+                }
+                Mo::LayerNorm(d) => {
+                    let beta = d.beta.as_ref().map(|b| get(b, env)).transpose()?;
+                    let out = B::layer_norm(
+                        get(&d.input, env)?,
+                        get(&d.gamma, env)?,
+                        beta,
                         d.epsilon.elem(),
                     );
                     (&d.out, out)
@@ -588,6 +609,7 @@ fn find_layers(graph: &Graph) -> Vec<LayerIo> {
                     Mo::ConvTranspose2d(d) => Some((&d.x, &d.weight, &d.out)),
                     Mo::Linear(d) => Some((&d.x, &d.weight, &d.out)),
                     Mo::BatchNorm(d) => Some((&d.x, &d.gamma, &d.out)),
+                    Mo::LayerNorm(d) => Some((&d.input, &d.gamma, &d.out)),
                     _ => None,
                 };
                 if let Some((x, w, out)) = io

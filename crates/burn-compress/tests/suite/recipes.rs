@@ -267,3 +267,40 @@ fn a_quantize_step_adds_a_smaller_stage_and_must_come_last() {
         "'affine' must be \"error\" or \"requantize\"",
     );
 }
+
+#[test]
+fn a_pruned_and_quantized_recipe_output_loads_into_a_fresh_template() {
+    use burn::prelude::*;
+    use burn_compress::speedup::{Plan, apply, load_quantized, quantized_params};
+    use burn_compress::zoo::{ImageClassifier, LeNet5};
+
+    let recipe = parse(&format!(
+        "{HEAD}[[step]]\nkind = 'train'\nmax_steps = 4\n[[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-l1.toml'\n\
+         [[step]]\nkind = 'speedup'\n[[step]]\nkind = 'quantize'\nconfig = 'configs/lenet5-ptq-int8.toml'\ncalib = 1\n"
+    ))
+    .unwrap();
+    let out = std::env::temp_dir()
+        .join(format!("bc-recipe-q-{}", std::process::id()))
+        .join("lenet5");
+    run(
+        &recipe,
+        &RunOptions {
+            out: Some(out.clone()),
+            verbose: false,
+        },
+    )
+    .unwrap();
+    // As the README says: apply the plan to a fresh template, then load the quantized weights.
+    let device = Device::flex();
+    let plan = Plan::load(out.with_extension("plan.json")).unwrap();
+    let template = apply(&LeNet5::new(&device), &plan).unwrap();
+    let loaded = load_quantized(template, out.with_extension("bpk")).unwrap();
+    assert_eq!(
+        loaded.conv1.weight.dims(),
+        [3, 1, 5, 5],
+        "half of conv1's 6 filters"
+    );
+    assert_eq!(quantized_params(&loaded).len(), 5);
+    let logits = loaded.classify(Tensor::zeros([2, 1, 28, 28], &device));
+    assert_eq!(logits.dims(), [2, 10]);
+}

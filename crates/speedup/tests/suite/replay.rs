@@ -157,3 +157,34 @@ fn a_reparameterization_the_replay_cannot_rebuild_is_an_error_not_a_silent_wrong
         "{err}"
     );
 }
+
+/// A transformer-style block on float inputs: LayerNorm, a 3-D Linear, GELU, softmax.
+#[derive(burn::module::Module, Debug)]
+struct Block {
+    norm: burn::nn::LayerNorm,
+    fc: burn::nn::Linear,
+}
+
+#[test]
+fn replay_covers_layer_norm_3d_linear_gelu_and_softmax() {
+    let device = Device::flex();
+    let block = Block {
+        norm: burn::nn::LayerNormConfig::new(8).init(&device),
+        fc: burn::nn::LinearConfig::new(8, 6).init(&device),
+    };
+    let forward = |m: &Block, x: Tensor<3>| -> Tensor<3> {
+        let h = burn::tensor::activation::gelu(m.fc.forward(m.norm.forward(x)));
+        burn::tensor::activation::softmax(h, 2)
+    };
+    let x = Tensor::<3>::random([2, 5, 8], burn::tensor::Distribution::Default, &device);
+    let replay = Replay::capture(&block, [2, 5, 8], forward).unwrap();
+    let layers: Vec<&str> = replay.layers().iter().map(|l| l.layer.as_str()).collect();
+    assert_eq!(layers, ["norm", "fc"]);
+    let mut tap = Recorder::default();
+    let got: Tensor<3> = replay.run(&block, x.clone(), &mut tap).unwrap();
+    let expected = forward(&block, x);
+    let worst = (got - expected).abs().max().into_scalar::<f32>();
+    assert!(worst < 1e-6, "{worst}");
+    // The Linear sees [batch, seq, features] as [2, 5, 8]: dim 1 is the sequence here.
+    assert_eq!(tap.seen[&("fc".into(), Site::Input)], [2, 5, 8]);
+}
