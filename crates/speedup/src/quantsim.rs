@@ -182,7 +182,8 @@ impl QuantSim {
     }
 
     /// Calibrate: weights from their values, activations by observing `batches` through
-    /// `classify` (NNI's PTQ calibration; the model is only read).
+    /// `classify` (NNI's PTQ calibration; the model is only read). Earlier observations are
+    /// dropped.
     ///
     /// # Errors
     /// [`SpeedupError::Core`] "calibration with no data" when `batches` is empty and there are
@@ -196,6 +197,12 @@ impl QuantSim {
         self.weights.get_mut().calibrate(model)?;
         let has_activations = !self.taps.borrow().states.is_empty();
         if has_activations {
+            // A calibration observes these batches afresh (a second one, after bias correction,
+            // must not keep the ranges of the first).
+            for s in self.taps.get_mut().states.values_mut() {
+                s.observer.reset();
+                s.params = None;
+            }
             self.set_phase(SimPhase::Observe);
             let mut seen = 0;
             for x in batches {
