@@ -154,21 +154,25 @@ fn check_keys(t: &Table, allowed: &[&str], ctx: &str) -> Result<(), RecipeError>
     Ok(())
 }
 
-/// The step's `algorithm` key, else the config's `[algorithm]` name (with its options), else
-/// `default`.
-fn algorithm_of(
+/// The step's config file (key `config`, required) and its algorithm: the step's `algorithm`
+/// key, else the config's `[algorithm]` name (with its options), else `default`.
+fn config_and_algorithm(
     t: &Table,
-    config: &CompressConfig,
     ctx: &str,
     default: Option<&str>,
-) -> Result<(String, Table), RecipeError> {
-    match (
+) -> Result<(CompressConfig, String, Table), RecipeError> {
+    let path = t
+        .get("config")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(ctx, "'config' (a config file) is required"))?;
+    let config = CompressConfig::from_file(path).map_err(|e| err(ctx, e.to_string()))?;
+    let (algorithm, options) = match (
         t.get("algorithm").and_then(Value::as_str),
         &config.algorithm,
     ) {
-        (Some(a), Some(s)) if a == s.name => Ok((a.to_string(), s.options.clone())),
-        (Some(a), _) => Ok((a.to_string(), Table::new())),
-        (None, Some(s)) => Ok((s.name.clone(), s.options.clone())),
+        (Some(a), Some(s)) if a == s.name => (a.to_string(), s.options.clone()),
+        (Some(a), _) => (a.to_string(), Table::new()),
+        (None, Some(s)) => (s.name.clone(), s.options.clone()),
         (None, None) => default
             .map(|d| (d.to_string(), Table::new()))
             .ok_or_else(|| {
@@ -176,8 +180,9 @@ fn algorithm_of(
                     ctx,
                     "name an 'algorithm' or give the config an [algorithm] table",
                 )
-            }),
-    }
+            })?,
+    };
+    Ok((config, algorithm, options))
 }
 
 impl Recipe {
@@ -321,13 +326,7 @@ impl Recipe {
                             "prune needs trained weights: add a train step or [model] weights",
                         ));
                     }
-                    let config_path = t
-                        .get("config")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| err(&ctx, "'config' (a config file) is required"))?;
-                    let config = CompressConfig::from_file(config_path)
-                        .map_err(|e| err(&ctx, e.to_string()))?;
-                    let (algorithm, options) = algorithm_of(t, &config, &ctx, None)?;
+                    let (config, algorithm, options) = config_and_algorithm(t, &ctx, None)?;
                     let entry = compress_core::AlgorithmEntry::find(&algorithm)
                         .map_err(|e| err(&ctx, e.to_string()))?;
                     entry
@@ -393,13 +392,7 @@ impl Recipe {
                             "quantize needs trained weights: add a train step or [model] weights",
                         ));
                     }
-                    let config_path = t
-                        .get("config")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| err(&ctx, "'config' (a config file) is required"))?;
-                    let config = CompressConfig::from_file(config_path)
-                        .map_err(|e| err(&ctx, e.to_string()))?;
-                    let (algorithm, options) = algorithm_of(t, &config, &ctx, Some("ptq"))?;
+                    let (config, algorithm, options) = config_and_algorithm(t, &ctx, Some("ptq"))?;
                     compress_core::AlgorithmEntry::find(&algorithm)
                         .and_then(|e| e.build_quantizer(&options))
                         .map_err(|e| err(&ctx, e.to_string()))?;

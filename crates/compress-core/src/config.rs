@@ -261,10 +261,7 @@ impl CompressConfig {
     /// Read and validate a config file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| CompressError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::error::fs::read_to_string(path)?;
         Self::from_toml(&text)
     }
 

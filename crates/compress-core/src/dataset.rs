@@ -28,10 +28,7 @@ impl ImageDataset {
     /// [`CompressError::Io`] or [`CompressError::InvalidDataset`] naming what is missing.
     pub fn load(path: impl AsRef<Path>, max_pixel: f32) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| CompressError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = crate::error::fs::read(path)?;
         let invalid = |message: String| CompressError::InvalidDataset {
             path: path.to_path_buf(),
             message,

@@ -383,3 +383,32 @@ where
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c.to_string())
 }
+
+/// File reads and writes whose errors name the path ([`CompressError::Io`]).
+pub(crate) mod fs {
+    use std::path::Path;
+
+    use super::{CompressError, Result};
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompressError + '_ {
+        move |source| CompressError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// `std::fs::read`.
+    pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+        std::fs::read(path).map_err(io(path))
+    }
+
+    /// `std::fs::read_to_string`.
+    pub(crate) fn read_to_string(path: &Path) -> Result<String> {
+        std::fs::read_to_string(path).map_err(io(path))
+    }
+
+    /// `std::fs::write`.
+    pub(crate) fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+        std::fs::write(path, contents).map_err(io(path))
+    }
+}

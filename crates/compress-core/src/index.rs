@@ -185,33 +185,25 @@ pub(crate) fn param_handles<M: Module>(
     wanted: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, (Tensor<1>, Vec<usize>)> {
     struct Collector<F> {
-        stack: Vec<String>,
         wanted: F,
         out: BTreeMap<String, (Tensor<1>, Vec<usize>)>,
     }
-    impl<F: Fn(&str) -> bool> ModuleVisitor for Collector<F> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let path = self.stack.join(".");
-            if (self.wanted)(&path) {
+    impl<F: Fn(&str) -> bool> crate::PathVisitor for Collector<F> {
+        fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
+            if (self.wanted)(path) {
                 let tensor = param.val();
                 let shape = tensor.shape().to_vec();
                 let n = shape.iter().product::<usize>();
-                self.out.insert(path, (tensor.reshape([n]), shape));
+                self.out
+                    .insert(path.to_string(), (tensor.reshape([n]), shape));
             }
         }
     }
     let mut collector = Collector {
-        stack: Vec::new(),
         wanted,
         out: BTreeMap::new(),
     };
-    module.visit(&mut collector);
+    crate::visit_params(module, &mut collector);
     collector.out
 }
 

@@ -69,6 +69,7 @@ mod granularity;
 mod index;
 mod layers;
 mod mask;
+mod paths;
 mod prune;
 mod quant;
 mod quantize;
@@ -94,6 +95,9 @@ pub use granularity::{Granularity, KernelPadding, Scaling};
 pub use index::{LayerInfo, ModuleIndex, ParamInfo};
 pub use layers::{LayerSpec, ParamRole, ParamSpec};
 pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy, map_param_leaf};
+pub use paths::{
+    PathMapper, PathVisitor, map_params, params_of_rank, set_param_values, visit_params,
+};
 pub use prune::{PruneOutcome, prune, prune_with_grads};
 pub use quant::{
     CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, Param, Reparameterization, Reparameterizer};
+use burn::module::{Module, Param, Reparameterization, Reparameterizer};
 use burn::tensor::{Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
@@ -164,10 +164,7 @@ impl MaskSet {
     /// Write to a safetensors file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_bytes()?).map_err(|source| CompressError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::error::fs::write(path, self.to_bytes()?)
     }
 
     /// Read a safetensors file of `u8` (0/1) or `bool` masks.
@@ -177,10 +174,7 @@ impl MaskSet {
     /// when it is truncated, corrupt, holds another dtype, or values other than 0 and 1.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| CompressError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = crate::error::fs::read(path)?;
         Self::from_bytes(&bytes, path)
     }
 
@@ -221,11 +215,10 @@ impl MaskSet {
     /// As [`validate`](Self::validate), before anything is touched.
     pub fn apply_hard<M: Module>(&self, model: &M) -> Result<M> {
         self.validate(&ModuleIndex::from_module(model))?;
-        let mut mapper = HardMasker {
-            masks: self,
-            stack: Vec::new(),
-        };
-        Ok(deep_copy(model).map(&mut mapper))
+        Ok(crate::map_params(
+            deep_copy(model),
+            &mut HardMasker { masks: self },
+        ))
     }
 
     /// A copy of `model` whose masked parameters are reparameterized by [`SoftMask`]:
@@ -297,27 +290,17 @@ pub fn deep_copy<M: Module>(model: &M) -> M {
 
 struct HardMasker<'a> {
     masks: &'a MaskSet,
-    stack: Vec<String>,
 }
 
-impl ModuleMapper for HardMasker<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.stack.join(".");
+impl crate::PathMapper for HardMasker<'_> {
+    fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let masks = self.masks;
-        if masks.get(&path).is_none() {
+        if masks.get(path).is_none() {
             return param;
         }
-        map_param_leaf(param, |t| {
-            match masks.mask_tensor::<D>(&path, &t.device()) {
-                Some(mask) => t * mask,
-                None => t,
-            }
+        map_param_leaf(param, |t| match masks.mask_tensor::<D>(path, &t.device()) {
+            Some(mask) => t * mask,
+            None => t,
         })
     }
 }

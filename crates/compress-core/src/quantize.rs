@@ -13,15 +13,14 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{
-    Module, ModuleMapper, ModuleVisitor, Param, Reparameterization, Reparameterizer,
-};
+use burn::module::{Module, Param, Reparameterization, Reparameterizer};
 use burn::prelude::*;
 
 use crate::config::Mode;
 use crate::granularity::{Granularity, Scaling};
 use crate::index::{param_handles, read_flat};
-use crate::mask::{deep_copy, map_param_leaf};
+use crate::mask::deep_copy;
+use crate::paths::{params_of_rank, set_param_values};
 use crate::quant::{
     CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,
     fake_quant, quant_bounds, quant_scaling,
@@ -465,15 +464,17 @@ impl WeightQuantization {
     /// # Errors
     /// When a value cannot be read.
     pub fn read_learned<M: Module>(&mut self, model: &M) -> Result<&CalibrationConfig> {
-        let found = reparam_values(model);
+        let found =
+            params_of_rank::<4, M>(model, |p| p.split('.').any(|s| s == FakeQuantReparam::NAME));
         for t in &self.targets {
             let Some(e) = self.calibration.get(&t.module, &t.name).cloned() else {
                 continue;
             };
             let read = |key: &str| -> Result<Option<Dense<f32>>> {
-                match found.get(&(t.path.clone(), key.to_string())) {
-                    Some(tensor) => Ok(Some(
-                        Dense::from_tensor(tensor.clone(), &t.path)?.reshape(t.keep.clone()),
+                match found.get(&reparam_path(&t.path, key)) {
+                    Some((_, tensor)) => Ok(Some(
+                        Dense::from_tensor(tensor.clone().detach(), &t.path)?
+                            .reshape(t.keep.clone()),
                     )),
                     None => Ok(None),
                 }
@@ -525,37 +526,9 @@ impl WeightQuantization {
     }
 }
 
-/// Every fake-quant tensor of `model` by (parameter path, `scale` | `zero_point`).
-fn reparam_values<M: Module>(model: &M) -> BTreeMap<(String, String), Tensor<4>> {
-    struct Collect {
-        stack: Vec<String>,
-        found: BTreeMap<(String, String), Tensor<4>>,
-    }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let n = self.stack.len();
-            if D == 4 && n >= 3 && self.stack[n - 2] == FakeQuantReparam::NAME {
-                let t = param.val().detach();
-                let d = t.shape().to_vec();
-                self.found.insert(
-                    (self.stack[..n - 2].join("."), self.stack[n - 1].clone()),
-                    t.reshape([d[0], d[1], d[2], d[3]]),
-                );
-            }
-        }
-    }
-    let mut c = Collect {
-        stack: Vec::new(),
-        found: BTreeMap::new(),
-    };
-    model.visit(&mut c);
-    c.found
+/// The path of a [`FakeQuantReparam`] field of the parameter at `path`.
+fn reparam_path(path: &str, field: &str) -> String {
+    format!("{path}.{}.{field}", FakeQuantReparam::NAME)
 }
 
 /// Write `calibration`'s scales and zero points into the model's fake-quant tensors.
@@ -564,48 +537,17 @@ fn write_values<M: Module>(
     targets: &[QuantTarget],
     calibration: &CalibrationConfig,
 ) -> M {
-    struct Write {
-        stack: Vec<String>,
-        values: BTreeMap<(String, &'static str), Vec<f32>>,
-    }
-    impl ModuleMapper for Write {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let n = self.stack.len();
-            if n < 3 || self.stack[n - 2] != FakeQuantReparam::NAME {
-                return param;
-            }
-            let key = match self.stack[n - 1].as_str() {
-                "scale" => "scale",
-                "zero_point" => "zero_point",
-                _ => return param,
-            };
-            match self.values.get(&(self.stack[..n - 2].join("."), key)) {
-                Some(v) => map_param_leaf(param, |t| {
-                    let shape = t.shape();
-                    Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &t.device())
-                        .reshape(shape)
-                }),
-                None => param,
-            }
-        }
-    }
     let mut values = BTreeMap::new();
     for t in targets {
         if let Some(e) = calibration.get(&t.module, &t.name) {
-            values.insert((t.path.clone(), "scale"), e.scale.data().to_vec());
-            values.insert((t.path.clone(), "zero_point"), e.zero_point.data().to_vec());
+            values.insert(reparam_path(&t.path, "scale"), e.scale.data().to_vec());
+            values.insert(
+                reparam_path(&t.path, "zero_point"),
+                e.zero_point.data().to_vec(),
+            );
         }
     }
-    model.map(&mut Write {
-        stack: Vec::new(),
-        values,
-    })
+    set_param_values(model, &values)
 }
 
 impl<M: Module> TrainHooks<M> for WeightQuantization {

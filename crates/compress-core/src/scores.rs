@@ -18,14 +18,13 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{
-    Module, ModuleMapper, ModuleVisitor, Param, Reparameterization, Reparameterizer,
-};
+use burn::module::{Module, Param, Reparameterization, Reparameterizer};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use crate::granularity::Granularity;
 use crate::mask::{deep_copy, map_param_leaf};
+use crate::paths::{PathMapper, map_params, params_of_rank, set_param_values};
 use crate::registry::Pruner;
 use crate::train::TrainHooks;
 use crate::{
@@ -336,23 +335,21 @@ impl LearnedScores {
             None => self.generate(&model, 1.0)?,
         };
         // Neutral reparameterizations (factor 1, mask 1) materialize to the base exactly.
-        struct Neutral(Vec<String>);
-        impl ModuleMapper for Neutral {
-            fn enter_module(&mut self, name: &str, _: &str) {
-                self.0.push(name.to_string());
-            }
-            fn exit_module(&mut self, _: &str, _: &str) {
-                self.0.pop();
-            }
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                if self.0.iter().any(|s| s == ScoreReparam::NAME) {
+        struct Neutral;
+        impl PathMapper for Neutral {
+            fn map<const D: usize>(
+                &mut self,
+                path: &str,
+                param: Param<Tensor<D>>,
+            ) -> Param<Tensor<D>> {
+                if path.split('.').any(|s| s == ScoreReparam::NAME) {
                     map_param_leaf(param, |t| t.ones_like())
                 } else {
                     param
                 }
             }
         }
-        let model = model.map(&mut Neutral(Vec::new())).materialize();
+        let model = map_params(model, &mut Neutral).materialize();
         Ok((model, masks))
     }
 
@@ -366,96 +363,38 @@ impl LearnedScores {
 
     /// Write the current scores and, when `masks` is given, the block masks into the model.
     fn write_back<M: Module>(&self, model: M, masks: Option<&MaskSet>) -> Result<M> {
-        let mut blocks = BTreeMap::new();
-        if let Some(masks) = masks {
-            for (path, t) in &self.targets {
-                let Some(full) = masks.get(path) else {
-                    continue;
-                };
-                let full = Dense::new(
-                    full.shape().to_vec(),
-                    full.data().iter().map(|&m| f32::from(m)).collect(),
-                );
-                let block = t
-                    .scaling
-                    .shrink_with(&full, true, path, 0.0f32, f32::max, |a, _| a)?;
-                blocks.insert(path.clone(), block.data().to_vec());
-            }
+        // `<target>.scores.score` and `<target>.scores.mask`, flat, in the padded block shape.
+        let mut values = BTreeMap::new();
+        for (path, t) in &self.targets {
+            values.insert(
+                format!("{path}.{}.score", ScoreReparam::NAME),
+                t.values.clone(),
+            );
+            let Some(full) = masks.and_then(|m| m.get(path)) else {
+                continue;
+            };
+            let full = Dense::new(
+                full.shape().to_vec(),
+                full.data().iter().map(|&m| f32::from(m)).collect(),
+            );
+            let block = t
+                .scaling
+                .shrink_with(&full, true, path, 0.0f32, f32::max, |a, _| a)?;
+            values.insert(
+                format!("{path}.{}.mask", ScoreReparam::NAME),
+                block.into_data(),
+            );
         }
-        struct Write<'a> {
-            stack: Vec<String>,
-            owner: &'a LearnedScores,
-            blocks: &'a BTreeMap<String, Vec<f32>>,
-        }
-        impl ModuleMapper for Write<'_> {
-            fn enter_module(&mut self, name: &str, _: &str) {
-                self.stack.push(name.to_string());
-            }
-            fn exit_module(&mut self, _: &str, _: &str) {
-                self.stack.pop();
-            }
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                let n = self.stack.len();
-                if n < 3 || self.stack[n - 2] != ScoreReparam::NAME {
-                    return param;
-                }
-                let target = self.stack[..n - 2].join(".");
-                let values = match self.stack[n - 1].as_str() {
-                    "score" => self.owner.targets.get(&target).map(|t| &t.values),
-                    "mask" => self.blocks.get(&target),
-                    _ => None,
-                };
-                match values {
-                    Some(v) => map_param_leaf(param, |t| {
-                        let shape = t.shape();
-                        Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &t.device())
-                            .reshape(shape)
-                    }),
-                    None => param,
-                }
-            }
-        }
-        Ok(model.map(&mut Write {
-            stack: Vec::new(),
-            owner: self,
-            blocks: &blocks,
-        }))
+        Ok(set_param_values(model, &values))
     }
 
     /// The score parameters of `model` by target path.
     fn score_params<M: Module>(model: &M) -> BTreeMap<String, (burn::module::ParamId, Tensor<4>)> {
-        struct Collect {
-            stack: Vec<String>,
-            found: BTreeMap<String, (burn::module::ParamId, Tensor<4>)>,
-        }
-        impl ModuleVisitor for Collect {
-            fn enter_module(&mut self, name: &str, _: &str) {
-                self.stack.push(name.to_string());
-            }
-            fn exit_module(&mut self, _: &str, _: &str) {
-                self.stack.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let n = self.stack.len();
-                if D == 4
-                    && n >= 3
-                    && self.stack[n - 2] == ScoreReparam::NAME
-                    && self.stack[n - 1] == "score"
-                {
-                    let t = param.val();
-                    let dims = t.shape().to_vec();
-                    let t = t.reshape([dims[0], dims[1], dims[2], dims[3]]);
-                    self.found
-                        .insert(self.stack[..n - 2].join("."), (param.id, t));
-                }
-            }
-        }
-        let mut c = Collect {
-            stack: Vec::new(),
-            found: BTreeMap::new(),
-        };
-        model.visit(&mut c);
-        c.found
+        let suffix = format!(".{}.score", ScoreReparam::NAME);
+        params_of_rank::<4, M>(model, |p| p.ends_with(&suffix))
+            .into_iter()
+            .map(|(p, v)| (p[..p.len() - suffix.len()].to_string(), v))
+            .collect()
     }
 }
 

@@ -166,6 +166,44 @@ pub mod oracle {
         serde_json::from_str(&text).expect("fixture parses")
     }
 
+    /// `nni_quant.json`.
+    ///
+    /// # Panics
+    /// If the fixture is missing or unreadable.
+    pub fn nni_quant() -> serde_json::Value {
+        let text = std::fs::read_to_string(fixture("nni_quant.json")).expect("fixture exists");
+        serde_json::from_str(&text).expect("fixture parses")
+    }
+
+    /// Nested JSON lists (or a number) as a host tensor.
+    ///
+    /// # Panics
+    /// If a leaf is not a number, or the lists are ragged.
+    pub fn json_dense(v: &serde_json::Value) -> Dense<f32> {
+        use serde_json::Value;
+        fn shape(v: &Value) -> Vec<usize> {
+            match v {
+                Value::Array(a) => std::iter::once(a.len()).chain(shape(&a[0])).collect(),
+                _ => Vec::new(),
+            }
+        }
+        fn flat(v: &Value, out: &mut Vec<f32>) {
+            match v {
+                Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
+                x => out.push(x.as_f64().expect("a number") as f32),
+            }
+        }
+        let mut data = Vec::new();
+        flat(v, &mut data);
+        let d = Dense::new(shape(v), data);
+        assert_eq!(
+            d.numel(),
+            d.shape().iter().product::<usize>(),
+            "ragged lists"
+        );
+        d
+    }
+
     /// An NNI `config_list` (JSON) as our config.
     ///
     /// # Panics

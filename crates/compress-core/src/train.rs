@@ -255,20 +255,16 @@ impl GradientStatistics {
 impl<M: Module> TrainHooks<M> for GradientStatistics {
     fn after_backward(&mut self, model: &M, grads: &GradientsParams, _step: usize) {
         struct Visit<'a> {
-            stack: Vec<String>,
             stats: &'a mut GradientStatistics,
             grads: &'a GradientsParams,
         }
-        impl burn::module::ModuleVisitor for Visit<'_> {
-            fn enter_module(&mut self, name: &str, _: &str) {
-                self.stack.push(name.to_string());
-            }
-            fn exit_module(&mut self, _: &str, _: &str) {
-                self.stack.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-                let path = self.stack.join(".");
-                if !self.stats.wanted.contains(&path) {
+        impl crate::PathVisitor for Visit<'_> {
+            fn visit<const D: usize>(
+                &mut self,
+                path: &str,
+                param: &burn::module::Param<Tensor<D>>,
+            ) {
+                if !self.stats.wanted.contains(path) {
                     return;
                 }
                 let Some(grad) = self.grads.get::<D>(param.id) else {
@@ -285,17 +281,12 @@ impl<M: Module> TrainHooks<M> for GradientStatistics {
                 let entry = self
                     .stats
                     .sums
-                    .entry(path)
+                    .entry(path.to_string())
                     .or_insert_with(|| (Tensor::zeros([n], &device), shape));
                 entry.0 = entry.0.clone() + value;
             }
         }
-        let mut v = Visit {
-            stack: Vec::new(),
-            stats: self,
-            grads,
-        };
-        model.visit(&mut v);
+        crate::visit_params(model, &mut Visit { stats: self, grads });
         self.steps += 1;
     }
 }

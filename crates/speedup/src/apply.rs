@@ -1,6 +1,6 @@
 //! Applying a plan: a copy of the model with smaller tensors, of the same Rust type.
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, Param};
 use burn::prelude::*;
 use compress_core::ModuleIndex;
 
@@ -208,29 +208,19 @@ pub fn check_plan(plan: &Plan, index: &ModuleIndex) -> Result<()> {
 /// As [`check_plan`], before anything is touched.
 pub fn apply<M: Module + FixStructure>(model: &M, plan: &Plan) -> Result<M> {
     check_plan(plan, &ModuleIndex::from_module(model))?;
-    let mut mapper = Shrinker {
-        plan,
-        stack: Vec::new(),
-    };
-    let mut out = compress_core::deep_copy(model).map(&mut mapper);
+    let mut mapper = Shrinker { plan };
+    let mut out = compress_core::map_params(compress_core::deep_copy(model), &mut mapper);
     out.fix_structure();
     Ok(out)
 }
 
 struct Shrinker<'a> {
     plan: &'a Plan,
-    stack: Vec<String>,
 }
 
-impl ModuleMapper for Shrinker<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.stack.join(".");
+impl compress_core::PathMapper for Shrinker<'_> {
+    fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = path.to_string();
         let Some(axes) = self.plan.params.get(&path) else {
             return param;
         };

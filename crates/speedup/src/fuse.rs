@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv2d, Conv3d};
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
@@ -91,11 +91,10 @@ where
 
     let wanted: BTreeSet<String> = groups.iter().flat_map(Group::params).collect();
     let mut reader = Reader {
-        stack: Vec::new(),
         wanted,
         values: BTreeMap::new(),
     };
-    model.visit(&mut reader);
+    compress_core::visit_params(model, &mut reader);
     let mut values = BTreeMap::new();
     for (path, v) in reader.values {
         values.insert(path, v?);
@@ -147,11 +146,11 @@ where
             Dense::full(vec![n], identity_var),
         );
     }
-    let mut writer = Writer {
-        stack: Vec::new(),
-        values: new,
-    };
-    Ok(compress_core::deep_copy(model).map(&mut writer))
+    let mut writer = Writer { values: new };
+    Ok(compress_core::map_params(
+        compress_core::deep_copy(model),
+        &mut writer,
+    ))
 }
 
 /// A layer that can absorb a following BatchNorm, creating its bias when it has none.
@@ -620,20 +619,13 @@ impl<'a> GraphView<'a> {
 
 /// Reads the float values of the wanted parameters.
 struct Reader {
-    stack: Vec<String>,
     wanted: BTreeSet<String>,
     values: BTreeMap<String, Result<Dense<f32>>>,
 }
 
-impl ModuleVisitor for Reader {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.stack.join(".");
+impl compress_core::PathVisitor for Reader {
+    fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
+        let path = path.to_string();
         if self.wanted.contains(&path) {
             let v = Dense::from_tensor(param.val(), &path).map_err(SpeedupError::from);
             self.values.insert(path, v);
@@ -643,19 +635,12 @@ impl ModuleVisitor for Reader {
 
 /// Writes new values.
 struct Writer {
-    stack: Vec<String>,
     values: BTreeMap<String, Dense<f32>>,
 }
 
-impl ModuleMapper for Writer {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.values.remove(&self.stack.join(".")) {
+impl compress_core::PathMapper for Writer {
+    fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.values.remove(path) {
             Some(v) => compress_core::map_param_leaf(param, |t| v.to_tensor(&t.device())),
             None => param,
         }

@@ -51,7 +51,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{BurnpackStore, ModuleAdapter, ModuleContext, ModuleSnapshot, ModuleStore};
@@ -233,11 +233,10 @@ pub fn quantize_weights<M: Module>(
         }
     }
     let mut reader = Reader {
-        stack: Vec::new(),
         wanted: plan.keys().cloned().collect(),
         values: BTreeMap::new(),
     };
-    model.visit(&mut reader);
+    compress_core::visit_params(model, &mut reader);
     let mut data = BTreeMap::new();
     for (path, quant) in plan {
         let values = match reader.values.remove(path) {
@@ -253,12 +252,12 @@ pub fn quantize_weights<M: Module>(
             quantize_host(path, &values, quant, layer_type, affine)?,
         );
     }
-    let mut writer = Writer {
-        stack: Vec::new(),
-        data,
-    };
+    let mut writer = Writer { data };
     // A deep copy: a clone shares BatchNorm running statistics, which `map` writes in place.
-    Ok(compress_core::deep_copy(model).map(&mut writer))
+    Ok(compress_core::map_params(
+        compress_core::deep_copy(model),
+        &mut writer,
+    ))
 }
 
 /// Quantize the `weight` of every listed layer with one scheme and max-abs scales (Burn's
@@ -306,27 +305,19 @@ pub fn quantize_layers<M: Module, S: AsRef<str>>(
 /// The quantized parameters of a model and their Burn schemes.
 pub fn quantized_params<M: Module>(model: &M) -> BTreeMap<String, QuantScheme> {
     struct Schemes {
-        stack: Vec<String>,
         out: BTreeMap<String, QuantScheme>,
     }
-    impl ModuleVisitor for Schemes {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+    impl compress_core::PathVisitor for Schemes {
+        fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
             if let DType::QFloat(scheme) = param.val().dtype() {
-                self.out.insert(self.stack.join("."), scheme);
+                self.out.insert(path.to_string(), scheme);
             }
         }
     }
     let mut v = Schemes {
-        stack: Vec::new(),
         out: BTreeMap::new(),
     };
-    model.visit(&mut v);
+    compress_core::visit_params(model, &mut v);
     v.out
 }
 
@@ -423,20 +414,13 @@ pub fn load_quantized<M: Module>(template: M, path: impl AsRef<Path>) -> Result<
 
 /// Reads the float values of the wanted parameters.
 struct Reader {
-    stack: Vec<String>,
     wanted: BTreeSet<String>,
     values: BTreeMap<String, Result<Dense<f32>>>,
 }
 
-impl ModuleVisitor for Reader {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.stack.join(".");
+impl compress_core::PathVisitor for Reader {
+    fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
+        let path = path.to_string();
         if !self.wanted.contains(&path) {
             return;
         }
@@ -455,19 +439,12 @@ impl ModuleVisitor for Reader {
 
 /// Swaps prepared quantized data in.
 struct Writer {
-    stack: Vec<String>,
     data: BTreeMap<String, TensorData>,
 }
 
-impl ModuleMapper for Writer {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.data.remove(&self.stack.join(".")) {
+impl compress_core::PathMapper for Writer {
+    fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.data.remove(path) {
             Some(data) => param.map(|t| Tensor::from_data(data, &t.device())),
             None => param,
         }
@@ -935,22 +912,15 @@ fn decode(tensor: PackTensor) -> std::result::Result<PackTensor, String> {
 /// [`SpeedupError::UnsupportedQuant`] for a quantized parameter whose data cannot be read back.
 pub fn quantized_to_device<M: Module>(model: &M, device: &Device) -> Result<M> {
     struct Move<'a> {
-        stack: Vec<String>,
         device: &'a Device,
         packed: bool,
         error: Option<SpeedupError>,
     }
-    impl ModuleMapper for Move<'_> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+    impl compress_core::PathMapper for Move<'_> {
+        fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let device = self.device.clone();
             let packed = self.packed;
-            let path = self.stack.join(".");
+            let path = path.to_string();
             let mut failure = None;
             let moved = param.map(|t| {
                 let DType::QFloat(scheme) = t.dtype() else {
@@ -1002,12 +972,11 @@ pub fn quantized_to_device<M: Module>(model: &M, device: &Device) -> Result<M> {
     let name = format!("{device:?}");
     let packed = !(name.contains("Flex") || name.contains("NdArray"));
     let mut mover = Move {
-        stack: Vec::new(),
         device,
         packed,
         error: None,
     };
-    let moved = compress_core::deep_copy(model).map(&mut mover);
+    let moved = compress_core::map_params(compress_core::deep_copy(model), &mut mover);
     match mover.error {
         Some(e) => Err(e),
         None => Ok(moved),

@@ -284,11 +284,13 @@ impl QuantSim {
                 .zip(&quant)
                 .map(|(f, q)| (f - q) as f32)
                 .collect();
-            corrected = corrected.map(&mut Shift {
-                stack: Vec::new(),
-                path: format!("{layer}.bias"),
-                shift,
-            });
+            corrected = compress_core::map_params(
+                corrected,
+                &mut Shift {
+                    path: format!("{layer}.bias"),
+                    shift,
+                },
+            );
         }
         Ok(corrected)
     }
@@ -595,23 +597,17 @@ fn dorefa(x: Tensor<3>, site: Site, t: &ActivationTarget, layer: &str) -> Result
 
 /// Adds `shift` to the parameter at `path` (bias correction).
 struct Shift {
-    stack: Vec<String>,
     path: String,
     shift: Vec<f32>,
 }
 
-impl burn::module::ModuleMapper for Shift {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(
+impl compress_core::PathMapper for Shift {
+    fn map<const D: usize>(
         &mut self,
+        path: &str,
         param: burn::module::Param<Tensor<D>>,
     ) -> burn::module::Param<Tensor<D>> {
-        if self.stack.join(".") != self.path {
+        if path != self.path {
             return param;
         }
         let shift = &self.shift;

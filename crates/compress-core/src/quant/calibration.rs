@@ -474,10 +474,7 @@ impl CalibrationConfig {
     /// As [`to_nni_json`](Self::to_nni_json), and [`CompressError::Io`].
     pub fn save_nni_json(&self, path: impl AsRef<Path>, index: &ModuleIndex) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_nni_json(index)?).map_err(|source| CompressError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::error::fs::write(path, self.to_nni_json(index)?)
     }
 
     /// Read NNI's JSON ([`from_nni_json`](Self::from_nni_json)) from a file.
@@ -486,10 +483,7 @@ impl CalibrationConfig {
     /// As [`from_nni_json`](Self::from_nni_json), and [`CompressError::Io`].
     pub fn load_nni_json(path: impl AsRef<Path>, index: &ModuleIndex) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| CompressError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::error::fs::read_to_string(path)?;
         Self::from_nni_json_in(&text, index, &path.display().to_string())
     }
 
@@ -633,10 +627,7 @@ impl CalibrationConfig {
     /// As [`to_bytes`](Self::to_bytes), and [`CompressError::Io`].
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_bytes()?).map_err(|source| CompressError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::error::fs::write(path, self.to_bytes()?)
     }
 
     /// Read a safetensors file ([`from_bytes`](Self::from_bytes)).
@@ -645,10 +636,7 @@ impl CalibrationConfig {
     /// As [`from_bytes`](Self::from_bytes), and [`CompressError::Io`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| CompressError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = crate::error::fs::read(path)?;
         Self::from_bytes(&bytes, &path.display().to_string())
     }
 }

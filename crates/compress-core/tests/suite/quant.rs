@@ -7,7 +7,7 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use compress_core::testing::Nested;
-use compress_core::testing::oracle::{fixture, transpose};
+use compress_core::testing::oracle::{json_dense as dense, nni_quant, transpose};
 use compress_core::{
     CalibrationConfig, CalibrationEntry, CompressError, Dense, EmaObserver, FakeQuantGrad,
     Granularity, MinMaxObserver, ModuleIndex, Observer, QuantDtype, QuantParams, QuantScheme,
@@ -24,29 +24,7 @@ struct Net {
 
 fn oracle() -> &'static Value {
     static ORACLE: OnceLock<Value> = OnceLock::new();
-    ORACLE.get_or_init(|| {
-        let text = std::fs::read_to_string(fixture("nni_quant.json")).expect("fixture exists");
-        serde_json::from_str(&text).expect("fixture parses")
-    })
-}
-
-/// Nested JSON lists (or a number) as a host tensor.
-fn dense(v: &Value) -> Dense<f32> {
-    fn shape(v: &Value) -> Vec<usize> {
-        match v {
-            Value::Array(a) => std::iter::once(a.len()).chain(shape(&a[0])).collect(),
-            _ => Vec::new(),
-        }
-    }
-    fn flat(v: &Value, out: &mut Vec<f32>) {
-        match v {
-            Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
-            x => out.push(x.as_f64().expect("a number") as f32),
-        }
-    }
-    let mut data = Vec::new();
-    flat(v, &mut data);
-    Dense::new(shape(v), data)
+    ORACLE.get_or_init(nni_quant)
 }
 
 #[track_caller]

@@ -6,7 +6,7 @@ mod rules;
 use std::collections::HashMap;
 
 use burn::backend::Capture;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn_ir::{OperationIr, TensorId};
 
@@ -48,11 +48,10 @@ pub fn capture<M: Module, const D: usize>(
             // `valid()` rebuilds running statistics: moving a clone would move the original's.
             let on_capture = compress_core::deep_copy(model).valid().to_device(&device);
             let mut collector = ParamIds {
-                stack: Vec::new(),
                 ids: &mut params,
                 failure: &mut failure,
             };
-            on_capture.visit(&mut collector);
+            compress_core::visit_params(&on_capture, &mut collector);
             let out = forward(&on_capture, &device);
             match out.try_into_primitive::<Capture>() {
                 Ok(p) => scope.complete([], [p.id()]),
@@ -75,23 +74,15 @@ pub fn capture<M: Module, const D: usize>(
 }
 
 struct ParamIds<'a> {
-    stack: Vec<String>,
     ids: &'a mut HashMap<TensorId, String>,
     failure: &'a mut Option<String>,
 }
 
-impl ModuleVisitor for ParamIds<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.stack.join(".");
+impl compress_core::PathVisitor for ParamIds<'_> {
+    fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
         match param.val().try_into_primitive::<Capture>() {
             Ok(p) => {
-                self.ids.insert(p.id(), path);
+                self.ids.insert(p.id(), path.to_string());
             }
             Err(_) => {
                 *self.failure = Some(format!("parameter '{path}' is not on the capture device"))

@@ -5,7 +5,7 @@
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::prelude::*;
-use compress_core::testing::oracle::{config_from_json, fixture, transpose};
+use compress_core::testing::oracle::{config_from_json, json_dense as dense, nni_quant, transpose};
 use compress_core::{Dense, ModuleIndex, QuantMethod, Quantizer};
 use compress_speedup::{QuantSim, SimPhase};
 use serde_json::Value;
@@ -22,22 +22,17 @@ impl Quantizer for Ptq {
     }
 }
 
-fn dense(v: &Value) -> Dense<f32> {
-    fn shape(v: &Value) -> Vec<usize> {
-        match v {
-            Value::Array(a) => std::iter::once(a.len()).chain(shape(&a[0])).collect(),
-            _ => Vec::new(),
-        }
-    }
-    fn flat(v: &Value, out: &mut Vec<f32>) {
-        match v {
-            Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
-            x => out.push(x.as_f64().unwrap() as f32),
-        }
-    }
-    let mut data = Vec::new();
-    flat(v, &mut data);
-    Dense::new(shape(v), data)
+/// The oracle, its `Linear(8, 4)` as `fc` (Burn layout), and its calibration input.
+fn oracle_net(device: &Device) -> (Value, Net, Tensor<2>) {
+    let oracle = nni_quant();
+    let net = Net {
+        fc: Linear {
+            weight: Param::from_tensor(transpose(&dense(&oracle["weight"])).to_tensor(device)),
+            bias: Some(Param::from_tensor(dense(&oracle["bias"]).to_tensor(device))),
+        },
+    };
+    let x = dense(&oracle["calib_input"]).to_tensor(device);
+    (oracle, net, x)
 }
 
 #[track_caller]
@@ -50,18 +45,8 @@ fn close(found: &Dense<f32>, expected: &Dense<f32>, what: &str) {
 
 #[test]
 fn ptq_simulation_matches_nni_on_every_oracle_case() {
-    let text = std::fs::read_to_string(fixture("nni_quant.json")).unwrap();
-    let oracle: Value = serde_json::from_str(&text).unwrap();
     let device = Device::flex();
-    let net = Net {
-        fc: Linear {
-            weight: Param::from_tensor(transpose(&dense(&oracle["weight"])).to_tensor(&device)),
-            bias: Some(Param::from_tensor(
-                dense(&oracle["bias"]).to_tensor(&device),
-            )),
-        },
-    };
-    let x: Tensor<2> = dense(&oracle["calib_input"]).to_tensor(&device);
+    let (oracle, net, x) = oracle_net(&device);
     let cases = oracle["cases"].as_object().unwrap();
     assert_eq!(cases.len(), 7);
     for (name, case) in cases {
@@ -119,17 +104,8 @@ fn ptq_simulation_matches_nni_on_every_oracle_case() {
 
 #[test]
 fn calibration_without_data_is_refused_and_a_loaded_calibration_reproduces_the_output() {
-    let text = std::fs::read_to_string(fixture("nni_quant.json")).unwrap();
-    let oracle: Value = serde_json::from_str(&text).unwrap();
     let device = Device::flex();
-    let net = Net {
-        fc: Linear {
-            weight: Param::from_tensor(transpose(&dense(&oracle["weight"])).to_tensor(&device)),
-            bias: Some(Param::from_tensor(
-                dense(&oracle["bias"]).to_tensor(&device),
-            )),
-        },
-    };
+    let (oracle, net, x) = oracle_net(&device);
     let case = &oracle["cases"]["int8_affine_per_channel"];
     let config = config_from_json(&case["config_list"]);
     let index = ModuleIndex::from_module(&net);
@@ -143,7 +119,6 @@ fn calibration_without_data_is_refused_and_a_loaded_calibration_reproduces_the_o
         "{err}"
     );
 
-    let x: Tensor<2> = dense(&oracle["calib_input"]).to_tensor(&device);
     let calibration = sim.calibrate(&net, [x.clone()], forward).unwrap();
     let json = calibration.to_nni_json(&index).unwrap();
     let loaded = compress_core::CalibrationConfig::from_nni_json(&json, &index).unwrap();
@@ -166,18 +141,8 @@ impl Quantizer for Method {
 
 #[test]
 fn bnn_and_dorefa_quantize_activations_too() {
-    let text = std::fs::read_to_string(fixture("nni_quant.json")).unwrap();
-    let oracle: Value = serde_json::from_str(&text).unwrap();
     let device = Device::flex();
-    let net = Net {
-        fc: Linear {
-            weight: Param::from_tensor(transpose(&dense(&oracle["weight"])).to_tensor(&device)),
-            bias: Some(Param::from_tensor(
-                dense(&oracle["bias"]).to_tensor(&device),
-            )),
-        },
-    };
-    let x: Tensor<2> = dense(&oracle["calib_input"]).to_tensor(&device);
+    let (_, net, x) = oracle_net(&device);
     let forward = |m: &Net, x: Tensor<2>| m.fc.forward(x);
     let config = compress_core::CompressConfig::from_toml(
         "[[config_list]]\nop_names = ['fc']\ntarget_names = ['_input_', 'weight', '_output_']\nquant_dtype = 'int2'\n",
