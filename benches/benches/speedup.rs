@@ -1,13 +1,16 @@
-//! Dense vs sped-up latency (CPU, `flex`) at 50% channels, and the time the speedup step takes.
-//! Baselines are measured in the same run: the dense model, and for the step the MACs ratio the
-//! latency is compared to.
+//! Dense vs sped-up latency at 50% channels, and the time the speedup step takes. Baselines are
+//! measured in the same run: the dense model, and for the step the MACs ratio the latency is
+//! compared to.
 //!
-//! `cargo bench -p burn-compress-benches --bench speedup`
+//! `cargo bench -p burn-compress-benches --bench speedup` runs on the CPU (`flex`).
+//! `BURN_COMPRESS_DEVICE=vulkan cargo bench -p burn-compress-benches --features gpu --bench speedup`
+//! runs the models on a Vulkan GPU (group names gain the device: `speedup_latency_vulkan`).
 
 use std::time::Duration;
 
 use burn::prelude::*;
 use burn_compress::core::ModuleIndex;
+use burn_compress::device::DeviceChoice;
 use burn_compress::speedup::{
     ConflictPolicy, DependencyGraph, FixStructure, apply, capture, count,
 };
@@ -85,7 +88,22 @@ fn report<M: Module + 'static>(name: &str, dense: &M, small: &M, input: [usize; 
 }
 
 fn bench(c: &mut Criterion) {
-    let device = Device::flex();
+    let name = std::env::var("BURN_COMPRESS_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let (choice, device) = match name
+        .parse::<DeviceChoice>()
+        .and_then(|c| Ok((c, c.init()?)))
+    {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("BURN_COMPRESS_DEVICE: {e}");
+            std::process::exit(2);
+        }
+    };
+    let suffix = match choice {
+        DeviceChoice::Cpu => String::new(),
+        other => format!("_{other}"),
+    };
+    eprintln!("device: {choice}");
     let input = [1, 3, 224, 224];
     let r18 = ResNet::resnet18(1000, &device);
     let r18_masks = masks_for(&r18, input);
@@ -96,7 +114,7 @@ fn bench(c: &mut Criterion) {
     let cnn_small = speedup_step(&cnn, &cnn_masks, [1, 1, 8, 8]);
     report("small-cnn 8x8", &cnn, &cnn_small, [1, 1, 8, 8]);
 
-    let mut group = c.benchmark_group("speedup_latency");
+    let mut group = c.benchmark_group(format!("speedup_latency{suffix}"));
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(8));
@@ -118,7 +136,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("speedup_step");
+    let mut group = c.benchmark_group(format!("speedup_step{suffix}"));
     group.sample_size(10);
     group.bench_function("resnet18", |b| {
         b.iter(|| speedup_step(&r18, &r18_masks, input))

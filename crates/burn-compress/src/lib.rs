@@ -8,6 +8,7 @@
 //! - [`speedup`]: graph capture, dependency groups, physically smaller models.
 //! - [`zoo`]: reference models with PyTorch parameter names.
 //! - [`algorithms`]: the built-in algorithm crates.
+//! - [`device`]: choose where models run by name (`cpu`, `vulkan`).
 //! - [`quantize`]: quantize an image classifier end to end (calibrate, train, export).
 //! - [`recipe`]: whole pipelines from a TOML file (`burn-compress run`).
 //!
@@ -30,6 +31,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod device;
 pub mod quantize;
 pub mod recipe;
 

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use burn::prelude::*;
 use burn_compress::MaskSet;
 use burn_compress::core::ModuleIndex;
+use burn_compress::device::DeviceChoice;
 use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply, count, save_pruned};
 use burn_compress::zoo::{AnyModel, Arch, dispatch};
 use serde_json::json;
@@ -40,6 +41,10 @@ pub struct Args {
     /// Timed forward passes for latency (median reported).
     #[arg(long, default_value_t = 20)]
     runs: usize,
+    /// Where the models load, shrink and are timed: `cpu` (Burn's flex backend) or `vulkan`
+    /// (a build with the `gpu` feature).
+    #[arg(long, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -73,8 +78,8 @@ fn latency_ms(model: &AnyModel, shape: &[usize], device: &Device, runs: usize) -
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let device = Device::flex();
     let arch: Arch = args.arch.parse()?;
+    let device = args.device.init()?;
     let policy = match args.policy.as_str() {
         "union" => ConflictPolicy::Union,
         "intersection" => ConflictPolicy::Intersection,
@@ -132,6 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "params_before": before.params, "params_after": after.params,
             "macs_before": before.macs, "macs_after": after.macs,
             "latency_ms_before": lat_before, "latency_ms_after": lat_after,
+            "device": args.device.to_string(),
             "channels_removed": report.removed, "channels": report.channels,
             "skipped": report.skipped.len(), "speedup_seconds": speedup_seconds,
             "weights": weights_file, "plan": plan_file,
@@ -167,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ratio(before.macs as f64, after.macs as f64),
     ]);
     summary.add_row(vec![
-        format!("latency (ms, median of {}, CPU)", args.runs),
+        format!("latency (ms, median of {}, {})", args.runs, args.device),
         format!("{lat_before:.3}"),
         format!("{lat_after:.3}"),
         ratio(lat_before, lat_after),

@@ -201,9 +201,10 @@ fn prune_without_a_pruner_says_how_to_name_one() {
     );
 }
 
-#[test]
-fn speedup_writes_a_smaller_model_and_reports_shapes_macs_and_latency() {
-    let masks = temp("lenet5-speedup-masks.safetensors");
+/// `prune` then `speedup --json` on the bundled LeNet-5 (files named by `tag`, extra speedup
+/// arguments appended); returns the speedup report.
+pub(crate) fn speedup_json(extra: &[&str], tag: &str) -> serde_json::Value {
+    let masks = temp(&format!("lenet5-speedup-masks-{tag}.safetensors"));
     let out = run(&[
         "prune",
         "--arch",
@@ -216,8 +217,8 @@ fn speedup_writes_a_smaller_model_and_reports_shapes_macs_and_latency() {
         masks.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let base = temp("lenet5-small");
-    let out = run(&[
+    let base = temp(&format!("lenet5-small-{tag}"));
+    let mut args = vec![
         "speedup",
         "--arch",
         "lenet5",
@@ -232,9 +233,18 @@ fn speedup_writes_a_smaller_model_and_reports_shapes_macs_and_latency() {
         "--runs",
         "3",
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn speedup_writes_a_smaller_model_and_reports_shapes_macs_and_latency() {
+    let report = speedup_json(&[], "cpu");
+    assert_eq!(report["device"], "cpu");
+    let base = temp("lenet5-small-cpu");
     let conv2 = report["layers"]
         .as_array()
         .unwrap()
@@ -315,6 +325,46 @@ fn speedup_refuses_an_input_shape_of_the_wrong_rank() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn speedup_refuses_an_unknown_device_and_vulkan_in_a_cpu_only_build() {
+    let masks = temp("device-masks.safetensors");
+    burn_compress::MaskSet::default().save(&masks).unwrap();
+    let speedup = |device: &str| {
+        run(&[
+            "speedup",
+            "--arch",
+            "lenet5",
+            "--weights",
+            "data/lenet5-mnist5k.safetensors",
+            "--masks",
+            masks.to_str().unwrap(),
+            "--input-shape",
+            "1,1,28,28",
+            "--out",
+            temp("z").to_str().unwrap(),
+            "--device",
+            device,
+        ])
+    };
+    let out = speedup("tpu");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--device")
+            && stderr(&out).contains("unknown device 'tpu': expected 'cpu' or 'vulkan'"),
+        "{}",
+        stderr(&out)
+    );
+    if cfg!(not(feature = "gpu")) {
+        let out = speedup("vulkan");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).contains("device 'vulkan' needs burn-compress's `gpu` feature"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

@@ -2,24 +2,18 @@
 //! sped-up model's output there. CI runs it on lavapipe (Mesa's CPU Vulkan driver).
 
 use burn::prelude::*;
-use burn::tensor::wgpu::WgpuBackend;
 use burn_compress::core::ModuleIndex;
 use burn_compress::core::testing::oracle::{fixture, nni_masks, nni_pruning, tensors};
+use burn_compress::device::DeviceChoice;
 use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply};
 use burn_compress::zoo::{AnyModel, Arch};
 
 fn vulkan() -> Device {
-    // Pinned to Vulkan: wgpu's OpenGL fallback deadlocks on llvmpipe. The runtime can be set up
-    // once per process, so the tests share one device.
-    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    DEVICE
-        .get_or_init(|| {
-            Device::wgpu_options()
-                .graphics_api(WgpuBackend::Vulkan)
-                .init()
-                .expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)")
-        })
-        .clone()
+    // Pinned to Vulkan (wgpu's OpenGL fallback deadlocks on llvmpipe) and started once per
+    // process, as `DeviceChoice::init` does.
+    DeviceChoice::Vulkan
+        .init()
+        .expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)")
 }
 
 #[test]
@@ -163,4 +157,16 @@ fn quantized_models_and_the_quantization_replay_run_on_a_vulkan_device() {
         / sim_gpu.len() as f32;
     assert!(mean < 5e-2, "simulated: mean |GPU - CPU| {mean}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `burn-compress speedup --device vulkan` loads, shrinks and times the model on the Vulkan device
+/// and reports the shapes the CPU run reports.
+#[test]
+fn the_speedup_cli_runs_on_a_vulkan_device() {
+    let out = crate::cli::speedup_json(&["--device", "vulkan"], "gpu");
+    assert_eq!(out["device"], "vulkan");
+    assert_eq!(out["params_after"], 15738);
+    for key in ["latency_ms_before", "latency_ms_after"] {
+        assert!(out[key].as_f64().unwrap() > 0.0, "{key}");
+    }
 }
