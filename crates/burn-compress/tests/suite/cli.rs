@@ -201,6 +201,26 @@ fn prune_without_a_pruner_says_how_to_name_one() {
     );
 }
 
+/// `burn-compress speedup` on the bundled LeNet-5 with these masks, input shape and output base,
+/// then `extra`.
+fn speedup_lenet5(masks: &Path, input_shape: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "speedup",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--masks",
+        masks.to_str().unwrap(),
+        "--input-shape",
+        input_shape,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// `prune` then `speedup --json` on the bundled LeNet-5 (files named by `tag`, extra speedup
 /// arguments appended); returns the speedup report.
 pub(crate) fn speedup_json(extra: &[&str], tag: &str) -> serde_json::Value {
@@ -218,24 +238,9 @@ pub(crate) fn speedup_json(extra: &[&str], tag: &str) -> serde_json::Value {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let base = temp(&format!("lenet5-small-{tag}"));
-    let mut args = vec![
-        "speedup",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--masks",
-        masks.to_str().unwrap(),
-        "--input-shape",
-        "8,1,28,28",
-        "--out",
-        base.to_str().unwrap(),
-        "--runs",
-        "3",
-        "--json",
-    ];
+    let mut args = vec!["--runs", "3", "--json"];
     args.extend_from_slice(extra);
-    let out = run(&args);
+    let out = speedup_lenet5(&masks, "8,1,28,28", &base, &args);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -281,19 +286,7 @@ fn speedup_refuses_masks_that_do_not_fit_the_model() {
     let mut set = burn_compress::MaskSet::default();
     set.insert("conv9.weight", burn_compress::Dense::full(vec![2], 1u8));
     set.save(&masks).unwrap();
-    let out = run(&[
-        "speedup",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--masks",
-        masks.to_str().unwrap(),
-        "--input-shape",
-        "1,1,28,28",
-        "--out",
-        temp("x").to_str().unwrap(),
-    ]);
+    let out = speedup_lenet5(&masks, "1,1,28,28", &temp("x"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("'conv9.weight' is not a parameter of the model"),
@@ -306,19 +299,7 @@ fn speedup_refuses_masks_that_do_not_fit_the_model() {
 fn speedup_refuses_an_input_shape_of_the_wrong_rank() {
     let masks = temp("empty-masks.safetensors");
     burn_compress::MaskSet::default().save(&masks).unwrap();
-    let out = run(&[
-        "speedup",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--masks",
-        masks.to_str().unwrap(),
-        "--input-shape",
-        "1,784",
-        "--out",
-        temp("y").to_str().unwrap(),
-    ]);
+    let out = speedup_lenet5(&masks, "1,784", &temp("y"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("image models take [batch, channels, height, width]"),
@@ -331,23 +312,8 @@ fn speedup_refuses_an_input_shape_of_the_wrong_rank() {
 fn speedup_refuses_an_unknown_device_and_vulkan_in_a_cpu_only_build() {
     let masks = temp("device-masks.safetensors");
     burn_compress::MaskSet::default().save(&masks).unwrap();
-    let speedup = |device: &str| {
-        run(&[
-            "speedup",
-            "--arch",
-            "lenet5",
-            "--weights",
-            "data/lenet5-mnist5k.safetensors",
-            "--masks",
-            masks.to_str().unwrap(),
-            "--input-shape",
-            "1,1,28,28",
-            "--out",
-            temp("z").to_str().unwrap(),
-            "--device",
-            device,
-        ])
-    };
+    let speedup =
+        |device: &str| speedup_lenet5(&masks, "1,1,28,28", &temp("z"), &["--device", device]);
     let out = speedup("tpu");
     assert_eq!(out.status.code(), Some(2));
     assert!(
