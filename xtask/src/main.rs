@@ -94,8 +94,14 @@ const LOADER_DEBS: &str = "mkdir -p .gl /tmp/amd64/partial && \
     apt-get $o update -qq && \
     cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2";
 
-/// Builds the GPU speedup bench and packs it into `.device/speedup.xz`.
+/// Builds the GPU speedup bench and packs it into `.device/speedup.xz` at the workspace root,
+/// then fetches the Vulkan loader debs into `.gl/` unless they are there.
 fn device_bundle() -> bool {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("xtask device-bundle: entering {}: {e}", root.display());
+        return false;
+    }
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let args = [
         "bench",
