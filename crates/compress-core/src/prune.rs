@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::allocate::{Metric, allocate};
 use crate::config::Mode;
-use crate::granularity::Granularity;
+use crate::granularity::{Granularity, Scaling};
 use crate::index::{param_handles, read_flat};
 use crate::registry::{MetricInput, MetricMap, MetricNeeds, Pruner};
 use crate::targets::{Resolved, Target};
@@ -40,6 +40,20 @@ pub fn prune<M: Module>(
     prune_with_grads(model, config, pruner, &BTreeMap::new())
 }
 
+/// How a target's metric is blocked: its rule's granularity, or the pruner's default.
+pub(crate) fn target_scaling(t: &Target, pruner: &dyn Pruner) -> Result<Scaling> {
+    let granularity = match t
+        .setting
+        .granularity
+        .clone()
+        .unwrap_or(Granularity::Default)
+    {
+        Granularity::Default => pruner.default_granularity(),
+        g => g,
+    };
+    granularity.scaling(t.shape.len(), t.out_axis, t.in_axis, &t.path)
+}
+
 /// [`prune`], with gradient statistics by parameter path for pruners that need them.
 ///
 /// # Errors
@@ -66,16 +80,7 @@ pub fn prune_with_grads<M: Module>(
     let metrics = active
         .par_iter()
         .map(|t| {
-            let granularity = match t
-                .setting
-                .granularity
-                .clone()
-                .unwrap_or(Granularity::Default)
-            {
-                Granularity::Default => pruner.default_granularity(),
-                g => g,
-            };
-            let scaling = granularity.scaling(t.shape.len(), t.out_axis, t.in_axis, &t.path)?;
+            let scaling = target_scaling(t, pruner)?;
             scaling.shrunk_shape(&t.shape, true, &t.path)?;
             // Each weight is copied to the host here and dropped after its metric, so only a
             // few layers are resident at a time.

@@ -22,9 +22,9 @@ use burn::module::{Module, Param, Reparameterization, Reparameterizer};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-use crate::granularity::Granularity;
 use crate::mask::{deep_copy, map_param_leaf};
 use crate::paths::{PathMapper, map_params, params_of_rank, set_param_values};
+use crate::prune::target_scaling;
 use crate::registry::Pruner;
 use crate::train::TrainHooks;
 use crate::{
@@ -224,16 +224,7 @@ impl LearnedScores {
                     message: format!("'{}' has rank {} (at most 4)", t.path, t.shape.len()),
                 });
             }
-            let granularity = match t
-                .setting
-                .granularity
-                .clone()
-                .unwrap_or(Granularity::Default)
-            {
-                Granularity::Default => pruner.default_granularity(),
-                g => g,
-            };
-            let scaling = granularity.scaling(t.shape.len(), t.out_axis, t.in_axis, &t.path)?;
+            let scaling = target_scaling(t, pruner.as_ref())?;
             let keep = scaling.shrunk_shape(&t.shape, true, &t.path)?;
             let padded = pad4(&keep);
             let n = keep.iter().product();

@@ -33,6 +33,7 @@ use burn_ir::{
 use compress_core::{Dense, ModuleIndex};
 
 use crate::graph::{Graph, capture};
+use crate::quantized::read_float_params;
 use crate::{Result, SpeedupError};
 
 /// Fold each group's BatchNorm into the layer before it, on a deep copy of `model` (the input
@@ -90,15 +91,7 @@ where
     }
 
     let wanted: BTreeSet<String> = groups.iter().flat_map(Group::params).collect();
-    let mut reader = Reader {
-        wanted,
-        values: BTreeMap::new(),
-    };
-    compress_core::visit_params(model, &mut reader);
-    let mut values = BTreeMap::new();
-    for (path, v) in reader.values {
-        values.insert(path, v?);
-    }
+    let values = read_float_params(model, wanted)?;
     let get = |path: String| {
         values
             .get(&path)
@@ -614,22 +607,6 @@ impl<'a> GraphView<'a> {
             }
         }
         Ok(eps)
-    }
-}
-
-/// Reads the float values of the wanted parameters.
-struct Reader {
-    wanted: BTreeSet<String>,
-    values: BTreeMap<String, Result<Dense<f32>>>,
-}
-
-impl compress_core::PathVisitor for Reader {
-    fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
-        let path = path.to_string();
-        if self.wanted.contains(&path) {
-            let v = Dense::from_tensor(param.val(), &path).map_err(SpeedupError::from);
-            self.values.insert(path, v);
-        }
     }
 }
 

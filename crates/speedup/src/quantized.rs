@@ -232,16 +232,11 @@ pub fn quantize_weights<M: Module>(
             return Err(SpeedupError::UnknownParam { path: path.clone() });
         }
     }
-    let mut reader = Reader {
-        wanted: plan.keys().cloned().collect(),
-        values: BTreeMap::new(),
-    };
-    compress_core::visit_params(model, &mut reader);
+    let mut read = read_float_params(model, plan.keys().cloned().collect())?;
     let mut data = BTreeMap::new();
     for (path, quant) in plan {
-        let values = match reader.values.remove(path) {
-            Some(v) => v?,
-            None => return Err(SpeedupError::UnknownParam { path: path.clone() }),
+        let Some(values) = read.remove(path) else {
+            return Err(SpeedupError::UnknownParam { path: path.clone() });
         };
         let layer_type = index
             .layer(path.rsplit_once('.').map_or("", |(l, _)| l))
@@ -411,6 +406,25 @@ pub fn load_quantized<M: Module>(template: M, path: impl AsRef<Path>) -> Result<
 
 // ---------------------------------------------------------------------------------------------
 // Host-side quantization.
+
+/// The float values of the `wanted` parameters of `model` (those it has; the caller checks for
+/// missing ones). An already-quantized parameter is [`SpeedupError::UnsupportedQuant`]; the
+/// first error in path order is returned.
+pub(crate) fn read_float_params<M: Module>(
+    model: &M,
+    wanted: BTreeSet<String>,
+) -> Result<BTreeMap<String, Dense<f32>>> {
+    let mut reader = Reader {
+        wanted,
+        values: BTreeMap::new(),
+    };
+    compress_core::visit_params(model, &mut reader);
+    reader
+        .values
+        .into_iter()
+        .map(|(path, v)| v.map(|v| (path, v)))
+        .collect()
+}
 
 /// Reads the float values of the wanted parameters.
 struct Reader {

@@ -8,8 +8,11 @@ mod report;
 mod run;
 mod speedup;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use burn::prelude::Device;
+use burn_compress::zoo::{AnyModel, Arch, ZooError};
 use clap::{Parser, Subcommand};
 
 // Links every algorithm crate, so the registry is complete.
@@ -37,6 +40,30 @@ enum Command {
     Quantize(quantize::Args),
     /// Run a recipe: train, prune, speed up, fine-tune, evaluate, report.
     Run(run::Args),
+}
+
+/// The zoo model a command works on: `--arch` and `--weights`.
+#[derive(clap::Args, Debug)]
+struct ModelArgs {
+    /// Zoo architecture: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2,
+    /// tiny-transformer.
+    #[arg(long)]
+    arch: String,
+    /// Weights with PyTorch state_dict names (safetensors).
+    #[arg(long)]
+    weights: PathBuf,
+}
+
+impl ModelArgs {
+    /// The architecture; an unknown name is an error listing the available ones.
+    fn arch(&self) -> Result<Arch, ZooError> {
+        self.arch.parse()
+    }
+
+    /// The weights loaded into `arch` on `device`.
+    fn load(&self, arch: Arch, device: &Device) -> Result<AnyModel, ZooError> {
+        AnyModel::load(arch, &self.weights, device)
+    }
 }
 
 /// Parse the command line, run, and turn errors into a message and exit code 2.

@@ -5,20 +5,17 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::prelude::*;
 use burn_compress::core::{ImageDataset, accuracy};
-use burn_compress::zoo::{AnyModel, Arch, dispatch};
+use burn_compress::zoo::{AnyModel, dispatch};
 use burn_compress::{AlgorithmEntry, CompressConfig, MaskSet, prune};
 
+use super::ModelArgs;
 use super::report::{percent, table};
 
 /// Arguments of `prune`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Zoo architecture: small-cnn, mlp, lenet5, lenet-300-100.
-    #[arg(long)]
-    arch: String,
-    /// Weights with PyTorch state_dict names (safetensors).
-    #[arg(long)]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// The config file.
     #[arg(long)]
     config: PathBuf,
@@ -39,7 +36,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let device = Device::flex();
-    let arch: Arch = args.arch.parse()?;
+    let arch = args.model.arch()?;
     let config = CompressConfig::from_file(&args.config)?;
     let (name, options) = match (&args.algorithm, &config.algorithm) {
         (Some(name), Some(section)) if *name == section.name => {
@@ -52,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let pruner = AlgorithmEntry::find(&name)?.build_pruner(&options)?;
-    let model = AnyModel::load(arch, &args.weights, &device)?;
+    let model = args.model.load(arch, &device)?;
     let outcome = dispatch!(&model, m => prune(m, &config, pruner.as_ref()))?;
     for w in &outcome.resolved.warnings {
         eprintln!("warning: {w}");
@@ -109,7 +106,7 @@ fn print_report(
             })
             .collect();
         let mut report = serde_json::json!({
-            "arch": args.arch, "algorithm": algorithm, "masks": args.out,
+            "arch": args.model.arch, "algorithm": algorithm, "masks": args.out,
             "targets": targets, "kept": stats.kept, "total": stats.total, "sparsity": stats.sparsity(),
         });
         if let Some((dense, masked)) = accuracies {
@@ -138,7 +135,7 @@ fn print_report(
     ]);
     println!(
         "{algorithm} on {}: masks written to {}",
-        args.arch,
+        args.model.arch,
         args.out.display()
     );
     println!("{t}");

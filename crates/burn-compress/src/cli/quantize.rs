@@ -10,20 +10,18 @@ use burn_compress::CompressConfig;
 use burn_compress::core::{ImageDataset, OptimizerKind, TrainConfig, accuracy};
 use burn_compress::quantize::{QuantizeJob, quantize_classifier};
 use burn_compress::speedup::{AffinePolicy, quantized_params, save_quantized};
-use burn_compress::zoo::{AnyModel, Arch, ImageClassifier};
+use burn_compress::zoo::{AnyModel, ImageClassifier};
 use serde_json::json;
 
+use super::ModelArgs;
 use super::report::{percent, table};
 
 /// Arguments of `quantize`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Zoo architecture (an image classifier: lenet5, small-cnn, resnet18, ...).
-    #[arg(long)]
-    arch: String,
-    /// Weights with PyTorch state_dict names (safetensors).
-    #[arg(long)]
-    weights: PathBuf,
+    /// The model (an image classifier).
+    #[command(flatten)]
+    model: ModelArgs,
     /// The quantization config (NNI keys: quant_dtype, quant_scheme, granularity, target_names).
     #[arg(long)]
     config: PathBuf,
@@ -61,7 +59,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let device = Device::flex();
-    let arch: Arch = args.arch.parse()?;
+    let arch = args.model.arch()?;
     let affine = match args.affine.as_str() {
         "error" => AffinePolicy::Error,
         "requantize" => AffinePolicy::Requantize,
@@ -73,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .or_else(|| config.algorithm.as_ref().map(|a| a.name.clone()))
         .unwrap_or_else(|| "ptq".to_string());
-    let model = AnyModel::load(arch, &args.weights, &device)?;
+    let model = args.model.load(arch, &device)?;
     let (train, test) = ImageDataset::load(&args.data, 255.0)
         .with_context(|| format!("loading {}", args.data.display()))?
         .split();

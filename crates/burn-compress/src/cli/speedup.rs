@@ -10,20 +10,17 @@ use burn_compress::MaskSet;
 use burn_compress::core::ModuleIndex;
 use burn_compress::device::DeviceChoice;
 use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply, count, save_pruned};
-use burn_compress::zoo::{AnyModel, Arch, dispatch};
+use burn_compress::zoo::{AnyModel, dispatch};
 use serde_json::json;
 
+use super::ModelArgs;
 use super::report::table;
 
 /// Arguments of `speedup`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Zoo architecture (see `burn-compress prune --help`).
-    #[arg(long)]
-    arch: String,
-    /// Weights with PyTorch state_dict names (safetensors).
-    #[arg(long)]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Masks (the MaskSet file `prune` writes).
     #[arg(long)]
     masks: PathBuf,
@@ -78,14 +75,14 @@ fn latency_ms(model: &AnyModel, shape: &[usize], device: &Device, runs: usize) -
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let arch: Arch = args.arch.parse()?;
+    let arch = args.model.arch()?;
     let device = args.device.init()?;
     let policy = match args.policy.as_str() {
         "union" => ConflictPolicy::Union,
         "intersection" => ConflictPolicy::Intersection,
         other => bail!("--policy '{other}': expected 'union' or 'intersection'"),
     };
-    let model = AnyModel::load(arch, &args.weights, &device)?;
+    let model = args.model.load(arch, &device)?;
     let masks = MaskSet::load(&args.masks)?;
     let started = Instant::now();
     let graph = model.capture(&args.input_shape)?;
