@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn_compress::speedup::{
+use burn_compress::quant::{
     AffinePolicy, QuantBits, QuantLevel, WeightQuant, quantize_layers, quantize_weights,
     save_quantized,
 };

@@ -11,9 +11,8 @@ use std::time::Duration;
 use burn::prelude::*;
 use burn_compress::core::ModuleIndex;
 use burn_compress::device::DeviceChoice;
-use burn_compress::speedup::{
-    ConflictPolicy, DependencyGraph, FixStructure, apply, capture, count,
-};
+use burn_compress::graph::{capture, count};
+use burn_compress::speedup::{ConflictPolicy, DependencyGraph, FixStructure, apply};
 use burn_compress::zoo::{ResNet, SmallCnn};
 use burn_compress::{AlgorithmEntry, CompressConfig, prune};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

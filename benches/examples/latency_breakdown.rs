@@ -13,7 +13,8 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn_compress::core::ModuleIndex;
-use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply, capture};
+use burn_compress::graph::capture;
+use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply};
 use burn_compress::zoo::ResNet;
 use burn_compress::{AlgorithmEntry, CompressConfig, prune};
 

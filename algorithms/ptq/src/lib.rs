@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | `is_bias_correction` | NNI's bias correction: add each layer's mean output error (float minus quantized weights, per output channel, over the calibration data) to its bias, then re-calibrate (default false) |
 //!
-//! Driven by [`compress_core::WeightQuantization`]: `calibrate`, then `simulate`.
+//! Driven by `compress_quant::WeightQuantization`: `calibrate`, then `simulate`.
 #![warn(missing_docs)]
 
 use compress_core::{

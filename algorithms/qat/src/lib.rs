@@ -10,7 +10,7 @@
 //! | `quant_start_step` | optimizer steps before fake quantization starts (integer >= 0, default 0) |
 //! | `decay` | EMA decay in (0, 1) (default 0.99) |
 //!
-//! Train with [`compress_core::WeightQuantization`] as the hook.
+//! Train with `compress_quant::WeightQuantization` as the hook.
 #![warn(missing_docs)]
 
 use compress_core::{

@@ -5,12 +5,15 @@
 //! algorithm crate, so the registry ([`AlgorithmEntry::all`]) lists them all.
 //!
 //! - [`core`]: targets, config, granularity, masks, allocation, the algorithm traits.
-//! - [`speedup`]: graph capture, dependency groups, physically smaller models.
+//! - [`graph`]: graph capture, the op table (channel rules, replay, costs).
+//! - [`speedup`]: dependency groups, plans, physically smaller models.
+//! - [`quant`]: quantization math, calibration, simulation, BN folding, export.
 //! - [`zoo`]: reference models with PyTorch parameter names.
 //! - [`algorithms`]: the built-in algorithm crates.
 //! - [`device`]: choose where models run by name (`cpu`, `vulkan`).
 //! - [`quantize`]: quantize an image classifier end to end (calibrate, train, export).
 //! - [`recipe`]: whole pipelines from a TOML file (`burn-compress run`).
+//! - [`zoo_capture`]: capture a zoo model's forward for an input shape.
 //!
 //! ```
 //! use burn_compress::{AlgorithmEntry, CompressConfig, prune};
@@ -34,12 +37,15 @@
 pub mod device;
 pub mod quantize;
 pub mod recipe;
+pub mod zoo_capture;
 
 pub use compress_core as core;
 pub use compress_core::{
     AlgorithmEntry, AlgorithmKind, CompressConfig, CompressError, Dense, Granularity, MaskSet,
     ModuleIndex, PruneOutcome, Pruner, prune, prune_with_grads,
 };
+pub use compress_graph as graph;
+pub use compress_quant as quant;
 pub use compress_speedup as speedup;
 pub use compress_zoo as zoo;
 

@@ -25,12 +25,13 @@ use burn::module::Module;
 use burn::prelude::*;
 use compress_core::toml::Table;
 use compress_core::{
-    AlgorithmEntry, CalibrationConfig, CompressConfig, ImageDataset, ModuleIndex, QuantMethod,
-    TrainConfig, accuracy, train_classifier,
+    AlgorithmEntry, CompressConfig, ImageDataset, ModuleIndex, QuantMethod, TrainConfig, accuracy,
+    train_classifier,
 };
-use compress_speedup::{
-    AffinePolicy, QuantBits, QuantLevel, QuantSim, SimPhase, SpeedupError, WeightQuant,
-    quantize_weights,
+use compress_quant::CalibrationConfig;
+use compress_quant::QuantError;
+use compress_quant::{
+    AffinePolicy, QuantBits, QuantLevel, QuantSim, SimPhase, WeightQuant, quantize_weights,
 };
 use compress_zoo::ImageClassifier;
 
@@ -86,7 +87,7 @@ impl<M: Module + ImageClassifier> Quantized<M> {
     ///
     /// # Errors
     /// Replay errors.
-    pub fn forward(&self, x: Tensor<4>) -> compress_speedup::Result<Tensor<2>> {
+    pub fn forward(&self, x: Tensor<4>) -> compress_quant::Result<Tensor<2>> {
         self.sim.forward(&self.model, x, |m: &M, x| m.classify(x))
     }
 
@@ -94,7 +95,7 @@ impl<M: Module + ImageClassifier> Quantized<M> {
     ///
     /// # Errors
     /// The first replay error of the evaluation (never a silent fallback to the float forward).
-    pub fn accuracy(&self, data: &ImageDataset) -> compress_speedup::Result<f64> {
+    pub fn accuracy(&self, data: &ImageDataset) -> compress_quant::Result<f64> {
         let device = Device::flex();
         let acc = accuracy(
             &self.model,
@@ -122,7 +123,7 @@ impl<M: Module + ImageClassifier> Quantized<M> {
     /// # Errors
     /// An affine weight calibration under [`AffinePolicy::Error`] (Burn is symmetric only), a
     /// block granularity Burn cannot store, and [`quantize_weights`]' other errors.
-    pub fn export(&self, affine: AffinePolicy) -> compress_speedup::Result<M> {
+    pub fn export(&self, affine: AffinePolicy) -> compress_quant::Result<M> {
         let folded = self.model.clone().materialize();
         let weights = self.sim.weights();
         let calibration = weights.calibration();
@@ -131,11 +132,11 @@ impl<M: Module + ImageClassifier> Quantized<M> {
             let Some(e) = calibration.get(&t.module, &t.name) else {
                 continue;
             };
-            let (qmin, qmax) = compress_core::quant_bounds(e.quant_dtype);
+            let (qmin, qmax) = compress_quant::quant_bounds(e.quant_dtype);
             let value = match self.method {
                 QuantMethod::Bnn => QuantBits::Q2S,
                 _ => QuantBits::from_nni(&e.quant_dtype.to_string()).ok_or_else(|| {
-                    SpeedupError::UnsupportedQuant {
+                    QuantError::UnsupportedQuant {
                         path: t.path.clone(),
                         reason: format!("{} has no Burn quantized format", e.quant_dtype),
                     }
@@ -159,7 +160,7 @@ impl<M: Module + ImageClassifier> Quantized<M> {
             } else if t.keep.iter().filter(|&&k| k > 1).count() == 1 {
                 QuantLevel::PerChannel
             } else {
-                return Err(SpeedupError::UnsupportedQuant {
+                return Err(QuantError::UnsupportedQuant {
                     path: t.path.clone(),
                     reason: format!(
                         "scales of shape {:?} are neither per tensor nor per channel",
@@ -189,7 +190,7 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
     model: &M,
     data: &ImageDataset,
     job: &QuantizeJob,
-) -> compress_speedup::Result<Quantized<M>> {
+) -> compress_quant::Result<Quantized<M>> {
     let quantizer = AlgorithmEntry::find(&job.algorithm)?.build_quantizer(&job.options)?;
     let method = quantizer.method();
     let device = Device::flex();
@@ -205,7 +206,7 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
     if !fuse.is_empty() {
         let (x, _) = data.batch(0, data.len().min(1), &device);
         let shape = x.dims();
-        inference = compress_speedup::fuse_bn(&inference, &fuse, |m, d| {
+        inference = compress_quant::fuse_bn(&inference, &fuse, |m, d| {
             m.classify(Tensor::zeros(shape, d))
         })?;
     }

@@ -77,7 +77,7 @@ pub enum Step {
         /// What to quantize and how.
         job: Box<crate::quantize::QuantizeJob>,
         /// Affine weight calibrations: refuse or requantize symmetric.
-        affine: compress_speedup::AffinePolicy,
+        affine: compress_quant::AffinePolicy,
     },
     /// Measure test accuracy.
     Evaluate,
@@ -410,8 +410,8 @@ impl Recipe {
                         ));
                     }
                     let affine = match t.get("affine").and_then(Value::as_str) {
-                        None | Some("error") => compress_speedup::AffinePolicy::Error,
-                        Some("requantize") => compress_speedup::AffinePolicy::Requantize,
+                        None | Some("error") => compress_quant::AffinePolicy::Error,
+                        Some("requantize") => compress_quant::AffinePolicy::Requantize,
                         Some(other) => {
                             return Err(err(
                                 ctx,
@@ -506,9 +506,8 @@ use compress_core::{
     GradientStatistics, MetricNeeds, ModuleIndex, ScheduledPruning, accuracy, prune,
     prune_with_grads, train_classifier,
 };
-use compress_speedup::{
-    ConflictPolicy, DependencyGraph, FixStructure, Plan, apply, capture, count, save_pruned,
-};
+use compress_graph::{capture, count};
+use compress_speedup::{ConflictPolicy, DependencyGraph, FixStructure, Plan, apply, save_pruned};
 use compress_zoo::{AnyModel, ImageClassifier};
 
 /// Where a run writes its model, and whether to print progress.
@@ -840,7 +839,7 @@ where
                     "burn-compress-stage-{}-quantize.bpk",
                     std::process::id()
                 ));
-                row.bytes = compress_speedup::save_quantized(&exported, &file)
+                row.bytes = compress_quant::save_quantized(&exported, &file)
                     .ok()
                     .and_then(|f| std::fs::metadata(f).ok())
                     .map_or(0, |m| m.len());
@@ -875,7 +874,7 @@ where
             Some(q) => {
                 plan.save(out.with_extension("plan.json"))
                     .map_err(|e| err("--out", e.to_string()))?;
-                compress_speedup::save_quantized(q, out.with_extension("bpk"))
+                compress_quant::save_quantized(q, out.with_extension("bpk"))
                     .map_err(|e| err("--out", e.to_string()))?;
             }
             None => {

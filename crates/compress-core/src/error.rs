@@ -372,7 +372,7 @@ fn suggestion_text(suggestion: &Option<String>) -> String {
 }
 
 /// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
+pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
@@ -385,7 +385,8 @@ where
 }
 
 /// File reads and writes whose errors name the path ([`CompressError::Io`]).
-pub(crate) mod fs {
+/// File reads and writes whose errors name the path ([`CompressError::Io`]).
+pub mod fs {
     use std::path::Path;
 
     use super::{CompressError, Result};
@@ -398,17 +399,26 @@ pub(crate) mod fs {
     }
 
     /// `std::fs::read`.
-    pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+    ///
+    /// # Errors
+    /// [`CompressError::Io`] naming the path.
+    pub fn read(path: &Path) -> Result<Vec<u8>> {
         std::fs::read(path).map_err(io(path))
     }
 
     /// `std::fs::read_to_string`.
-    pub(crate) fn read_to_string(path: &Path) -> Result<String> {
+    ///
+    /// # Errors
+    /// [`CompressError::Io`] naming the path.
+    pub fn read_to_string(path: &Path) -> Result<String> {
         std::fs::read_to_string(path).map_err(io(path))
     }
 
     /// `std::fs::write`.
-    pub(crate) fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    ///
+    /// # Errors
+    /// [`CompressError::Io`] naming the path.
+    pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
         std::fs::write(path, contents).map_err(io(path))
     }
 }

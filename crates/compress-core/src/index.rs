@@ -180,7 +180,7 @@ impl ModuleVisitor for IndexVisitor {
 /// Handles (not copies) to every parameter whose path `wanted` accepts, flattened, with their
 /// shapes: read them with [`read_flat`] where they are needed, so weights can be streamed
 /// through a computation instead of all copied to the host at once.
-pub(crate) fn param_handles<M: Module>(
+pub fn param_handles<M: Module>(
     module: &M,
     wanted: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, (Tensor<1>, Vec<usize>)> {
@@ -208,7 +208,7 @@ pub(crate) fn param_handles<M: Module>(
 }
 
 /// Copy one handle from [`param_handles`] to the host.
-pub(crate) fn read_flat(
+pub fn read_flat(
     path: &str,
     tensor: &Tensor<1>,
     shape: &[usize],

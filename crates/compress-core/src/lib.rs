@@ -19,12 +19,11 @@
 //! - [`Pruner`], [`Quantizer`], [`Distiller`] and the [`AlgorithmEntry`] registry.
 //! - Training: [`train_classifier`] with [`TrainHooks`], [`GradientStatistics`] (Taylor),
 //!   [`ScheduledPruning`] (AGP, Linear), [`LearnedScores`] (Slim, Movement).
-//! - [`WeightQuantization`]: fake-quantized parameters by reparameterization (PTQ, QAT, LSQ,
-//!   LSQ+, DoReFa, BNN).
-//! - Quantization math: NNI's scale/zero-point formulas ([`qparams_from_range`]), fake
-//!   quantization on host data and on Burn tensors with STE or QAT gradients ([`fake_quant`]),
-//!   [`MinMaxObserver`] / [`EmaObserver`], and the [`CalibrationConfig`] (NNI's JSON or
-//!   safetensors).
+//! - [`FixStructure`]: the non-tensor fields a model fixes after its tensors shrank.
+//!
+//! Quantization math, calibration, simulation and export live in `compress-quant`; graph
+//! capture, replay and counting in `compress-graph`; making models smaller in
+//! `compress-speedup`.
 //!
 //! ## Quick start
 //! ```
@@ -71,12 +70,11 @@ mod layers;
 mod mask;
 mod paths;
 mod prune;
-mod quant;
-mod quantize;
 mod registry;
 mod schedule;
 mod scheduled;
 mod scores;
+mod structure;
 mod targets;
 mod train;
 
@@ -89,22 +87,16 @@ pub use config::{
     Rule, Selection, TargetSetting, parse_granularity,
 };
 pub use dataset::ImageDataset;
-pub use dense::Dense;
-pub use error::{CompressError, Result};
+pub use dense::{Dense, strides};
+pub use error::{CompressError, Result, did_you_mean, fs};
 pub use granularity::{Granularity, KernelPadding, Scaling};
-pub use index::{LayerInfo, ModuleIndex, ParamInfo};
+pub use index::{LayerInfo, ModuleIndex, ParamInfo, param_handles, read_flat};
 pub use layers::{LayerSpec, ParamRole, ParamSpec};
 pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy, map_param_leaf};
 pub use paths::{
     PathMapper, PathVisitor, map_params, params_of_rank, set_param_values, visit_params,
 };
 pub use prune::{PruneOutcome, prune, prune_with_grads};
-pub use quant::{
-    CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,
-    block_min_max, broadcast_qparam, fake_quant, fake_quant_dense, per_tensor_scaling,
-    qparams_from_range, quant_bounds, quant_scaling, symmetric_zero_point,
-};
-pub use quantize::{FakeQuantReparam, QuantTarget, WeightQuantization, fake_quant_param};
 pub use registry::{
     Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap,
     MetricNeeds, Pruner, QuantMethod, QuantParams, Quantizer,
@@ -112,8 +104,10 @@ pub use registry::{
 pub use schedule::Schedule;
 pub use scheduled::ScheduledPruning;
 pub use scores::{
-    LearnedScores, ScoreForward, ScorePenalty, ScoreReparam, ScoreSpec, ScoreTrigger,
+    LearnedScores, ScoreForward, ScorePenalty, ScoreReparam, ScoreSpec, ScoreTrigger, block_expand,
+    pad4,
 };
+pub use structure::FixStructure;
 pub use targets::{ConfigWarning, Resolved, Target};
 pub use train::{
     GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,

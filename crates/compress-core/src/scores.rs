@@ -136,7 +136,7 @@ fn expand_blocks<const D: usize>(base: Tensor<D>, factor: Tensor<4>) -> Tensor<D
 
 /// Repeat a per-block tensor (kept-dim block shape padded with trailing 1s to rank 4, every dim
 /// dividing the matching one of `dims`) over its blocks, to shape `dims`.
-pub(crate) fn block_expand<const D: usize>(factor: Tensor<4>, dims: [usize; D]) -> Tensor<D> {
+pub fn block_expand<const D: usize>(factor: Tensor<4>, dims: [usize; D]) -> Tensor<D> {
     let mut d = [1usize; 4];
     d[..D].copy_from_slice(&dims);
     let k = factor.dims();
@@ -151,7 +151,7 @@ pub(crate) fn block_expand<const D: usize>(factor: Tensor<4>, dims: [usize; D]) 
 }
 
 /// A kept-dim block shape padded with trailing 1s to rank 4.
-pub(crate) fn pad4(keep: &[usize]) -> [usize; 4] {
+pub fn pad4(keep: &[usize]) -> [usize; 4] {
     let mut padded = [1usize; 4];
     padded[..keep.len()].copy_from_slice(keep);
     padded

@@ -81,6 +81,11 @@ impl Nested {
     }
 }
 
+/// Max |a - b| of two tensors of the same shape (e.g. logits).
+pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
 /// The shared oracle fixtures in the workspace's `tests/fixtures` (outputs of the real NNI 3.0
 /// and Torch-Pruning on fixed weights; see the README there).
 pub mod oracle {

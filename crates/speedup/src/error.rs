@@ -7,21 +7,6 @@ pub type Result<T, E = SpeedupError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpeedupError {
-    /// Burn refused the capture.
-    #[error("graph capture failed: {0}")]
-    Capture(String),
-    /// An op that has no dependency rule touches a tensor whose channels can be pruned.
-    #[error(
-        "unsupported op '{op}' (op #{index}, {location}): it has no channel rule; register one for custom ops, or exclude the layers that feed it"
-    )]
-    UnsupportedOp {
-        /// The op's kind.
-        op: String,
-        /// Its position in the captured graph.
-        index: usize,
-        /// The last layer before it (`after layer 'fc1'`).
-        location: String,
-    },
     /// A mask or plan entry for a parameter the model does not have.
     #[error("'{path}' is not a parameter of the model")]
     UnknownParam {
@@ -81,52 +66,10 @@ pub enum SpeedupError {
         /// The OS error.
         message: String,
     },
-    /// A captured graph that cannot be replayed (input shape, missing parameter, an op without
-    /// a replay rule, named).
-    #[error("graph replay: {0}")]
-    Replay(String),
     /// An error from compress-core (masks, indexing).
     #[error(transparent)]
     Core(#[from] compress_core::CompressError),
-    /// A quantization request Burn's quantized tensors cannot represent (affine calibration,
-    /// a block Burn cannot express, a bad scale, a parameter already quantized).
-    #[error("cannot quantize '{path}': {reason}")]
-    UnsupportedQuant {
-        /// The parameter (or layer) path.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// A saved model file that does not fit the model it is loaded into.
-    #[error("'{file}' does not match the model: {message}")]
-    ModelFileMismatch {
-        /// The file.
-        file: String,
-        /// What does not fit.
-        message: String,
-    },
-    /// A module path the model does not have.
-    #[error("'{path}' is not a module of the model")]
-    UnknownModule {
-        /// The path as given.
-        path: String,
-    },
-    /// A layer and a BatchNorm named for folding whose forward does not connect them directly.
-    #[error("cannot fold '{bn}' into '{layer}': they are not adjacent ({reason})")]
-    NotAdjacent {
-        /// The conv or Linear layer.
-        layer: String,
-        /// The BatchNorm.
-        bn: String,
-        /// What the captured graph shows instead.
-        reason: String,
-    },
-    /// A fusion group that cannot be folded (wrong layer types, sizes, a layer named twice).
-    #[error("cannot fuse {group:?}: {reason}")]
-    UnsupportedFusion {
-        /// The group as given.
-        group: Vec<String>,
-        /// Why.
-        reason: String,
-    },
+    /// An error from compress-graph (capture, an op without a channel rule).
+    #[error(transparent)]
+    Graph(#[from] compress_graph::GraphError),
 }

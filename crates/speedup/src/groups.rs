@@ -6,7 +6,7 @@ use std::fmt;
 use compress_core::{CompressConfig, GroupId, Mode, ModuleIndex};
 
 use crate::Result;
-use crate::graph::{Analysis, Graph, Member};
+use compress_graph::{Analysis, Graph, Member};
 
 /// One prunable channel: every parameter slice that goes with it.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +80,8 @@ impl DependencyGraph {
     /// Run the channel rules over a captured graph.
     ///
     /// # Errors
-    /// [`SpeedupError::UnsupportedOp`](crate::SpeedupError::UnsupportedOp) for an op without a rule.
+    /// [`GraphError::UnsupportedOp`](compress_graph::GraphError::UnsupportedOp) (wrapped in
+    /// [`SpeedupError::Graph`](crate::SpeedupError::Graph)) for an op without a rule.
     pub fn build(graph: &Graph) -> Result<Self> {
         let mut analysis = Analysis::run(graph)?;
         let classes = analysis.classes();

@@ -11,15 +11,11 @@
 //! 3. [`DependencyGraph::plan`]: masks -> a [`Plan`] (per parameter, the kept indices of each
 //!    axis), with a documented [`ConflictPolicy`] when a group's masks disagree.
 //! 4. [`apply`]: the same Rust type with smaller tensors, on a deep copy, non-tensor fields fixed
-//!    through [`FixStructure`].
+//!    through [`FixStructure`] (a compress-core trait).
 //! 5. [`save_pruned`] / [`load_pruned`]: weights plus plan, replayed onto a fresh template.
 //!
-//! Beyond pruning:
-//! - [`quantize_weights`] / [`quantize_layers`]: float parameters become Burn's native
-//!   quantized tensors (8/4/2-bit, per tensor, per channel or per block, NNI-calibrated scales
-//!   used as they are); [`save_quantized`] / [`load_quantized`] write and read them packed.
-//! - [`fuse_bn`]: fold BatchNorms into the conv or Linear that feeds them (NNI's module
-//!   fusion), with adjacency checked on the captured graph.
+//! Capture and the op rules live in `compress-graph`; quantized export and BN folding in
+//! `compress-quant`.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -44,31 +40,19 @@
 #![deny(missing_docs)]
 
 mod apply;
-mod count;
 mod error;
-mod fuse;
-mod graph;
 mod groups;
 mod persist;
 mod plan;
-mod quantized;
-mod quantsim;
-mod replay;
 
-pub use apply::{FixStructure, apply, check_plan};
-pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
+pub use apply::{apply, check_plan};
 pub use error::{Result, SpeedupError};
-pub use fuse::{FoldBatchNorm, fuse_bn};
-pub use graph::{CustomOpRule, Graph, RuleKind, capture};
 pub use groups::{Channel, DependencyGraph, DependencyGroup};
 pub use persist::{load_pruned, save_pruned};
 pub use plan::{AxisKeep, ConflictPolicy, Plan, PlanReport, Skipped};
-pub use quantized::{
-    AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
-    quantize_weights, quantized_params, quantized_to_device, save_quantized,
-};
-pub use quantsim::{ActivationTarget, QuantSim, SimPhase};
-pub use replay::{LayerIo, NoTap, Replay, Site, Tap};
 
-// Re-exported for `impl_fix_structure!` users and custom op rules.
-pub use inventory;
+// The pieces a speedup user needs from the other crates, under one name.
+pub use compress_core::{FixStructure, impl_fix_structure};
+pub use compress_graph::{CustomOpRule, Graph, RuleKind, capture};
+// Re-exported for custom op rules.
+pub use compress_graph::inventory;

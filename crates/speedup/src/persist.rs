@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 
-use crate::apply::{FixStructure, apply};
+use compress_core::FixStructure;
+
+use crate::apply::apply;
 use crate::plan::Plan;
 use crate::{Result, SpeedupError};
 

@@ -194,48 +194,6 @@ macro_rules! dispatch {
 }
 
 impl AnyModel {
-    /// Record one forward pass on an example input of `shape` (`[batch, channels, height,
-    /// width]` for image models, `[batch, seq]` token ids for tiny-transformer), for speedup.
-    ///
-    /// # Errors
-    /// A shape of the wrong rank, or the capture's own errors.
-    pub fn capture(&self, shape: &[usize]) -> compress_speedup::Result<compress_speedup::Graph> {
-        use compress_speedup::capture;
-        let bad = |what: &str| {
-            compress_speedup::SpeedupError::Capture(format!("input shape {shape:?}: {what}"))
-        };
-        match (self, shape) {
-            (AnyModel::TinyTransformer(m), &[b, s]) => {
-                capture(m, |m, d| m.forward(Tensor::<2, Int>::zeros([b, s], d)))
-            }
-            (AnyModel::TinyTransformer(_), _) => {
-                Err(bad("tiny-transformer takes token ids [batch, seq]"))
-            }
-            (AnyModel::Mlp(m), &[b, c, h, w]) => capture(m, |m, d| {
-                m.forward(Tensor::<4>::zeros([b, c, h, w], d).flatten(1, 3))
-            }),
-            (AnyModel::LeNet300100(m), &[b, c, h, w]) => capture(m, |m, d| {
-                m.forward(Tensor::<4>::zeros([b, c, h, w], d).flatten(1, 3))
-            }),
-            (AnyModel::SmallCnn(m), &[b, c, h, w]) => {
-                capture(m, |m, d| m.forward(Tensor::zeros([b, c, h, w], d)))
-            }
-            (AnyModel::LeNet5(m), &[b, c, h, w]) => {
-                capture(m, |m, d| m.forward(Tensor::zeros([b, c, h, w], d)))
-            }
-            (AnyModel::ResNet18(m), &[b, c, h, w]) => {
-                capture(m, |m, d| m.forward(Tensor::zeros([b, c, h, w], d)))
-            }
-            (AnyModel::ResNet50(m), &[b, c, h, w]) => {
-                capture(m, |m, d| m.forward(Tensor::zeros([b, c, h, w], d)))
-            }
-            (AnyModel::MobileNetV2(m), &[b, c, h, w]) => {
-                capture(m, |m, d| m.forward(Tensor::zeros([b, c, h, w], d)))
-            }
-            _ => Err(bad("image models take [batch, channels, height, width]")),
-        }
-    }
-
     /// A randomly initialized model with [`Arch::default_num_classes`] classes.
     pub fn init(arch: Arch, device: &Device) -> Self {
         Self::init_with_classes(arch, arch.default_num_classes(), device)

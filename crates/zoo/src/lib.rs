@@ -44,7 +44,7 @@ pub use transformer::TinyTransformer;
 mod structure {
     //! Which fields of each zoo model hold layers whose non-tensor fields follow their tensors
     //! (depthwise `groups`, attention heads), for speedup.
-    use compress_speedup::{FixStructure, impl_fix_structure};
+    use compress_core::{FixStructure, impl_fix_structure};
 
     use crate::mobilenet::{DepthwiseSeparable, Features, InvertedResidual};
     use crate::resnet::{BasicBlock, Bottleneck};

@@ -8,8 +8,8 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn_compress::CompressConfig;
 use burn_compress::core::{ImageDataset, OptimizerKind, TrainConfig, accuracy};
+use burn_compress::quant::{AffinePolicy, quantized_params, save_quantized};
 use burn_compress::quantize::{QuantizeJob, quantize_classifier};
-use burn_compress::speedup::{AffinePolicy, quantized_params, save_quantized};
 use burn_compress::zoo::{AnyModel, ImageClassifier};
 use serde_json::json;
 

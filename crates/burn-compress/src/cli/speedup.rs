@@ -9,8 +9,10 @@ use burn::prelude::*;
 use burn_compress::MaskSet;
 use burn_compress::core::ModuleIndex;
 use burn_compress::device::DeviceChoice;
-use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply, count, save_pruned};
+use burn_compress::graph::count;
+use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply, save_pruned};
 use burn_compress::zoo::{AnyModel, dispatch};
+use burn_compress::zoo_capture::capture_zoo;
 use serde_json::json;
 
 use super::ModelArgs;
@@ -85,13 +87,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = args.model.load(arch, &device)?;
     let masks = MaskSet::load(&args.masks)?;
     let started = Instant::now();
-    let graph = model.capture(&args.input_shape)?;
+    let graph = capture_zoo(&model, &args.input_shape)?;
     let deps = DependencyGraph::build(&graph)?;
     let index = dispatch!(&model, m => ModuleIndex::from_module(m));
     let report = deps.plan(&masks, &index, policy)?;
     let small = dispatch!(map &model, m => apply(m, &report.plan))?;
     let speedup_seconds = started.elapsed().as_secs_f64();
-    let after_graph = small.capture(&args.input_shape)?;
+    let after_graph = capture_zoo(&small, &args.input_shape)?;
     let (before, after) = (count(&graph), count(&after_graph));
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

@@ -28,7 +28,7 @@ fn speedup_runs_on_a_vulkan_device_and_matches_the_cpu_and_nni() {
     };
     let masks = nni_masks("cnn", "l1");
     // Capture and plan from the GPU-resident model: capture copies it to the capture device.
-    let graph = on_gpu.capture(&[1, 1, 8, 8]).unwrap();
+    let graph = burn_compress::zoo_capture::capture_zoo(&on_gpu, &[1, 1, 8, 8]).unwrap();
     let report = DependencyGraph::build(&graph)
         .unwrap()
         .plan(&masks, &ModuleIndex::from_module(g), ConflictPolicy::Union)
@@ -73,10 +73,8 @@ fn speedup_runs_on_a_vulkan_device_and_matches_the_cpu_and_nni() {
 fn quantized_models_and_the_quantization_replay_run_on_a_vulkan_device() {
     use burn_compress::CompressConfig;
     use burn_compress::core::ImageDataset;
+    use burn_compress::quant::{AffinePolicy, load_quantized, quantized_to_device, save_quantized};
     use burn_compress::quantize::{QuantizeJob, quantize_classifier};
-    use burn_compress::speedup::{
-        AffinePolicy, load_quantized, quantized_to_device, save_quantized,
-    };
     use burn_compress::zoo::{ImageClassifier, LeNet5};
 
     let gpu = vulkan();

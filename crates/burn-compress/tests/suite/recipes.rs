@@ -271,7 +271,8 @@ fn a_quantize_step_adds_a_smaller_stage_and_must_come_last() {
 #[test]
 fn a_pruned_and_quantized_recipe_output_loads_into_a_fresh_template() {
     use burn::prelude::*;
-    use burn_compress::speedup::{Plan, apply, load_quantized, quantized_params};
+    use burn_compress::quant::{load_quantized, quantized_params};
+    use burn_compress::speedup::{Plan, apply};
     use burn_compress::zoo::{ImageClassifier, LeNet5};
 
     let recipe = parse(&format!(

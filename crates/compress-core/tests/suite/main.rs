@@ -1,10 +1,5 @@
-//! compress-core's integration tests, in one binary (each test binary links all of Burn).
+//! compress-core's integration tests, in one binary (each test binary links all of Burn). Tests
+//! that need the zoo's models live in compress-zoo's suite (the zoo depends on core).
 
-mod bad_input;
-mod config_resolution;
 mod dataset;
 mod index;
-mod masks;
-mod nni_allocation;
-mod quant;
-mod quantize;

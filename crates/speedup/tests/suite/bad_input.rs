@@ -6,9 +6,11 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use compress_core::testing::oracle::module_tensors;
 use compress_core::{CompressError, Dense, MaskSet, ModuleIndex};
+use compress_graph::GraphError;
+use compress_graph::capture;
 use compress_speedup::{
-    AxisKeep, ConflictPolicy, DependencyGraph, Plan, SpeedupError, apply, capture,
-    impl_fix_structure, load_pruned,
+    AxisKeep, ConflictPolicy, DependencyGraph, Plan, SpeedupError, apply, impl_fix_structure,
+    load_pruned,
 };
 use compress_zoo::{Mlp, SmallCnn};
 
@@ -51,7 +53,10 @@ fn an_op_without_a_rule_is_an_error_naming_it_and_where_it_sits() {
     })
     .unwrap();
     let err = DependencyGraph::build(&graph).unwrap_err();
-    assert!(matches!(err, SpeedupError::UnsupportedOp { .. }), "{err}");
+    assert!(
+        matches!(err, SpeedupError::Graph(GraphError::UnsupportedOp { .. })),
+        "{err}"
+    );
     let msg = err.to_string();
     assert!(
         msg.starts_with("unsupported op 'Numeric::Sort'") && msg.contains("after layer 'fc1'"),

@@ -3,9 +3,8 @@
 use burn::prelude::*;
 use compress_core::testing::oracle::tensors;
 use compress_core::{MaskSet, ModuleIndex};
-use compress_speedup::{
-    ConflictPolicy, DependencyGraph, FixStructure, Graph, PlanReport, apply, capture,
-};
+use compress_graph::{Graph, capture};
+use compress_speedup::{ConflictPolicy, DependencyGraph, FixStructure, PlanReport, apply};
 
 pub use compress_core::testing::oracle::nni_masks;
 
@@ -26,10 +25,7 @@ pub fn speedup<M: Module + FixStructure, const D: usize>(
     Ok((small, report, graph))
 }
 
-/// Max |a - b| of two logit tensors.
-pub fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
-    (a - b).abs().max().into_scalar::<f32>()
-}
+pub use compress_core::testing::max_abs_diff;
 
 /// A tensor from an f32 fixture.
 pub fn input<const D: usize>(name: &str, shape: [usize; D], device: &Device) -> Tensor<D> {

@@ -4,9 +4,8 @@
 use burn::module::Module;
 use burn::prelude::*;
 use compress_core::{CompressConfig, ModuleIndex, prune};
-use compress_speedup::{
-    ConflictPolicy, DependencyGraph, FixStructure, Graph, apply, capture, count,
-};
+use compress_graph::{Graph, capture, count};
+use compress_speedup::{ConflictPolicy, DependencyGraph, FixStructure, apply};
 use compress_zoo::{MobileNetV2, ResNet, TinyTransformer};
 
 use crate::common::max_abs_diff;

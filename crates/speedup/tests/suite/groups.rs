@@ -2,7 +2,8 @@
 
 use burn::prelude::*;
 use compress_core::{CompressConfig, ModuleIndex, prune};
-use compress_speedup::{ConflictPolicy, DependencyGraph, apply, capture};
+use compress_graph::capture;
+use compress_speedup::{ConflictPolicy, DependencyGraph, apply};
 use compress_zoo::SmallCnn;
 
 fn cnn_graph() -> (SmallCnn, DependencyGraph) {

@@ -3,10 +3,6 @@
 mod bad_input;
 mod common;
 mod equivalence;
-mod fuse;
 mod groups;
 mod nni_parity;
 mod persist;
-mod quantized;
-mod quantsim;
-mod replay;

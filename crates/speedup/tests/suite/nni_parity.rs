@@ -3,7 +3,8 @@
 use burn::prelude::*;
 use compress_core::ModuleIndex;
 use compress_core::testing::oracle::{burn_path, fixture, nni_pruning, tensors, transpose};
-use compress_speedup::{CountMode, SpeedupError, capture, count, count_flops_params};
+use compress_graph::{CountMode, capture, count, count_flops_params};
+use compress_speedup::SpeedupError;
 use compress_zoo::{Mlp, SmallCnn, load_pytorch_safetensors};
 
 use crate::common::{input, max_abs_diff, nni_masks, speedup};

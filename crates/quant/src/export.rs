@@ -21,7 +21,7 @@
 //!   Burn's Linear weight is `[in, out]`, so [`QuantLevel::PerChannel`] picks axis 1 for `Linear`
 //!   (and `ConvTranspose*`), axis 0 for the others; [`QuantLevel::PerAxis`] names the axis.
 //! - **Affine** (a non-zero zero point) has no Burn equivalent: [`AffinePolicy::Error`] (the
-//!   default) refuses it with [`SpeedupError::UnsupportedQuant`] naming the parameter;
+//!   default) refuses it with [`QuantError::UnsupportedQuant`] naming the parameter;
 //!   [`AffinePolicy::Requantize`] drops the calibrated scale and zero point and re-derives
 //!   symmetric max-abs scales at the requested level (the result then differs from NNI's
 //!   fake-quantized weights).
@@ -61,7 +61,7 @@ use burn::tensor::quantization::{
 };
 use compress_core::{Dense, ModuleIndex};
 
-use crate::{Result, SpeedupError};
+use crate::{QuantError, Result};
 
 /// The integer formats Burn can store (all symmetric: `q · scale`, no zero point).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -188,7 +188,7 @@ impl WeightQuant {
 /// quantization cannot store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AffinePolicy {
-    /// Refuse with [`SpeedupError::UnsupportedQuant`] naming the parameter.
+    /// Refuse with [`QuantError::UnsupportedQuant`] naming the parameter.
     #[default]
     Error,
     /// Ignore the calibrated scale and zero point and quantize symmetrically with max-abs scales
@@ -212,13 +212,13 @@ pub enum AffinePolicy {
 /// )]);
 /// let q = quantize_weights(&linear, &plan, AffinePolicy::Error)?;
 /// assert!(matches!(q.weight.val().dtype(), burn::tensor::DType::QFloat(_)));
-/// # Ok::<(), compress_speedup::SpeedupError>(())
+/// # Ok::<(), compress_speedup::QuantError>(())
 /// ```
 ///
 /// # Errors
-/// - [`SpeedupError::UnknownParam`]: a path that is not a float parameter of the model;
-/// - [`SpeedupError::ShapeMismatch`]: calibrated scales of the wrong size;
-/// - [`SpeedupError::UnsupportedQuant`]: an affine calibration under [`AffinePolicy::Error`], a
+/// - [`QuantError::UnknownParam`]: a path that is not a float parameter of the model;
+/// - [`QuantError::ShapeMismatch`]: calibrated scales of the wrong size;
+/// - [`QuantError::UnsupportedQuant`]: an affine calibration under [`AffinePolicy::Error`], a
 ///   block Burn cannot express (extent over 255, not dividing, more than 5 dimensions), an axis
 ///   out of range, a non-positive or non-finite scale, or a parameter already quantized.
 pub fn quantize_weights<M: Module>(
@@ -229,14 +229,14 @@ pub fn quantize_weights<M: Module>(
     let index = ModuleIndex::from_module(model);
     for path in plan.keys() {
         if index.param(path).is_none() {
-            return Err(SpeedupError::UnknownParam { path: path.clone() });
+            return Err(QuantError::UnknownParam { path: path.clone() });
         }
     }
     let mut read = read_float_params(model, plan.keys().cloned().collect())?;
     let mut data = BTreeMap::new();
     for (path, quant) in plan {
         let Some(values) = read.remove(path) else {
-            return Err(SpeedupError::UnknownParam { path: path.clone() });
+            return Err(QuantError::UnknownParam { path: path.clone() });
         };
         let layer_type = index
             .layer(path.rsplit_once('.').map_or("", |(l, _)| l))
@@ -260,8 +260,8 @@ pub fn quantize_weights<M: Module>(
 /// [`quantize_weights`] to quantize them too.
 ///
 /// # Errors
-/// [`SpeedupError::UnknownModule`] for a path that is not a layer of the model,
-/// [`SpeedupError::UnsupportedQuant`] for a layer without a `weight` or a `quant` that carries
+/// [`QuantError::UnknownModule`] for a path that is not a layer of the model,
+/// [`QuantError::UnsupportedQuant`] for a layer without a `weight` or a `quant` that carries
 /// calibrated scales (they belong to one parameter: use [`quantize_weights`]), and the errors of
 /// [`quantize_weights`].
 pub fn quantize_layers<M: Module, S: AsRef<str>>(
@@ -275,17 +275,17 @@ pub fn quantize_layers<M: Module, S: AsRef<str>>(
         let layer = layer.as_ref();
         let info = index
             .layer(layer)
-            .ok_or_else(|| SpeedupError::UnknownModule {
+            .ok_or_else(|| QuantError::UnknownModule {
                 path: layer.to_string(),
             })?;
         let weight = info
             .param("weight")
-            .ok_or_else(|| SpeedupError::UnsupportedQuant {
+            .ok_or_else(|| QuantError::UnsupportedQuant {
                 path: layer.to_string(),
                 reason: format!("a {} has no 'weight' parameter", info.type_name),
             })?;
         if quant.scale.is_some() || quant.zero_point.is_some() {
-            return Err(SpeedupError::UnsupportedQuant {
+            return Err(QuantError::UnsupportedQuant {
                 path: weight.path.clone(),
                 reason: "quantize_layers derives scales from each weight; pass calibrated scales \
                          per parameter to quantize_weights"
@@ -321,7 +321,7 @@ pub fn quantized_params<M: Module>(model: &M) -> BTreeMap<String, QuantScheme> {
 /// float tensors are stored as they are. An existing file is replaced.
 ///
 /// # Errors
-/// [`SpeedupError::Io`] when the file cannot be written.
+/// [`QuantError::Io`] when the file cannot be written.
 pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<PathBuf> {
     let path = path.as_ref().to_path_buf();
     let mut store = BurnpackStore::from_file(&path)
@@ -331,7 +331,7 @@ pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<Pa
         // 256-byte boundary, which costs a small model 0.4%).
         .clear_metadata()
         .with_to_adapter(PackSubByte);
-    model.save_into(&mut store).map_err(|e| SpeedupError::Io {
+    model.save_into(&mut store).map_err(|e| QuantError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
@@ -343,18 +343,18 @@ pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<Pa
 /// the template's parameters, with the same shapes.
 ///
 /// # Errors
-/// [`SpeedupError::Io`] when the file cannot be read, [`SpeedupError::ModelFileMismatch`] when
+/// [`QuantError::Io`] when the file cannot be read, [`QuantError::ModelFileMismatch`] when
 /// it is not a burnpack file, lacks a parameter of the template, holds one the template does not
 /// have, has another shape, or holds a quantized format this crate does not read (float-point
 /// quantization, two-level scales, lookup tables).
 pub fn load_quantized<M: Module>(template: M, path: impl AsRef<Path>) -> Result<M> {
     let path = path.as_ref();
     let file = path.display().to_string();
-    let mismatch = |message: String| SpeedupError::ModelFileMismatch {
+    let mismatch = |message: String| QuantError::ModelFileMismatch {
         file: file.clone(),
         message,
     };
-    std::fs::metadata(path).map_err(|e| SpeedupError::Io {
+    std::fs::metadata(path).map_err(|e| QuantError::Io {
         path: file.clone(),
         message: e.to_string(),
     })?;
@@ -408,7 +408,7 @@ pub fn load_quantized<M: Module>(template: M, path: impl AsRef<Path>) -> Result<
 // Host-side quantization.
 
 /// The float values of the `wanted` parameters of `model` (those it has; the caller checks for
-/// missing ones). An already-quantized parameter is [`SpeedupError::UnsupportedQuant`]; the
+/// missing ones). An already-quantized parameter is [`QuantError::UnsupportedQuant`]; the
 /// first error in path order is returned.
 pub(crate) fn read_float_params<M: Module>(
     model: &M,
@@ -440,12 +440,12 @@ impl compress_core::PathVisitor for Reader {
         }
         let tensor = param.val();
         let value = if let DType::QFloat(scheme) = tensor.dtype() {
-            Err(SpeedupError::UnsupportedQuant {
+            Err(QuantError::UnsupportedQuant {
                 path: path.clone(),
                 reason: format!("it is already quantized ({:?})", scheme.value),
             })
         } else {
-            Dense::from_tensor(tensor, &path).map_err(SpeedupError::from)
+            Dense::from_tensor(tensor, &path).map_err(QuantError::from)
         };
         self.values.insert(path, value);
     }
@@ -520,8 +520,8 @@ impl Blocks {
     }
 }
 
-fn unsupported(path: &str, reason: impl Into<String>) -> SpeedupError {
-    SpeedupError::UnsupportedQuant {
+fn unsupported(path: &str, reason: impl Into<String>) -> QuantError {
+    QuantError::UnsupportedQuant {
         path: path.to_string(),
         reason: reason.into(),
     }
@@ -627,7 +627,7 @@ fn quantize_host(
                 (Some(b), None) => b.count(),
             };
             if scale.numel() != expected {
-                return Err(SpeedupError::ShapeMismatch {
+                return Err(QuantError::ShapeMismatch {
                     path: format!("{path} (scale)"),
                     expected: match (&blocks, axis) {
                         (Some(b), None) => b.grid.clone(),
@@ -923,12 +923,12 @@ fn decode(tensor: PackTensor) -> std::result::Result<PackTensor, String> {
 /// they are.
 ///
 /// # Errors
-/// [`SpeedupError::UnsupportedQuant`] for a quantized parameter whose data cannot be read back.
+/// [`QuantError::UnsupportedQuant`] for a quantized parameter whose data cannot be read back.
 pub fn quantized_to_device<M: Module>(model: &M, device: &Device) -> Result<M> {
     struct Move<'a> {
         device: &'a Device,
         packed: bool,
-        error: Option<SpeedupError>,
+        error: Option<QuantError>,
     }
     impl compress_core::PathMapper for Move<'_> {
         fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -954,7 +954,7 @@ pub fn quantized_to_device<M: Module>(model: &M, device: &Device) -> Result<M> {
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
                 if scales.is_empty() {
-                    failure = Some(SpeedupError::UnsupportedQuant {
+                    failure = Some(QuantError::UnsupportedQuant {
                         path: path.clone(),
                         reason: "its quantized data has no scales to re-pack with".into(),
                     });

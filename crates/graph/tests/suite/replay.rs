@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
-use compress_speedup::{NoTap, Replay, Site, SpeedupError, Tap};
+use compress_graph::{GraphError, NoTap, Replay, Site, Tap};
 use compress_zoo::{AnyModel, Arch, ImageClassifier, LeNet5};
 
 fn close(a: Tensor<2>, b: Tensor<2>, tol: f32) {
@@ -67,7 +67,7 @@ impl Tap for Recorder {
         site: Site,
         _rank: usize,
         value: Tensor<3>,
-    ) -> compress_speedup::Result<Tensor<3>> {
+    ) -> compress_graph::Result<Tensor<3>> {
         self.seen
             .insert((layer.to_string(), site), value.dims().to_vec());
         Ok(match &self.double {
@@ -129,7 +129,7 @@ fn a_replay_refuses_an_input_of_another_shape() {
     let err = replay
         .run::<_, 4, 2>(&model, Tensor::zeros([3, 1, 28, 28], &device), &mut NoTap)
         .unwrap_err();
-    assert!(matches!(err, SpeedupError::Replay(_)));
+    assert!(matches!(err, GraphError::Replay(_)));
     assert!(
         err.to_string()
             .contains("input shape [3, 1, 28, 28] differs from the captured [2, 1, 28, 28]"),

@@ -1,8 +1,8 @@
 //! Scale and zero point from a tracked range, with NNI's exact formulas.
 
-use crate::config::{QuantDtype, QuantScheme};
-use crate::granularity::{Granularity, KernelPadding, Scaling};
-use crate::{Dense, Result};
+use compress_core::{Dense, Result};
+use compress_core::{Granularity, KernelPadding, Scaling};
+use compress_core::{QuantDtype, QuantScheme};
 
 /// NNI's integer range of `dtype` as floats `(qmin, qmax)`: `int8` is `[-127, 127]`, `uint8`
 /// `[0, 255]`, `int4` `[-7, 7]` (see [`QuantDtype::range`]).
@@ -135,7 +135,7 @@ pub fn per_tensor_scaling() -> Scaling {
 /// - [`Granularity::Block`]: the kernel as given, in Burn's layout.
 ///
 /// # Errors
-/// [`CompressError::InvalidGranularity`](crate::CompressError::InvalidGranularity) when the
+/// [`CompressError::InvalidGranularity`](compress_core::CompressError::InvalidGranularity) when the
 /// tensor has no such axis.
 pub fn quant_scaling(
     granularity: &Granularity,

@@ -7,10 +7,11 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use compress_core::Dense;
 use compress_core::testing::oracle::module_tensors;
-use compress_speedup::{FoldBatchNorm, SpeedupError, fuse_bn};
+use compress_quant::QuantError;
+use compress_quant::{FoldBatchNorm, fuse_bn};
 use compress_zoo::SmallCnn;
 
-use crate::common::max_abs_diff;
+use compress_core::testing::max_abs_diff;
 
 /// A BatchNorm with non-trivial statistics (as after training).
 fn trained(bn: BatchNorm, device: &Device) -> BatchNorm {
@@ -113,7 +114,7 @@ fn a_non_adjacent_pair_is_an_error_naming_both_layers() {
     })
     .unwrap_err();
     assert!(
-        matches!(&err, SpeedupError::NotAdjacent { layer, bn, .. } if layer == "conv1" && bn == "bn2"),
+        matches!(&err, QuantError::NotAdjacent { layer, bn, .. } if layer == "conv1" && bn == "bn2"),
         "{err}"
     );
     let msg = err.to_string();
@@ -146,7 +147,7 @@ fn a_conv_output_read_elsewhere_too_is_not_adjacent() {
     })
     .unwrap_err();
     assert!(
-        matches!(&err, SpeedupError::NotAdjacent { .. }) && err.to_string().contains("also read"),
+        matches!(&err, QuantError::NotAdjacent { .. }) && err.to_string().contains("also read"),
         "{err}"
     );
 }
@@ -157,11 +158,11 @@ fn unknown_paths_wrong_types_and_missing_relus_are_typed_errors() {
     let model = small_cnn(&device);
     let run = |m: &SmallCnn, d: &Device| m.forward(Tensor::zeros([1, 1, 8, 8], d));
     let err = fuse_bn(&model, &[["conv9", "bn1"]], run).unwrap_err();
-    assert!(matches!(&err, SpeedupError::UnknownModule { path } if path == "conv9"));
+    assert!(matches!(&err, QuantError::UnknownModule { path } if path == "conv9"));
     let err = fuse_bn(&model, &[["conv1", "bn9"]], run).unwrap_err();
-    assert!(matches!(&err, SpeedupError::UnknownModule { path } if path == "bn9"));
+    assert!(matches!(&err, QuantError::UnknownModule { path } if path == "bn9"));
     let err = fuse_bn(&model, &[["fc", "bn1"]], run).unwrap_err();
-    assert!(matches!(err, SpeedupError::NotAdjacent { .. }), "{err}");
+    assert!(matches!(err, QuantError::NotAdjacent { .. }), "{err}");
     for group in [
         vec!["bn1", "conv1"],
         vec!["conv1"],
@@ -169,7 +170,7 @@ fn unknown_paths_wrong_types_and_missing_relus_are_typed_errors() {
     ] {
         let err = fuse_bn(&model, std::slice::from_ref(&group), run).unwrap_err();
         assert!(
-            matches!(err, SpeedupError::UnsupportedFusion { .. }),
+            matches!(err, QuantError::UnsupportedFusion { .. }),
             "{group:?}: {err}"
         );
     }
@@ -241,10 +242,7 @@ fn the_typed_fold_creates_the_missing_conv_bias() {
     let fc: Linear = LinearConfig::new(3, 4).init(&device);
     let bn3 = trained(BatchNormConfig::new(3).init(&device), &device);
     let err = fc.fold_batch_norm(&bn3).unwrap_err();
-    assert!(
-        matches!(err, SpeedupError::UnsupportedFusion { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, QuantError::UnsupportedFusion { .. }), "{err}");
     let folded = fc.fold_batch_norm(&bn).unwrap();
     let x = Tensor::<2>::random([5, 3], Distribution::Default, &device);
     let diff = max_abs_diff(bn.forward(fc.forward(x.clone())), folded.forward(x));

@@ -16,21 +16,21 @@ use std::collections::BTreeMap;
 use burn::module::{Module, Param, Reparameterization, Reparameterizer};
 use burn::prelude::*;
 
-use crate::config::Mode;
-use crate::granularity::{Granularity, Scaling};
-use crate::index::{param_handles, read_flat};
-use crate::mask::deep_copy;
-use crate::paths::{params_of_rank, set_param_values};
-use crate::quant::{
+use crate::{
     CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,
     fake_quant, quant_bounds, quant_scaling,
 };
-use crate::registry::{QuantMethod, Quantizer};
-use crate::scores::{block_expand, pad4};
-use crate::train::TrainHooks;
-use crate::{
+use compress_core::Mode;
+use compress_core::TrainHooks;
+use compress_core::deep_copy;
+use compress_core::{
     CompressConfig, CompressError, Dense, ModuleIndex, QuantDtype, QuantParams, QuantScheme, Result,
 };
+use compress_core::{Granularity, Scaling};
+use compress_core::{QuantMethod, Quantizer};
+use compress_core::{block_expand, pad4};
+use compress_core::{param_handles, read_flat};
+use compress_core::{params_of_rank, set_param_values};
 
 /// One quantized parameter.
 #[derive(Debug, Clone)]
@@ -333,7 +333,7 @@ impl WeightQuantization {
                     }
                 }
                 QuantMethod::LsqPlus => {
-                    let (scale, zero_point) = crate::quant::qparams_from_range(
+                    let (scale, zero_point) = crate::qparams_from_range(
                         &observed.tracked_min,
                         &observed.tracked_max,
                         t.dtype,
@@ -571,4 +571,49 @@ impl<M: Module> TrainHooks<M> for WeightQuantization {
             }
         }
     }
+}
+
+/// How the graph replay rebuilds a fake-quantized parameter from what a module visitor sees
+/// (the base, `scale`, `zero_point` and `spec` = `[qmin, qmax, mode]`).
+fn rebuild_fake_quant(
+    base: compress_graph::DispatchTensor,
+    rank: usize,
+    parts: &BTreeMap<String, compress_graph::DispatchTensor>,
+) -> std::result::Result<compress_graph::DispatchTensor, String> {
+    let get = |k: &str| {
+        parts
+            .get(k)
+            .cloned()
+            .ok_or_else(|| format!("the fake quantization lacks its '{k}'"))
+    };
+    let spec: Tensor<1> = Tensor::from_dispatch(get("spec")?);
+    let spec = spec
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|_| "the fake quantization has a bad spec".to_string())?;
+    let [qmin, qmax, mode] = spec[..] else {
+        return Err(format!(
+            "the fake quantization's spec has {} values, not 3",
+            spec.len()
+        ));
+    };
+    let scale: Tensor<4> = Tensor::from_dispatch(get("scale")?);
+    let zero_point: Tensor<4> = Tensor::from_dispatch(get("zero_point")?);
+    macro_rules! rebuild {
+        ($d:literal) => {{
+            let base: Tensor<$d> = Tensor::from_dispatch(base);
+            fake_quant_param(base, scale, zero_point, qmin, qmax, mode as usize).into_dispatch()
+        }};
+    }
+    Ok(match rank {
+        1 => rebuild!(1),
+        2 => rebuild!(2),
+        3 => rebuild!(3),
+        _ => rebuild!(4),
+    })
+}
+
+inventory::submit! {
+    compress_graph::ReparamRebuild { name: FakeQuantReparam::NAME, rebuild: rebuild_fake_quant }
 }

@@ -19,12 +19,12 @@ use burn_ir::{
     NumericOperationIr, OperationIr, TensorId, TensorIr,
 };
 
-use super::Graph;
-use crate::{Result, SpeedupError};
+use crate::capture::Graph;
+use crate::{GraphError, Result};
 
 /// One parameter slice hanging on a channel slot: `param[.., index, ..]` along `axis`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Member {
+pub struct Member {
     /// Parameter path.
     pub param: String,
     /// Axis in Burn's layout.
@@ -54,7 +54,7 @@ pub struct CustomOpRule {
 inventory::collect!(CustomOpRule);
 
 /// `Family::Variant` of an op (`NumericFloat::Sort`), from its Debug form's leading identifiers.
-pub(crate) fn op_name(op: &OperationIr) -> String {
+pub fn op_name(op: &OperationIr) -> String {
     fn head(debug: String) -> String {
         debug
             .split(|c: char| !c.is_alphanumeric() && c != '_')
@@ -99,20 +99,25 @@ enum Value {
 
 /// A grouped (not depthwise) conv: its output channels must stay balanced across groups.
 #[derive(Debug, Clone)]
-pub(crate) struct GroupedConv {
+pub struct GroupedConv {
+    /// The conv's layer path.
     pub layer: String,
+    /// Its group count.
     pub groups: usize,
+    /// The channel slots of its outputs (see [`Analysis::find`]).
     pub out_slots: Vec<usize>,
 }
 
-/// The result of running the rules over a graph.
+/// The result of running every op's channel rule over a graph: a union-find of channel slots,
+/// the parameter slices that hang on each class, and the reasons a class is pinned.
 #[derive(Debug, Default)]
-pub(crate) struct Analysis {
+pub struct Analysis {
     parent: Vec<usize>,
     members: Vec<Vec<Member>>,
     pins: Vec<Vec<String>>,
     values: HashMap<TensorId, Value>,
     last_layer: Option<String>,
+    /// Grouped (not depthwise) convs met on the way.
     pub grouped_convs: Vec<GroupedConv>,
 }
 
@@ -122,6 +127,9 @@ fn layer_of(param: &str) -> &str {
 
 impl Analysis {
     /// Run every op's rule.
+    ///
+    /// # Errors
+    /// [`GraphError::UnsupportedOp`] for an op without a rule that touches channels.
     pub fn run(graph: &Graph) -> Result<Self> {
         let mut a = Analysis::default();
         for (i, op) in graph.ops.iter().enumerate() {
@@ -137,6 +145,7 @@ impl Analysis {
         self.parent.len() - 1
     }
 
+    /// The class (root slot) of slot `s`.
     pub fn find(&mut self, mut s: usize) -> usize {
         while self.parent[s] != s {
             self.parent[s] = self.parent[self.parent[s]];
@@ -227,8 +236,8 @@ impl Analysis {
         }
     }
 
-    fn unsupported(&self, index: usize, op: &OperationIr) -> SpeedupError {
-        SpeedupError::UnsupportedOp {
+    fn unsupported(&self, index: usize, op: &OperationIr) -> GraphError {
+        GraphError::UnsupportedOp {
             op: op_name(op),
             index,
             location: self.location(),

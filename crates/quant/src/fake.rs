@@ -3,10 +3,10 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::params::{quant_bounds, torch_clamp};
-use crate::config::QuantDtype;
-use crate::dense::strides;
-use crate::{CompressError, Dense, Result};
+use crate::params::{quant_bounds, torch_clamp};
+use compress_core::QuantDtype;
+use compress_core::strides;
+use compress_core::{CompressError, Dense, Result};
 
 /// How gradients cross [`fake_quant`] (rounding has no useful gradient of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

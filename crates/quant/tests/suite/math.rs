@@ -9,8 +9,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use compress_core::testing::Nested;
 use compress_core::testing::oracle::{json_dense as dense, nni_quant, transpose};
 use compress_core::{
-    CalibrationConfig, CalibrationEntry, CompressError, Dense, EmaObserver, FakeQuantGrad,
-    Granularity, MinMaxObserver, ModuleIndex, Observer, QuantDtype, QuantParams, QuantScheme,
+    CompressError, Dense, Granularity, ModuleIndex, QuantDtype, QuantParams, QuantScheme,
+};
+use compress_quant::{
+    CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,
     broadcast_qparam, fake_quant, fake_quant_dense, per_tensor_scaling, qparams_from_range,
     quant_bounds, quant_scaling, symmetric_zero_point,
 };

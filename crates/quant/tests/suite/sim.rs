@@ -7,7 +7,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use compress_core::testing::oracle::{config_from_json, json_dense as dense, nni_quant, transpose};
 use compress_core::{Dense, ModuleIndex, QuantMethod, Quantizer};
-use compress_speedup::{QuantSim, SimPhase};
+use compress_quant::{QuantSim, SimPhase};
 use serde_json::Value;
 
 #[derive(Module, Debug)]
@@ -121,7 +121,7 @@ fn calibration_without_data_is_refused_and_a_loaded_calibration_reproduces_the_o
 
     let calibration = sim.calibrate(&net, [x.clone()], forward).unwrap();
     let json = calibration.to_nni_json(&index).unwrap();
-    let loaded = compress_core::CalibrationConfig::from_nni_json(&json, &index).unwrap();
+    let loaded = compress_quant::CalibrationConfig::from_nni_json(&json, &index).unwrap();
     let fresh = QuantSim::new(&Ptq, &config, &index).unwrap();
     let simulated = fresh.load_calibration(&net, &loaded).unwrap();
     let y = fresh.forward(&simulated, x, forward).unwrap();

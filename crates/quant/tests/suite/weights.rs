@@ -3,10 +3,8 @@
 
 use burn::prelude::*;
 use compress_core::testing::{Nested, test_device};
-use compress_core::{
-    CompressConfig, Dense, ModuleIndex, QuantDtype, QuantMethod, Quantizer, WeightQuantization,
-    fake_quant_dense,
-};
+use compress_core::{CompressConfig, Dense, ModuleIndex, QuantDtype, QuantMethod, Quantizer};
+use compress_quant::{WeightQuantization, fake_quant_dense};
 
 struct Method(QuantMethod);
 
@@ -144,7 +142,8 @@ fn bnn_and_dorefa_weights_take_their_grids() {
 
 #[test]
 fn qat_attaches_at_quant_start_step_and_follows_the_ema_range() {
-    use compress_core::{TrainHooks, WeightQuantization as Wq};
+    use compress_core::TrainHooks;
+    use compress_quant::WeightQuantization as Wq;
     let device = test_device().autodiff();
     let model = Nested::new(&device);
     let index = ModuleIndex::from_module(&model);
@@ -207,7 +206,7 @@ fn activation_targets_are_skipped_and_mismatched_calibrations_refused() {
     assert!(err.to_string().contains("'stem.weight'"), "{err}");
     // A calibration without the target.
     let err = per_tensor
-        .simulate(&model, &compress_core::CalibrationConfig::new())
+        .simulate(&model, &compress_quant::CalibrationConfig::new())
         .unwrap_err();
     assert!(
         err.to_string().contains("no entry for 'stem.weight'"),

@@ -8,7 +8,7 @@ use burn_ir::{
 };
 use serde::Serialize;
 
-use crate::graph::Graph;
+use crate::capture::Graph;
 
 /// The cost of one forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

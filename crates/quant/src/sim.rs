@@ -6,16 +6,19 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
+use crate::{
+    CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,
+    WeightQuantization, fake_quant, quant_bounds,
+};
 use burn::module::Module;
 use burn::prelude::*;
 use compress_core::{
-    CalibrationConfig, CalibrationEntry, CompressConfig, CompressError, Dense, EmaObserver,
-    FakeQuantGrad, Granularity, MinMaxObserver, ModuleIndex, Observer, QuantDtype, QuantMethod,
-    QuantScheme, Quantizer, TrainHooks, WeightQuantization, fake_quant, quant_bounds,
+    CompressConfig, CompressError, Dense, Granularity, ModuleIndex, QuantDtype, QuantMethod,
+    QuantScheme, Quantizer, TrainHooks,
 };
 
-use crate::replay::{Replay, Site, Tap};
-use crate::{Result, SpeedupError};
+use crate::{QuantError, Result};
+use compress_graph::{Replay, Site, Tap};
 
 /// One quantized activation.
 #[derive(Debug, Clone)]
@@ -65,7 +68,7 @@ pub struct QuantSim {
     weights: RefCell<WeightQuantization>,
     taps: RefCell<Taps>,
     replays: RefCell<HashMap<Vec<usize>, Replay>>,
-    error: RefCell<Option<SpeedupError>>,
+    error: RefCell<Option<QuantError>>,
 }
 
 impl QuantSim {
@@ -106,7 +109,7 @@ impl QuantSim {
                 Granularity::Default => false,
                 Granularity::PerChannel => true,
                 other => {
-                    return Err(SpeedupError::Core(CompressError::Algorithm {
+                    return Err(QuantError::Core(CompressError::Algorithm {
                         algorithm: "quantization".into(),
                         message: format!(
                             "'{}': activations are quantized per tensor or per_channel, not {other:?}",
@@ -119,7 +122,7 @@ impl QuantSim {
             let scaling = if per_channel {
                 Granularity::PerChannel.scaling(2, None, None, &t.path)?
             } else {
-                compress_core::per_tensor_scaling()
+                crate::per_tensor_scaling()
             };
             let observer: Box<dyn Observer> = match method {
                 QuantMethod::Ema { decay, .. } => {
@@ -186,7 +189,7 @@ impl QuantSim {
     /// dropped.
     ///
     /// # Errors
-    /// [`SpeedupError::Core`] "calibration with no data" when `batches` is empty and there are
+    /// [`QuantError::Core`] "calibration with no data" when `batches` is empty and there are
     /// activation targets; capture, replay and observer errors.
     pub fn calibrate<M: Module, const DI: usize, const DO: usize>(
         &mut self,
@@ -210,7 +213,7 @@ impl QuantSim {
                 seen += 1;
             }
             if seen == 0 {
-                return Err(SpeedupError::Core(CompressError::Algorithm {
+                return Err(QuantError::Core(CompressError::Algorithm {
                     algorithm: "quantization".into(),
                     message: "calibration with no data: activation targets need at least one batch"
                         .into(),
@@ -254,7 +257,7 @@ impl QuantSim {
         let replays = batches
             .iter()
             .map(|x| Replay::capture(model, x.dims(), classify))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<compress_graph::Result<Vec<_>>>()?;
         let mut order: Vec<String> = Vec::new();
         for l in replays.first().map(|r| r.layers()).unwrap_or_default() {
             if quantized.contains(&l.layer) && !order.contains(&l.layer) {
@@ -322,7 +325,7 @@ impl QuantSim {
         for s in taps.states.values_mut() {
             let name = s.target.site.target_name();
             let e = calibration.get(&s.target.module, name).ok_or_else(|| {
-                SpeedupError::Core(CompressError::Algorithm {
+                QuantError::Core(CompressError::Algorithm {
                     algorithm: "quantization".into(),
                     message: format!(
                         "the calibration has no entry for '{}.{name}'",
@@ -399,7 +402,7 @@ impl QuantSim {
         }
         let replay = &replays[&shape];
         let mut taps = self.taps.borrow_mut();
-        replay.run(model, x, &mut *taps)
+        Ok(replay.run(model, x, &mut *taps)?)
     }
 
     /// [`forward`](Self::forward) for closures that cannot fail (a training loop): an error is
@@ -420,7 +423,7 @@ impl QuantSim {
     }
 
     /// The first error a recorded forward or a training update (QAT's weight ranges) hit.
-    pub fn take_error(&self) -> Option<SpeedupError> {
+    pub fn take_error(&self) -> Option<QuantError> {
         if let Some(e) = self.weights.borrow_mut().take_error() {
             return Some(e.into());
         }
@@ -476,7 +479,13 @@ impl Tap for Taps {
         self.states.contains_key(&(layer.to_string(), site))
     }
 
-    fn tap(&mut self, layer: &str, site: Site, rank: usize, value: Tensor<3>) -> Result<Tensor<3>> {
+    fn tap(
+        &mut self,
+        layer: &str,
+        site: Site,
+        rank: usize,
+        value: Tensor<3>,
+    ) -> compress_graph::Result<Tensor<3>> {
         let phase = self.phase;
         let method = self.method;
         let started = match method {
@@ -560,7 +569,12 @@ fn binarize(x: Tensor<3>, site: Site) -> Tensor<3> {
 
 /// DoReFa on an activation (NNI's `DoReFaQuantizer`): an input is fake-quantized with the
 /// current batch's range; an output is clamped to `[0, 1]` and quantized on that fixed range.
-fn dorefa(x: Tensor<3>, site: Site, t: &ActivationTarget, layer: &str) -> Result<Tensor<3>> {
+fn dorefa(
+    x: Tensor<3>,
+    site: Site,
+    t: &ActivationTarget,
+    layer: &str,
+) -> compress_graph::Result<Tensor<3>> {
     let device = x.device();
     let (qmin, qmax) = quant_bounds(t.dtype);
     let scalar = |v: f32| Tensor::<3>::from_data(TensorData::new(vec![v], [1, 1, 1]), &device);
@@ -574,7 +588,7 @@ fn dorefa(x: Tensor<3>, site: Site, t: &ActivationTarget, layer: &str) -> Result
                 Dense::new(vec![1], vec![range.data()[1]]),
             );
             let scheme = t.scheme.unwrap_or(QuantScheme::Affine);
-            let (scale, zp) = compress_core::qparams_from_range(&mn, &mx, t.dtype, scheme);
+            let (scale, zp) = crate::qparams_from_range(&mn, &mx, t.dtype, scheme);
             Ok(fake_quant(
                 x,
                 scalar(scale.data()[0]),
@@ -630,7 +644,13 @@ impl Tap for ChannelMeans {
         site == Site::Output && self.layers.contains(layer)
     }
 
-    fn tap(&mut self, layer: &str, _: Site, _: usize, value: Tensor<3>) -> Result<Tensor<3>> {
+    fn tap(
+        &mut self,
+        layer: &str,
+        _: Site,
+        _: usize,
+        value: Tensor<3>,
+    ) -> compress_graph::Result<Tensor<3>> {
         let [d0, c, rest] = value.dims();
         let sums = value
             .clone()

@@ -1,8 +1,6 @@
 //! Graph capture: one forward pass recorded on `Device::capture()`, with every parameter's tensor
 //! id mapped to its dotted path.
 
-mod rules;
-
 use std::collections::HashMap;
 
 use burn::backend::Capture;
@@ -10,10 +8,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn_ir::{OperationIr, TensorId};
 
-use crate::{Result, SpeedupError};
-
-pub(crate) use rules::{Analysis, Member, op_name};
-pub use rules::{CustomOpRule, RuleKind};
+use crate::{GraphError, Result};
 
 /// A captured forward pass.
 #[derive(Debug, Clone)]
@@ -35,7 +30,7 @@ pub struct Graph {
 /// records one concrete execution: control flow is baked in for that input.
 ///
 /// # Errors
-/// [`SpeedupError::Capture`] when Burn refuses the capture.
+/// [`GraphError::Capture`] when Burn refuses the capture.
 pub fn capture<M: Module, const D: usize>(
     model: &M,
     forward: impl FnOnce(&M, &Device) -> Tensor<D>,
@@ -61,9 +56,9 @@ pub fn capture<M: Module, const D: usize>(
                 }
             }
         })
-        .map_err(|e| SpeedupError::Capture(e.to_string()))?;
+        .map_err(|e| GraphError::Capture(e.to_string()))?;
     if let Some(f) = failure {
-        return Err(SpeedupError::Capture(f));
+        return Err(GraphError::Capture(f));
     }
     Ok(Graph {
         ops: captured.graph.operations,

@@ -23,7 +23,7 @@ use burn_ir::{
     ModuleOperationIr as Mo, NumericOperationIr as N, OperationIr as O, TensorId, TensorIr,
 };
 
-use crate::{Graph, Result, SpeedupError};
+use crate::{Graph, GraphError, Result};
 
 type B = Dispatch;
 
@@ -99,7 +99,7 @@ impl Replay {
     /// Capture `forward` of `model` for inputs of `input_shape`.
     ///
     /// # Errors
-    /// [`SpeedupError::Capture`] when Burn refuses the capture.
+    /// [`GraphError::Capture`] when Burn refuses the capture.
     pub fn capture<M: Module, const DI: usize, const DO: usize>(
         model: &M,
         input_shape: [usize; DI],
@@ -109,7 +109,7 @@ impl Replay {
         // Reparameterizations (fake quantization, soft masks) would record their own ops on
         // every `val()`: capture the folded values. The replay reads `val()` live.
         let plain = compress_core::deep_copy(model).materialize();
-        let graph = crate::graph::capture(&plain, |m, device| {
+        let graph = crate::capture::capture(&plain, |m, device| {
             let x = Tensor::<DI>::zeros(input_shape, device);
             input.set(
                 x.clone()
@@ -121,12 +121,12 @@ impl Replay {
         })?;
         let input = input
             .get()
-            .ok_or_else(|| SpeedupError::Capture("the input is not a capture tensor".into()))?;
+            .ok_or_else(|| GraphError::Capture("the input is not a capture tensor".into()))?;
         let output = graph
             .outputs
             .first()
             .copied()
-            .ok_or_else(|| SpeedupError::Capture("the forward has no output".into()))?;
+            .ok_or_else(|| GraphError::Capture("the forward has no output".into()))?;
         let layers = find_layers(&graph);
         let mut taps: HashMap<TensorId, Vec<(String, Site)>> = HashMap::new();
         for l in &layers {
@@ -160,7 +160,7 @@ impl Replay {
     /// Run the graph on `input`'s device with `model`'s current parameters.
     ///
     /// # Errors
-    /// [`SpeedupError::Replay`] when the input shape differs from the captured one, a parameter
+    /// [`GraphError::Replay`] when the input shape differs from the captured one, a parameter
     /// is missing, or an op has no replay rule (named); the tap's errors.
     pub fn run<M: Module, const DI: usize, const DO: usize>(
         &self,
@@ -169,7 +169,7 @@ impl Replay {
         tap: &mut dyn Tap,
     ) -> Result<Tensor<DO>> {
         if input.dims().as_slice() != self.input_shape.as_slice() {
-            return Err(SpeedupError::Replay(format!(
+            return Err(GraphError::Replay(format!(
                 "input shape {:?} differs from the captured {:?}",
                 input.dims(),
                 self.input_shape
@@ -197,7 +197,7 @@ impl Replay {
                 }
                 let value = match self.graph.params.get(&id) {
                     Some(path) => params.get(path).cloned().ok_or_else(|| {
-                        SpeedupError::Replay(format!("the model has no parameter '{path}'"))
+                        GraphError::Replay(format!("the model has no parameter '{path}'"))
                     })?,
                     None => constant(&self.graph, &init.out, &device)?,
                 };
@@ -225,7 +225,7 @@ impl Replay {
         }
         let out = env
             .remove(&self.output)
-            .ok_or_else(|| SpeedupError::Replay("the graph did not produce its output".into()))?;
+            .ok_or_else(|| GraphError::Replay("the graph did not produce its output".into()))?;
         Ok(Tensor::from_dispatch(out))
     }
 
@@ -238,7 +238,7 @@ impl Replay {
     ) -> Result<(TensorId, DispatchTensor)> {
         let get = |t: &TensorIr, env: &HashMap<TensorId, DispatchTensor>| {
             env.get(&t.id).cloned().ok_or_else(|| {
-                SpeedupError::Replay(format!(
+                GraphError::Replay(format!(
                     "op {i} reads tensor {:?} that is not computed",
                     t.id
                 ))
@@ -247,9 +247,9 @@ impl Replay {
         // A tapped layer input is some earlier op's output (or the graph input), already tapped
         // when it was produced.
         let unsupported = || {
-            SpeedupError::Replay(format!(
+            GraphError::Replay(format!(
                 "op {i} ({}) has no replay rule",
-                crate::graph::op_name(op)
+                crate::rules::op_name(op)
             ))
         };
         let (out, value) = match op {
@@ -448,7 +448,7 @@ fn apply_tap(
     let t: Tensor<3> = Tensor::from_dispatch(B::float_reshape(value, BShape::from(three.to_vec())));
     let out = tap.tap(layer, site, dims.len(), t)?;
     if out.dims() != three {
-        return Err(SpeedupError::Replay(format!(
+        return Err(GraphError::Replay(format!(
             "the tap at {layer} {} changed the shape {three:?} to {:?}",
             site.target_name(),
             out.dims()
@@ -460,7 +460,7 @@ fn apply_tap(
 /// A constant of the capture (a tensor created inside the forward) on `device`.
 fn constant(graph: &Graph, t: &TensorIr, device: &Device) -> Result<DispatchTensor> {
     let data = graph.values.get(&t.id).cloned().ok_or_else(|| {
-        SpeedupError::Replay(format!("no captured value for constant tensor {:?}", t.id))
+        GraphError::Replay(format!("no captured value for constant tensor {:?}", t.id))
     })?;
     let device = device.as_dispatch();
     Ok(if t.dtype.is_float() {
@@ -472,31 +472,53 @@ fn constant(graph: &Graph, t: &TensorIr, device: &Device) -> Result<DispatchTens
     })
 }
 
-/// Every parameter's current value by path: `Param::val()`, with [`FakeQuantReparam`]s
-/// applied (a visitor sees a reparameterized parameter's base and the reparameterization's own
-/// parameters separately, so the value is rebuilt with [`fake_quant_param`]). Other
-/// reparameterizations cannot be rebuilt and are an error naming the parameter.
+/// How the replay rebuilds a parameter that carries a Burn `Reparameterization`: a visitor sees
+/// the base value and the reparameterization's own parameters separately, so the effective value
+/// (`Param::val()`) is recomputed from them. Crates that define a reparameterization the replay
+/// must apply (compress-quant's fake quantization) submit one with `inventory::submit!`.
 ///
-/// [`FakeQuantReparam`]: compress_core::FakeQuantReparam
-/// [`fake_quant_param`]: compress_core::fake_quant_param
+/// A reparameterization without a registered rebuild is an error naming the parameter (the
+/// replay never silently runs on the base value).
+#[derive(Debug)]
+pub struct ReparamRebuild {
+    /// The reparameterization's `NAME`.
+    pub name: &'static str,
+    /// The effective value from the base (of rank `rank`) and the reparameterization's
+    /// parameters by field name; an error message on failure.
+    pub rebuild: fn(
+        base: DispatchTensor,
+        rank: usize,
+        parts: &BTreeMap<String, DispatchTensor>,
+    ) -> std::result::Result<DispatchTensor, String>,
+}
+
+inventory::collect!(ReparamRebuild);
+
+fn rebuild_for(name: &str) -> Option<&'static ReparamRebuild> {
+    inventory::iter::<ReparamRebuild>
+        .into_iter()
+        .find(|r| r.name == name)
+}
+
+/// Every parameter's current value by path: `Param::val()`, reparameterizations applied
+/// through their registered [`ReparamRebuild`]. Other reparameterizations are an error naming
+/// the parameter.
 fn live_params<M: Module>(model: &M) -> Result<BTreeMap<String, DispatchTensor>> {
-    use burn::module::Reparameterization;
-    use compress_core::FakeQuantReparam;
     #[derive(Default)]
     struct Collect {
         stack: Vec<String>,
         found: BTreeMap<String, DispatchTensor>,
         /// The last base visited: path, value, rank.
         base: Option<(String, DispatchTensor, usize)>,
-        /// Inside a fake-quant reparameterization: its parameters by field name.
-        parts: Option<BTreeMap<String, DispatchTensor>>,
+        /// Inside a registered reparameterization: its rebuild and parameters by field name.
+        parts: Option<(&'static ReparamRebuild, BTreeMap<String, DispatchTensor>)>,
         unsupported: Option<String>,
     }
     impl ModuleVisitor for Collect {
         fn enter_module(&mut self, name: &str, container: &str) {
             if container == "Reparameterization" {
-                if name == FakeQuantReparam::NAME {
-                    self.parts = Some(BTreeMap::new());
+                if let Some(rebuild) = rebuild_for(name) {
+                    self.parts = Some((rebuild, BTreeMap::new()));
                 } else if self.unsupported.is_none() {
                     let path = self.base.as_ref().map_or("?", |b| b.0.as_str());
                     self.unsupported = Some(format!(
@@ -509,49 +531,28 @@ fn live_params<M: Module>(model: &M) -> Result<BTreeMap<String, DispatchTensor>>
         }
         fn exit_module(&mut self, name: &str, container: &str) {
             self.stack.pop();
-            if container != "Reparameterization" || name != FakeQuantReparam::NAME {
+            if container != "Reparameterization" || rebuild_for(name).is_none() {
                 return;
             }
-            let (Some(parts), Some((path, base, rank))) = (self.parts.take(), self.base.take())
+            let (Some((rebuild, parts)), Some((path, base, rank))) =
+                (self.parts.take(), self.base.take())
             else {
                 return;
             };
-            let get = |k: &str| parts.get(k).cloned();
-            let (Some(scale), Some(zp), Some(spec)) =
-                (get("scale"), get("zero_point"), get("spec"))
-            else {
-                self.unsupported = Some(format!(
-                    "fake quantization of '{path}' lacks its parameters"
-                ));
-                return;
-            };
-            let spec: Tensor<1> = Tensor::from_dispatch(spec);
-            let Ok(spec) = spec.into_data().convert::<f32>().try_into_vec::<f32>() else {
-                self.unsupported = Some(format!("fake quantization of '{path}' has a bad spec"));
-                return;
-            };
-            let (scale, zp): (Tensor<4>, Tensor<4>) =
-                (Tensor::from_dispatch(scale), Tensor::from_dispatch(zp));
-            let (qmin, qmax, mode) = (spec[0], spec[1], spec[2] as usize);
-            macro_rules! rebuild {
-                ($d:literal) => {{
-                    let base: Tensor<$d> = Tensor::from_dispatch(base);
-                    compress_core::fake_quant_param(base, scale, zp, qmin, qmax, mode)
-                        .into_dispatch()
-                }};
+            match (rebuild.rebuild)(base, rank, &parts) {
+                Ok(value) => {
+                    self.found.insert(path, value);
+                }
+                Err(message) => {
+                    self.unsupported
+                        .get_or_insert(format!("'{path}' ({name}): {message}"));
+                }
             }
-            let value = match rank {
-                1 => rebuild!(1),
-                2 => rebuild!(2),
-                3 => rebuild!(3),
-                _ => rebuild!(4),
-            };
-            self.found.insert(path, value);
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let value = param.val().into_dispatch();
             match &mut self.parts {
-                Some(parts) => {
+                Some((_, parts)) => {
                     let field = self.stack.last().cloned().unwrap_or_default();
                     parts.insert(field, value);
                 }
@@ -566,7 +567,7 @@ fn live_params<M: Module>(model: &M) -> Result<BTreeMap<String, DispatchTensor>>
     let mut c = Collect::default();
     model.visit(&mut c);
     match c.unsupported {
-        Some(message) => Err(SpeedupError::Replay(message)),
+        Some(message) => Err(GraphError::Replay(message)),
         None => Ok(c.found),
     }
 }

@@ -32,9 +32,9 @@ use burn_ir::{
 };
 use compress_core::{Dense, ModuleIndex};
 
-use crate::graph::{Graph, capture};
-use crate::quantized::read_float_params;
-use crate::{Result, SpeedupError};
+use crate::export::read_float_params;
+use crate::{QuantError, Result};
+use compress_graph::{Graph, capture};
 
 /// Fold each group's BatchNorm into the layer before it, on a deep copy of `model` (the input
 /// model, running statistics included, is never changed).
@@ -60,17 +60,17 @@ use crate::{Result, SpeedupError};
 /// let x = Tensor::<2>::ones([2, 4], &device);
 /// let diff = (forward(&net, x.clone()) - forward(&fused, x)).abs().max().into_scalar::<f32>();
 /// assert!(diff < 1e-6);
-/// # Ok::<(), compress_speedup::SpeedupError>(())
+/// # Ok::<(), compress_speedup::QuantError>(())
 /// ```
 ///
 /// # Errors
-/// - [`SpeedupError::UnknownModule`]: a path that is not a module of the model;
-/// - [`SpeedupError::UnsupportedFusion`]: a group of the wrong length or layer types, a layer
+/// - [`QuantError::UnknownModule`]: a path that is not a module of the model;
+/// - [`QuantError::UnsupportedFusion`]: a group of the wrong length or layer types, a layer
 ///   named twice or called more than once in the forward, channel counts that differ, a Linear
 ///   whose output is not `[batch, features]`, a missing ReLU, or an epsilon of 1 or more;
-/// - [`SpeedupError::NotAdjacent`]: the BatchNorm does not read the layer's output, or
+/// - [`QuantError::NotAdjacent`]: the BatchNorm does not read the layer's output, or
 ///   something else reads it too;
-/// - [`SpeedupError::Capture`]: the capture itself failed.
+/// - [`QuantError::Graph`]: the capture itself failed.
 pub fn fuse_bn<M, G, S, const D: usize>(
     model: &M,
     groups: &[G],
@@ -96,7 +96,7 @@ where
         values
             .get(&path)
             .cloned()
-            .ok_or(SpeedupError::UnknownParam { path })
+            .ok_or(QuantError::UnknownParam { path })
     };
 
     let mut new = BTreeMap::new();
@@ -115,14 +115,13 @@ where
             None
         };
         let (w, b) = fold(&weight, bias.as_ref(), g.axis, &bn);
-        let identity_var =
-            identity_variance(eps).ok_or_else(|| SpeedupError::UnsupportedFusion {
-                group: g.names.clone(),
-                reason: format!(
-                    "epsilon {eps} of '{}' is 1 or more: no variance makes it an identity",
-                    g.bn
-                ),
-            })?;
+        let identity_var = identity_variance(eps).ok_or_else(|| QuantError::UnsupportedFusion {
+            group: g.names.clone(),
+            reason: format!(
+                "epsilon {eps} of '{}' is 1 or more: no variance makes it an identity",
+                g.bn
+            ),
+        })?;
         let n = bn.gamma.len();
         new.insert(format!("{}.weight", g.layer), w);
         let beta = if g.has_bias {
@@ -155,8 +154,8 @@ pub trait FoldBatchNorm: Sized {
     /// This layer with `bn` (running statistics) folded into its weight and bias.
     ///
     /// # Errors
-    /// [`SpeedupError::UnsupportedFusion`] when the channel counts differ, and
-    /// [`SpeedupError::Core`] when a tensor cannot be read.
+    /// [`QuantError::UnsupportedFusion`] when the channel counts differ, and
+    /// [`QuantError::Core`] when a tensor cannot be read.
     fn fold_batch_norm(&self, bn: &BatchNorm) -> Result<Self>;
 }
 
@@ -172,7 +171,7 @@ macro_rules! fold_layer {
                 let stats = BnStats::of(bn)?;
                 let channels = weight.shape()[$axis];
                 if stats.gamma.len() != channels {
-                    return Err(SpeedupError::UnsupportedFusion {
+                    return Err(QuantError::UnsupportedFusion {
                         group: vec![stringify!($ty).to_string(), "BatchNorm".to_string()],
                         reason: format!(
                             "{channels} output channels, the BatchNorm has {}",
@@ -315,7 +314,7 @@ fn check_groups<G: AsRef<[S]>, S: AsRef<str>>(
     let mut out = Vec::new();
     for g in groups {
         let names: Vec<String> = g.as_ref().iter().map(|s| s.as_ref().to_string()).collect();
-        let bad = |reason: String| SpeedupError::UnsupportedFusion {
+        let bad = |reason: String| QuantError::UnsupportedFusion {
             group: names.clone(),
             reason,
         };
@@ -332,12 +331,12 @@ fn check_groups<G: AsRef<[S]>, S: AsRef<str>>(
         }
         let l = index
             .layer(layer)
-            .ok_or_else(|| SpeedupError::UnknownModule {
+            .ok_or_else(|| QuantError::UnknownModule {
                 path: layer.clone(),
             })?;
         let b = index
             .layer(bn)
-            .ok_or_else(|| SpeedupError::UnknownModule { path: bn.clone() })?;
+            .ok_or_else(|| QuantError::UnknownModule { path: bn.clone() })?;
         let (axis, linear) = match l.type_name.as_str() {
             "Conv1d" | "Conv2d" | "Conv3d" => (0, false),
             "Linear" => (1, true),
@@ -512,12 +511,12 @@ impl<'a> GraphView<'a> {
 
     /// Check one group on the graph; its BatchNorm's epsilon.
     fn check(&self, g: &Group) -> Result<f32> {
-        let not_adjacent = |reason: String| SpeedupError::NotAdjacent {
+        let not_adjacent = |reason: String| QuantError::NotAdjacent {
             layer: g.layer.clone(),
             bn: g.bn.clone(),
             reason,
         };
-        let unsupported = |reason: String| SpeedupError::UnsupportedFusion {
+        let unsupported = |reason: String| QuantError::UnsupportedFusion {
             group: g.names.clone(),
             reason,
         };

@@ -10,9 +10,10 @@ use burn::store::{BurnpackStore, ModuleStore};
 use burn::tensor::DType;
 use burn::tensor::quantization::QuantStore;
 use compress_core::Dense;
-use compress_speedup::{
-    AffinePolicy, QuantBits, QuantLevel, SpeedupError, WeightQuant, load_quantized,
-    quantize_layers, quantize_weights, quantized_params, save_quantized,
+use compress_quant::QuantError;
+use compress_quant::{
+    AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
+    quantize_weights, quantized_params, save_quantized,
 };
 use compress_zoo::{LeNet5, LeNet300100};
 
@@ -360,7 +361,7 @@ fn affine_calibration_is_refused_by_default_and_requantized_on_request() {
     let plan = BTreeMap::from([("fc1.weight".to_string(), affine)]);
     let err = quantize_weights(&model, &plan, AffinePolicy::Error).unwrap_err();
     assert!(
-        matches!(&err, SpeedupError::UnsupportedQuant { path, .. } if path == "fc1.weight"),
+        matches!(&err, QuantError::UnsupportedQuant { path, .. } if path == "fc1.weight"),
         "{err}"
     );
     assert!(err.to_string().contains("affine"), "{err}");
@@ -391,9 +392,9 @@ fn bad_requests_are_typed_errors() {
     let q8 = |level| WeightQuant::new(QuantBits::Q8S, level);
 
     let err = one("fc9.weight", q8(QuantLevel::PerTensor)).unwrap_err();
-    assert!(matches!(&err, SpeedupError::UnknownParam { path } if path == "fc9.weight"));
+    assert!(matches!(&err, QuantError::UnknownParam { path } if path == "fc9.weight"));
     let err = quantize_layers(&model, &["fc9"], &q8(QuantLevel::PerTensor)).unwrap_err();
-    assert!(matches!(&err, SpeedupError::UnknownModule { path } if path == "fc9"));
+    assert!(matches!(&err, QuantError::UnknownModule { path } if path == "fc9"));
     // A block that does not tile fc2 [120, 84], one past Burn's u8 extents, too many dims.
     for level in [
         QuantLevel::PerBlock(vec![7, 5]),
@@ -403,7 +404,7 @@ fn bad_requests_are_typed_errors() {
     ] {
         let err = one("fc2.weight", q8(level.clone())).unwrap_err();
         assert!(
-            matches!(&err, SpeedupError::UnsupportedQuant { path, .. } if path == "fc2.weight"),
+            matches!(&err, QuantError::UnsupportedQuant { path, .. } if path == "fc2.weight"),
             "{level:?}: {err}"
         );
     }
@@ -414,7 +415,7 @@ fn bad_requests_are_typed_errors() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, SpeedupError::ShapeMismatch { expected, .. } if expected == &[84]),
+        matches!(&err, QuantError::ShapeMismatch { expected, .. } if expected == &[84]),
         "{err}"
     );
     let err = one(
@@ -422,10 +423,7 @@ fn bad_requests_are_typed_errors() {
         q8(QuantLevel::PerTensor).with_scale(Dense::new(vec![1], vec![0.0])),
     )
     .unwrap_err();
-    assert!(
-        matches!(err, SpeedupError::UnsupportedQuant { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, QuantError::UnsupportedQuant { .. }), "{err}");
     // Calibrated scales through the one-scheme convenience, and quantizing twice.
     let err = quantize_layers(
         &model,
@@ -433,10 +431,7 @@ fn bad_requests_are_typed_errors() {
         &q8(QuantLevel::PerTensor).with_scale(Dense::new(vec![1], vec![0.1])),
     )
     .unwrap_err();
-    assert!(
-        matches!(err, SpeedupError::UnsupportedQuant { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, QuantError::UnsupportedQuant { .. }), "{err}");
     let q = quantize_layers(&model, &["fc1"], &q8(QuantLevel::PerTensor)).unwrap();
     let err = quantize_layers(&q, &["fc1"], &q8(QuantLevel::PerTensor)).unwrap_err();
     assert!(err.to_string().contains("already quantized"), "{err}");
@@ -455,10 +450,7 @@ fn a_file_that_does_not_fit_the_model_is_a_typed_error() {
     let file = save_quantized(&q, d.join("q4.bpk")).unwrap();
     // Another architecture (fc1 is [784, 300] there, and it has no convs).
     let err = load_quantized(LeNet300100::new(&device), &file).unwrap_err();
-    assert!(
-        matches!(err, SpeedupError::ModelFileMismatch { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, QuantError::ModelFileMismatch { .. }), "{err}");
     // The same layers under other paths.
     #[derive(Module, Debug)]
     struct Wrapped {
@@ -475,11 +467,8 @@ fn a_file_that_does_not_fit_the_model_is_a_typed_error() {
     let garbage = d.join("garbage.bpk");
     std::fs::write(&garbage, b"not a burnpack file").unwrap();
     let err = load_quantized(LeNet5::new(&device), &garbage).unwrap_err();
-    assert!(
-        matches!(err, SpeedupError::ModelFileMismatch { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, QuantError::ModelFileMismatch { .. }), "{err}");
     let err = load_quantized(LeNet5::new(&device), d.join("missing.bpk")).unwrap_err();
-    assert!(matches!(err, SpeedupError::Io { .. }), "{err}");
+    assert!(matches!(err, QuantError::Io { .. }), "{err}");
     std::fs::remove_dir_all(d).unwrap();
 }

@@ -1,0 +1,163 @@
+//! Fixing non-tensor fields after tensors shrank: [`FixStructure`].
+//!
+//! Pruning (and the speedup that makes it physical) changes tensor shapes; some layers also
+//! hold the sizes as plain fields (a depthwise conv's `groups`, a GroupNorm's `num_channels`,
+//! attention head counts). Every model that is shrunk implements this trait, usually through
+//! [`impl_fix_structure!`](crate::impl_fix_structure). It lives in compress-core so that model
+//! crates (the zoo, users' models) depend on the contracts crate only.
+
+/// Fields that are not tensors but must follow the tensors' new sizes (a depthwise conv's
+/// `groups`, a GroupNorm's `num_channels`, ...).
+///
+/// Implemented for burn-nn's layers, `Vec`, `Option` and tuples; implement it for your own
+/// model with [`impl_fix_structure!`](crate::impl_fix_structure) by listing its module fields.
+pub trait FixStructure {
+    /// Update non-tensor fields from the (shrunk) tensors.
+    fn fix_structure(&mut self);
+}
+
+/// Implement [`FixStructure`] for a struct by visiting the listed module fields:
+/// `impl_fix_structure!(MyNet { conv1, blocks, head });`
+#[macro_export]
+macro_rules! impl_fix_structure {
+    ($ty:ty { $($field:ident),* $(,)? }) => {
+        impl $crate::FixStructure for $ty {
+            fn fix_structure(&mut self) {
+                $( $crate::FixStructure::fix_structure(&mut self.$field); )*
+            }
+        }
+    };
+}
+
+macro_rules! no_structure {
+    ($($ty:ty),*) => { $(impl FixStructure for $ty { fn fix_structure(&mut self) {} })* };
+}
+
+no_structure!(
+    burn::nn::Linear,
+    burn::nn::BatchNorm,
+    burn::nn::LayerNorm,
+    burn::nn::RmsNorm,
+    burn::nn::Embedding,
+    burn::nn::PRelu,
+    burn::nn::Dropout,
+    burn::nn::Relu,
+    burn::nn::Gelu,
+    burn::nn::pool::MaxPool2d,
+    burn::nn::pool::AvgPool2d,
+    burn::nn::pool::AdaptiveAvgPool2d
+);
+
+macro_rules! conv_structure {
+    ($($ty:ty),*) => {$(
+        impl FixStructure for $ty {
+            fn fix_structure(&mut self) {
+                // A depthwise conv (in / groups == 1) whose channels shrank: groups = channels.
+                let dims = self.weight.lazy_shape();
+                if self.groups > 1 && dims[1] == 1 && dims[0] < self.groups {
+                    self.groups = dims[0];
+                }
+            }
+        }
+    )*};
+}
+conv_structure!(
+    burn::nn::conv::Conv1d,
+    burn::nn::conv::Conv2d,
+    burn::nn::conv::Conv3d
+);
+
+macro_rules! conv_transpose_structure {
+    ($($ty:ty),*) => {$(
+        impl FixStructure for $ty {
+            fn fix_structure(&mut self) {
+                let dims = self.weight.lazy_shape();
+                self.channels = [dims[0], dims[1] * self.groups];
+            }
+        }
+    )*};
+}
+conv_transpose_structure!(
+    burn::nn::conv::ConvTranspose1d,
+    burn::nn::conv::ConvTranspose2d,
+    burn::nn::conv::ConvTranspose3d
+);
+
+impl FixStructure for burn::nn::GroupNorm {
+    fn fix_structure(&mut self) {
+        if let Some(g) = &self.gamma {
+            self.num_channels = g.lazy_shape()[0];
+        }
+    }
+}
+
+impl FixStructure for burn::nn::attention::MultiHeadAttention {
+    fn fix_structure(&mut self) {
+        // Head pruning keeps d_k: the head count follows the query projection's width.
+        let inner = self.query.weight.lazy_shape()[1];
+        if self.d_k > 0 && inner.is_multiple_of(self.d_k) {
+            self.n_heads = inner / self.d_k;
+        }
+        self.d_model = self.output.weight.lazy_shape()[1];
+    }
+}
+
+impl FixStructure for burn::nn::transformer::PositionWiseFeedForward {
+    fn fix_structure(&mut self) {}
+}
+
+impl FixStructure for burn::nn::transformer::TransformerEncoderLayer {
+    fn fix_structure(&mut self) {
+        self.mha.fix_structure();
+    }
+}
+
+impl FixStructure for burn::nn::transformer::TransformerEncoder {
+    fn fix_structure(&mut self) {
+        self.layers.fix_structure();
+        if let Some(first) = self.layers.first() {
+            self.d_ff = first.pwff.linear_inner.weight.lazy_shape()[1];
+            self.n_heads = first.mha.n_heads;
+        }
+    }
+}
+
+impl<T: FixStructure> FixStructure for Vec<T> {
+    fn fix_structure(&mut self) {
+        self.iter_mut().for_each(FixStructure::fix_structure);
+    }
+}
+
+impl<T: FixStructure> FixStructure for Option<T> {
+    fn fix_structure(&mut self) {
+        if let Some(t) = self {
+            t.fix_structure();
+        }
+    }
+}
+
+impl<A: FixStructure, B: FixStructure> FixStructure for (A, B) {
+    fn fix_structure(&mut self) {
+        self.0.fix_structure();
+        self.1.fix_structure();
+    }
+}
+
+impl<A: FixStructure, B: FixStructure, C: FixStructure> FixStructure for (A, B, C) {
+    fn fix_structure(&mut self) {
+        self.0.fix_structure();
+        self.1.fix_structure();
+        self.2.fix_structure();
+    }
+}
+
+impl<A: FixStructure, B: FixStructure, C: FixStructure, D: FixStructure> FixStructure
+    for (A, B, C, D)
+{
+    fn fix_structure(&mut self) {
+        self.0.fix_structure();
+        self.1.fix_structure();
+        self.2.fix_structure();
+        self.3.fix_structure();
+    }
+}

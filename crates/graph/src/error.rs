@@ -1,0 +1,32 @@
+//! The one error type of compress-graph.
+
+/// Result alias of this crate.
+pub type Result<T, E = GraphError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while capturing, analysing or replaying a graph.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// Burn refused the capture.
+    #[error("graph capture failed: {0}")]
+    Capture(String),
+    /// An op that has no dependency rule touches a tensor whose channels can be pruned.
+    #[error(
+        "unsupported op '{op}' (op #{index}, {location}): it has no channel rule; register one for custom ops, or exclude the layers that feed it"
+    )]
+    UnsupportedOp {
+        /// The op's kind.
+        op: String,
+        /// Its position in the captured graph.
+        index: usize,
+        /// The last layer before it (`after layer 'fc1'`).
+        location: String,
+    },
+    /// A captured graph that cannot be replayed (input shape, missing parameter, an op without
+    /// a replay rule, named).
+    #[error("graph replay: {0}")]
+    Replay(String),
+    /// An error from compress-core (indexing, a tap's error).
+    #[error(transparent)]
+    Core(#[from] compress_core::CompressError),
+}

@@ -1,0 +1,44 @@
+//! # compress-graph
+//!
+//! The captured-graph layer of burn-compress. Burn has no forward hooks, so everything that must
+//! see a model's dataflow (speedup's channel dependencies, quantization simulation, activation
+//! statistics, distillation taps, cost counting) records one forward pass on
+//! `Device::capture()` and works on the recorded ops.
+//!
+//! ## Contents
+//! - [`capture`]: one forward pass as a [`Graph`], every parameter tensor mapped to its dotted
+//!   path.
+//! - [`Analysis`]: how channel indices flow through every op (DepGraph-style rules); an op that
+//!   has no rule is an error naming it. Custom ops register a [`CustomOpRule`].
+//! - [`Replay`]: execute a captured graph op by op on any device (autodiff included), with a
+//!   [`Tap`] at the input and output of every layer call.
+//! - [`count`] / [`count_flops_params`]: MACs and parameters of a pass, NNI-style rows.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use burn::nn::{Linear, LinearConfig};
+//! use compress_graph::{capture, count};
+//!
+//! let device = Device::flex();
+//! let fc: Linear = LinearConfig::new(4, 8).init(&device);
+//! let graph = capture(&fc, |m, d| m.forward(Tensor::<2>::zeros([2, 4], d)))?;
+//! assert_eq!(count(&graph).macs, 2 * 4 * 8);
+//! # Ok::<(), compress_graph::GraphError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod capture;
+mod count;
+mod error;
+mod replay;
+mod rules;
+
+pub use capture::{Graph, capture};
+pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
+pub use error::{GraphError, Result};
+pub use replay::{LayerIo, NoTap, ReparamRebuild, Replay, Site, Tap};
+pub use rules::{Analysis, CustomOpRule, GroupedConv, Member, RuleKind, op_name};
+
+// Re-exported so custom op rules and reparameterization rebuilds register with the same version.
+pub use burn_dispatch::DispatchTensor;
+pub use inventory;

@@ -1,0 +1,3 @@
+//! compress-graph's integration tests, in one binary (each test binary links all of Burn).
+
+mod replay;

@@ -1,0 +1,82 @@
+//! The one error type of compress-quant.
+
+/// Result alias of this crate.
+pub type Result<T, E = QuantError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while simulating, folding or exporting a quantized model.
+/// (The math and calibration functions report compress-core's [`CompressError`](compress_core::CompressError).)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuantError {
+    /// A quantization request Burn's quantized tensors cannot represent (affine calibration,
+    /// a block Burn cannot express, a bad scale, a parameter already quantized).
+    #[error("cannot quantize '{path}': {reason}")]
+    UnsupportedQuant {
+        /// The parameter (or layer) path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A saved model file that does not fit the model it is loaded into.
+    #[error("'{file}' does not match the model: {message}")]
+    ModelFileMismatch {
+        /// The file.
+        file: String,
+        /// What does not fit.
+        message: String,
+    },
+    /// A module path the model does not have.
+    #[error("'{path}' is not a module of the model")]
+    UnknownModule {
+        /// The path as given.
+        path: String,
+    },
+    /// A parameter path the model does not have.
+    #[error("'{path}' is not a parameter of the model")]
+    UnknownParam {
+        /// The path as given.
+        path: String,
+    },
+    /// A value whose shape does not fit the parameter.
+    #[error("shape mismatch for '{path}': expected {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        /// The parameter path.
+        path: String,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+        /// What was given.
+        found: Vec<usize>,
+    },
+    /// A layer and a BatchNorm named for folding whose forward does not connect them directly.
+    #[error("cannot fold '{bn}' into '{layer}': they are not adjacent ({reason})")]
+    NotAdjacent {
+        /// The conv or Linear layer.
+        layer: String,
+        /// The BatchNorm.
+        bn: String,
+        /// What the captured graph shows instead.
+        reason: String,
+    },
+    /// A fusion group that cannot be folded (wrong layer types, sizes, a layer named twice).
+    #[error("cannot fuse {group:?}: {reason}")]
+    UnsupportedFusion {
+        /// The group as given.
+        group: Vec<String>,
+        /// Why.
+        reason: String,
+    },
+    /// A file that cannot be read or written.
+    #[error("cannot access '{path}': {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// An error from compress-core (config, calibration, masks, indexing).
+    #[error(transparent)]
+    Core(#[from] compress_core::CompressError),
+    /// An error from compress-graph (capture, replay).
+    #[error(transparent)]
+    Graph(#[from] compress_graph::GraphError),
+}

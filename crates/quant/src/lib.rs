@@ -1,0 +1,68 @@
+//! # compress-quant
+//!
+//! The quantization machinery of burn-compress, shared by every quantizer crate:
+//!
+//! - **Math** ([`qparams_from_range`], [`fake_quant`], [`fake_quant_dense`], [`quant_bounds`]):
+//!   NNI v3's scale and zero-point formulas and fake quantization, on host data and on Burn
+//!   tensors with straight-through or QAT-clipped gradients.
+//! - **Observers** ([`MinMaxObserver`], [`EmaObserver`]) over any granularity.
+//! - **Calibration I/O** ([`CalibrationConfig`]): NNI's JSON, or safetensors.
+//! - **Weights** ([`WeightQuantization`]): fake-quantized parameters by Burn reparameterization,
+//!   trainable (QAT, LSQ, ...).
+//! - **Simulation** ([`QuantSim`]): activations quantized at layer inputs and outputs through a
+//!   replay of the captured forward; the user's model is never edited.
+//! - **BN folding** ([`fuse_bn`]) with adjacency checked on the captured graph.
+//! - **Export** ([`quantize_weights`], [`save_quantized`], [`load_quantized`],
+//!   [`quantized_to_device`]): Burn's native quantized tensors (Q8S/Q4S/Q2S), packed.
+//!
+//! The flow of a post-training quantizer (NNI's `PtqQuantizer`):
+//!
+//! ```
+//! use compress_core::{Dense, Granularity, QuantDtype, QuantScheme};
+//! use compress_quant::{
+//!     CalibrationConfig, CalibrationEntry, MinMaxObserver, Observer, fake_quant_dense,
+//!     quant_scaling,
+//! };
+//!
+//! // A Linear weight in Burn's layout `[in = 3, out = 2]`, one scale per output channel.
+//! let weight = Dense::new(vec![3, 2], vec![0.5, -1.0, 0.25, 2.0, -0.5, 1.0]);
+//! let scaling = quant_scaling(&Granularity::OutChannel, 2, Some(1), Some(0), "fc.weight")?;
+//! let mut observer = MinMaxObserver::new(scaling, "fc.weight");
+//! observer.observe(&weight)?;
+//! let int8 = QuantDtype::parse("int8").unwrap();
+//! let params = observer.qparams(int8, Some(QuantScheme::Symmetric)).unwrap();
+//! assert_eq!(params.scale.shape(), &[1, 2]);
+//! let quantized = fake_quant_dense(&weight, &params.scale, &params.zero_point, int8)?;
+//! assert!((quantized.data()[0] - 0.5).abs() < 0.5 / 127.0);
+//!
+//! let mut calibration = CalibrationConfig::new();
+//! calibration.insert("fc", "weight", CalibrationEntry::new(params, int8, Some(QuantScheme::Symmetric)));
+//! # Ok::<(), compress_core::CompressError>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod calibration;
+mod error;
+mod export;
+mod fake;
+mod fold;
+mod observer;
+mod params;
+mod sim;
+mod weights;
+
+pub use calibration::{CalibrationConfig, CalibrationEntry};
+pub use error::{QuantError, Result};
+pub use export::{
+    AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
+    quantize_weights, quantized_params, quantized_to_device, save_quantized,
+};
+pub use fake::{FakeQuantGrad, broadcast_qparam, fake_quant, fake_quant_dense};
+pub use fold::{FoldBatchNorm, fuse_bn};
+pub use observer::{EmaObserver, MinMaxObserver, Observer, block_min_max};
+pub use params::{
+    per_tensor_scaling, qparams_from_range, quant_bounds, quant_scaling, symmetric_zero_point,
+};
+pub use sim::{ActivationTarget, QuantSim, SimPhase};
+pub use weights::{FakeQuantReparam, QuantTarget, WeightQuantization, fake_quant_param};

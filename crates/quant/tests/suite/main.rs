@@ -1,0 +1,7 @@
+//! compress-quant's integration tests, in one binary (each test binary links all of Burn).
+
+mod export;
+mod fold;
+mod math;
+mod sim;
+mod weights;
