@@ -1,4 +1,5 @@
-//! `cargo xtask test`: the test suite on the CPU backend, then the GPU-path tests (feature `gpu`,
+//! `cargo xtask test`: the layering check (no cycle between workspace crates, dev-dependencies
+//! included; the zoo depends on compress-core only), the test suite on the CPU backend, then the GPU-path tests (feature `gpu`,
 //! Vulkan) when a Vulkan driver is installed (lavapipe works: `apt-get install mesa-vulkan-drivers`);
 //! with `BC_REQUIRE_GPU=1` a missing driver is an error.
 //! `cargo xtask ci`: format check, clippy with warnings as errors, then `test`.
@@ -45,7 +46,112 @@ const GPU_TESTS: &[&str] = &[
     "gpu",
 ];
 
+/// Edges between workspace crates (normal, dev and build dependencies; a crate's dev-dependency
+/// on itself, the usual way to turn on its own `testing` feature, is not an edge), from
+/// `cargo metadata`.
+fn workspace_edges() -> Result<Vec<(String, String)>, String> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .map_err(|e| format!("cargo metadata did not run: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let packages = meta["packages"].as_array().cloned().unwrap_or_default();
+    let names: Vec<String> = packages
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .collect();
+    let mut edges = Vec::new();
+    for p in &packages {
+        let from = p["name"].as_str().unwrap_or_default().to_string();
+        for d in p["dependencies"].as_array().into_iter().flatten() {
+            let to = d["name"].as_str().unwrap_or_default().to_string();
+            if to != from && names.contains(&to) && !edges.contains(&(from.clone(), to.clone())) {
+                edges.push((from.clone(), to));
+            }
+        }
+    }
+    Ok(edges)
+}
+
+/// A cycle among workspace crates, if any, as the crates along it.
+fn find_cycle(edges: &[(String, String)]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        node: &'a str,
+        edges: &'a [(String, String)],
+        stack: &mut Vec<&'a str>,
+        done: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = stack.iter().position(|n| *n == node) {
+            let mut cycle: Vec<String> = stack[at..].iter().map(|s| s.to_string()).collect();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(&node) {
+            return None;
+        }
+        stack.push(node);
+        for (_, to) in edges.iter().filter(|(f, _)| f == node) {
+            if let Some(c) = visit(to, edges, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.push(node);
+        None
+    }
+    let (mut stack, mut done) = (Vec::new(), Vec::new());
+    edges
+        .iter()
+        .find_map(|(from, _)| visit(from, edges, &mut stack, &mut done))
+}
+
+/// The layering the architecture promises: no cycle between workspace crates (dev-dependencies
+/// included), and the zoo depends on compress-core only.
+fn check_layering() -> bool {
+    let edges = match workspace_edges() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("xtask: reading the workspace's dependencies: {e}");
+            return false;
+        }
+    };
+    if let Some(cycle) = find_cycle(&edges) {
+        eprintln!(
+            "xtask: dependency cycle between workspace crates: {}",
+            cycle.join(" -> ")
+        );
+        return false;
+    }
+    let zoo: Vec<&str> = edges
+        .iter()
+        .filter(|(f, t)| f == "compress-zoo" && t != "compress-core")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    if !zoo.is_empty() {
+        eprintln!("xtask: compress-zoo must depend on compress-core only, found {zoo:?}");
+        return false;
+    }
+    eprintln!(
+        "xtask: {} edges between workspace crates, no cycle; compress-zoo depends on compress-core only",
+        edges.len()
+    );
+    true
+}
+
 fn test() -> bool {
+    if !check_layering() {
+        return false;
+    }
     if !cargo(TESTS) {
         return false;
     }
@@ -169,6 +275,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             };
         }
+        "layering" => {
+            return if check_layering() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
         "test" => {
             return if test() {
                 ExitCode::SUCCESS
@@ -190,7 +303,7 @@ fn main() -> ExitCode {
         "bench" => vec![vec!["bench", "-p", "burn-compress-benches"]],
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|bench|device-bundle>\n  test           tests (CPU, then the GPU path when Vulkan is installed)\n  ci             fmt --check, clippy -D warnings, then test\n  bench          criterion benches\n  device-bundle  the GPU speedup bench, stripped and xz'd into .device/ for a GPU machine"
+                "usage: cargo xtask <test|ci|bench|device-bundle|layering>\n  test           layering, then tests (CPU, then the GPU path when Vulkan is installed)\n  layering       no cycle between workspace crates; the zoo depends on compress-core only\n  ci             fmt --check, clippy -D warnings, then test\n  bench          criterion benches\n  device-bundle  the GPU speedup bench, stripped and xz'd into .device/ for a GPU machine"
             );
             return ExitCode::from(2);
         }
@@ -205,4 +318,42 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_cycle;
+
+    fn edges(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_dev_dependency_cycle_through_the_zoo_is_found() {
+        // The layering before the redesign: core -(dev)-> zoo -> speedup -> core.
+        let cycle = find_cycle(&edges(&[
+            ("compress-core", "compress-zoo"),
+            ("compress-zoo", "compress-speedup"),
+            ("compress-speedup", "compress-core"),
+        ]))
+        .expect("a cycle");
+        assert_eq!(cycle.first(), cycle.last());
+        assert_eq!(cycle.len(), 4);
+    }
+
+    #[test]
+    fn a_layered_workspace_has_no_cycle() {
+        assert_eq!(
+            find_cycle(&edges(&[
+                ("compress-graph", "compress-core"),
+                ("compress-speedup", "compress-graph"),
+                ("compress-speedup", "compress-core"),
+                ("compress-zoo", "compress-core"),
+                ("compress-speedup", "compress-zoo"),
+            ])),
+            None
+        );
+    }
 }

@@ -26,7 +26,14 @@ pub enum GraphError {
     /// a replay rule, named).
     #[error("graph replay: {0}")]
     Replay(String),
-    /// An error from compress-core (indexing, a tap's error).
+    /// An error from compress-core (indexing, a tap's error); boxed so that errors which wrap
+    /// this one stay small.
     #[error(transparent)]
-    Core(#[from] compress_core::CompressError),
+    Core(Box<compress_core::CompressError>),
+}
+
+impl From<compress_core::CompressError> for GraphError {
+    fn from(e: compress_core::CompressError) -> Self {
+        GraphError::Core(Box::new(e))
+    }
 }

@@ -36,7 +36,7 @@ mod rules;
 pub use capture::{Graph, capture};
 pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
 pub use error::{GraphError, Result};
-pub use replay::{LayerIo, NoTap, ReparamRebuild, Replay, Site, Tap};
+pub use replay::{LayerIo, NoTap, ReparamParts, ReparamRebuild, Replay, Site, Tap};
 pub use rules::{Analysis, CustomOpRule, GroupedConv, Member, RuleKind, op_name};
 
 // Re-exported so custom op rules and reparameterization rebuilds register with the same version.

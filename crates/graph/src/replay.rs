@@ -488,9 +488,12 @@ pub struct ReparamRebuild {
     pub rebuild: fn(
         base: DispatchTensor,
         rank: usize,
-        parts: &BTreeMap<String, DispatchTensor>,
+        parts: &ReparamParts,
     ) -> std::result::Result<DispatchTensor, String>,
 }
+
+/// A reparameterization's own parameters by field name (`scale`, `zero_point`, ...).
+pub type ReparamParts = BTreeMap<String, DispatchTensor>;
 
 inventory::collect!(ReparamRebuild);
 

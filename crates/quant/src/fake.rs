@@ -170,7 +170,7 @@ fn fit<const D: usize>(param: Tensor<D>, dims: [usize; D], what: &str) -> Tensor
 ///
 /// ```
 /// use burn::prelude::*;
-/// use compress_core::{FakeQuantGrad, fake_quant};
+/// use compress_quant::{FakeQuantGrad, fake_quant};
 ///
 /// let device = Device::flex();
 /// let x = Tensor::<2>::from_floats([[0.26, -1.0], [0.5, 3.0]], &device);

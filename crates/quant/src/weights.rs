@@ -578,7 +578,7 @@ impl<M: Module> TrainHooks<M> for WeightQuantization {
 fn rebuild_fake_quant(
     base: compress_graph::DispatchTensor,
     rank: usize,
-    parts: &BTreeMap<String, compress_graph::DispatchTensor>,
+    parts: &compress_graph::ReparamParts,
 ) -> std::result::Result<compress_graph::DispatchTensor, String> {
     let get = |k: &str| {
         parts
