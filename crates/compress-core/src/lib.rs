@@ -17,6 +17,9 @@
 //! - [`MaskSet`]: masks by parameter path, statistics, safetensors files, hard and soft
 //!   (reparameterized) application.
 //! - [`Pruner`], [`Quantizer`], [`Distiller`] and the [`AlgorithmEntry`] registry.
+//! - [`prune_model`]: the one pruning driver, choosing one-shot, gradient (Taylor),
+//!   learned-score (Slim, Movement) or scheduled (AGP, Linear) pruning from what the pruner
+//!   declares.
 //! - Training: [`train_classifier`] with [`TrainHooks`], [`GradientStatistics`] (Taylor),
 //!   [`ScheduledPruning`] (AGP, Linear), [`LearnedScores`] (Slim, Movement).
 //! - [`WeightQuantization`]: fake-quantized parameters by reparameterization (PTQ, QAT, LSQ,
@@ -64,6 +67,7 @@ mod allocate;
 mod config;
 mod dataset;
 mod dense;
+mod driver;
 mod error;
 mod granularity;
 mod index;
@@ -90,7 +94,8 @@ pub use config::{
 };
 pub use dataset::ImageDataset;
 pub use dense::Dense;
-pub use error::{CompressError, Result};
+pub use driver::{PruneMode, PruneSchedule, Pruned, Training, prune_model};
+pub use error::{CompressError, Result, check_keys};
 pub use granularity::{Granularity, KernelPadding, Scaling};
 pub use index::{LayerInfo, ModuleIndex, ParamInfo};
 pub use layers::{LayerSpec, ParamRole, ParamSpec};

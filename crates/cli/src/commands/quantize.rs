@@ -13,8 +13,8 @@ use burn_compress::speedup::{AffinePolicy, quantized_params, save_quantized};
 use burn_compress::zoo::{AnyModel, ImageClassifier};
 use serde_json::json;
 
-use super::ModelArgs;
-use super::report::{percent, table};
+use crate::cli::ModelArgs;
+use crate::table::{percent, table};
 
 /// Arguments of `quantize`.
 #[derive(clap::Args, Debug)]
