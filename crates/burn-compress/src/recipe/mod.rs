@@ -225,9 +225,29 @@ pub(crate) fn typed<T: DeserializeOwned>(
         };
         return Err(err(ctx, message));
     }
-    Value::Table(table)
-        .try_into()
-        .map_err(|e: compress_core::toml::de::Error| err(ctx, e.message().trim()))
+    let parse = |t: &Table| -> Result<T, String> {
+        Value::Table(t.clone())
+            .try_into()
+            .map_err(
+                |e: compress_core::toml::de::Error| match e.message().trim() {
+                    "" => "invalid value".to_string(),
+                    m => m.to_string(),
+                },
+            )
+    };
+    parse(&table).map_err(|message| {
+        // serde stops at the first value of the wrong type without naming its key: the key is
+        // the one whose removal makes that error go away.
+        let culprit = table.keys().find(|k| {
+            let mut without = table.clone();
+            without.remove(*k);
+            parse(&without).err().as_ref() != Some(&message)
+        });
+        match culprit {
+            Some(key) => err(ctx, format!("key '{key}': {message}")),
+            None => err(ctx, message),
+        }
+    })
 }
 
 /// `'key' must be an integer >= 1, found 0` unless `value >= 1`.
@@ -270,9 +290,16 @@ impl Recipe {
     /// # Errors
     /// [`RecipeError`]: a TOML syntax error (context `TOML`), or as [`Recipe::from_table`].
     pub fn from_toml(text: &str) -> Result<Self, RecipeError> {
-        let table: Table = text
-            .parse()
-            .map_err(|e: compress_core::toml::de::Error| err("TOML", e.message().trim()))?;
+        // The config's parser words TOML syntax errors (line, column, message); reuse it.
+        let table: Table = match text.parse() {
+            Ok(t) => t,
+            Err(_) => {
+                return Err(match compress_core::CompressConfig::from_toml(text) {
+                    Err(e @ compress_core::CompressError::TomlSyntax { .. }) => err("TOML", e),
+                    _ => err("TOML", "invalid TOML"),
+                });
+            }
+        };
         Self::from_table(&table)
     }
 

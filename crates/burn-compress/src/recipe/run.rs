@@ -264,6 +264,11 @@ where
                 .map_err(|e| err(&ctx, e))?;
                 model = pruned.model;
                 if let Some(path) = &p.step.masks {
+                    if let Some(parent) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(parent).map_err(|e| {
+                            err(&ctx, format!("creating '{}': {e}", parent.display()))
+                        })?;
+                    }
                     pruned.masks.save(path).map_err(|e| err(&ctx, e))?;
                 }
                 let masked = pruned

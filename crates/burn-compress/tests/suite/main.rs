@@ -7,4 +7,5 @@ mod nni_pruners;
 mod quantize;
 mod recipes;
 mod registry;
+mod robustness;
 mod taylor;
