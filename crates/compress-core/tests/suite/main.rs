@@ -3,6 +3,7 @@
 mod bad_input;
 mod config_resolution;
 mod dataset;
+mod driver;
 mod index;
 mod masks;
 mod nni_allocation;
