@@ -134,7 +134,7 @@ fn mutate(doc: &mut Value, op: u8, pick: u64) {
         1 => {
             table.remove(&key);
             let cut = (pick as usize / 7) % key.len().max(1);
-            let typo = if pick % 2 == 0 {
+            let typo = if pick.is_multiple_of(2) {
                 format!("{}{}", &key[..cut], key.get(cut + 1..).unwrap_or(""))
             } else {
                 format!("{}{}", &key[..cut], &key[cut..].repeat(2))
