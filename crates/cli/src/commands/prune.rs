@@ -79,7 +79,7 @@ fn pixel_max(arch: Arch) -> f32 {
 }
 
 /// The dataset at `path`, split, checked against the image size `arch` takes.
-fn load_images(path: &Path, arch: Arch) -> anyhow::Result<(ImageDataset, ImageDataset)> {
+pub(crate) fn load_images(path: &Path, arch: Arch) -> anyhow::Result<(ImageDataset, ImageDataset)> {
     if arch.takes_tokens() {
         bail!(
             "'{arch}' takes token ids; '{}' holds images",

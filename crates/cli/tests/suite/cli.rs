@@ -707,3 +707,23 @@ fn speedup_json_lists_every_layer_of_lenet5_with_shapes_before_and_after() {
     let (before, after) = shapes(&report, "fc3", "bias");
     assert_eq!(before, after);
 }
+
+#[test]
+fn quantize_refuses_a_dataset_of_another_image_size_than_the_model_takes() {
+    let weights = root().join("tests/fixtures/mlp_weights.safetensors");
+    let out = run(&[
+        "quantize",
+        "--arch",
+        "mlp",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--config",
+        "configs/lenet5-ptq-int8.toml",
+        "--out",
+        temp("never-mlp.bpk").to_str().unwrap(),
+    ]);
+    refused(
+        &out,
+        "'data/mnist5k.safetensors' holds 28x28 images, 'mlp' takes 8x8",
+    );
+}
