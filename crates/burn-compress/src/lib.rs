@@ -12,7 +12,9 @@
 //! - [`algorithms`]: the built-in algorithm crates.
 //! - [`device`]: choose where models run by name (`cpu`, `vulkan`).
 //! - [`quantize`]: quantize an image classifier end to end (calibrate, train, export).
-//! - [`recipe`]: whole pipelines from a TOML file (`burn-compress run`).
+//! - [`pruning`]: prune a captured model the way the command line and recipes do.
+//! - [`recipe`]: whole pipelines from a TOML file (`burn-compress run`, in the
+//!   `burn-compress-cli` crate).
 //! - [`zoo_capture`]: capture a zoo model's forward for an input shape.
 //!
 //! ```
@@ -35,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod device;
+pub mod pruning;
 pub mod quantize;
 pub mod recipe;
 pub mod zoo_capture;
@@ -42,30 +45,18 @@ pub mod zoo_capture;
 pub use compress_core as core;
 pub use compress_core::{
     AlgorithmEntry, AlgorithmKind, CompressConfig, CompressError, Dense, Granularity, MaskSet,
-    ModuleIndex, PruneOutcome, Pruner, prune, prune_with_grads,
+    ModuleIndex, PruneMode, PruneOutcome, PruneSchedule, Pruned, Pruner, Training, prune,
+    prune_model, prune_with_grads,
 };
 pub use compress_graph as graph;
 pub use compress_quant as quant;
 pub use compress_speedup as speedup;
 pub use compress_zoo as zoo;
 
-/// The built-in algorithm crates. Naming each one here is what links it (and so registers it).
+/// The algorithm crates this facade depends on, each re-exported under its short name
+/// (`prune-taylor` as `algorithms::taylor`). Naming each one is what links it, and so registers
+/// it. The list is generated from this crate's `Cargo.toml` by `build.rs`: every dependency named
+/// `prune-*`, `quant-*` or `distill-*` is an algorithm crate, so adding one takes no edit here.
 pub mod algorithms {
-    pub use prune_fpgm as fpgm;
-    pub use prune_level as level;
-    pub use prune_movement as movement;
-    pub use prune_norm as norm;
-    pub use prune_slim as slim;
-    pub use prune_taylor as taylor;
-    pub use quant_bnn as bnn;
-    pub use quant_dorefa as dorefa;
-    pub use quant_lsq as lsq;
-    pub use quant_ptq as ptq;
-    pub use quant_qat as qat;
-
-    /// Registry names of the built-in algorithms, sorted.
-    pub const BUILT_IN: &[&str] = &[
-        "bnn", "dorefa", "fpgm", "l1-norm", "l2-norm", "level", "lsq", "lsq-plus", "movement",
-        "ptq", "qat", "slim", "taylor",
-    ];
+    include!(concat!(env!("OUT_DIR"), "/algorithms.rs"));
 }

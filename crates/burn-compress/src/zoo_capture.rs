@@ -18,6 +18,11 @@ pub fn capture_zoo(model: &AnyModel, shape: &[usize]) -> compress_graph::Result<
         (AnyModel::TinyTransformer(_), _) => {
             Err(bad("tiny-transformer takes token ids [batch, seq]"))
         }
+        // The MLPs take feature vectors [batch, features], or images flattened.
+        (AnyModel::Mlp(m), &[b, f]) => capture(m, |m, d| m.forward(Tensor::<2>::zeros([b, f], d))),
+        (AnyModel::LeNet300100(m), &[b, f]) => {
+            capture(m, |m, d| m.forward(Tensor::<2>::zeros([b, f], d)))
+        }
         (AnyModel::Mlp(m), &[b, c, h, w]) => capture(m, |m, d| {
             m.forward(Tensor::<4>::zeros([b, c, h, w], d).flatten(1, 3))
         }),

@@ -302,7 +302,7 @@ impl CompressConfig {
             CompressError::TomlSyntax {
                 line,
                 column,
-                message: e.message().to_string(),
+                message: toml_message(&e),
             }
         })?;
         Self::from_table(&table)
@@ -368,6 +368,15 @@ impl CompressConfig {
     }
 }
 
+/// The TOML parser's message, never empty (it is for some syntax errors, e.g. a cut-off value).
+pub(crate) fn toml_message(e: &toml::de::Error) -> String {
+    match e.message().trim() {
+        "" => "invalid TOML".to_string(),
+        m => m.to_string(),
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;

@@ -384,6 +384,30 @@ where
         .map(|(_, c)| c.to_string())
 }
 
+/// Check that every key of a TOML table is one of `known`, as config files, `[algorithm]`
+/// tables and recipes do: the first unknown key is [`CompressError::UnknownKey`] with the
+/// closest known key as a did-you-mean (`unknown key 'sparse_ration' in config_list[0] (did you
+/// mean 'sparse_ratio'?)`).
+///
+/// ```
+/// let table: compress_core::toml::Table = "epoch = 3".parse().unwrap();
+/// let err = compress_core::check_keys(&table, &["kind", "epochs"], "step[0]").unwrap_err();
+/// assert_eq!(err.to_string(), "unknown key 'epoch' in step[0] (did you mean 'epochs'?)");
+/// ```
+///
+/// # Errors
+/// [`CompressError::UnknownKey`] for the first key (in the table's order) that is not known.
+pub fn check_keys(table: &toml::Table, known: &[&str], context: &str) -> Result<()> {
+    match table.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(key) => Err(CompressError::UnknownKey {
+            key: key.clone(),
+            context: context.to_string(),
+            suggestion: did_you_mean(key, known.iter().copied()),
+        }),
+    }
+}
+
 /// File reads and writes whose errors name the path ([`CompressError::Io`]).
 /// File reads and writes whose errors name the path ([`CompressError::Io`]).
 pub mod fs {

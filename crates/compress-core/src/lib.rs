@@ -17,6 +17,9 @@
 //! - [`MaskSet`]: masks by parameter path, statistics, safetensors files, hard and soft
 //!   (reparameterized) application.
 //! - [`Pruner`], [`Quantizer`], [`Distiller`] and the [`AlgorithmEntry`] registry.
+//! - [`prune_model`]: the one pruning driver, choosing one-shot, gradient (Taylor),
+//!   learned-score (Slim, Movement) or scheduled (AGP, Linear) pruning from what the pruner
+//!   declares.
 //! - Training: [`train_classifier`] with [`TrainHooks`], [`GradientStatistics`] (Taylor),
 //!   [`ScheduledPruning`] (AGP, Linear), [`LearnedScores`] (Slim, Movement).
 //! - [`FixStructure`]: the non-tensor fields a model fixes after its tensors shrank.
@@ -63,6 +66,7 @@ mod allocate;
 mod config;
 mod dataset;
 mod dense;
+mod driver;
 mod error;
 mod granularity;
 mod index;
@@ -88,7 +92,8 @@ pub use config::{
 };
 pub use dataset::ImageDataset;
 pub use dense::{Dense, strides};
-pub use error::{CompressError, Result, did_you_mean, fs};
+pub use driver::{PruneMode, PruneSchedule, Pruned, Training, prune_model};
+pub use error::{CompressError, Result, check_keys, did_you_mean, fs};
 pub use granularity::{Granularity, KernelPadding, Scaling};
 pub use index::{LayerInfo, ModuleIndex, ParamInfo, param_handles, read_flat};
 pub use layers::{LayerSpec, ParamRole, ParamSpec};

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod any;
+mod input;
 mod lenet;
 mod load;
 mod mobilenet;
@@ -34,6 +35,7 @@ mod small;
 mod transformer;
 
 pub use any::{AnyModel, Arch};
+pub use input::InputKind;
 pub use lenet::{LeNet5, LeNet300100};
 pub use load::{ZooError, load_pytorch_safetensors, safetensors_shape};
 pub use mobilenet::{ConvBn, DepthwiseSeparable, Features, InvertedResidual, MobileNetV2};

@@ -38,6 +38,16 @@ pub enum ZooError {
         /// What does not fit (shape mismatches name the tensor, missing tensors are listed).
         message: String,
     },
+    /// An input shape the architecture does not take.
+    #[error("input shape {shape:?} does not fit '{arch}': {expected}")]
+    InputShape {
+        /// The architecture.
+        arch: String,
+        /// The shape given.
+        shape: Vec<usize>,
+        /// What the architecture takes, in words.
+        expected: String,
+    },
 }
 
 /// Load PyTorch-named safetensors (`conv1.weight [out, in, k, k]`, `fc.weight [out, in]`,

@@ -1,6 +1,5 @@
 //! Tests through the public API and the CLI, in one binary (each test binary links all of Burn).
 
-mod cli;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod learned;
@@ -8,4 +7,5 @@ mod nni_pruners;
 mod quantize;
 mod recipes;
 mod registry;
+mod robustness;
 mod taylor;

@@ -305,3 +305,121 @@ fn a_pruned_and_quantized_recipe_output_loads_into_a_fresh_template() {
     let logits = loaded.classify(Tensor::zeros([2, 1, 28, 28], &device));
     assert_eq!(logits.dims(), [2, 10]);
 }
+
+#[test]
+fn an_unknown_key_gets_a_did_you_mean_in_every_step_kind() {
+    refused(
+        "[[step]]\nkind = 'train'\nepoch = 3\n",
+        "recipe step[0] (train): unknown key 'epoch' (did you mean 'epochs'?) (allowed: batch_size, epochs, kind, lr, max_steps)",
+    );
+    refused(
+        "[[step]]\nkind = 'train'\n[[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-l1.toml'\nshedule = 'agp'\n",
+        "unknown key 'shedule' (did you mean 'schedule'?)",
+    );
+    // evaluate and report check their keys too.
+    refused(
+        "[[step]]\nkind = 'evaluate'\nepochs = 1\n",
+        "recipe step[0] (evaluate): unknown key 'epochs' (allowed: kind)",
+    );
+    refused(
+        "[[step]]\nkind = 'report'\ntabel = 'x.txt'\n",
+        "unknown key 'tabel' (did you mean 'table'?)",
+    );
+    refused(
+        "[[step]]\nkind = 'speedup'\nforce = true\n",
+        "unknown key 'force'",
+    );
+    let err = parse(
+        "[model]\narch = 'lenet5'\nweigths = 'w'\n[data]\npath = 'data/mnist5k.safetensors'\n[[step]]\nkind = 'train'\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("recipe [model]: unknown key 'weigths' (did you mean 'weights'?)"),
+        "{err}"
+    );
+    let err = parse(&format!("{HEAD}sed = 1\n[[step]]\nkind = 'train'\n")).unwrap_err();
+    assert!(
+        err.to_string().contains("recipe [data]: unknown key 'sed'"),
+        "{err}"
+    );
+    refused(
+        "[[step]]\nkind = 'trian'\n",
+        "unknown kind 'trian' (did you mean 'train'?)",
+    );
+}
+
+#[test]
+fn values_of_the_wrong_type_are_refused_with_the_key_named() {
+    refused("[[step]]\nkind = 'train'\nepochs = 'three'\n", "epochs");
+    refused(
+        "[[step]]\nkind = 'train'\nlr = -0.1\n",
+        "'lr' must be a non-negative number, found -0.1",
+    );
+    refused(
+        "[[step]]\nkind = 3\n",
+        "'kind' must be a string, found integer",
+    );
+    refused("[[step]]\nepochs = 3\n", "'kind' is required");
+    let err = Recipe::from_toml("[model\narch = 'lenet5'\n").unwrap_err();
+    assert_eq!(err.context, "TOML");
+    assert!(err.message.contains("TOML syntax error at line 1"), "{err}");
+}
+
+#[test]
+fn a_report_step_writes_the_stage_table_and_json_and_a_prune_step_its_masks() {
+    let dir = std::env::temp_dir().join(format!("bc-recipe-report-{}", std::process::id()));
+    let (table, json, masks) = (
+        dir.join("stages.txt"),
+        dir.join("stages.json"),
+        dir.join("masks.safetensors"),
+    );
+    let recipe = parse(&format!(
+        "{HEAD}[[step]]\nkind = 'train'\nmax_steps = 2\n[[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-l1.toml'\nmasks = '{}'\n\
+         [[step]]\nkind = 'evaluate'\n[[step]]\nkind = 'report'\ntable = '{}'\njson = '{}'\n",
+        masks.display(),
+        table.display(),
+        json.display()
+    ))
+    .unwrap();
+    let report = run(&recipe, &RunOptions::default()).unwrap();
+    let text = std::fs::read_to_string(&table).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("stage") && lines[0].contains("test accuracy"),
+        "{text}"
+    );
+    for (line, stage) in lines[1..].iter().zip(["train", "prune", "evaluate"]) {
+        assert!(line.starts_with(stage), "{text}");
+    }
+    assert!(
+        lines[2].contains(&report.stages[1].params.to_string()),
+        "{text}"
+    );
+    assert_eq!(text, report.table());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let names: Vec<&str> = written["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["train", "prune", "evaluate"]);
+    assert_eq!(written["stages"][1]["macs"], report.stages[1].macs);
+    let saved = burn_compress::MaskSet::load(&masks).unwrap();
+    assert_eq!(saved.stats().sparsity(), 0.5);
+    assert_eq!(saved.len(), 8);
+}
+
+#[test]
+fn a_report_that_cannot_be_written_is_an_error_naming_the_file() {
+    let recipe = parse(&format!(
+        "{HEAD}[[step]]\nkind = 'train'\nmax_steps = 1\n[[step]]\nkind = 'report'\njson = 'Cargo.toml/stages.json'\n"
+    ))
+    .unwrap();
+    let err = run(&recipe, &RunOptions::default()).unwrap_err();
+    assert_eq!(err.context, "step[1]");
+    assert!(err.message.contains("'Cargo.toml'"), "{err}");
+}

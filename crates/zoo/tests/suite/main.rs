@@ -4,6 +4,7 @@
 
 mod core_bad_input;
 mod core_config_resolution;
+mod core_driver;
 mod core_masks;
 mod core_nni_allocation;
 mod models;

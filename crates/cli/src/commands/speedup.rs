@@ -15,8 +15,8 @@ use burn_compress::zoo::{AnyModel, dispatch};
 use burn_compress::zoo_capture::capture_zoo;
 use serde_json::json;
 
-use super::ModelArgs;
-use super::report::table;
+use crate::cli::ModelArgs;
+use crate::table::table;
 
 /// Arguments of `speedup`.
 #[derive(clap::Args, Debug)]
@@ -26,8 +26,10 @@ pub struct Args {
     /// Masks (the MaskSet file `prune` writes).
     #[arg(long)]
     masks: PathBuf,
-    /// Example input shape, comma-separated (`1,3,64,64`; token ids `[batch, seq]` for
-    /// tiny-transformer).
+    /// Example input shape, comma-separated, of the model's input kind: images
+    /// `batch,channels,height,width` (`1,3,64,64`), feature vectors `batch,features` (`4,64` for
+    /// mlp), token ids `batch,seq` (tiny-transformer). Default: a batch of 1 of the size the
+    /// model was built for.
     #[arg(long, value_delimiter = ',')]
     input_shape: Vec<usize>,
     /// Output base path: writes `<out>.bpk` (weights) and `<out>.plan.json`.
@@ -49,31 +51,25 @@ pub struct Args {
     json: bool,
 }
 
-/// Median forward latency in milliseconds on `device`.
-fn latency_ms(model: &AnyModel, shape: &[usize], device: &Device, runs: usize) -> f64 {
-    let run = || match *shape {
-        [b, s] => model
-            .forward_tokens(Tensor::<2, Int>::zeros([b, s], device))
-            .map(|t| t.into_data()),
-        [b, c, h, w] => Some(
-            model
-                .forward(Tensor::ones([b, c, h, w], device))
-                .into_data(),
-        ),
-        _ => None,
-    };
+/// Median forward latency in milliseconds on `device` (the shape was checked beforehand).
+fn latency_ms(
+    model: &AnyModel,
+    shape: &[usize],
+    device: &Device,
+    runs: usize,
+) -> anyhow::Result<f64> {
+    let run = || model.forward_example(shape, device).map(|t| t.into_data());
     for _ in 0..2 {
-        run();
+        run()?;
     }
-    let mut times: Vec<f64> = (0..runs.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            run();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
+    let mut times = Vec::with_capacity(runs.max(1));
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        run()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    Ok(times[times.len() / 2])
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -84,16 +80,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "intersection" => ConflictPolicy::Intersection,
         other => bail!("--policy '{other}': expected 'union' or 'intersection'"),
     };
+    let shape = if args.input_shape.is_empty() {
+        arch.input_kind().example_shape(1)
+    } else {
+        args.input_shape.clone()
+    };
+    arch.input_kind().check(arch, &shape)?;
     let model = args.model.load(arch, &device)?;
     let masks = MaskSet::load(&args.masks)?;
     let started = Instant::now();
-    let graph = capture_zoo(&model, &args.input_shape)?;
+    let graph = capture_zoo(&model, &shape)?;
     let deps = DependencyGraph::build(&graph)?;
     let index = dispatch!(&model, m => ModuleIndex::from_module(m));
     let report = deps.plan(&masks, &index, policy)?;
     let small = dispatch!(map &model, m => apply(m, &report.plan))?;
     let speedup_seconds = started.elapsed().as_secs_f64();
-    let after_graph = capture_zoo(&small, &args.input_shape)?;
+    let after_graph = capture_zoo(&small, &shape)?;
     let (before, after) = (count(&graph), count(&after_graph));
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -102,19 +104,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (weights_file, plan_file) =
         dispatch!(&small, m => save_pruned(m, &report.plan, &args.out))?;
     let (lat_before, lat_after) = (
-        latency_ms(&model, &args.input_shape, &device, args.runs),
-        latency_ms(&small, &args.input_shape, &device, args.runs),
+        latency_ms(&model, &shape, &device, args.runs)?,
+        latency_ms(&small, &shape, &device, args.runs)?,
     );
 
     let small_index = dispatch!(&small, m => ModuleIndex::from_module(m));
+    // Every layer, changed or not, with each parameter's shape before and after.
     let layers: Vec<serde_json::Value> = index
         .layers()
         .iter()
-        .filter(|l| {
-            l.params
-                .iter()
-                .any(|p| report.plan.params.contains_key(&p.path))
-        })
         .map(|l| {
             let params: serde_json::Map<String, serde_json::Value> = l
                 .params
@@ -127,7 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     (p.name.clone(), json!({"before": p.shape, "after": after}))
                 })
                 .collect();
-            json!({"path": l.path, "type": l.type_name, "params": params})
+            let changed = params.values().any(|s| s["before"] != s["after"]);
+            json!({"path": l.path, "type": l.type_name, "changed": changed, "params": params})
         })
         .collect();
     if args.json {
@@ -136,7 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "params_before": before.params, "params_after": after.params,
             "macs_before": before.macs, "macs_after": after.macs,
             "latency_ms_before": lat_before, "latency_ms_after": lat_after,
-            "device": args.device.to_string(),
+            "device": args.device.to_string(), "input_shape": shape,
             "channels_removed": report.removed, "channels": report.channels,
             "skipped": report.skipped.len(), "speedup_seconds": speedup_seconds,
             "weights": weights_file, "plan": plan_file,

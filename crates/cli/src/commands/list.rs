@@ -24,7 +24,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let mut table = super::report::table(&["name", "kind", "summary", "options"]);
+    let mut table = crate::table::table(&["name", "kind", "summary", "options"]);
     for e in entries {
         table.add_row(vec![
             e.name.to_string(),

@@ -37,7 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let resolved = config
             .resolve(&index)
             .with_context(|| format!("resolving against '{arch}'"))?;
-        let mut table = super::report::table(&["target", "type", "shape", "rule", "setting"]);
+        let mut table = crate::table::table(&["target", "type", "shape", "rule", "setting"]);
         for t in &resolved.targets {
             let setting = match (
                 t.setting.sparse_ratio,

@@ -13,8 +13,8 @@ use burn_compress::quantize::{QuantizeJob, quantize_classifier};
 use burn_compress::zoo::{AnyModel, ImageClassifier};
 use serde_json::json;
 
-use super::ModelArgs;
-use super::report::{percent, table};
+use crate::cli::ModelArgs;
+use crate::table::{percent, table};
 
 /// Arguments of `quantize`.
 #[derive(clap::Args, Debug)]
@@ -72,9 +72,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .or_else(|| config.algorithm.as_ref().map(|a| a.name.clone()))
         .unwrap_or_else(|| "ptq".to_string());
     let model = args.model.load(arch, &device)?;
-    let (train, test) = ImageDataset::load(&args.data, 255.0)
-        .with_context(|| format!("loading {}", args.data.display()))?
-        .split();
+    if arch.takes_tokens() {
+        bail!("quantize takes image classifiers; {arch} takes token ids");
+    }
+    // The dataset must hold images of the size the model takes (a mismatch would fail inside
+    // the first forward pass).
+    let (train, test) = super::prune::load_images(&args.data, arch)?;
     let mut job = QuantizeJob::new(&algorithm, config);
     job.calib_batches = args.calib;
     if args.epochs > 0 {

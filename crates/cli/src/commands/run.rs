@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use burn_compress::recipe::{Recipe, RunOptions, run as run_recipe};
 
-use super::report::{percent, table};
+use crate::table::{percent, table};
 
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]

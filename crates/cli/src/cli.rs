@@ -1,12 +1,4 @@
-//! Subcommands, one file each; this file parses and dispatches.
-
-mod check;
-mod list;
-mod prune;
-mod quantize;
-mod report;
-mod run;
-mod speedup;
+//! Parsing and dispatch; the subcommands live in `commands/`, one file each.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +6,8 @@ use std::process::ExitCode;
 use burn::prelude::Device;
 use burn_compress::zoo::{AnyModel, Arch, ZooError};
 use clap::{Parser, Subcommand};
+
+use crate::commands::{check, list, prune, quantize, run, speedup};
 
 // Links every algorithm crate, so the registry is complete.
 use burn_compress as _;
@@ -44,24 +38,24 @@ enum Command {
 
 /// The zoo model a command works on: `--arch` and `--weights`.
 #[derive(clap::Args, Debug)]
-struct ModelArgs {
+pub struct ModelArgs {
     /// Zoo architecture: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2,
     /// tiny-transformer.
     #[arg(long)]
-    arch: String,
+    pub arch: String,
     /// Weights with PyTorch state_dict names (safetensors).
     #[arg(long)]
-    weights: PathBuf,
+    pub weights: PathBuf,
 }
 
 impl ModelArgs {
     /// The architecture; an unknown name is an error listing the available ones.
-    fn arch(&self) -> Result<Arch, ZooError> {
+    pub fn arch(&self) -> Result<Arch, ZooError> {
         self.arch.parse()
     }
 
     /// The weights loaded into `arch` on `device`.
-    fn load(&self, arch: Arch, device: &Device) -> Result<AnyModel, ZooError> {
+    pub fn load(&self, arch: Arch, device: &Device) -> Result<AnyModel, ZooError> {
         AnyModel::load(arch, &self.weights, device)
     }
 }

@@ -1,0 +1,136 @@
+//! Generates `algorithms.rs`: one `pub use <crate> as <short name>;` for every algorithm crate in
+//! this crate's `[dependencies]` (names starting `prune-`, `quant-` or `distill-`), plus
+//! `CRATES`, their package names, and `BUILT_IN`, the registry names they submit (the
+//! `name: "..."` of each `AlgorithmEntry {` literal in their sources; the registry test checks
+//! these against the registry itself). Naming a crate is what links it, so its registry entries
+//! (`inventory::submit!`) exist; adding an algorithm crate is then only a matter of listing it in
+//! the workspace and in this crate's `Cargo.toml`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Package-name prefixes of algorithm crates.
+const PREFIXES: [&str; 3] = ["prune-", "quant-", "distill-"];
+
+/// The dependency names in the `[dependencies]` table of a Cargo manifest: `name = ...`,
+/// `name.workspace = true` and `[dependencies.name]` forms.
+fn dependencies(manifest: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut section = String::new();
+    for line in manifest.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).trim().to_string();
+            if let Some(name) = section.strip_prefix("dependencies.") {
+                names.push(name.trim().to_string());
+            }
+            continue;
+        }
+        if section != "dependencies" || line.is_empty() {
+            continue;
+        }
+        let key = line
+            .split(['=', '.'])
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if !key.is_empty() {
+            names.push(key.to_string());
+        }
+    }
+    names
+}
+
+/// The `path = "..."` of each `name = { path = ... }` line of the workspace manifest's
+/// `[workspace.dependencies]`.
+fn workspace_path(workspace: &str, name: &str) -> Option<String> {
+    workspace.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        if key.trim() != name {
+            return None;
+        }
+        let after = value.split("path").nth(1)?;
+        let start = after.find('"')? + 1;
+        let end = start + after[start..].find('"')?;
+        Some(after[start..end].to_string())
+    })
+}
+
+/// The registry names submitted in the `.rs` files under `dir`.
+fn submitted_names(dir: &Path, names: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            submitted_names(&path, names);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            println!("cargo::rerun-if-changed={}", path.display());
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for block in text.split("AlgorithmEntry {").skip(1) {
+                if let Some(rest) = block.trim_start().strip_prefix("name: \"")
+                    && let Some(end) = rest.find('"')
+                {
+                    names.push(rest[..end].to_string());
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let manifest_path = Path::new(&dir).join("Cargo.toml");
+    println!("cargo::rerun-if-changed={}", manifest_path.display());
+    let manifest = std::fs::read_to_string(&manifest_path).expect("Cargo.toml is readable");
+    let mut crates: Vec<String> = dependencies(&manifest)
+        .into_iter()
+        .filter(|n| PREFIXES.iter().any(|p| n.starts_with(p)))
+        .collect();
+    crates.sort();
+    crates.dedup();
+    let mut out = String::new();
+    for name in &crates {
+        let short = PREFIXES
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            .unwrap_or(name)
+            .replace('-', "_");
+        let _ = writeln!(out, "pub use {} as {short};", name.replace('-', "_"));
+    }
+    let _ = writeln!(
+        out,
+        "\n/// Package names of the algorithm crates linked here, sorted (read from `Cargo.toml`).\npub const CRATES: &[&str] = &[{}];",
+        crates
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let workspace_manifest = Path::new(&dir).join("../../Cargo.toml");
+    println!("cargo::rerun-if-changed={}", workspace_manifest.display());
+    let workspace = std::fs::read_to_string(&workspace_manifest).unwrap_or_default();
+    let mut names = Vec::new();
+    for name in &crates {
+        if let Some(path) = workspace_path(&workspace, name) {
+            submitted_names(
+                &Path::new(&dir).join("../..").join(path).join("src"),
+                &mut names,
+            );
+        }
+    }
+    names.sort();
+    let _ = writeln!(
+        out,
+        "\n/// Registry names of the built-in algorithms (those the crates above submit), sorted.\npub const BUILT_IN: &[&str] = &[{}];",
+        names
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    std::fs::write(Path::new(&out_dir).join("algorithms.rs"), out).expect("OUT_DIR is writable");
+}

@@ -1,0 +1,363 @@
+//! Running a checked recipe: one model, the steps in order, a stage per step that changes it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::prelude::*;
+use compress_core::{
+    AlgorithmEntry, ImageDataset, MaskSet, NoHooks, OptimizerKind, TrainConfig, Training, accuracy,
+    train_classifier,
+};
+use compress_graph::{capture, count};
+use compress_speedup::{ConflictPolicy, DependencyGraph, FixStructure, Plan, apply, save_pruned};
+use compress_zoo::{AnyModel, ImageClassifier};
+use serde::Serialize;
+
+use super::{Recipe, RecipeError, Step, err};
+use crate::pruning::prune_captured;
+
+/// One row of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stage {
+    /// The step that produced it.
+    pub name: String,
+    /// Learnable parameters.
+    pub params: u64,
+    /// Multiply-accumulates of one image.
+    pub macs: u64,
+    /// Size of the saved weights (burnpack), bytes.
+    pub bytes: u64,
+    /// Median CPU latency of a batch of 64, milliseconds.
+    pub latency_ms: f64,
+    /// Test accuracy.
+    pub accuracy: f64,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Stages in order.
+    pub stages: Vec<Stage>,
+    /// Wall time of the whole run.
+    pub seconds: f64,
+}
+
+impl RunReport {
+    /// The stages as an aligned text table (what a `report` step's `table` file holds).
+    pub fn table(&self) -> String {
+        super::report::stage_table(&self.stages)
+    }
+}
+
+/// Where a run writes its model, and whether to print progress.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Base path of the final model (`<out>.bpk`, plus `<out>.plan.json` after a speedup).
+    pub out: Option<PathBuf>,
+    /// Print each stage as it completes.
+    pub verbose: bool,
+}
+
+pub(crate) fn train_config(
+    epochs: usize,
+    lr: f64,
+    batch_size: usize,
+    max_steps: Option<usize>,
+    seed: u64,
+) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        max_steps,
+        batch_size,
+        lr,
+        optimizer: OptimizerKind::Adam,
+        seed,
+        progress: true,
+    }
+}
+
+/// Run a checked recipe.
+///
+/// # Errors
+/// [`RecipeError`] naming the step that failed.
+pub fn run(recipe: &Recipe, options: &RunOptions) -> Result<RunReport, RecipeError> {
+    let arch: compress_zoo::Arch = recipe
+        .arch
+        .parse()
+        .map_err(|e: compress_zoo::ZooError| err("[model]", e))?;
+    let device = Device::flex().autodiff();
+    device.seed(recipe.seed);
+    let model = match &recipe.weights {
+        Some(w) => AnyModel::load(arch, w, &device).map_err(|e| err("[model]", e))?,
+        None => AnyModel::init(arch, &device),
+    };
+    let image = arch.input_shape(1);
+    match model {
+        AnyModel::SmallCnn(m) => run_model(m, recipe, options, image),
+        AnyModel::Mlp(m) => run_model(m, recipe, options, image),
+        AnyModel::LeNet5(m) => run_model(m, recipe, options, image),
+        AnyModel::LeNet300100(m) => run_model(m, recipe, options, image),
+        AnyModel::ResNet18(m) => run_model(m, recipe, options, image),
+        AnyModel::ResNet50(m) => run_model(m, recipe, options, image),
+        AnyModel::MobileNetV2(m) => run_model(m, recipe, options, image),
+        AnyModel::TinyTransformer(_) => Err(err(
+            "[model]",
+            "tiny-transformer takes token ids; recipes train image classifiers",
+        )),
+    }
+}
+
+/// The size of `model` saved as a burnpack; a failed save is an error.
+fn saved_bytes<M: Module>(model: &M, ctx: &str) -> Result<u64, RecipeError> {
+    let file = std::env::temp_dir()
+        .join(format!(
+            "burn-compress-stage-{}-{ctx}.bpk",
+            std::process::id()
+        ))
+        .with_extension("bpk");
+    model
+        .clone()
+        .save_file(&file)
+        .map_err(|e| err(ctx, format!("saving the model to measure it: {e}")))?;
+    let bytes = file_bytes(&file, ctx);
+    let _ = std::fs::remove_file(&file);
+    bytes
+}
+
+fn file_bytes(file: &std::path::Path, ctx: &str) -> Result<u64, RecipeError> {
+    std::fs::metadata(file).map(|m| m.len()).map_err(|e| {
+        err(
+            ctx,
+            format!("reading the size of '{}': {e}", file.display()),
+        )
+    })
+}
+
+fn stage<M: Module + ImageClassifier + 'static>(
+    name: &str,
+    model: &M,
+    test: &ImageDataset,
+    image: [usize; 4],
+) -> Result<Stage, RecipeError> {
+    let device = Device::flex();
+    let graph =
+        capture(model, |m, d| m.classify(Tensor::zeros(image, d))).map_err(|e| err(name, e))?;
+    let cost = count(&graph);
+    Ok(Stage {
+        name: name.to_string(),
+        params: cost.params,
+        macs: cost.macs,
+        bytes: saved_bytes(model, name)?,
+        latency_ms: latency_ms(model, image),
+        accuracy: accuracy(model, test, |m, x| m.classify(x), &device),
+    })
+}
+
+/// Median CPU latency of a batch of 64, milliseconds.
+fn latency_ms<M: ImageClassifier>(model: &M, image: [usize; 4]) -> f64 {
+    let x = Tensor::<4>::ones([64, image[1], image[2], image[3]], &Device::flex());
+    let mut times: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = model.classify(x.clone()).into_data();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn run_model<M>(
+    model: M,
+    recipe: &Recipe,
+    options: &RunOptions,
+    image: [usize; 4],
+) -> Result<RunReport, RecipeError>
+where
+    M: Module + FixStructure + ImageClassifier + 'static,
+{
+    let started = Instant::now();
+    let (train, test) = ImageDataset::load(&recipe.data, recipe.pixel_max)
+        .map_err(|e| err("[data]", e))?
+        .split();
+    let mut model = model; // lives on an autodiff device
+    let mut masks: Option<MaskSet> = None;
+    let mut plan: Option<Plan> = None;
+    let mut report = RunReport {
+        stages: Vec::new(),
+        seconds: 0.0,
+    };
+    let mut native: Option<M> = None;
+    let record = |report: &mut RunReport, s: Stage| {
+        if options.verbose {
+            eprintln!(
+                "{:>9}: {} params, {} MACs, {} bytes, {:.2} ms/64 images, accuracy {:.2}%",
+                s.name,
+                s.params,
+                s.macs,
+                s.bytes,
+                s.latency_ms,
+                s.accuracy * 100.0
+            );
+        }
+        report.stages.push(s);
+    };
+    for (i, step) in recipe.steps.iter().enumerate() {
+        let ctx = format!("step[{i}]");
+        match step {
+            Step::Train(t) => {
+                let config = train_config(
+                    t.epochs,
+                    t.lr,
+                    t.batch_size,
+                    t.max_steps,
+                    recipe.seed.wrapping_add(i as u64),
+                );
+                let forward = |m: &M, x: Tensor<4>| m.classify(x);
+                model = match masks.as_ref() {
+                    // Masks stay in force while fine-tuning: pruned weights never come back.
+                    Some(m) => {
+                        let soft = m.apply_soft(&model).map_err(|e| err(&ctx, e))?;
+                        let (t, _) = train_classifier(soft, &train, forward, &config, &mut NoHooks);
+                        t.valid().materialize().train()
+                    }
+                    None => train_classifier(model, &train, forward, &config, &mut NoHooks).0,
+                };
+                record(&mut report, stage(t.name(), &model.valid(), &test, image)?);
+            }
+            Step::Prune(p) => {
+                let pruner = AlgorithmEntry::find(&p.algorithm)
+                    .and_then(|e| e.build_pruner(&p.options))
+                    .map_err(|e| err(&ctx, e))?;
+                let inference = model.valid();
+                // Coupled layers get one dependency group, so their masks agree up front.
+                let graph = capture(&inference, |m, d| m.classify(Tensor::zeros(image, d)))
+                    .map_err(|e| err(&ctx, e))?;
+                // Scheduled pruning trains as the step says; pruners that gather gradients or
+                // learn scores run exactly their own steps at learning rate 0.
+                let config = match &p.schedule {
+                    Some(_) => train_config(
+                        p.step.epochs,
+                        p.step.lr,
+                        p.step.batch_size,
+                        None,
+                        recipe.seed.wrapping_add(i as u64),
+                    ),
+                    None => train_config(1, 0.0, 64, None, recipe.seed),
+                };
+                let training = Training {
+                    data: &train,
+                    forward: &|m: &M, x: Tensor<4>| m.classify(x),
+                    config,
+                };
+                let pruned = prune_captured(
+                    model,
+                    &graph,
+                    &p.config,
+                    Arc::from(pruner),
+                    p.schedule.as_ref(),
+                    Some(&training),
+                )
+                .map_err(|e| err(&ctx, e))?;
+                model = pruned.model;
+                if let Some(path) = &p.step.masks {
+                    if let Some(parent) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(parent).map_err(|e| {
+                            err(&ctx, format!("creating '{}': {e}", parent.display()))
+                        })?;
+                    }
+                    pruned.masks.save(path).map_err(|e| err(&ctx, e))?;
+                }
+                let masked = pruned
+                    .masks
+                    .apply_hard(&model.valid())
+                    .map_err(|e| err(&ctx, e))?;
+                masks = Some(pruned.masks);
+                record(&mut report, stage("prune", &masked, &test, image)?);
+            }
+            Step::Speedup(_) => {
+                let m = masks
+                    .take()
+                    .ok_or_else(|| err(&ctx, "no masks: put a prune step before speedup"))?;
+                let inference = model.valid();
+                let graph = capture(&inference, |m, d| m.classify(Tensor::zeros(image, d)))
+                    .map_err(|e| err(&ctx, e))?;
+                let deps = DependencyGraph::build(&graph).map_err(|e| err(&ctx, e))?;
+                let planned = deps
+                    .plan(
+                        &m,
+                        &compress_core::ModuleIndex::from_module(&inference),
+                        ConflictPolicy::Union,
+                    )
+                    .map_err(|e| err(&ctx, e))?;
+                let small = apply(&inference, &planned.plan).map_err(|e| err(&ctx, e))?;
+                record(&mut report, stage("speedup", &small, &test, image)?);
+                model = small.train();
+                plan = Some(planned.plan);
+            }
+            Step::Quantize(q) => {
+                // Pending masks (a prune without speedup) are folded in first.
+                let float = match masks.as_ref() {
+                    Some(m) => m.apply_hard(&model.valid()).map_err(|e| err(&ctx, e))?,
+                    None => model.valid(),
+                };
+                let source = if q.job.train.is_some() {
+                    float.clone().train()
+                } else {
+                    float.clone()
+                };
+                let quantized = crate::quantize::quantize_classifier(&source, &train, &q.job)
+                    .map_err(|e| err(&ctx, e))?;
+                let exported = quantized.export(q.affine).map_err(|e| err(&ctx, e))?;
+                let mut row = stage("quantize", &float, &test, image)?;
+                let file = std::env::temp_dir().join(format!(
+                    "burn-compress-stage-{}-quantize.bpk",
+                    std::process::id()
+                ));
+                let written = compress_quant::save_quantized(&exported, &file)
+                    .map_err(|e| err(&ctx, format!("saving the quantized model: {e}")))?;
+                let bytes = file_bytes(&written, &ctx);
+                let _ = std::fs::remove_file(&written);
+                row.bytes = bytes?;
+                row.latency_ms = latency_ms(&exported, image);
+                row.accuracy = quantized.accuracy(&test).map_err(|e| err(&ctx, e))?;
+                record(&mut report, row);
+                native = Some(exported);
+            }
+            Step::Evaluate(_) => {
+                let inference = match &masks {
+                    Some(m) => m.apply_hard(&model.valid()).map_err(|e| err(&ctx, e))?,
+                    None => model.valid(),
+                };
+                record(&mut report, stage("evaluate", &inference, &test, image)?);
+            }
+            Step::Report(r) => {
+                report.seconds = started.elapsed().as_secs_f64();
+                r.write(&report, &ctx)?;
+            }
+        }
+    }
+    if let Some(out) = &options.out {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| err("--out", e))?;
+        }
+        let plan = plan.unwrap_or_default();
+        match &native {
+            // The quantized weights (burnpack, 4/2-bit packed) and the plan: load with
+            // `apply(template, plan)` then `load_quantized`.
+            Some(q) => {
+                plan.save(out.with_extension("plan.json"))
+                    .map_err(|e| err("--out", e))?;
+                compress_quant::save_quantized(q, out.with_extension("bpk"))
+                    .map_err(|e| err("--out", e))?;
+            }
+            None => {
+                save_pruned(&model.valid(), &plan, out).map_err(|e| err("--out", e))?;
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}

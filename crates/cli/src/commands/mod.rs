@@ -1,0 +1,8 @@
+//! The subcommands, one file each.
+
+pub mod check;
+pub mod list;
+pub mod prune;
+pub mod quantize;
+pub mod run;
+pub mod speedup;

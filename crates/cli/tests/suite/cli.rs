@@ -1,0 +1,729 @@
+//! The `burn-compress` binary: output and error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use burn_compress::MaskSet;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_burn-compress"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the command failed with exit code 2 and said `needle` on stderr.
+fn refused(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+    assert!(stderr(out).contains(needle), "{}", stderr(out));
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn list_shows_exactly_the_registered_algorithms_sorted() {
+    let out = run(&["list", "--json"]);
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "bnn", "dorefa", "fpgm", "l1-norm", "l2-norm", "level", "lsq", "lsq-plus", "movement",
+            "ptq", "qat", "slim", "taylor"
+        ]
+    );
+    let table = stdout(&run(&["list"]));
+    assert!(table.find("fpgm").unwrap() < table.find("level").unwrap());
+}
+
+#[test]
+fn check_explains_each_rule_and_resolves_against_a_model() {
+    let out = run(&["check", "configs/lenet5-l1.toml", "--arch", "lenet5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("config_list[0]: pruning of every layer of type Conv2d, Linear; excluding fc3; mask 50% of each target"), "{text}");
+    assert!(
+        text.contains("fc2.weight") && !text.contains("fc3.weight"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_a_bad_config_with_its_culprit_and_exit_code_2() {
+    let config = temp("bad.toml");
+    std::fs::write(
+        &config,
+        "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 1.5\n",
+    )
+    .unwrap();
+    let out = run(&["check", config.to_str().unwrap()]);
+    refused(
+        &out,
+        "error: key 'sparse_ratio' in config_list[0]: 1.5 is outside [0, 1]",
+    );
+}
+
+#[test]
+fn prune_writes_masks_and_reports_sparsity_and_accuracy() {
+    let masks = temp("lenet5.safetensors");
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        masks.to_str().unwrap(),
+        "--eval",
+        "data/mnist5k.safetensors",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["algorithm"], "l1-norm");
+    assert_eq!(report["sparsity"], 0.5);
+    // The bundled weights are PyTorch's, which score 0.971 on this split.
+    assert_eq!(report["accuracy_dense"], 0.971);
+    assert!(report["accuracy_masked"].as_f64().unwrap() < 0.971);
+    let saved = burn_compress::MaskSet::load(&masks).unwrap();
+    assert_eq!(saved.get("conv2.weight").unwrap().shape(), &[16, 6, 5, 5]);
+    assert_eq!(saved.len(), 8);
+}
+
+#[test]
+fn prune_refuses_an_unknown_arch() {
+    let out = run(&[
+        "prune",
+        "--arch",
+        "resnet9",
+        "--weights",
+        "w",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        "m",
+    ]);
+    refused(
+        &out,
+        "unknown architecture 'resnet9' (available: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2, tiny-transformer)",
+    );
+}
+
+#[test]
+fn prune_refuses_weights_that_do_not_fit_the_arch() {
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet-300-100",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        temp("x.safetensors").to_str().unwrap(),
+    ]);
+    refused(&out, "do not fit 'lenet-300-100'");
+    assert!(stderr(&out).contains("fc1.weight"), "{}", stderr(&out));
+}
+
+#[test]
+fn prune_refuses_a_missing_weights_file() {
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "nope.safetensors",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        "m",
+    ]);
+    refused(&out, "cannot read weights 'nope.safetensors': no such file");
+}
+
+#[test]
+fn prune_without_a_pruner_says_how_to_name_one() {
+    let config = temp("noalgo.toml");
+    std::fs::write(
+        &config,
+        "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        "m",
+    ]);
+    refused(&out, "pass --algorithm NAME");
+}
+
+/// `burn-compress speedup` on the bundled LeNet-5 with these masks, input shape and output base,
+/// then `extra`.
+fn speedup_lenet5(masks: &Path, input_shape: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "speedup",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--masks",
+        masks.to_str().unwrap(),
+        "--input-shape",
+        input_shape,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// `prune` then `speedup --json` on the bundled LeNet-5 (files named by `tag`, extra speedup
+/// arguments appended); returns the speedup report.
+pub(crate) fn speedup_json(extra: &[&str], tag: &str) -> serde_json::Value {
+    let masks = temp(&format!("lenet5-speedup-masks-{tag}.safetensors"));
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-l1.toml",
+        "--out",
+        masks.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let base = temp(&format!("lenet5-small-{tag}"));
+    let mut args = vec!["--runs", "3", "--json"];
+    args.extend_from_slice(extra);
+    let out = speedup_lenet5(&masks, "8,1,28,28", &base, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn speedup_writes_a_smaller_model_and_reports_shapes_macs_and_latency() {
+    let report = speedup_json(&[], "cpu");
+    assert_eq!(report["device"], "cpu");
+    let base = temp("lenet5-small-cpu");
+    let conv2 = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["path"] == "conv2")
+        .unwrap();
+    assert_eq!(conv2["type"], "Conv2d");
+    assert_eq!(
+        conv2["params"]["weight"]["before"],
+        serde_json::json!([16, 6, 5, 5])
+    );
+    assert_eq!(
+        conv2["params"]["weight"]["after"],
+        serde_json::json!([8, 3, 5, 5])
+    );
+    assert_eq!(report["params_before"], 61706);
+    assert_eq!(report["params_after"], 15738);
+    assert!(report["macs_after"].as_u64().unwrap() * 3 < report["macs_before"].as_u64().unwrap());
+    for key in ["latency_ms_before", "latency_ms_after"] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}");
+    }
+    // The written model loads back into a fresh LeNet-5 through its plan.
+    let loaded = burn_compress::speedup::load_pruned(
+        burn_compress::zoo::LeNet5::new(&burn::prelude::Device::flex()),
+        &base,
+    )
+    .unwrap();
+    assert_eq!(loaded.fc1.weight.dims(), [200, 60]);
+}
+
+#[test]
+fn speedup_refuses_masks_that_do_not_fit_the_model() {
+    let masks = temp("mlp-masks.safetensors");
+    let mut set = burn_compress::MaskSet::default();
+    set.insert("conv9.weight", burn_compress::Dense::full(vec![2], 1u8));
+    set.save(&masks).unwrap();
+    let out = speedup_lenet5(&masks, "1,1,28,28", &temp("x"), &[]);
+    refused(&out, "'conv9.weight' is not a parameter of the model");
+}
+
+#[test]
+fn speedup_refuses_an_input_shape_of_the_wrong_rank() {
+    let masks = temp("empty-masks.safetensors");
+    burn_compress::MaskSet::default().save(&masks).unwrap();
+    let out = speedup_lenet5(&masks, "1,784", &temp("y"), &[]);
+    refused(&out, "image models take [batch, channels, height, width]");
+}
+
+#[test]
+fn speedup_refuses_an_unknown_device_and_vulkan_in_a_cpu_only_build() {
+    let masks = temp("device-masks.safetensors");
+    burn_compress::MaskSet::default().save(&masks).unwrap();
+    let speedup =
+        |device: &str| speedup_lenet5(&masks, "1,1,28,28", &temp("z"), &["--device", device]);
+    let out = speedup("tpu");
+    refused(
+        &out,
+        "invalid value 'tpu' for '--device <DEVICE>': unknown device 'tpu': expected 'cpu' or 'vulkan'",
+    );
+    if cfg!(not(feature = "gpu")) {
+        let out = speedup("vulkan");
+        refused(&out, "device 'vulkan' needs burn-compress's `gpu` feature");
+    }
+}
+
+#[test]
+fn quantize_writes_a_native_model_and_nni_calibration_json() {
+    let out = temp("lenet5-q8.bpk");
+    let calibration = temp("lenet5-calibration.json");
+    let o = run(&[
+        "quantize",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-ptq-int8.toml",
+        "--calib",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--calibration-out",
+        calibration.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["algorithm"], "ptq");
+    assert!(report["size_ratio"].as_f64().unwrap() > 3.8, "{report}");
+    let (before, after) = (
+        report["accuracy_before"].as_f64().unwrap(),
+        report["accuracy_after"].as_f64().unwrap(),
+    );
+    assert!(before - after <= 0.005, "{before} -> {after}");
+    assert_eq!(report["quantized_params"].as_object().unwrap().len(), 5);
+    assert!(out.is_file());
+    let nni: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&calibration).unwrap()).unwrap();
+    // NNI's names and layout: `_input_0`, `weight`, `_output_0` per module.
+    let fc1 = &nni["fc1"];
+    assert_eq!(fc1["weight"]["quant_dtype"], "int8");
+    assert_eq!(fc1["_input_0"]["quant_scheme"], "affine");
+    assert!(fc1["_output_0"]["scale"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn quantize_refuses_bad_requests_with_the_culprit_named() {
+    let out = temp("never.bpk");
+    let base = [
+        "quantize",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-ptq-int8.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = with(&["--calib", "0"]);
+    refused(&o, "calibration with no data");
+    let o = with(&["--affine", "maybe"]);
+    assert!(stderr(&o).contains("--affine 'maybe'"), "{}", stderr(&o));
+    let o = with(&["--algorithm", "fpgm"]);
+    assert!(stderr(&o).contains("'fpgm' is a pruner"), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing is written on error");
+}
+
+/// `burn-compress prune` on the bundled LeNet-5 with `config`, training on the bundled MNIST-5k
+/// when the pruner needs it; returns the JSON report and the masks.
+fn prune_trained(config: &str, extra: &[&str], tag: &str) -> (serde_json::Value, MaskSet) {
+    let masks = temp(&format!("lenet5-{tag}.safetensors"));
+    let mut args = vec![
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        config,
+        "--data",
+        "data/mnist5k.safetensors",
+        "--out",
+        masks.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = serde_json::from_slice(&out.stdout).unwrap();
+    (report, MaskSet::load(&masks).unwrap())
+}
+
+/// Sparsity per parameter path.
+fn sparsities(masks: &MaskSet) -> Vec<(String, f64)> {
+    masks
+        .stats()
+        .targets
+        .iter()
+        .map(|t| (t.path.clone(), t.sparsity()))
+        .collect()
+}
+
+#[test]
+fn prune_taylor_gathers_gradients_on_the_data_and_matches_the_recipe_path_exactly() {
+    let (report, cli_masks) = prune_trained("configs/lenet5-taylor.toml", &[], "taylor");
+    assert_eq!(report["algorithm"], "taylor");
+    assert_eq!(report["mode"], "gradients");
+    // 70% of the output channels of conv1 (6 -> 2 kept), conv2, fc1, fc2; fc3 untouched.
+    let conv1 = cli_masks.get("conv1.weight").unwrap();
+    let kept: usize = conv1.data().iter().map(|&k| k as usize).sum();
+    assert_eq!(kept, 2 * 25);
+
+    // The same config and seed through a recipe: the same driver, the same masks.
+    let recipe_masks = temp("lenet5-taylor-recipe.safetensors");
+    let recipe = temp("taylor-recipe.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[model]\narch = 'lenet5'\nweights = 'data/lenet5-mnist5k.safetensors'\n\
+             [data]\npath = 'data/mnist5k.safetensors'\n\
+             [[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-taylor.toml'\nmasks = '{}'\n",
+            recipe_masks.display()
+        ),
+    )
+    .unwrap();
+    let out = run(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--out",
+        temp("taylor-recipe-model").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recipe_masks = MaskSet::load(&recipe_masks).unwrap();
+    assert_eq!(sparsities(&cli_masks), sparsities(&recipe_masks));
+    assert!(cli_masks == recipe_masks, "the masks differ element-wise");
+}
+
+#[test]
+fn prune_slim_and_movement_learn_scores_on_the_data() {
+    let (report, masks) = prune_trained("configs/lenet5-movement.toml", &[], "movement");
+    assert_eq!(report["mode"], "learned-scores");
+    assert_eq!(report["algorithm"], "movement");
+    for (path, sparsity) in sparsities(&masks) {
+        if path.ends_with("weight") {
+            assert_eq!(sparsity, 0.5, "{path}");
+        }
+    }
+    let (report, masks) = prune_trained("configs/lenet5-l1.toml", &["--algorithm", "slim"], "slim");
+    assert_eq!(report["mode"], "learned-scores");
+    assert_eq!(report["algorithm"], "slim");
+    assert_eq!(masks.get("conv2.weight").unwrap().shape(), &[16, 6, 5, 5]);
+    assert_eq!(report["sparsity"], 0.5);
+}
+
+#[test]
+fn prune_with_a_schedule_trains_and_reaches_the_ratio() {
+    let (report, masks) = prune_trained(
+        "configs/lenet5-l1.toml",
+        &[
+            "--schedule",
+            "agp",
+            "--total-times",
+            "2",
+            "--interval-steps",
+            "3",
+        ],
+        "agp",
+    );
+    assert_eq!(report["mode"], "scheduled");
+    assert_eq!(report["sparsity"], 0.5);
+    assert_eq!(masks.len(), 8);
+}
+
+#[test]
+fn prune_taylor_without_data_says_to_pass_data() {
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-taylor.toml",
+        "--out",
+        temp("never-taylor.safetensors").to_str().unwrap(),
+    ]);
+    refused(
+        &out,
+        "'taylor' runs gradients pruning, which trains: pass --data PATH",
+    );
+    let out = run(&[
+        "prune",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--config",
+        "configs/lenet5-taylor.toml",
+        "--data",
+        "data/digits.safetensors",
+        "--out",
+        temp("never-taylor.safetensors").to_str().unwrap(),
+    ]);
+    refused(&out, "holds 8x8 images, 'lenet5' takes 28x28");
+}
+
+/// A config file with `text`.
+fn config(name: &str, text: &str) -> PathBuf {
+    let path = temp(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `prune` (l1-norm, `config`) then `speedup --json` of `arch` with `weights` at `input_shape`.
+fn prune_and_speedup(
+    arch: &str,
+    weights: &Path,
+    config: &Path,
+    input_shape: &str,
+) -> serde_json::Value {
+    let masks = temp(&format!("{arch}-kind-masks.safetensors"));
+    let out = run(&[
+        "prune",
+        "--arch",
+        arch,
+        "--weights",
+        weights.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--algorithm",
+        "l1-norm",
+        "--out",
+        masks.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&[
+        "speedup",
+        "--arch",
+        arch,
+        "--weights",
+        weights.to_str().unwrap(),
+        "--masks",
+        masks.to_str().unwrap(),
+        "--input-shape",
+        input_shape,
+        "--out",
+        temp(&format!("{arch}-kind-small")).to_str().unwrap(),
+        "--runs",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The `[before, after]` shapes of `layer`'s `param` in a speedup report.
+fn shapes(
+    report: &serde_json::Value,
+    layer: &str,
+    param: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let l = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["path"] == layer)
+        .unwrap_or_else(|| panic!("no layer '{layer}' in {report}"));
+    (
+        l["params"][param]["before"].clone(),
+        l["params"][param]["after"].clone(),
+    )
+}
+
+#[test]
+fn speedup_takes_feature_vectors_for_the_mlp() {
+    let config = config(
+        "mlp-fc1.toml",
+        "[[config_list]]\nop_names = ['fc1']\nsparse_ratio = 0.5\n",
+    );
+    let weights = root().join("tests/fixtures/mlp_weights.safetensors");
+    let report = prune_and_speedup("mlp", &weights, &config, "4,64");
+    assert_eq!(report["input_shape"], serde_json::json!([4, 64]));
+    // Every layer is listed, changed or not: fc1 loses half its outputs, fc2 the matching
+    // inputs, fc3 is untouched.
+    let paths: Vec<&str> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["fc1", "fc2", "fc3"]);
+    let (before, after) = shapes(&report, "fc1", "weight");
+    let (in1, out1) = (before[0].as_u64().unwrap(), before[1].as_u64().unwrap());
+    assert_eq!(before, serde_json::json!([64, out1]));
+    assert_eq!(after, serde_json::json!([in1, out1 / 2]));
+    let (before, after) = shapes(&report, "fc2", "weight");
+    assert_eq!(after[0].as_u64().unwrap() * 2, before[0].as_u64().unwrap());
+    assert_eq!(after[1], before[1]);
+    let fc3 = &report["layers"][2];
+    assert_eq!(fc3["changed"], false);
+    assert_eq!(
+        fc3["params"]["weight"]["before"],
+        fc3["params"]["weight"]["after"]
+    );
+    assert_eq!(report["layers"][0]["changed"], true);
+}
+
+#[test]
+fn speedup_takes_images_for_the_small_cnn() {
+    let config = config(
+        "cnn-conv1.toml",
+        "[[config_list]]\nop_names = ['conv1']\nsparse_ratio = 0.5\n",
+    );
+    let weights = root().join("tests/fixtures/cnn_weights.safetensors");
+    let report = prune_and_speedup("small-cnn", &weights, &config, "2,1,8,8");
+    let (before, after) = shapes(&report, "conv1", "weight");
+    assert_eq!(
+        after[0].as_u64().unwrap() * 2,
+        before[0].as_u64().unwrap(),
+        "{report}"
+    );
+    // conv1's BatchNorm follows it; the classifier keeps its shape.
+    let (bn_before, bn_after) = shapes(&report, "bn1", "gamma");
+    assert_eq!(
+        bn_after[0].as_u64().unwrap() * 2,
+        bn_before[0].as_u64().unwrap()
+    );
+    let (fc_before, fc_after) = shapes(&report, "fc", "weight");
+    assert_eq!(fc_before, fc_after);
+    assert!(report["params_after"].as_u64() < report["params_before"].as_u64());
+}
+
+#[test]
+fn speedup_takes_token_ids_for_the_tiny_transformer() {
+    use burn::prelude::*;
+    use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+    let weights = temp("tiny-transformer.safetensors");
+    let model = burn_compress::zoo::TinyTransformer::new(10, &Device::flex());
+    let mut store =
+        SafetensorsStore::from_file(weights.clone()).with_to_adapter(BurnToPyTorchAdapter);
+    model.save_into(&mut store).unwrap();
+    let config = config(
+        "tt-ff.toml",
+        "[[config_list]]\nop_names_re = ['encoder\\.layers\\.[0-9]+\\.pwff\\.linear_inner']\nsparse_ratio = 0.5\n",
+    );
+    let report = prune_and_speedup("tiny-transformer", &weights, &config, "2,16");
+    assert_eq!(report["input_shape"], serde_json::json!([2, 16]));
+    let (before, after) = shapes(&report, "encoder.layers.0.pwff.linear_inner", "weight");
+    assert_eq!(before, serde_json::json!([64, 128]));
+    assert_eq!(after, serde_json::json!([64, 64]));
+    let (before, after) = shapes(&report, "encoder.layers.1.pwff.linear_outer", "weight");
+    assert_eq!(
+        (before, after),
+        (serde_json::json!([128, 64]), serde_json::json!([64, 64]))
+    );
+    let (before, after) = shapes(&report, "head", "weight");
+    assert_eq!(before, after);
+
+    // A sequence longer than the model's 32 positions is refused before anything runs.
+    let masks = temp("tiny-transformer-kind-masks.safetensors");
+    let out = run(&[
+        "speedup",
+        "--arch",
+        "tiny-transformer",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--masks",
+        masks.to_str().unwrap(),
+        "--input-shape",
+        "1,64",
+        "--out",
+        temp("tt-never").to_str().unwrap(),
+    ]);
+    refused(
+        &out,
+        "input shape [1, 64] does not fit 'tiny-transformer': token models take token ids [batch, seq] with seq <= 32",
+    );
+}
+
+#[test]
+fn speedup_json_lists_every_layer_of_lenet5_with_shapes_before_and_after() {
+    let report = speedup_json(&[], "every-layer");
+    let layers = report["layers"].as_array().unwrap();
+    let paths: Vec<&str> = layers.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["conv1", "conv2", "fc1", "fc2", "fc3"]);
+    for l in layers {
+        for (name, s) in l["params"].as_object().unwrap() {
+            assert!(
+                s["before"].is_array() && s["after"].is_array(),
+                "{} {name}",
+                l["path"]
+            );
+        }
+    }
+    // fc3 keeps its 10 outputs but loses the inputs fc2 no longer produces.
+    let (before, after) = shapes(&report, "fc3", "weight");
+    assert_eq!(
+        (before, after),
+        (serde_json::json!([84, 10]), serde_json::json!([42, 10]))
+    );
+    let (before, after) = shapes(&report, "fc3", "bias");
+    assert_eq!(before, after);
+}
+
+#[test]
+fn quantize_refuses_a_dataset_of_another_image_size_than_the_model_takes() {
+    let weights = root().join("tests/fixtures/mlp_weights.safetensors");
+    let out = run(&[
+        "quantize",
+        "--arch",
+        "mlp",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--config",
+        "configs/lenet5-ptq-int8.toml",
+        "--out",
+        temp("never-mlp.bpk").to_str().unwrap(),
+    ]);
+    refused(
+        &out,
+        "'data/mnist5k.safetensors' holds 28x28 images, 'mlp' takes 8x8",
+    );
+}

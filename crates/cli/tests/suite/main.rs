@@ -1,0 +1,3 @@
+//! Tests of the `burn-compress` binary, in one integration-test binary (each links all of Burn).
+
+mod cli;
