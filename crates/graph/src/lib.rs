@@ -30,14 +30,18 @@
 mod capture;
 mod count;
 mod error;
+mod ops;
 mod replay;
 mod rules;
+mod views;
 
 pub use capture::{Graph, capture};
 pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
 pub use error::{GraphError, Result};
+pub use ops::{CustomOpRule, RuleKind};
 pub use replay::{LayerIo, NoTap, ReparamRebuild, Replay, Site, Tap};
-pub use rules::{Analysis, CustomOpRule, GroupedConv, Member, RuleKind, op_name};
+pub use rules::{Analysis, GroupedConv, Member, op_name};
+pub use views::{LayerCall, LayerKind, layer_calls};
 
 // Re-exported so custom op rules and reparameterization rebuilds register with the same version.
 pub use burn_dispatch::DispatchTensor;
