@@ -1,4 +1,5 @@
-//! Channel dependency rules: how channel indices flow through each op (DepGraph-style).
+//! The channel analysis engine (DepGraph-style): the union-find of channel slots that each op
+//! family's rule (`ops::OpRule::channels`, in `src/ops/`) updates.
 //!
 //! Every prunable channel is a *slot* in a union-find. A producer (conv output channels, Linear
 //! output features, embedding dims) creates fresh slots; each op says how its input slots map to
