@@ -314,6 +314,7 @@ pub struct ReparamRebuild {
     pub name: &'static str,
     /// The effective value from the base (of rank `rank`) and the reparameterization's
     /// parameters by field name; an error message on failure.
+    #[allow(clippy::type_complexity)]
     pub rebuild: fn(
         base: DispatchTensor,
         rank: usize,
