@@ -26,6 +26,14 @@ pub enum GraphError {
     /// a replay rule, named).
     #[error("graph replay: {0}")]
     Replay(String),
+    /// An op the replay cannot execute: the op table has no execution for it.
+    #[error("op #{index} ({op}) cannot be replayed: the op table has no execution for it")]
+    NotExecutable {
+        /// The op's kind.
+        op: String,
+        /// Its position in the captured graph.
+        index: usize,
+    },
     /// An error from compress-core (indexing, a tap's error); boxed so that errors which wrap
     /// this one stay small.
     #[error(transparent)]

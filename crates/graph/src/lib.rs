@@ -11,8 +11,27 @@
 //! - [`Analysis`]: how channel indices flow through every op (DepGraph-style rules); an op that
 //!   has no rule is an error naming it. Custom ops register a [`CustomOpRule`].
 //! - [`Replay`]: execute a captured graph op by op on any device (autodiff included), with a
-//!   [`Tap`] at the input and output of every layer call.
+//!   [`Tap`] at the input and output of every layer call; an op the table cannot execute is a
+//!   [`GraphError::NotExecutable`] naming it.
 //! - [`count`] / [`count_flops_params`]: MACs and parameters of a pass, NNI-style rows.
+//! - [`layer_calls`]: every call of a layer ([`LayerCall`]: conv-like, Linear, norms,
+//!   embedding), the one recognition the other parts (and BatchNorm folding) share.
+//!
+//! ## The op table
+//! Everything the crate knows about an op lives in one place: `src/ops/<family>.rs` (conv-like,
+//! matmul/Linear, norms, pooling, embedding, elementwise binary, unary, reductions, shape ops,
+//! custom ops). `ops::Op::of` matches burn-ir's typed enums (never names) to a family value, and
+//! each family implements one trait, `ops::OpRule`, with one method per concern:
+//! `channels` (the channel rule), `execute` (replay through `burn_dispatch::Dispatch`), `cost`
+//! (MACs and the NNI row), `layer_call` / `bias_add` / `param_view` (which inputs are
+//! parameters, seen through reshape/expand/swap_dims/permute; Linear as matmul + bias add). The
+//! engines only walk the graph and ask the table. A future concern (writing the op to ONNX) is
+//! one more trait method, implemented once per family.
+//!
+//! **Adding an op**: add its `burn_ir` variant to the `of` match of its family's file and to
+//! each method's match there (or create a family file, add a variant to `ops::Op` and one line
+//! to `Op::of`), with a unit test of its channel rule and cost at the bottom of that file.
+//! Nothing else changes: the analysis, replay, counters and layer calls pick it up.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -30,14 +49,18 @@
 mod capture;
 mod count;
 mod error;
+mod ops;
 mod replay;
 mod rules;
+mod views;
 
 pub use capture::{Graph, capture};
 pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
 pub use error::{GraphError, Result};
+pub use ops::{CustomOpRule, RuleKind};
 pub use replay::{LayerIo, NoTap, ReparamParts, ReparamRebuild, Replay, Site, Tap};
-pub use rules::{Analysis, CustomOpRule, GroupedConv, Member, RuleKind, op_name};
+pub use rules::{Analysis, GroupedConv, Member, op_name};
+pub use views::{LayerCall, LayerKind, layer_calls};
 
 // Re-exported so custom op rules and reparameterization rebuilds register with the same version.
 pub use burn_dispatch::DispatchTensor;

@@ -16,13 +16,11 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn_backend::Shape as BShape;
-use burn_backend::ops::{ActivationOps, BoolTensorOps, FloatTensorOps, IntTensorOps, ModuleOps};
+use burn_backend::ops::{BoolTensorOps, FloatTensorOps, IntTensorOps};
 use burn_dispatch::{Dispatch, DispatchTensor};
-use burn_ir::{
-    ActivationOperationIr as A, BaseOperationIr as Base, FloatOperationIr as F,
-    ModuleOperationIr as Mo, NumericOperationIr as N, OperationIr as O, TensorId, TensorIr,
-};
+use burn_ir::{OperationIr as O, TensorId, TensorIr};
 
+use crate::ops::{Exec, Op, OpRule, not_executable};
 use crate::{Graph, GraphError, Result};
 
 type B = Dispatch;
@@ -127,7 +125,16 @@ impl Replay {
             .first()
             .copied()
             .ok_or_else(|| GraphError::Capture("the forward has no output".into()))?;
-        let layers = find_layers(&graph);
+        // Layer calls on float inputs (an embedding's ids are not an activation to tap).
+        let layers: Vec<LayerIo> = crate::layer_calls(&graph)
+            .into_iter()
+            .filter(|c| c.input.dtype.is_float())
+            .map(|c| LayerIo {
+                layer: c.layer,
+                input: c.input.id,
+                output: c.output.id,
+            })
+            .collect();
         let mut taps: HashMap<TensorId, Vec<(String, Site)>> = HashMap::new();
         for l in &layers {
             taps.entry(l.input)
@@ -160,8 +167,9 @@ impl Replay {
     /// Run the graph on `input`'s device with `model`'s current parameters.
     ///
     /// # Errors
-    /// [`GraphError::Replay`] when the input shape differs from the captured one, a parameter
-    /// is missing, or an op has no replay rule (named); the tap's errors.
+    /// [`GraphError::Replay`] when the input shape differs from the captured one or a parameter
+    /// is missing; [`GraphError::NotExecutable`] for an op the table cannot execute (named);
+    /// the tap's errors.
     pub fn run<M: Module, const DI: usize, const DO: usize>(
         &self,
         model: &M,
@@ -236,197 +244,18 @@ impl Replay {
         env: &mut HashMap<TensorId, DispatchTensor>,
         device: &Device,
     ) -> Result<(TensorId, DispatchTensor)> {
-        let get = |t: &TensorIr, env: &HashMap<TensorId, DispatchTensor>| {
-            env.get(&t.id).cloned().ok_or_else(|| {
-                GraphError::Replay(format!(
-                    "op {i} reads tensor {:?} that is not computed",
-                    t.id
-                ))
-            })
-        };
         // A tapped layer input is some earlier op's output (or the graph input), already tapped
         // when it was produced.
-        let unsupported = || {
-            GraphError::Replay(format!(
-                "op {i} ({}) has no replay rule",
-                crate::rules::op_name(op)
-            ))
+        let (Some(rule), Some(out)) = (Op::of(op), op.outputs().next()) else {
+            return Err(not_executable(i, op));
         };
-        let (out, value) = match op {
-            O::BaseFloat(b) => match b {
-                Base::Zeros(d) => (
-                    &d.out,
-                    B::float_zeros(
-                        d.out.shape.clone(),
-                        device.as_dispatch(),
-                        d.out.dtype.into(),
-                    ),
-                ),
-                Base::Ones(d) => (
-                    &d.out,
-                    B::float_ones(
-                        d.out.shape.clone(),
-                        device.as_dispatch(),
-                        d.out.dtype.into(),
-                    ),
-                ),
-                Base::Reshape(d) => (
-                    &d.out,
-                    B::float_reshape(get(&d.input, env)?, d.out.shape.clone()),
-                ),
-                Base::SwapDims(d) => (
-                    &d.out,
-                    B::float_swap_dims(get(&d.input, env)?, d.dim1, d.dim2),
-                ),
-                Base::Permute(d) => (&d.out, B::float_permute(get(&d.input, env)?, &d.axes)),
-                Base::Expand(d) => (
-                    &d.out,
-                    B::float_expand(get(&d.input, env)?, d.out.shape.clone()),
-                ),
-                Base::Slice(d) => (&d.out, B::float_slice(get(&d.tensor, env)?, &d.ranges)),
-                Base::Cat(d) => {
-                    let ts = d
-                        .tensors
-                        .iter()
-                        .map(|t| get(t, env))
-                        .collect::<Result<Vec<_>>>()?;
-                    (&d.out, B::float_cat(ts, d.dim))
-                }
-                _ => return Err(unsupported()),
-            },
-            O::NumericFloat(_, n) => match n {
-                N::Add(d) => (&d.out, B::float_add(get(&d.lhs, env)?, get(&d.rhs, env)?)),
-                N::Sub(d) => (&d.out, B::float_sub(get(&d.lhs, env)?, get(&d.rhs, env)?)),
-                N::Mul(d) => (&d.out, B::float_mul(get(&d.lhs, env)?, get(&d.rhs, env)?)),
-                N::Div(d) => (&d.out, B::float_div(get(&d.lhs, env)?, get(&d.rhs, env)?)),
-                N::AddScalar(d) => (&d.out, B::float_add_scalar(get(&d.lhs, env)?, d.rhs.into())),
-                N::SubScalar(d) => (&d.out, B::float_sub_scalar(get(&d.lhs, env)?, d.rhs.into())),
-                N::MulScalar(d) => (&d.out, B::float_mul_scalar(get(&d.lhs, env)?, d.rhs.into())),
-                N::DivScalar(d) => (&d.out, B::float_div_scalar(get(&d.lhs, env)?, d.rhs.into())),
-                N::Clamp(d) => (
-                    &d.out,
-                    B::float_clamp(get(&d.tensor, env)?, d.min.into(), d.max.into()),
-                ),
-                N::ClampMin(d) => (&d.out, B::float_clamp_min(get(&d.lhs, env)?, d.rhs.into())),
-                N::ClampMax(d) => (&d.out, B::float_clamp_max(get(&d.lhs, env)?, d.rhs.into())),
-                N::Neg(d) => (&d.out, B::float_neg(get(&d.input, env)?)),
-                N::Abs(d) => (&d.out, B::float_abs(get(&d.input, env)?)),
-                N::Mean(d) => (&d.out, B::float_mean(get(&d.input, env)?)),
-                N::Sum(d) => (&d.out, B::float_sum(get(&d.input, env)?)),
-                N::MeanDim(d) => (&d.out, B::float_mean_dim(get(&d.input, env)?, d.axis)),
-                N::SumDim(d) => (&d.out, B::float_sum_dim(get(&d.input, env)?, d.axis)),
-                N::MaxDim(d) => (&d.out, B::float_max_dim(get(&d.input, env)?, d.axis)),
-                N::MinDim(d) => (&d.out, B::float_min_dim(get(&d.input, env)?, d.axis)),
-                N::Max(d) => (&d.out, B::float_max(get(&d.input, env)?)),
-                N::Min(d) => (&d.out, B::float_min(get(&d.input, env)?)),
-                _ => return Err(unsupported()),
-            },
-            O::Float(_, f) => match f {
-                F::Matmul(d) => (
-                    &d.out,
-                    B::float_matmul(get(&d.lhs, env)?, get(&d.rhs, env)?),
-                ),
-                F::Exp(d) => (&d.out, B::float_exp(get(&d.input, env)?)),
-                F::Log(d) => (&d.out, B::float_log(get(&d.input, env)?)),
-                F::Sqrt(d) => (&d.out, B::float_sqrt(get(&d.input, env)?)),
-                F::Tanh(d) => (&d.out, B::float_tanh(get(&d.input, env)?)),
-                F::Recip(d) => (&d.out, B::float_recip(get(&d.input, env)?)),
-                F::Erf(d) => (&d.out, B::float_erf(get(&d.input, env)?)),
-                F::PowfScalar(d) => (
-                    &d.out,
-                    B::float_powf_scalar(get(&d.lhs, env)?, d.rhs.into()),
-                ),
-                _ => return Err(unsupported()),
-            },
-            O::Activation(a) => match a {
-                A::Relu(d) => (&d.out, B::relu(get(&d.input, env)?)),
-                A::Gelu(d) => (&d.out, B::gelu(get(&d.input, env)?)),
-                A::Sigmoid(d) => (&d.out, B::sigmoid(get(&d.input, env)?)),
-                A::LeakyRelu(d) => (&d.out, B::leaky_relu(get(&d.lhs, env)?, d.rhs.into())),
-                A::Softmax(d) => (&d.out, B::softmax(get(&d.input, env)?, d.axis)),
-                A::LogSoftmax(d) => (&d.out, B::log_softmax(get(&d.input, env)?, d.axis)),
-                _ => return Err(unsupported()),
-            },
-            O::Module(m) => match m {
-                Mo::Conv1d(d) => {
-                    let bias = d.bias.as_ref().map(|b| get(b, env)).transpose()?;
-                    let out = B::conv1d(
-                        get(&d.x, env)?,
-                        get(&d.weight, env)?,
-                        bias,
-                        d.clone().options.into(),
-                    );
-                    (&d.out, out)
-                }
-                Mo::Conv2d(d) => {
-                    let bias = d.bias.as_ref().map(|b| get(b, env)).transpose()?;
-                    let out = B::conv2d(
-                        get(&d.x, env)?,
-                        get(&d.weight, env)?,
-                        bias,
-                        d.clone().options.into(),
-                    );
-                    (&d.out, out)
-                }
-                Mo::Linear(d) => {
-                    let bias = d.bias.as_ref().map(|b| get(b, env)).transpose()?;
-                    (
-                        &d.out,
-                        B::linear(get(&d.x, env)?, get(&d.weight, env)?, bias),
-                    )
-                }
-                Mo::BatchNorm(d) => {
-                    let out = B::batch_norm(
-                        get(&d.x, env)?,
-                        get(&d.gamma, env)?,
-                        get(&d.beta, env)?,
-                        get(&d.mean, env)?,
-                        get(&d.variance, env)?,
-                        d.epsilon.elem(),
-                    );
-                    (&d.out, out)
-                }
-                Mo::LayerNorm(d) => {
-                    let beta = d.beta.as_ref().map(|b| get(b, env)).transpose()?;
-                    let out = B::layer_norm(
-                        get(&d.input, env)?,
-                        get(&d.gamma, env)?,
-                        beta,
-                        d.epsilon.elem(),
-                    );
-                    (&d.out, out)
-                }
-                Mo::AvgPool2d(d) => {
-                    let out = B::avg_pool2d(
-                        get(&d.x, env)?,
-                        d.kernel_size,
-                        d.stride,
-                        d.padding,
-                        d.count_include_pad,
-                        d.ceil_mode,
-                    );
-                    (&d.out, out)
-                }
-                Mo::AdaptiveAvgPool2d(d) => (
-                    &d.out,
-                    B::adaptive_avg_pool2d(get(&d.x, env)?, d.output_size),
-                ),
-                Mo::MaxPool2d(d) => {
-                    let out = B::max_pool2d(
-                        get(&d.x, env)?,
-                        d.kernel_size,
-                        d.stride,
-                        d.padding,
-                        d.dilation,
-                        d.ceil_mode,
-                    );
-                    (&d.out, out)
-                }
-                _ => return Err(unsupported()),
-            },
-            _ => return Err(unsupported()),
+        let exec = Exec {
+            env,
+            device,
+            index: i,
+            op,
         };
-        Ok((out.id, value))
+        Ok((out.id, rule.execute(&exec)?))
     }
 }
 
@@ -573,87 +402,4 @@ fn live_params<M: Module>(model: &M) -> Result<BTreeMap<String, DispatchTensor>>
         Some(message) => Err(GraphError::Replay(message)),
         None => Ok(c.found),
     }
-}
-
-fn layer_of(path: &str) -> &str {
-    path.rsplit_once('.').map_or("", |(l, _)| l)
-}
-
-/// Layer calls: conv-like and norm modules by their weight, Linear as a matmul with a parameter
-/// weight (and the bias add that follows it).
-fn find_layers(graph: &Graph) -> Vec<LayerIo> {
-    // Tensors that are a parameter, or a reshape / expand / transpose of one.
-    let mut derived: HashMap<TensorId, String> = HashMap::new();
-    let mut layers: Vec<LayerIo> = Vec::new();
-    // Output of a Linear's matmul -> index in `layers`, to extend it over the bias add.
-    let mut pending: HashMap<TensorId, usize> = HashMap::new();
-    for op in &graph.ops {
-        match op {
-            O::Init(init) => {
-                if let Some(p) = graph.params.get(&init.out.id) {
-                    derived.insert(init.out.id, p.clone());
-                }
-            }
-            O::BaseFloat(Base::Reshape(d)) | O::BaseFloat(Base::Expand(d)) => {
-                if let Some(p) = derived.get(&d.input.id).cloned() {
-                    derived.insert(d.out.id, p);
-                }
-            }
-            O::BaseFloat(Base::SwapDims(d)) => {
-                if let Some(p) = derived.get(&d.input.id).cloned() {
-                    derived.insert(d.out.id, p);
-                }
-            }
-            O::Module(m) => {
-                let io = match m {
-                    Mo::Conv1d(d) => Some((&d.x, &d.weight, &d.out)),
-                    Mo::Conv2d(d) => Some((&d.x, &d.weight, &d.out)),
-                    Mo::Conv3d(d) => Some((&d.x, &d.weight, &d.out)),
-                    Mo::ConvTranspose1d(d) => Some((&d.x, &d.weight, &d.out)),
-                    Mo::ConvTranspose2d(d) => Some((&d.x, &d.weight, &d.out)),
-                    Mo::Linear(d) => Some((&d.x, &d.weight, &d.out)),
-                    Mo::BatchNorm(d) => Some((&d.x, &d.gamma, &d.out)),
-                    Mo::LayerNorm(d) => Some((&d.input, &d.gamma, &d.out)),
-                    _ => None,
-                };
-                if let Some((x, w, out)) = io
-                    && let Some(p) = derived.get(&w.id)
-                {
-                    layers.push(LayerIo {
-                        layer: layer_of(p).to_string(),
-                        input: x.id,
-                        output: out.id,
-                    });
-                }
-            }
-            O::Float(_, F::Matmul(d)) => {
-                let (x, w) = match (derived.get(&d.lhs.id), derived.get(&d.rhs.id)) {
-                    (None, Some(w)) => (&d.lhs, w),
-                    (Some(w), None) => (&d.rhs, w),
-                    _ => continue,
-                };
-                pending.insert(d.out.id, layers.len());
-                layers.push(LayerIo {
-                    layer: layer_of(w).to_string(),
-                    input: x.id,
-                    output: d.out.id,
-                });
-            }
-            O::NumericFloat(_, N::Add(d)) => {
-                let hit = [(&d.lhs, &d.rhs), (&d.rhs, &d.lhs)]
-                    .into_iter()
-                    .find_map(|(a, b)| {
-                        let i = *pending.get(&a.id)?;
-                        let bias = derived.get(&b.id)?;
-                        (layer_of(bias) == layers[i].layer).then_some(i)
-                    });
-                if let Some(i) = hit {
-                    pending.remove(&layers[i].output);
-                    layers[i].output = d.out.id;
-                }
-            }
-            _ => {}
-        }
-    }
-    layers
 }

@@ -26,15 +26,12 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv2d, Conv3d};
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
-use burn_ir::{
-    ActivationOperationIr, BaseOperationIr, FloatOperationIr, ModuleOperationIr,
-    NumericOperationIr, OperationIr, TensorId, TensorIr,
-};
+use burn_ir::{ActivationOperationIr, ModuleOperationIr, OperationIr, TensorId, TensorIr};
 use compress_core::{Dense, ModuleIndex};
 
 use crate::export::read_float_params;
 use crate::{QuantError, Result};
-use compress_graph::{Graph, capture};
+use compress_graph::{Graph, LayerCall, LayerKind, capture, layer_calls};
 
 /// Fold each group's BatchNorm into the layer before it, on a deep copy of `model` (the input
 /// model, running statistics included, is never changed).
@@ -374,23 +371,29 @@ fn check_groups<G: AsRef<[S]>, S: AsRef<str>>(
     Ok(out)
 }
 
-/// The captured graph with parameter aliases (through reshapes) and tensor consumers.
+/// The captured graph's layer calls (compress-graph's op table decides what a call is) and
+/// tensor consumers.
 struct GraphView<'a> {
     ops: &'a [OperationIr],
-    alias: HashMap<TensorId, String>,
+    calls: Vec<LayerCall>,
+    /// Parameter tensors read by a layer call: the layer.
+    param_layer: HashMap<TensorId, String>,
     consumers: HashMap<TensorId, Vec<usize>>,
 }
 
 impl<'a> GraphView<'a> {
     fn new(graph: &'a Graph) -> Self {
-        let mut alias = graph.params.clone();
+        let calls = layer_calls(graph);
+        let param_layer = calls
+            .iter()
+            .flat_map(|c| {
+                std::iter::once(&c.weight)
+                    .chain(&c.bias)
+                    .map(|t| (t.id, c.layer.clone()))
+            })
+            .collect();
         let mut consumers: HashMap<TensorId, Vec<usize>> = HashMap::new();
         for (i, op) in graph.ops.iter().enumerate() {
-            if let OperationIr::BaseFloat(BaseOperationIr::Reshape(r)) = op
-                && let Some(p) = alias.get(&r.input.id).cloned()
-            {
-                alias.insert(r.out.id, p);
-            }
             if matches!(op, OperationIr::Drop(_)) {
                 continue;
             }
@@ -403,80 +406,35 @@ impl<'a> GraphView<'a> {
         }
         Self {
             ops: &graph.ops,
-            alias,
+            calls,
+            param_layer,
             consumers,
         }
-    }
-
-    fn is(&self, t: &TensorIr, path: &str) -> bool {
-        self.alias.get(&t.id).is_some_and(|p| p == path)
     }
 
     fn consumers(&self, id: TensorId) -> &[usize] {
         self.consumers.get(&id).map_or(&[], Vec::as_slice)
     }
 
-    /// Where the layer's output comes out, once per call.
-    fn layer_outputs(&self, g: &Group) -> Vec<&'a TensorIr> {
-        let weight = format!("{}.weight", g.layer);
-        let bias = format!("{}.bias", g.layer);
-        let mut out = Vec::new();
-        for op in self.ops {
-            match op {
-                OperationIr::Module(ModuleOperationIr::Conv1d(c))
-                    if self.is(&c.weight, &weight) =>
-                {
-                    out.push(&c.out)
-                }
-                OperationIr::Module(ModuleOperationIr::Conv2d(c))
-                    if self.is(&c.weight, &weight) =>
-                {
-                    out.push(&c.out)
-                }
-                OperationIr::Module(ModuleOperationIr::Conv3d(c))
-                    if self.is(&c.weight, &weight) =>
-                {
-                    out.push(&c.out)
-                }
-                OperationIr::Module(ModuleOperationIr::Linear(l))
-                    if self.is(&l.weight, &weight) =>
-                {
-                    out.push(&l.out)
-                }
-                OperationIr::Float(_, FloatOperationIr::Matmul(m)) if self.is(&m.rhs, &weight) => {
-                    // burn-nn's Linear: `x @ W`, then `+ b` (b reshaped to `[1, out]`).
-                    let add = self
-                        .consumers(m.out.id)
-                        .iter()
-                        .find_map(|&j| match &self.ops[j] {
-                            OperationIr::NumericFloat(_, NumericOperationIr::Add(a))
-                                if g.has_bias
-                                    && ((a.lhs.id == m.out.id && self.is(&a.rhs, &bias))
-                                        || (a.rhs.id == m.out.id && self.is(&a.lhs, &bias))) =>
-                            {
-                                Some(&a.out)
-                            }
-                            _ => None,
-                        });
-                    out.push(add.unwrap_or(&m.out));
-                }
-                _ => {}
-            }
-        }
-        out
+    /// Where the layer's output comes out (after a Linear's bias add), once per call.
+    fn layer_outputs(&self, g: &Group) -> Vec<&TensorIr> {
+        use LayerKind as K;
+        self.calls
+            .iter()
+            .filter(|c| c.layer == g.layer)
+            .filter(|c| matches!(c.kind, K::Conv1d | K::Conv2d | K::Conv3d | K::Linear))
+            .map(|c| &c.output)
+            .collect()
     }
 
     /// The BatchNorm's calls: (op index, input, output, epsilon).
-    fn bn_calls(&self, g: &Group) -> Vec<(usize, &'a TensorIr, &'a TensorIr, f32)> {
-        let gamma = format!("{}.gamma", g.bn);
-        self.ops
+    fn bn_calls(&self, g: &Group) -> Vec<(usize, &TensorIr, &TensorIr, f32)> {
+        self.calls
             .iter()
-            .enumerate()
-            .filter_map(|(i, op)| match op {
-                OperationIr::Module(ModuleOperationIr::BatchNorm(b))
-                    if self.is(&b.gamma, &gamma) =>
-                {
-                    Some((i, &b.x, &b.out, b.epsilon.elem::<f64>() as f32))
+            .filter(|c| c.layer == g.bn && c.kind == LayerKind::BatchNorm)
+            .filter_map(|c| match &self.ops[c.op] {
+                OperationIr::Module(ModuleOperationIr::BatchNorm(b)) => {
+                    Some((c.op, &c.input, &c.output, b.epsilon.elem::<f64>() as f32))
                 }
                 _ => None,
             })
@@ -499,10 +457,7 @@ impl<'a> GraphView<'a> {
             .take(2)
             .collect::<Vec<_>>()
             .join("::");
-        let layer = op
-            .inputs()
-            .find_map(|t| self.alias.get(&t.id))
-            .map(|p| p.rsplit_once('.').map_or(p.as_str(), |(l, _)| l));
+        let layer = op.inputs().find_map(|t| self.param_layer.get(&t.id));
         match layer {
             Some(l) => format!("'{l}' ({kind})"),
             None => format!("an op {kind}"),

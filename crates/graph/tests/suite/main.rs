@@ -1,3 +1,4 @@
 //! compress-graph's integration tests, in one binary (each test binary links all of Burn).
 
+mod ops;
 mod replay;

@@ -9,6 +9,7 @@ use compress_speedup::{ConflictPolicy, DependencyGraph, FixStructure, PlanReport
 pub use compress_core::testing::oracle::nni_masks;
 
 /// Capture, group, plan and apply in one go.
+// The library's own error type, returned as is (its size is compress-core's `CompressError`'s).
 pub fn speedup<M: Module + FixStructure, const D: usize>(
     model: &M,
     masks: &MaskSet,

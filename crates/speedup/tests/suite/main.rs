@@ -4,5 +4,6 @@ mod bad_input;
 mod common;
 mod equivalence;
 mod groups;
+mod module_linear;
 mod nni_parity;
 mod persist;

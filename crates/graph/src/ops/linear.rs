@@ -1,0 +1,238 @@
+//! Matmul and Linear: `ModuleOperationIr::Linear` (weight `[in, out]`, bias `[out]`) and
+//! `Float(Matmul)`, which is a Linear when its right operand views a parameter (burn-nn's
+//! Linear is captured as `x @ W` then `+ b`; [`layer_calls`](crate::layer_calls) joins the two).
+
+use burn_backend::ops::{FloatTensorOps, ModuleOps};
+use burn_dispatch::{Dispatch, DispatchTensor};
+use burn_ir::{FloatOperationIr, ModuleOperationIr, OperationIr, TensorIr};
+
+use super::{Exec, OpCost, OpRule, Row, call, numel};
+use crate::Result;
+use crate::rules::{Analysis, Map, Value};
+use crate::views::{LayerCall, LayerKind, ParamViews, layer_of};
+
+/// `x @ rhs` (a Linear without its bias when `rhs` views a parameter), or the Linear module op.
+pub(crate) struct Linear<'a> {
+    x: &'a TensorIr,
+    weight: &'a TensorIr,
+    bias: Option<&'a TensorIr>,
+    out: &'a TensorIr,
+    /// `ModuleOperationIr::Linear` (else a matmul).
+    module: bool,
+}
+
+impl<'a> Linear<'a> {
+    pub fn of(op: &'a OperationIr) -> Option<Self> {
+        match op {
+            OperationIr::Module(ModuleOperationIr::Linear(l)) => Some(Self {
+                x: &l.x,
+                weight: &l.weight,
+                bias: l.bias.as_ref(),
+                out: &l.out,
+                module: true,
+            }),
+            OperationIr::Float(_, FloatOperationIr::Matmul(m)) => Some(Self {
+                x: &m.lhs,
+                weight: &m.rhs,
+                bias: None,
+                out: &m.out,
+                module: false,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The weight's path when this is a Linear: a parameter `[in, out]`, for a matmul possibly
+    /// unsqueezed to the input's rank (leading unit dims) and not a parameter on the left.
+    fn weight_path<'v>(&self, views: &'v ParamViews) -> Option<&'v str> {
+        let r = self.weight.shape.num_dims();
+        let leading_units = self.weight.shape.as_slice()[..r.saturating_sub(2)]
+            .iter()
+            .all(|&d| d == 1);
+        (leading_units && views.get(self.x).is_none())
+            .then(|| views.path(self.weight))
+            .flatten()
+    }
+
+    fn contraction(&self) -> u64 {
+        *self.x.shape.as_slice().last().unwrap_or(&1) as u64
+    }
+}
+
+impl OpRule for Linear<'_> {
+    fn channels(&self, a: &mut Analysis, index: usize, op: &OperationIr) -> Result<()> {
+        let (lhs, rhs, out) = (self.x, self.weight, self.out);
+        let rank = out.shape.num_dims();
+        let rhs_units = rhs.shape.as_slice()[..rhs.shape.num_dims() - 2]
+            .iter()
+            .all(|&d| d == 1);
+        match (a.value(lhs), a.value(rhs)) {
+            // `x @ W` with W a Linear weight `[in, out]` (unsqueezed to the input's rank).
+            (lv, Value::Param { path, axes }) if rhs_units => {
+                a.last_layer = Some(layer_of(&path).to_string());
+                let r = axes.len();
+                let (Some(w_in), Some(w_out)) = (axes[r - 2], axes[r - 1]) else {
+                    return Err(a.unsupported(index, op));
+                };
+                if let Value::Act(Some(m)) = lv {
+                    if m.axis == lhs.shape.num_dims() - 1 {
+                        for (c, &s) in m.slots.iter().enumerate() {
+                            a.attach(s, &path, w_in, c);
+                        }
+                    } else {
+                        a.pin_map(
+                            &Some(m),
+                            format!("fed to '{path}' on an axis it does not contract"),
+                        );
+                    }
+                }
+                let bias = self.bias.and_then(|b| a.param(b));
+                let slots: Vec<usize> = (0..rhs.shape[r - 1]).map(|_| a.new_slot()).collect();
+                for (j, &s) in slots.iter().enumerate() {
+                    a.attach(s, &path, w_out, j);
+                    if let Some(b) = &bias {
+                        a.attach(s, b, 0, j);
+                    }
+                }
+                a.set(
+                    out,
+                    Value::Act(Some(Map {
+                        axis: rank - 1,
+                        slots,
+                    })),
+                );
+            }
+            (Value::Act(lm), Value::Act(rm)) if !self.module => {
+                // Two activations (attention scores): contracted channels cannot be removed
+                // safely from one side only; batch/row/column channels carry over.
+                let mut out_map = None;
+                if let Some(m) = lm {
+                    if m.axis == rank - 1 {
+                        a.pin_map(&Some(m), "contracted by a matmul of two activations".into());
+                    } else {
+                        out_map = Some(m);
+                    }
+                }
+                if let Some(m) = rm {
+                    if m.axis == rank - 2 {
+                        a.pin_map(&Some(m), "contracted by a matmul of two activations".into());
+                    } else if out_map.is_none() {
+                        out_map = Some(m);
+                    } else {
+                        a.pin_map(&Some(m), "second channel axis of a matmul output".into());
+                    }
+                }
+                a.set(out, Value::Act(out_map));
+            }
+            (Value::Const, Value::Const) => a.set(out, Value::Const),
+            _ => return Err(a.unsupported(index, op)),
+        }
+        Ok(())
+    }
+
+    fn execute(&self, e: &Exec<'_>) -> Result<DispatchTensor> {
+        let (x, w) = (e.get(self.x)?, e.get(self.weight)?);
+        Ok(if self.module {
+            Dispatch::linear(x, w, e.opt(self.bias)?)
+        } else {
+            Dispatch::float_matmul(x, w)
+        })
+    }
+
+    /// `out_elements x in_features` MACs; NNI counts a Linear by default, other matmuls only
+    /// in full mode.
+    fn cost(&self, views: &ParamViews) -> OpCost {
+        let macs = numel(self.out) * self.contraction();
+        let linear = self.module || self.weight_path(views).is_some();
+        let (kind, row) = if linear {
+            ("Linear", Row::Default)
+        } else {
+            ("Matmul", Row::Full)
+        };
+        OpCost {
+            macs,
+            ..OpCost::row(kind, row, self.x, self.out, macs)
+        }
+    }
+
+    fn layer_call(&self, views: &ParamViews) -> Option<LayerCall> {
+        let w = if self.module {
+            views.path(self.weight)?
+        } else {
+            self.weight_path(views)?
+        };
+        Some(call(
+            LayerKind::Linear,
+            w,
+            self.x,
+            self.out,
+            self.weight,
+            self.bias,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::LinearConfig;
+    use burn::prelude::*;
+
+    use crate::ops::testing::{full_rows, groups_of, macs, pins_of};
+
+    #[derive(Module, Debug)]
+    struct Mlp {
+        a: burn::nn::Linear,
+        b: burn::nn::Linear,
+    }
+
+    fn mlp(d: &Device) -> Mlp {
+        Mlp {
+            a: LinearConfig::new(3, 4).init(d),
+            b: LinearConfig::new(4, 2).init(d),
+        }
+    }
+
+    #[test]
+    fn a_linear_couples_its_output_features_with_its_bias_and_the_next_linears_input() {
+        let d = Device::flex();
+        let groups = groups_of(&mlp(&d), |m, d| {
+            m.b.forward(m.a.forward(Tensor::<2>::zeros([2, 3], d)))
+        });
+        assert_eq!(
+            groups[0],
+            vec![
+                ("a.bias".into(), 0),
+                ("a.weight".into(), 1),
+                ("b.weight".into(), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn linear_macs_are_output_elements_times_input_features_and_a_3d_input_counts_every_row() {
+        let d = Device::flex();
+        let m = mlp(&d);
+        assert_eq!(
+            macs(&m, |m, d| m.a.forward(Tensor::<2>::zeros([2, 3], d))),
+            2 * 4 * 3
+        );
+        assert_eq!(
+            macs(&m, |m, d| m.a.forward(Tensor::<3>::zeros([2, 5, 3], d))),
+            10 * 4 * 3
+        );
+    }
+
+    #[test]
+    fn a_matmul_of_two_activations_pins_the_contracted_channels_and_is_a_full_mode_row() {
+        let d = Device::flex();
+        let m = mlp(&d);
+        let f = |m: &Mlp, d: &Device| {
+            let h = m.a.forward(Tensor::<2>::zeros([5, 3], d));
+            h.clone().matmul(h.transpose())
+        };
+        assert!(pins_of(&m, f).contains("contracted by a matmul of two activations"));
+        let rows = full_rows(&m, f);
+        let mm = rows.iter().find(|r| r.module_type == "Matmul").unwrap();
+        assert_eq!(mm.flops, 25 * 4);
+    }
+}

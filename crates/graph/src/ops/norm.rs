@@ -1,0 +1,178 @@
+//! Normalizations: `BatchNorm` (inference: gamma, beta and running statistics per channel on
+//! axis 1) and `LayerNorm` (gamma, beta on the last axis).
+
+use burn_backend::ops::ModuleOps;
+use burn_dispatch::{Dispatch, DispatchTensor};
+use burn_ir::{ModuleOperationIr as M, OperationIr, TensorIr};
+
+use super::{Exec, OpCost, OpRule, Row, call, numel};
+use crate::Result;
+use crate::rules::Analysis;
+use crate::views::{LayerCall, LayerKind, ParamViews, layer_of};
+
+/// A normalization op.
+pub(crate) struct Norm<'a> {
+    kind: LayerKind,
+    x: &'a TensorIr,
+    /// Per-channel parameters (gamma first).
+    params: Vec<&'a TensorIr>,
+    out: &'a TensorIr,
+    ir: &'a M,
+}
+
+impl<'a> Norm<'a> {
+    pub fn of(op: &'a OperationIr) -> Option<Self> {
+        let OperationIr::Module(m) = op else {
+            return None;
+        };
+        match m {
+            M::BatchNorm(b) => Some(Self {
+                kind: LayerKind::BatchNorm,
+                x: &b.x,
+                params: vec![&b.gamma, &b.beta, &b.mean, &b.variance],
+                out: &b.out,
+                ir: m,
+            }),
+            M::LayerNorm(l) => Some(Self {
+                kind: LayerKind::LayerNorm,
+                x: &l.input,
+                params: std::iter::once(&l.gamma).chain(l.beta.as_ref()).collect(),
+                out: &l.out,
+                ir: m,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Attach the per-channel parameters to the channels of `x` on `axis`.
+    fn per_channel(&self, a: &mut Analysis, axis: usize) {
+        let map = a.map(self.x).filter(|m| m.axis == axis);
+        let paths: Vec<String> = self.params.iter().filter_map(|p| a.param(p)).collect();
+        if let Some(p) = paths.first() {
+            a.last_layer = Some(layer_of(p).to_string());
+        }
+        if let Some(m) = &map {
+            for (c, &s) in m.slots.iter().enumerate() {
+                for p in &paths {
+                    a.attach(s, p, 0, c);
+                }
+            }
+        }
+        a.pass(self.x, self.out);
+    }
+}
+
+impl OpRule for Norm<'_> {
+    fn channels(&self, a: &mut Analysis, _: usize, _: &OperationIr) -> Result<()> {
+        match self.kind {
+            LayerKind::BatchNorm => self.per_channel(a, 1),
+            _ => {
+                let last = self.x.shape.num_dims() - 1;
+                match a.map(self.x) {
+                    // The norm's statistics mix the channels it normalizes.
+                    Some(m) if m.axis == last => {
+                        a.pin_map(&Some(m), "normalized by a LayerNorm".into());
+                        a.pass(self.x, self.out);
+                    }
+                    _ => self.per_channel(a, usize::MAX),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn execute(&self, e: &Exec<'_>) -> Result<DispatchTensor> {
+        Ok(match self.ir {
+            M::BatchNorm(d) => Dispatch::batch_norm(
+                e.get(&d.x)?,
+                e.get(&d.gamma)?,
+                e.get(&d.beta)?,
+                e.get(&d.mean)?,
+                e.get(&d.variance)?,
+                d.epsilon.elem(),
+            ),
+            M::LayerNorm(d) => Dispatch::layer_norm(
+                e.get(&d.input)?,
+                e.get(&d.gamma)?,
+                e.opt(d.beta.as_ref())?,
+                d.epsilon.elem(),
+            ),
+            _ => return Err(e.refuse()),
+        })
+    }
+
+    /// NNI's full mode: 2 FLOPs per output element, no MACs.
+    fn cost(&self, _: &ParamViews) -> OpCost {
+        OpCost::row(
+            self.kind.as_str(),
+            Row::Full,
+            self.x,
+            self.out,
+            2 * numel(self.out),
+        )
+    }
+
+    fn layer_call(&self, views: &ParamViews) -> Option<LayerCall> {
+        let gamma = views.path(self.params[0])?;
+        Some(call(
+            self.kind,
+            gamma,
+            self.x,
+            self.out,
+            self.params[0],
+            self.params.get(1).copied(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::{BatchNormConfig, LayerNormConfig, LinearConfig};
+    use burn::prelude::*;
+
+    use crate::ops::testing::{full_rows, groups_of, macs, pins_of};
+
+    #[derive(Module, Debug)]
+    struct ConvBn {
+        conv: burn::nn::conv::Conv2d,
+        bn: burn::nn::BatchNorm,
+    }
+
+    #[test]
+    fn a_batch_norm_joins_the_channels_of_the_conv_it_follows_and_costs_two_flops_per_element() {
+        let d = Device::flex();
+        let m = ConvBn {
+            conv: Conv2dConfig::new([1, 3], [1, 1]).with_bias(false).init(&d),
+            bn: BatchNormConfig::new(3).init(&d),
+        };
+        let f = |m: &ConvBn, d: &Device| {
+            m.bn.forward(m.conv.forward(Tensor::<4>::zeros([1, 1, 2, 2], d)))
+        };
+        let groups = groups_of(&m, f);
+        assert_eq!(groups[0].len(), 5, "{groups:?}");
+        assert_eq!(macs(&m, f), 12);
+        let rows = full_rows(&m, f);
+        let bn = rows.iter().find(|r| r.module_type == "BatchNorm").unwrap();
+        assert_eq!((bn.name.as_str(), bn.flops, bn.params), ("bn", 24, 6));
+    }
+
+    #[derive(Module, Debug)]
+    struct LinNorm {
+        fc: burn::nn::Linear,
+        norm: burn::nn::LayerNorm,
+    }
+
+    #[test]
+    fn a_layer_norm_over_the_features_pins_them() {
+        let d = Device::flex();
+        let m = LinNorm {
+            fc: LinearConfig::new(3, 4).init(&d),
+            norm: LayerNormConfig::new(4).init(&d),
+        };
+        let pins = pins_of(&m, |m, d| {
+            m.norm.forward(m.fc.forward(Tensor::<2>::zeros([2, 3], d)))
+        });
+        assert!(pins.contains("normalized by a LayerNorm"), "{pins:?}");
+    }
+}
