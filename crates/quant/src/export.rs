@@ -203,7 +203,7 @@ pub enum AffinePolicy {
 /// use std::collections::BTreeMap;
 /// use burn::nn::{Linear, LinearConfig};
 /// use burn::prelude::*;
-/// use compress_speedup::{AffinePolicy, QuantBits, QuantLevel, WeightQuant, quantize_weights};
+/// use compress_quant::{AffinePolicy, QuantBits, QuantLevel, WeightQuant, quantize_weights};
 ///
 /// let linear: Linear = LinearConfig::new(4, 3).init(&Device::flex());
 /// let plan = BTreeMap::from([(
@@ -212,7 +212,7 @@ pub enum AffinePolicy {
 /// )]);
 /// let q = quantize_weights(&linear, &plan, AffinePolicy::Error)?;
 /// assert!(matches!(q.weight.val().dtype(), burn::tensor::DType::QFloat(_)));
-/// # Ok::<(), compress_speedup::QuantError>(())
+/// # Ok::<(), compress_quant::QuantError>(())
 /// ```
 ///
 /// # Errors

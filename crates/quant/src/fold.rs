@@ -49,7 +49,7 @@ use compress_graph::{Graph, capture};
 /// ```
 /// use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 /// use burn::prelude::*;
-/// use compress_speedup::fuse_bn;
+/// use compress_quant::fuse_bn;
 ///
 /// #[derive(Module, Debug)]
 /// struct Net { fc: Linear, bn: BatchNorm }
@@ -60,7 +60,7 @@ use compress_graph::{Graph, capture};
 /// let x = Tensor::<2>::ones([2, 4], &device);
 /// let diff = (forward(&net, x.clone()) - forward(&fused, x)).abs().max().into_scalar::<f32>();
 /// assert!(diff < 1e-6);
-/// # Ok::<(), compress_speedup::QuantError>(())
+/// # Ok::<(), compress_quant::QuantError>(())
 /// ```
 ///
 /// # Errors

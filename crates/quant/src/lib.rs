@@ -47,6 +47,7 @@ mod error;
 mod export;
 mod fake;
 mod fold;
+mod handle;
 mod observer;
 mod params;
 mod sim;
@@ -58,8 +59,12 @@ pub use export::{
     AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
     quantize_weights, quantized_params, quantized_to_device, save_quantized,
 };
-pub use fake::{FakeQuantGrad, broadcast_qparam, fake_quant, fake_quant_dense};
+pub use fake::{
+    FakeQuantGrad, broadcast_qparam, fake_quant, fake_quant_activation, fake_quant_blocks,
+    fake_quant_dense, straight_through,
+};
 pub use fold::{FoldBatchNorm, fuse_bn};
+pub use handle::QuantizerHandle;
 pub use observer::{EmaObserver, MinMaxObserver, Observer, block_min_max};
 pub use params::{
     per_tensor_scaling, qparams_from_range, quant_bounds, quant_scaling, symmetric_zero_point,

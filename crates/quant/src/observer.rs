@@ -132,7 +132,8 @@ impl Tracked {
 /// order of observations does not matter.
 ///
 /// ```
-/// use compress_core::{Dense, MinMaxObserver, Observer, per_tensor_scaling};
+/// use compress_core::Dense;
+/// use compress_quant::{MinMaxObserver, Observer, per_tensor_scaling};
 ///
 /// let mut obs = MinMaxObserver::new(per_tensor_scaling(), "fc._input_");
 /// obs.observe(&Dense::new(vec![1, 2], vec![-1.0, 2.0]))?;

@@ -35,7 +35,8 @@ pub fn symmetric_zero_point(dtype: QuantDtype) -> f32 {
 /// in the range propagates to the scale, as in torch.
 ///
 /// ```
-/// use compress_core::{Dense, QuantDtype, QuantScheme, qparams_from_range};
+/// use compress_core::{Dense, QuantDtype, QuantScheme};
+/// use compress_quant::qparams_from_range;
 ///
 /// let int8 = QuantDtype::parse("int8").unwrap();
 /// let mn = Dense::new(vec![], vec![-0.5f32]);
