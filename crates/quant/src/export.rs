@@ -18,8 +18,9 @@
 //!   extent 1 along the channel axis and the whole extent elsewhere is one. Where an extent
 //!   exceeds 255 the block is cut to the largest divisor of that extent that fits, and the
 //!   channel's scale is repeated in each of its blocks: same values, a few more stored scales.
-//!   Burn's Linear weight is `[in, out]`, so [`QuantLevel::PerChannel`] picks axis 1 for `Linear`
-//!   (and `ConvTranspose*`), axis 0 for the others; [`QuantLevel::PerAxis`] names the axis.
+//!   [`QuantLevel::PerChannel`] takes the output axis from the layer's `LayerSpec` (Burn's
+//!   Linear weight is `[in, out]`: axis 1; Conv: axis 0; a user-registered spec is honoured);
+//!   [`QuantLevel::PerAxis`] names the axis.
 //! - **Affine** (a non-zero zero point) has no Burn equivalent: [`AffinePolicy::Error`] (the
 //!   default) refuses it with [`QuantError::UnsupportedQuant`] naming the parameter;
 //!   [`AffinePolicy::Requantize`] drops the calibrated scale and zero point and re-derives
@@ -132,8 +133,9 @@ impl QuantBits {
 pub enum QuantLevel {
     /// One scale for the whole tensor.
     PerTensor,
-    /// One scale per output channel: axis 1 for `Linear` (Burn's `[in, out]` weight) and
-    /// `ConvTranspose*`, axis 0 for every other layer (and for 1-D parameters).
+    /// One scale per output channel, on the axis the layer's `LayerSpec` names (axis 1 for
+    /// `Linear`'s `[in, out]` weight and `ConvTranspose*`, 0 for Conv and for biases); an error
+    /// for a layer type without a spec.
     PerChannel,
     /// One scale per index of this axis (Burn layout).
     PerAxis(usize),
@@ -238,13 +240,10 @@ pub fn quantize_weights<M: Module>(
         let Some(values) = read.remove(path) else {
             return Err(QuantError::UnknownParam { path: path.clone() });
         };
-        let layer_type = index
-            .layer(path.rsplit_once('.').map_or("", |(l, _)| l))
-            .map(|l| l.type_name.as_str())
-            .unwrap_or("");
+        let out_axis = index.out_axis(path);
         data.insert(
             path.clone(),
-            quantize_host(path, &values, quant, layer_type, affine)?,
+            quantize_host(path, &values, quant, out_axis, affine)?,
         );
     }
     let mut writer = Writer { data };
@@ -465,15 +464,6 @@ impl compress_core::PathMapper for Writer {
     }
 }
 
-/// The output-channel axis of a parameter of a layer of this type.
-fn output_axis(layer_type: &str, rank: usize) -> usize {
-    let transposed = matches!(
-        layer_type,
-        "Linear" | "ConvTranspose1d" | "ConvTranspose2d" | "ConvTranspose3d"
-    );
-    if transposed && rank >= 2 { 1 } else { 0 }
-}
-
 /// The largest divisor of `n` that fits a Burn block extent (`u8`).
 fn block_extent(n: usize) -> usize {
     (1..=n.min(255))
@@ -533,7 +523,7 @@ fn quantize_host(
     path: &str,
     values: &Dense<f32>,
     quant: &WeightQuant,
-    layer_type: &str,
+    out_axis: Option<usize>,
     affine: AffinePolicy,
 ) -> Result<TensorData> {
     let shape = values.shape().to_vec();
@@ -560,7 +550,13 @@ fn quantize_host(
         QuantLevel::PerChannel | QuantLevel::PerAxis(_) => {
             let axis = match quant.level {
                 QuantLevel::PerAxis(a) => a,
-                _ => output_axis(layer_type, rank),
+                _ => out_axis.ok_or_else(|| {
+                    unsupported(
+                        path,
+                        "per channel needs its output axis, and its layer's LayerSpec gives none: \
+                         register a LayerSpec for the layer type, or use QuantLevel::PerAxis",
+                    )
+                })?,
             };
             if axis >= rank.max(1) {
                 return Err(unsupported(
