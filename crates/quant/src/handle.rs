@@ -97,3 +97,48 @@ impl fmt::Display for QuantizerHandle {
         f.write_str(self.quantizer.name())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tensor;
+    use compress_core::{ActivationInput, FakeQuantGrid, Result};
+
+    struct Named;
+    impl Quantizer for Named {
+        fn name(&self) -> &str {
+            "named"
+        }
+        fn fake_quant(&self, weight: Tensor<4>, _: &FakeQuantGrid) -> Tensor<4> {
+            weight
+        }
+        fn quantize_activation(&self, x: Tensor<3>, _: &ActivationInput<'_>) -> Result<Tensor<3>> {
+            Ok(x)
+        }
+    }
+
+    #[test]
+    fn a_handle_resolves_while_its_quantizer_lives_and_its_slot_is_reused_after() {
+        let q: Arc<dyn Quantizer> = Arc::new(Named);
+        let a = QuantizerHandle::new(q.clone());
+        assert_eq!(
+            QuantizerHandle::new(q.clone()).id(),
+            a.id(),
+            "same Arc, same id"
+        );
+        let other = QuantizerHandle::new(Arc::new(Named));
+        assert_ne!(other.id(), a.id());
+        let resolved = QuantizerHandle::resolve(a.id()).unwrap();
+        assert_eq!(resolved.quantizer().name(), "named");
+        assert_eq!(
+            format!("{a:?}"),
+            format!("QuantizerHandle(named #{})", a.id())
+        );
+        let id = a.id();
+        drop((q, a, resolved));
+        assert!(
+            QuantizerHandle::resolve(id).is_none(),
+            "dead quantizers do not resolve"
+        );
+    }
+}
