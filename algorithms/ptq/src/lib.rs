@@ -9,12 +9,18 @@
 //! | --- | --- |
 //! | `is_bias_correction` | NNI's bias correction: add each layer's mean output error (float minus quantized weights, per output channel, over the calibration data) to its bias, then re-calibrate (default false) |
 //!
-//! Driven by `compress_quant::WeightQuantization`: `calibrate`, then `simulate`.
+//! Its formulas: parameters from the observed range as NNI computes them (the trait's default
+//! [`Quantizer::init`]), NNI's `clamp_round` with a straight-through gradient on weights and
+//! activations ([`compress_quant::fake_quant_blocks`], [`compress_quant::fake_quant_activation`]),
+//! no training. Driven by `compress_quant::QuantSim`: `calibrate`, then `simulate`.
 #![warn(missing_docs)]
 
+use burn::tensor::Tensor;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, QuantMethod, Quantizer, Result,
+    ActivationInput, Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, FakeQuantGrid,
+    Quantizer, Result,
 };
+use compress_quant::{FakeQuantGrad, fake_quant_activation, fake_quant_blocks};
 
 /// The post-training quantizer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,8 +30,21 @@ pub struct PtqQuantizer {
 }
 
 impl Quantizer for PtqQuantizer {
-    fn method(&self) -> QuantMethod {
-        QuantMethod::MinMax
+    fn name(&self) -> &str {
+        "ptq"
+    }
+
+    fn fake_quant(&self, weight: Tensor<4>, grid: &FakeQuantGrid) -> Tensor<4> {
+        fake_quant_blocks(weight, grid, FakeQuantGrad::Ste)
+    }
+
+    fn quantize_activation(&self, x: Tensor<3>, input: &ActivationInput<'_>) -> Result<Tensor<3>> {
+        Ok(fake_quant_activation(x, input, FakeQuantGrad::Ste))
+    }
+
+    /// Post-training: a job's training is skipped.
+    fn trains(&self) -> bool {
+        false
     }
 
     fn bias_correction(&self) -> bool {

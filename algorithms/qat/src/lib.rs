@@ -10,12 +10,18 @@
 //! | `quant_start_step` | optimizer steps before fake quantization starts (integer >= 0, default 0) |
 //! | `decay` | EMA decay in (0, 1) (default 0.99) |
 //!
-//! Train with `compress_quant::WeightQuantization` as the hook.
+//! Its formulas: NNI's `qat_clamp_round` (value as `clamp_round`, gradient zero outside the
+//! range) on weights and activations, ranges tracked by an EMA after every optimizer step
+//! (weights) and on every training forward (activations) once `quant_start_step` steps are
+//! done. Train with `compress_quant::QuantSim` as the hook.
 #![warn(missing_docs)]
 
+use burn::tensor::Tensor;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, QuantMethod, Quantizer, Result,
+    ActivationInput, Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, FakeQuantGrid,
+    Quantizer, RangeTracking, Result,
 };
+use compress_quant::{FakeQuantGrad, fake_quant_activation, fake_quant_blocks};
 
 /// The QAT quantizer.
 #[derive(Debug, Clone, Copy)]
@@ -26,12 +32,39 @@ pub struct QatQuantizer {
     pub quant_start_step: usize,
 }
 
-impl Quantizer for QatQuantizer {
-    fn method(&self) -> QuantMethod {
-        QuantMethod::Ema {
-            decay: self.decay,
-            quant_start_step: self.quant_start_step,
+impl Default for QatQuantizer {
+    /// NNI's defaults: decay 0.99, quantized from the first step.
+    fn default() -> Self {
+        Self {
+            decay: 0.99,
+            quant_start_step: 0,
         }
+    }
+}
+
+impl Quantizer for QatQuantizer {
+    fn name(&self) -> &str {
+        "qat"
+    }
+
+    fn fake_quant(&self, weight: Tensor<4>, grid: &FakeQuantGrid) -> Tensor<4> {
+        fake_quant_blocks(weight, grid, FakeQuantGrad::Clipped)
+    }
+
+    fn quantize_activation(&self, x: Tensor<3>, input: &ActivationInput<'_>) -> Result<Tensor<3>> {
+        Ok(fake_quant_activation(x, input, FakeQuantGrad::Clipped))
+    }
+
+    fn range_tracking(&self) -> RangeTracking {
+        RangeTracking::Ema { decay: self.decay }
+    }
+
+    fn tracks_ranges_in_training(&self) -> bool {
+        true
+    }
+
+    fn active_at(&self, steps: usize) -> bool {
+        steps >= self.quant_start_step
     }
 }
 

@@ -20,13 +20,14 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::module::Module;
 use burn::prelude::*;
 use compress_core::toml::Table;
 use compress_core::{
-    AlgorithmEntry, CompressConfig, ImageDataset, ModuleIndex, QuantMethod, TrainConfig, accuracy,
-    train_classifier,
+    AlgorithmEntry, CompressConfig, ExportInput, ImageDataset, ModuleIndex, Quantizer, TrainConfig,
+    accuracy, train_classifier,
 };
 use compress_quant::CalibrationConfig;
 use compress_quant::QuantError;
@@ -79,7 +80,6 @@ pub struct Quantized<M> {
     pub model: M,
     /// The simulation: activation taps, calibration.
     pub sim: QuantSim,
-    method: QuantMethod,
 }
 
 impl<M: Module + ImageClassifier> Quantized<M> {
@@ -109,13 +109,19 @@ impl<M: Module + ImageClassifier> Quantized<M> {
         }
     }
 
+    /// The quantizer that made it.
+    pub fn quantizer(&self) -> Arc<dyn Quantizer> {
+        self.sim.quantizer()
+    }
+
     /// The calibration config: every target's scale, zero point, dtype, scheme and range.
     pub fn calibration(&self) -> CalibrationConfig {
         self.sim.calibration()
     }
 
     /// The model with its quantized weights stored as Burn quantized tensors (`Q8S`, `Q4S`,
-    /// `Q2S`, per tensor or per output channel) from the calibrated scales: the fake-quantized
+    /// `Q2S`, per tensor or per output channel) on the grid the quantizer chooses
+    /// ([`Quantizer::export_grid`]; the calibrated scales by default): the fake-quantized
     /// values are folded in first, so a symmetric calibration exports exactly. Activations stay
     /// float (Burn's quantized tensors are weights); their ranges are in
     /// [`calibration`](Self::calibration).
@@ -127,34 +133,34 @@ impl<M: Module + ImageClassifier> Quantized<M> {
         let folded = self.model.clone().materialize();
         let weights = self.sim.weights();
         let calibration = weights.calibration();
+        let quantizer = weights.quantizer();
         let mut plan = BTreeMap::new();
         for t in weights.targets() {
             let Some(e) = calibration.get(&t.module, &t.name) else {
                 continue;
             };
             let (qmin, qmax) = compress_quant::quant_bounds(e.quant_dtype);
-            let value = match self.method {
-                QuantMethod::Bnn => QuantBits::Q2S,
-                _ => QuantBits::from_nni(&e.quant_dtype.to_string()).ok_or_else(|| {
-                    QuantError::UnsupportedQuant {
-                        path: t.path.clone(),
-                        reason: format!("{} has no Burn quantized format", e.quant_dtype),
-                    }
-                })?,
+            let params = compress_core::QuantParams {
+                scale: e.scale.clone(),
+                zero_point: e.zero_point.clone(),
+                tracked_min: e.tracked_min.clone(),
+                tracked_max: e.tracked_max.clone(),
             };
-            let (scale, zero_point) = match self.method {
-                // sign(w): ±1 on a scale of 1.
-                QuantMethod::Bnn => (
-                    compress_core::Dense::new(vec![], vec![1.0]),
-                    compress_core::Dense::new(vec![], vec![0.0]),
-                ),
-                // 2q/L - 1 for q in 0..=L: a symmetric grid of step 2/L.
-                QuantMethod::Dorefa => (
-                    compress_core::Dense::new(vec![], vec![2.0 / (qmax - qmin).max(1.0)]),
-                    compress_core::Dense::new(vec![], vec![0.0]),
-                ),
-                _ => (e.scale.clone(), e.zero_point.clone()),
-            };
+            let grid = quantizer.export_grid(&ExportInput {
+                path: &t.path,
+                dtype: e.quant_dtype,
+                scheme: e.quant_scheme,
+                params: &params,
+                qmin,
+                qmax,
+            })?;
+            let value = QuantBits::from_nni(&grid.dtype.to_string()).ok_or_else(|| {
+                QuantError::UnsupportedQuant {
+                    path: t.path.clone(),
+                    reason: format!("{} has no Burn quantized format", grid.dtype),
+                }
+            })?;
+            let (scale, zero_point) = (grid.scale, grid.zero_point);
             let level = if scale.numel() == 1 {
                 QuantLevel::PerTensor
             } else if t.keep.iter().filter(|&&k| k > 1).count() == 1 {
@@ -191,8 +197,9 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
     data: &ImageDataset,
     job: &QuantizeJob,
 ) -> compress_quant::Result<Quantized<M>> {
-    let quantizer = AlgorithmEntry::find(&job.algorithm)?.build_quantizer(&job.options)?;
-    let method = quantizer.method();
+    let quantizer: Arc<dyn Quantizer> = AlgorithmEntry::find(&job.algorithm)?
+        .build_quantizer(&job.options)?
+        .into();
     let device = Device::flex();
     let mut inference = model.valid();
     // NNI's module fusion: fold each (conv | linear, batchnorm[, relu]) before calibrating, so
@@ -211,7 +218,7 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
         })?;
     }
     let index = ModuleIndex::from_module(&inference);
-    let mut sim = QuantSim::new(quantizer.as_ref(), &job.config, &index)?;
+    let mut sim = QuantSim::new(quantizer.clone(), &job.config, &index)?;
     let batch = job.batch_size.max(1);
     let batches: Vec<Tensor<4>> = (0..job.calib_batches)
         .map(|i| (i * batch, ((i + 1) * batch).min(data.len())))
@@ -224,13 +231,13 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
         inference = sim.correct_biases(&inference, &batches, classify)?;
         sim.calibrate(&inference, batches, classify)?;
     }
-    let simulated = match (&job.train, method) {
-        (None, _) | (Some(_), QuantMethod::MinMax) => sim.simulate(&inference)?,
-        (Some(train), _) => {
+    let simulated = match &job.train {
+        Some(train) if quantizer.trains() => {
             let start = sim.attach(&inference)?.train();
-            sim.set_phase(match method {
-                QuantMethod::Ema { .. } => SimPhase::Train,
-                _ => SimPhase::Eval,
+            sim.set_phase(if quantizer.tracks_ranges_in_training() {
+                SimPhase::Train
+            } else {
+                SimPhase::Eval
             });
             let mut hooks = &sim;
             let (trained, _) = train_classifier(
@@ -243,16 +250,16 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
             if let Some(e) = sim.take_error() {
                 return Err(e);
             }
-            if matches!(method, QuantMethod::Lsq | QuantMethod::LsqPlus) {
+            if quantizer.learnable().any() {
                 sim.read_learned(&trained)?;
             }
             trained.valid()
         }
+        _ => sim.simulate(&inference)?,
     };
     sim.set_phase(SimPhase::Eval);
     Ok(Quantized {
         model: simulated,
         sim,
-        method,
     })
 }

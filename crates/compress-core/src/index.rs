@@ -34,6 +34,17 @@ impl LayerInfo {
     pub fn param(&self, name: &str) -> Option<&ParamInfo> {
         self.params.iter().find(|p| p.name == name)
     }
+
+    /// Its [`LayerSpec`](crate::LayerSpec) (a user-registered spec wins over the built-in
+    /// one), `None` for a type nobody described.
+    pub fn spec(&self) -> Option<crate::LayerSpec> {
+        crate::LayerSpec::find(&self.type_name)
+    }
+
+    /// The output-channel axis of its parameter `name`, as its spec says.
+    pub fn out_axis(&self, name: &str) -> Option<usize> {
+        self.spec()?.param(name)?.out_axis
+    }
 }
 
 /// Every layer and module of a model, by path.
@@ -97,6 +108,14 @@ impl ModuleIndex {
     /// A parameter by full path.
     pub fn param(&self, path: &str) -> Option<&ParamInfo> {
         self.params().find(|p| p.path == path)
+    }
+
+    /// The output-channel axis of the parameter at `path` (`fc.weight`), from its layer's
+    /// [`LayerSpec`](crate::LayerSpec); `None` when the layer has no spec or the spec gives the
+    /// parameter no output axis.
+    pub fn out_axis(&self, path: &str) -> Option<usize> {
+        let (layer, name) = path.rsplit_once('.')?;
+        self.layer(layer)?.out_axis(name)
     }
 
     /// Every parameter, in visiting order.

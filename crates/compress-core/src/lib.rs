@@ -74,6 +74,7 @@ mod layers;
 mod mask;
 mod paths;
 mod prune;
+mod quantizer;
 mod registry;
 mod schedule;
 mod scheduled;
@@ -102,9 +103,13 @@ pub use paths::{
     PathMapper, PathVisitor, map_params, params_of_rank, set_param_values, visit_params,
 };
 pub use prune::{PruneOutcome, prune, prune_with_grads};
+pub use quantizer::{
+    ActivationInput, ActivationSite, ExportGrid, ExportInput, FakeQuantGrid, Learnable, QuantInit,
+    QuantParams, Quantizer, RangeTracking,
+};
 pub use registry::{
     Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap,
-    MetricNeeds, Pruner, QuantMethod, QuantParams, Quantizer,
+    MetricNeeds, Pruner,
 };
 pub use schedule::Schedule;
 pub use scheduled::ScheduledPruning;

@@ -13,6 +13,7 @@ use burn::tensor::Tensor;
 use crate::allocate::Metric;
 use crate::error::did_you_mean;
 use crate::granularity::{Granularity, Scaling};
+use crate::quantizer::Quantizer;
 use crate::targets::Target;
 use crate::{CompressError, Dense, Result};
 
@@ -104,61 +105,6 @@ pub trait Pruner: Send + Sync {
     /// [`CompressError::Algorithm`] when the target cannot be scored (e.g. FPGM on a
     /// fine-grained granularity), or a granularity error from `Scaling`.
     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>>;
-}
-
-/// Quantization parameters of one target, in the kept-dim shape of its granularity.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QuantParams {
-    /// Scale per block.
-    pub scale: Dense<f32>,
-    /// Zero point per block.
-    pub zero_point: Dense<f32>,
-    /// Lower end of the range the parameters were computed from.
-    pub tracked_min: Dense<f32>,
-    /// Upper end of that range.
-    pub tracked_max: Dense<f32>,
-}
-
-/// How a quantizer fake-quantizes a weight and where its scale and zero point come from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum QuantMethod {
-    /// NNI `PtqQuantizer`: the range is observed (running min/max), the parameters computed once
-    /// and then fixed; `clamp_round` with a straight-through gradient.
-    MinMax,
-    /// NNI `QATQuantizer`: an exponential moving average of the range, the parameters recomputed
-    /// after every optimizer step from `quant_start_step` on (weights train unquantized
-    /// before); `qat_clamp_round` (no gradient outside the range).
-    Ema {
-        /// EMA decay (NNI: 0.99).
-        decay: f64,
-        /// Steps before fake quantization starts.
-        quant_start_step: usize,
-    },
-    /// LSQ (Esser et al., 2020): a learnable scale (zero point 0), trained by the user's
-    /// optimizer with the gradient scaled by `1 / sqrt(qmax * numel)`.
-    Lsq,
-    /// LSQ+ (Bhalgat et al., 2020): a learnable scale and zero point.
-    LsqPlus,
-    /// DoReFa weights (Zhou et al., 2016): `tanh` normalised to `[0, 1]`, quantized on a fixed
-    /// grid, mapped back to `[-1, 1]`.
-    Dorefa,
-    /// BNN (Courbariaux et al., 2016): `sign(w)` (0 counts as +1), straight-through gradient.
-    Bnn,
-}
-
-/// A quantization algorithm. compress-core does the rest (targets, granularity, observers,
-/// fake quantization on the model, calibration files): see
-/// [`WeightQuantization`](crate::WeightQuantization).
-pub trait Quantizer: Send + Sync {
-    /// The method.
-    fn method(&self) -> QuantMethod;
-
-    /// NNI `PtqQuantizer`'s `is_bias_correction`: after calibration, add each layer's mean
-    /// output error (float minus fake-quantized weights, per output channel, over the
-    /// calibration data) to its bias, then calibrate the activations again.
-    fn bias_correction(&self) -> bool {
-        false
-    }
 }
 
 /// A distillation loss between student and teacher hidden states `[batch, features]`.

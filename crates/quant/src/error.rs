@@ -76,7 +76,13 @@ pub enum QuantError {
     /// An error from compress-core (config, calibration, masks, indexing).
     #[error(transparent)]
     Core(#[from] compress_core::CompressError),
-    /// An error from compress-graph (capture, replay).
+    /// An error from compress-graph (capture, replay); boxed, as it is large and rare.
     #[error(transparent)]
-    Graph(#[from] compress_graph::GraphError),
+    Graph(Box<compress_graph::GraphError>),
+}
+
+impl From<compress_graph::GraphError> for QuantError {
+    fn from(e: compress_graph::GraphError) -> Self {
+        QuantError::Graph(Box::new(e))
+    }
 }

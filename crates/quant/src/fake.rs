@@ -216,3 +216,50 @@ pub fn fake_quant<const D: usize>(
     };
     pass + dequantized
 }
+
+/// `value` in the forward pass, `gradient`'s gradient in the backward pass. The gradient path
+/// is added as `g - g.detach()`, exactly zero, so the forward value is `value` bit for bit.
+/// The building block of straight-through estimators (`round` with the gradient of its input)
+/// and of gradient scaling (`straight_through(s, s * g)`: value `s`, gradient `g * ds`).
+pub fn straight_through<const D: usize>(value: Tensor<D>, gradient: Tensor<D>) -> Tensor<D> {
+    if !gradient.is_tracked() {
+        return value;
+    }
+    value.detach() + (gradient.clone() - gradient.detach())
+}
+
+/// A weight (rank 4, trailing dims 1) fake-quantized with [`fake_quant`] on its block grid:
+/// `grid`'s scale and zero point are constants (detached) spread over their blocks; the
+/// weight's gradient is shaped by `grad`. The plain clamp-round of
+/// [`Quantizer::fake_quant`](compress_core::Quantizer::fake_quant) (PTQ, QAT).
+pub fn fake_quant_blocks(
+    weight: Tensor<4>,
+    grid: &compress_core::FakeQuantGrid,
+    grad: FakeQuantGrad,
+) -> Tensor<4> {
+    let dims = weight.dims();
+    let scale = compress_core::block_expand(grid.scale.clone().detach(), dims);
+    let zero_point = compress_core::block_expand(grid.zero_point.clone().detach(), dims);
+    fake_quant(weight, scale, zero_point, grid.qmin, grid.qmax, grad)
+}
+
+/// An activation fake-quantized with its calibrated parameters (unchanged while there are
+/// none): the plain clamp-round of
+/// [`Quantizer::quantize_activation`](compress_core::Quantizer::quantize_activation).
+pub fn fake_quant_activation(
+    x: Tensor<3>,
+    input: &compress_core::ActivationInput<'_>,
+    grad: FakeQuantGrad,
+) -> Tensor<3> {
+    match &input.params {
+        Some((scale, zero_point)) => fake_quant(
+            x,
+            scale.clone(),
+            zero_point.clone(),
+            input.qmin,
+            input.qmax,
+            grad,
+        ),
+        None => x,
+    }
+}

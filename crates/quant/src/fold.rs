@@ -157,16 +157,17 @@ pub trait FoldBatchNorm: Sized {
 }
 
 macro_rules! fold_layer {
-    ($($ty:ty => $axis:expr),* $(,)?) => {$(
+    ($($ty:ident),* $(,)?) => {$(
         impl FoldBatchNorm for $ty {
             fn fold_batch_norm(&self, bn: &BatchNorm) -> Result<Self> {
+                let axis = weight_out_axis(stringify!($ty))?;
                 let weight = Dense::from_tensor(self.weight.val(), "weight")?;
                 let bias = match &self.bias {
                     Some(b) => Some(Dense::from_tensor(b.val(), "bias")?),
                     None => None,
                 };
                 let stats = BnStats::of(bn)?;
-                let channels = weight.shape()[$axis];
+                let channels = weight.shape()[axis];
                 if stats.gamma.len() != channels {
                     return Err(QuantError::UnsupportedFusion {
                         group: vec![stringify!($ty).to_string(), "BatchNorm".to_string()],
@@ -176,7 +177,7 @@ macro_rules! fold_layer {
                         ),
                     });
                 }
-                let (w, b) = fold(&weight, bias.as_ref(), $axis, &stats);
+                let (w, b) = fold(&weight, bias.as_ref(), axis, &stats);
                 let device = self.weight.val().device();
                 let mut out = self.clone();
                 out.weight = out.weight.map(|_| w.to_tensor(&device));
@@ -191,7 +192,19 @@ macro_rules! fold_layer {
     )*};
 }
 
-fold_layer!(Conv1d => 0, Conv2d => 0, Conv3d => 0, Linear => 1);
+fold_layer!(Conv1d, Conv2d, Conv3d, Linear);
+
+/// The output axis of a layer type's `weight`, from its `LayerSpec` (so a user-registered spec
+/// overriding a built-in one is honoured).
+fn weight_out_axis(type_name: &str) -> Result<usize> {
+    compress_core::LayerSpec::find(type_name)
+        .and_then(|s| s.param("weight"))
+        .and_then(|p| p.out_axis)
+        .ok_or_else(|| QuantError::UnsupportedFusion {
+            group: vec![type_name.to_string(), "BatchNorm".to_string()],
+            reason: format!("the LayerSpec of {type_name} gives its weight no output axis"),
+        })
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -334,15 +347,22 @@ fn check_groups<G: AsRef<[S]>, S: AsRef<str>>(
         let b = index
             .layer(bn)
             .ok_or_else(|| QuantError::UnknownModule { path: bn.clone() })?;
-        let (axis, linear) = match l.type_name.as_str() {
-            "Conv1d" | "Conv2d" | "Conv3d" => (0, false),
-            "Linear" => (1, true),
+        // The graph check recognises these layer calls; the axis comes from the LayerSpec.
+        let linear = match l.type_name.as_str() {
+            "Conv1d" | "Conv2d" | "Conv3d" => false,
+            "Linear" => true,
             other => {
                 return Err(bad(format!(
                     "'{layer}' is a {other}; only Conv1d/2d/3d and Linear take a BatchNorm"
                 )));
             }
         };
+        let axis = l.out_axis("weight").ok_or_else(|| {
+            bad(format!(
+                "the LayerSpec of {} gives '{layer}.weight' no output axis",
+                l.type_name
+            ))
+        })?;
         if b.type_name != "BatchNorm" {
             return Err(bad(format!("'{bn}' is a {}, not a BatchNorm", b.type_name)));
         }

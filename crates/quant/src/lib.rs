@@ -4,11 +4,14 @@
 //!
 //! - **Math** ([`qparams_from_range`], [`fake_quant`], [`fake_quant_dense`], [`quant_bounds`]):
 //!   NNI v3's scale and zero-point formulas and fake quantization, on host data and on Burn
-//!   tensors with straight-through or QAT-clipped gradients.
+//!   tensors with straight-through or QAT-clipped gradients; the building blocks quantizer
+//!   crates write their [`Quantizer`](compress_core::Quantizer) formulas with
+//!   ([`fake_quant_blocks`], [`fake_quant_activation`], [`straight_through`]).
 //! - **Observers** ([`MinMaxObserver`], [`EmaObserver`]) over any granularity.
 //! - **Calibration I/O** ([`CalibrationConfig`]): NNI's JSON, or safetensors.
-//! - **Weights** ([`WeightQuantization`]): fake-quantized parameters by Burn reparameterization,
-//!   trainable (QAT, LSQ, ...).
+//! - **Weights** ([`WeightQuantization`]): fake-quantized parameters by Burn reparameterization
+//!   ([`FakeQuantReparam`], holding its quantizer as a [`QuantizerHandle`]), trainable (QAT,
+//!   LSQ, ...).
 //! - **Simulation** ([`QuantSim`]): activations quantized at layer inputs and outputs through a
 //!   replay of the captured forward; the user's model is never edited.
 //! - **BN folding** ([`fuse_bn`]) with adjacency checked on the captured graph.
@@ -47,6 +50,7 @@ mod error;
 mod export;
 mod fake;
 mod fold;
+mod handle;
 mod observer;
 mod params;
 mod sim;
@@ -58,8 +62,12 @@ pub use export::{
     AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
     quantize_weights, quantized_params, quantized_to_device, save_quantized,
 };
-pub use fake::{FakeQuantGrad, broadcast_qparam, fake_quant, fake_quant_dense};
+pub use fake::{
+    FakeQuantGrad, broadcast_qparam, fake_quant, fake_quant_activation, fake_quant_blocks,
+    fake_quant_dense, straight_through,
+};
 pub use fold::{FoldBatchNorm, fuse_bn};
+pub use handle::QuantizerHandle;
 pub use observer::{EmaObserver, MinMaxObserver, Observer, block_min_max};
 pub use params::{
     per_tensor_scaling, qparams_from_range, quant_bounds, quant_scaling, symmetric_zero_point,

@@ -130,7 +130,7 @@ pub fn per_tensor_scaling() -> Scaling {
 ///   unlike pruning, where the default is the algorithm's);
 /// - [`Granularity::Fine`]: one scale per element;
 /// - [`Granularity::OutChannel`] / [`Granularity::InChannel`]: per slice of the parameter's
-///   output / input axis (`out_axis`, `in_axis` from its [`ParamSpec`](crate::ParamSpec), Burn's
+///   output / input axis (`out_axis`, `in_axis` from its [`ParamSpec`](compress_core::ParamSpec), Burn's
 ///   layout: a Linear weight's output channels are axis 1);
 /// - [`Granularity::PerChannel`]: activations, dim 1 (batch on dim 0);
 /// - [`Granularity::Block`]: the kernel as given, in Burn's layout.

@@ -5,16 +5,17 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::{
-    CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,
-    WeightQuantization, fake_quant, quant_bounds,
+    CalibrationConfig, CalibrationEntry, Observer, QuantizerHandle, WeightQuantization,
+    quant_bounds,
 };
 use burn::module::Module;
 use burn::prelude::*;
 use compress_core::{
-    CompressConfig, CompressError, Dense, Granularity, ModuleIndex, QuantDtype, QuantMethod,
-    QuantScheme, Quantizer, TrainHooks,
+    ActivationInput, ActivationSite, CompressConfig, CompressError, Dense, Granularity,
+    ModuleIndex, QuantDtype, QuantScheme, Quantizer, TrainHooks,
 };
 
 use crate::{QuantError, Result};
@@ -56,7 +57,7 @@ struct ActState {
 }
 
 struct Taps {
-    method: QuantMethod,
+    quantizer: QuantizerHandle,
     phase: SimPhase,
     steps: usize,
     states: BTreeMap<(String, Site), ActState>,
@@ -78,12 +79,12 @@ impl QuantSim {
     /// Config resolution errors; activation targets with a granularity other than per tensor or
     /// `per_channel`.
     pub fn new(
-        quantizer: &dyn Quantizer,
+        quantizer: Arc<dyn Quantizer>,
         config: &CompressConfig,
         index: &ModuleIndex,
     ) -> Result<Self> {
+        let handle = QuantizerHandle::new(quantizer.clone());
         let weights = WeightQuantization::new(quantizer, config, index)?;
-        let method = quantizer.method();
         let quant_rules: std::collections::BTreeSet<usize> = config
             .rules
             .iter()
@@ -124,12 +125,8 @@ impl QuantSim {
             } else {
                 crate::per_tensor_scaling()
             };
-            let observer: Box<dyn Observer> = match method {
-                QuantMethod::Ema { decay, .. } => {
-                    Box::new(EmaObserver::new(scaling, t.path.clone()).with_decay(decay)?)
-                }
-                _ => Box::new(MinMaxObserver::new(scaling, t.path.clone())),
-            };
+            let observer =
+                crate::weights::tracker(handle.quantizer().range_tracking(), scaling, &t.path)?;
             let target = ActivationTarget {
                 module: t.layer.clone(),
                 site,
@@ -151,10 +148,10 @@ impl QuantSim {
             );
         }
         Ok(Self {
-            bias_correction: quantizer.bias_correction(),
+            bias_correction: handle.quantizer().bias_correction(),
             weights: RefCell::new(weights),
             taps: RefCell::new(Taps {
-                method,
+                quantizer: handle,
                 phase: SimPhase::Observe,
                 steps: 0,
                 states,
@@ -162,6 +159,11 @@ impl QuantSim {
             replays: RefCell::new(HashMap::new()),
             error: RefCell::new(None),
         })
+    }
+
+    /// The quantizer.
+    pub fn quantizer(&self) -> Arc<dyn Quantizer> {
+        self.taps.borrow().quantizer.shared()
     }
 
     /// The weight side.
@@ -487,24 +489,12 @@ impl Tap for Taps {
         value: Tensor<3>,
     ) -> compress_graph::Result<Tensor<3>> {
         let phase = self.phase;
-        let method = self.method;
-        let started = match method {
-            QuantMethod::Ema {
-                quant_start_step, ..
-            } => self.steps >= quant_start_step,
-            _ => true,
-        };
+        let quantizer = self.quantizer.quantizer();
+        let started = quantizer.active_at(self.steps);
         let Some(s) = self.states.get_mut(&(layer.to_string(), site)) else {
             return Ok(value);
         };
         s.rank = rank;
-        if phase != SimPhase::Observe {
-            match method {
-                QuantMethod::Bnn => return Ok(binarize(value, site)),
-                QuantMethod::Dorefa => return dorefa(value, site, &s.target, layer),
-                _ => {}
-            }
-        }
         if matches!(phase, SimPhase::Observe | SimPhase::Train) {
             let [_, c, _] = value.dims();
             let detached = value.clone().detach();
@@ -529,83 +519,28 @@ impl Tap for Taps {
         if phase == SimPhase::Observe || (phase == SimPhase::Train && !started) {
             return Ok(value);
         }
-        let Some((scale, zp)) = &s.params else {
-            return Ok(value);
-        };
         let device = value.device();
-        let n = scale.len();
         let as_tensor = |v: &[f32]| {
+            let n = v.len();
             Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), &device).reshape([1, n, 1])
         };
         let (qmin, qmax) = quant_bounds(s.target.dtype);
-        let grad = match method {
-            QuantMethod::Ema { .. } => FakeQuantGrad::Clipped,
-            _ => FakeQuantGrad::Ste,
+        let input = ActivationInput {
+            layer,
+            site: match site {
+                Site::Input => ActivationSite::Input,
+                Site::Output => ActivationSite::Output,
+            },
+            dtype: s.target.dtype,
+            scheme: s.target.scheme,
+            qmin,
+            qmax,
+            params: s
+                .params
+                .as_ref()
+                .map(|(scale, zp)| (as_tensor(scale), as_tensor(zp))),
         };
-        Ok(fake_quant(
-            value,
-            as_tensor(scale),
-            as_tensor(zp),
-            qmin,
-            qmax,
-            grad,
-        ))
-    }
-}
-
-/// BNN on an activation: `sign(x)` (0 counts as +1), straight through; on an output the
-/// gradient is zeroed where `|x| > 1` (NNI's `BNNQuantizer`).
-fn binarize(x: Tensor<3>, site: Site) -> Tensor<3> {
-    let sign = x.clone().greater_equal_elem(0.0).float().mul_scalar(2.0) - 1.0;
-    if !x.is_tracked() {
-        return sign;
-    }
-    let pass = match site {
-        Site::Input => x.clone(),
-        Site::Output => x.clone() * x.clone().detach().abs().lower_equal_elem(1.0).float(),
-    };
-    sign.detach() + (pass.clone() - pass.detach())
-}
-
-/// DoReFa on an activation (NNI's `DoReFaQuantizer`): an input is fake-quantized with the
-/// current batch's range; an output is clamped to `[0, 1]` and quantized on that fixed range.
-fn dorefa(
-    x: Tensor<3>,
-    site: Site,
-    t: &ActivationTarget,
-    layer: &str,
-) -> compress_graph::Result<Tensor<3>> {
-    let device = x.device();
-    let (qmin, qmax) = quant_bounds(t.dtype);
-    let scalar = |v: f32| Tensor::<3>::from_data(TensorData::new(vec![v], [1, 1, 1]), &device);
-    match site {
-        Site::Input => {
-            let flat = x.clone().detach().reshape([1, -1]);
-            let range = Tensor::cat(vec![flat.clone().min_dim(1), flat.max_dim(1)], 1);
-            let range = Dense::from_tensor(range, layer)?;
-            let (mn, mx) = (
-                Dense::new(vec![1], vec![range.data()[0]]),
-                Dense::new(vec![1], vec![range.data()[1]]),
-            );
-            let scheme = t.scheme.unwrap_or(QuantScheme::Affine);
-            let (scale, zp) = crate::qparams_from_range(&mn, &mx, t.dtype, scheme);
-            Ok(fake_quant(
-                x,
-                scalar(scale.data()[0]),
-                scalar(zp.data()[0]),
-                qmin,
-                qmax,
-                FakeQuantGrad::Ste,
-            ))
-        }
-        Site::Output => Ok(fake_quant(
-            x.clamp(0.0, 1.0),
-            scalar(1.0 / (qmax - qmin).max(1.0)),
-            scalar(qmin),
-            qmin,
-            qmax,
-            FakeQuantGrad::Ste,
-        )),
+        Ok(quantizer.quantize_activation(value, &input)?)
     }
 }
 

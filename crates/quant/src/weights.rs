@@ -1,7 +1,7 @@
 //! Quantization simulation of weights and biases on the user's own model type.
 //!
 //! [`WeightQuantization`] resolves a config's quantization rules into parameter targets (dtype,
-//! scheme, granularity), computes their parameters with the quantizer's [`QuantMethod`], and
+//! scheme, granularity), computes their parameters with the [`Quantizer`]'s formulas, and
 //! attaches a [`FakeQuantReparam`] to each parameter: a Burn [`Reparameterization`], so
 //! `Param::val()` returns the fake-quantized weight while the model keeps its type and forward,
 //! gradients reach the float weights (and LSQ's learnable scales), and the input model is never
@@ -12,23 +12,24 @@
 //! the project's `docs/architecture.md`, "Activations").
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::module::{Module, Param, Reparameterization, Reparameterizer};
 use burn::prelude::*;
 
 use crate::{
-    CalibrationConfig, CalibrationEntry, EmaObserver, FakeQuantGrad, MinMaxObserver, Observer,
-    fake_quant, quant_bounds, quant_scaling,
+    CalibrationConfig, CalibrationEntry, EmaObserver, MinMaxObserver, Observer, QuantizerHandle,
+    quant_bounds, quant_scaling,
 };
 use compress_core::Mode;
 use compress_core::TrainHooks;
 use compress_core::deep_copy;
+use compress_core::pad4;
 use compress_core::{
     CompressConfig, CompressError, Dense, ModuleIndex, QuantDtype, QuantParams, QuantScheme, Result,
 };
+use compress_core::{FakeQuantGrid, QuantInit, Quantizer, RangeTracking};
 use compress_core::{Granularity, Scaling};
-use compress_core::{QuantMethod, Quantizer};
-use compress_core::{block_expand, pad4};
 use compress_core::{param_handles, read_flat};
 use compress_core::{params_of_rank, set_param_values};
 
@@ -53,126 +54,60 @@ pub struct QuantTarget {
     pub keep: Vec<usize>,
 }
 
-/// The fake quantization attached to a parameter. `scale` and `zero_point` hold the kept-dim
-/// block shape padded with trailing 1s to rank 4.
+/// The fake quantization attached to a parameter: `Param::val()` is the quantizer's
+/// [`Quantizer::fake_quant`] of the base. `scale` and `zero_point` hold the kept-dim block
+/// shape padded with trailing 1s to rank 4.
 #[derive(Module, Debug)]
 pub struct FakeQuantReparam {
-    /// Scale per block (trainable for LSQ / LSQ+ only).
+    /// Scale per block (trainable where the quantizer's [`Quantizer::learnable`] says so).
     pub scale: Param<Tensor<4>>,
-    /// Zero point per block (trainable for LSQ+ only).
+    /// Zero point per block (likewise).
     pub zero_point: Param<Tensor<4>>,
     /// Lower end of the integer range.
     pub qmin: f64,
     /// Upper end of the integer range.
     pub qmax: f64,
-    /// 0 clamp-round (STE), 1 clamp-round (clipped), 2 LSQ, 3 LSQ+, 4 DoReFa, 5 BNN.
-    pub mode: usize,
-    /// `[qmin, qmax, mode]` as a constant (never trained) parameter, so module visitors, which
-    /// see only parameters, can rebuild the effective value with [`fake_quant_param`].
+    /// The quantizer whose formulas run.
+    #[module(skip)]
+    pub quantizer: QuantizerHandle,
+    /// `[qmin, qmax, quantizer id]` as a constant (never trained) parameter, so module
+    /// visitors, which see only parameters, can rebuild the effective value (the graph
+    /// replay's [`compress_graph::ReparamRebuild`]; see [`QuantizerHandle`] for why an id).
     pub spec: Param<Tensor<1>>,
-}
-
-const MODE_STE: usize = 0;
-const MODE_CLIPPED: usize = 1;
-const MODE_LSQ: usize = 2;
-const MODE_LSQ_PLUS: usize = 3;
-const MODE_DOREFA: usize = 4;
-const MODE_BNN: usize = 5;
-
-fn mode_of(method: QuantMethod) -> usize {
-    match method {
-        QuantMethod::MinMax => MODE_STE,
-        QuantMethod::Ema { .. } => MODE_CLIPPED,
-        QuantMethod::Lsq => MODE_LSQ,
-        QuantMethod::LsqPlus => MODE_LSQ_PLUS,
-        QuantMethod::Dorefa => MODE_DOREFA,
-        QuantMethod::Bnn => MODE_BNN,
-    }
-}
-
-/// `value` in the forward pass, `gradient`'s gradient in the backward pass. The gradient path
-/// is added as `g - g.detach()`, exactly zero, so the forward value is `value` bit for bit.
-fn straight_through<const D: usize>(value: Tensor<D>, gradient: Tensor<D>) -> Tensor<D> {
-    if !gradient.is_tracked() {
-        return value;
-    }
-    value.detach() + (gradient.clone() - gradient.detach())
 }
 
 impl Reparameterization for FakeQuantReparam {
     const NAME: &'static str = "fake_quant";
 
     fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
-        fake_quant_param(
-            base,
-            self.scale.val(),
-            self.zero_point.val(),
-            self.qmin as f32,
-            self.qmax as f32,
-            self.mode,
-        )
+        let grid = FakeQuantGrid {
+            scale: self.scale.val(),
+            zero_point: self.zero_point.val(),
+            qmin: self.qmin as f32,
+            qmax: self.qmax as f32,
+        };
+        fake_quant_param(base, self.quantizer.quantizer(), &grid)
     }
 }
 
-/// The effective value of a parameter under [`FakeQuantReparam`] with these parts (`scale` and
-/// `zero_point` in the padded block shape, `mode` as in [`FakeQuantReparam::mode`]): what
-/// `Param::val()` returns. Exposed for executors that rebuild parameters from a module visitor
-/// (which sees the base and the reparameterization's parameters separately).
+/// The effective value of a parameter (rank at most 4) under a [`FakeQuantReparam`] of
+/// `quantizer` with `grid`: what `Param::val()` returns. The base is reshaped to rank 4
+/// (trailing dims of 1) for [`Quantizer::fake_quant`] and back. Exposed for executors that
+/// rebuild parameters from a module visitor (which sees the base and the reparameterization's
+/// parameters separately).
+///
+/// # Panics
+/// If `base` has rank above 4.
 pub fn fake_quant_param<const D: usize>(
     base: Tensor<D>,
-    scale: Tensor<4>,
-    zero_point: Tensor<4>,
-    qmin: f32,
-    qmax: f32,
-    mode: usize,
+    quantizer: &dyn Quantizer,
+    grid: &FakeQuantGrid,
 ) -> Tensor<D> {
     let dims = base.dims();
-    match mode {
-        MODE_STE | MODE_CLIPPED => {
-            let scale = block_expand(scale.detach(), dims);
-            let zero_point = block_expand(zero_point.detach(), dims);
-            let grad = if mode == MODE_STE {
-                FakeQuantGrad::Ste
-            } else {
-                FakeQuantGrad::Clipped
-            };
-            fake_quant(base, scale, zero_point, qmin, qmax, grad)
-        }
-        MODE_LSQ | MODE_LSQ_PLUS => {
-            // LSQ's gradient scale g = 1 / sqrt(qmax * numel): value s, gradient g * ds.
-            let numel = dims.iter().product::<usize>() as f64;
-            let g = 1.0 / (qmax.max(1.0) as f64 * numel).sqrt();
-            let scale = straight_through(scale.clone(), scale.mul_scalar(g));
-            let scale = block_expand(scale, dims);
-            let v = base / scale.clone();
-            let v = if mode == MODE_LSQ_PLUS {
-                let zp = zero_point;
-                let zp = block_expand(straight_through(zp.clone(), zp.mul_scalar(g)), dims);
-                let shifted = (v + zp.clone()).clamp(qmin, qmax);
-                straight_through(shifted.clone().round(), shifted) - zp
-            } else {
-                let clamped = v.clamp(qmin, qmax);
-                straight_through(clamped.clone().round(), clamped)
-            };
-            v * scale
-        }
-        MODE_DOREFA => {
-            let levels = (qmax - qmin).max(1.0);
-            let t = base.tanh();
-            let max = t.clone().abs().max().detach().clamp_min(f32::EPSILON);
-            let unit = t / max.mul_scalar(2.0).unsqueeze() + 0.5;
-            let q = straight_through(
-                unit.clone().mul_scalar(levels).round().div_scalar(levels),
-                unit,
-            );
-            q.mul_scalar(2.0) - 1.0
-        }
-        _ => {
-            // sign with 0 -> +1, straight through.
-            let sign = base.clone().greater_equal_elem(0.0).float().mul_scalar(2.0) - 1.0;
-            straight_through(sign, base)
-        }
-    }
+    let padded = pad4(&dims);
+    quantizer
+        .fake_quant(base.reshape(padded), grid)
+        .reshape(dims)
 }
 
 fn unsupported(message: String) -> CompressError {
@@ -184,10 +119,10 @@ fn unsupported(message: String) -> CompressError {
 
 /// Simulated quantization of a model's parameters, as a config and a quantizer say.
 pub struct WeightQuantization {
-    method: QuantMethod,
+    quantizer: QuantizerHandle,
     targets: Vec<QuantTarget>,
     calibration: CalibrationConfig,
-    ema: BTreeMap<String, EmaObserver>,
+    trackers: BTreeMap<String, Box<dyn Observer>>,
     steps: usize,
     attached: bool,
     error: Option<CompressError>,
@@ -200,7 +135,7 @@ impl WeightQuantization {
     /// Config resolution errors; [`CompressError::Algorithm`] for parameters of rank above 4;
     /// granularity errors.
     pub fn new(
-        quantizer: &dyn Quantizer,
+        quantizer: Arc<dyn Quantizer>,
         config: &CompressConfig,
         index: &ModuleIndex,
     ) -> Result<Self> {
@@ -248,10 +183,10 @@ impl WeightQuantization {
             });
         }
         Ok(Self {
-            method: quantizer.method(),
+            quantizer: QuantizerHandle::new(quantizer),
             targets,
             calibration: CalibrationConfig::new(),
-            ema: BTreeMap::new(),
+            trackers: BTreeMap::new(),
             steps: 0,
             attached: false,
             error: None,
@@ -261,6 +196,11 @@ impl WeightQuantization {
     /// The first error a QAT update hit (training goes on with the previous parameters).
     pub fn take_error(&mut self) -> Option<CompressError> {
         self.error.take()
+    }
+
+    /// The quantizer.
+    pub fn quantizer(&self) -> &dyn Quantizer {
+        self.quantizer.quantizer()
     }
 
     /// The resolved targets.
@@ -293,14 +233,16 @@ impl WeightQuantization {
             .collect()
     }
 
-    /// Initial parameters of every target from its weight: the observed min/max (PTQ, QAT),
-    /// LSQ's `2 * mean|w| / sqrt(qmax)` (the paper's initialisation, not NNI's constant 0.01),
-    /// LSQ+'s min/max affine range, the fixed `[0, 1]` grid of DoReFa, or scale 1 (BNN).
+    /// Initial parameters of every target from its weight: the quantizer's
+    /// [`Quantizer::init`] from the observed min/max (PTQ and QAT keep it; LSQ starts from the
+    /// paper's `2 * mean|w| / sqrt(qmax)`, LSQ+ from the affine range, DoReFa from its fixed
+    /// grid, BNN from scale 1), recorded with the quantizer's [`Quantizer::scheme`].
     ///
     /// # Errors
-    /// When a weight cannot be read.
+    /// When a weight cannot be read, or the quantizer's initialisation fails.
     pub fn calibrate<M: Module>(&mut self, model: &M) -> Result<&CalibrationConfig> {
         let weights = self.weights(&model.valid())?;
+        let quantizer = self.quantizer.quantizer();
         for t in &self.targets {
             let w = &weights[&t.path];
             let mut observer = MinMaxObserver::new(t.scaling.clone(), t.path.clone());
@@ -313,58 +255,20 @@ impl WeightQuantization {
                         message: format!("nothing observed for '{}'", t.path),
                     })?;
             let (qmin, qmax) = quant_bounds(t.dtype);
-            let params = match self.method {
-                QuantMethod::MinMax | QuantMethod::Ema { .. } => observed,
-                QuantMethod::Lsq => {
-                    let mean_abs = t.scaling.shrink_with(
-                        w,
-                        true,
-                        &t.path,
-                        0.0f64,
-                        |a, x| a + x.abs() as f64,
-                        |a, n| (a / n.max(1) as f64) as f32,
-                    )?;
-                    let scale =
-                        mean_abs.map(|&m| (2.0 * m / qmax.max(1.0).sqrt()).max(f32::EPSILON));
-                    QuantParams {
-                        zero_point: scale.map(|_| 0.0),
-                        scale,
-                        ..observed
-                    }
-                }
-                QuantMethod::LsqPlus => {
-                    let (scale, zero_point) = crate::qparams_from_range(
-                        &observed.tracked_min,
-                        &observed.tracked_max,
-                        t.dtype,
-                        QuantScheme::Affine,
-                    );
-                    QuantParams {
-                        scale,
-                        zero_point,
-                        ..observed
-                    }
-                }
-                QuantMethod::Dorefa => QuantParams {
-                    scale: observed.scale.map(|_| 1.0 / (qmax - qmin).max(1.0)),
-                    zero_point: observed.zero_point.map(|_| 0.0),
-                    ..observed
-                },
-                QuantMethod::Bnn => QuantParams {
-                    scale: observed.scale.map(|_| 1.0),
-                    zero_point: observed.zero_point.map(|_| 0.0),
-                    ..observed
-                },
-            };
-            let scheme = match self.method {
-                QuantMethod::LsqPlus | QuantMethod::Dorefa => Some(QuantScheme::Affine),
-                QuantMethod::Lsq | QuantMethod::Bnn => Some(QuantScheme::Symmetric),
-                _ => t.scheme,
-            };
+            let params = quantizer.init(&QuantInit {
+                path: &t.path,
+                weight: w,
+                scaling: &t.scaling,
+                dtype: t.dtype,
+                scheme: t.scheme,
+                qmin,
+                qmax,
+                observed: &observed,
+            })?;
             self.calibration.insert(
                 &t.module,
                 &t.name,
-                CalibrationEntry::new(params, t.dtype, scheme),
+                CalibrationEntry::new(params, t.dtype, quantizer.scheme(t.scheme)),
             );
         }
         Ok(&self.calibration)
@@ -403,7 +307,7 @@ impl WeightQuantization {
         }
         struct Attach<'a> {
             values: &'a BTreeMap<String, (&'a QuantTarget, CalibrationEntry)>,
-            mode: usize,
+            quantizer: &'a QuantizerHandle,
         }
         impl Reparameterizer for Attach<'_> {
             type Reparam = FakeQuantReparam;
@@ -421,17 +325,17 @@ impl WeightQuantization {
                     Tensor::<1>::from_data(TensorData::new(d.data().to_vec(), [d.numel()]), &device)
                         .reshape(padded)
                 };
-                let learnable = matches!(self.mode, MODE_LSQ | MODE_LSQ_PLUS);
+                let learnable = self.quantizer.quantizer().learnable();
                 let (qmin, qmax) = quant_bounds(t.dtype);
                 let reparam = FakeQuantReparam {
-                    scale: Param::from_tensor(tensor(&e.scale)).set_require_grad(learnable),
+                    scale: Param::from_tensor(tensor(&e.scale)).set_require_grad(learnable.scale),
                     zero_point: Param::from_tensor(tensor(&e.zero_point))
-                        .set_require_grad(self.mode == MODE_LSQ_PLUS),
+                        .set_require_grad(learnable.zero_point),
                     qmin: qmin as f64,
                     qmax: qmax as f64,
-                    mode: self.mode,
+                    quantizer: self.quantizer.clone(),
                     spec: Param::from_tensor(Tensor::from_data(
-                        TensorData::new(vec![qmin, qmax, self.mode as f32], [3]),
+                        TensorData::new(vec![qmin, qmax, self.quantizer.id() as f32], [3]),
                         &device,
                     ))
                     .set_require_grad(false),
@@ -441,7 +345,7 @@ impl WeightQuantization {
         }
         Ok(deep_copy(model).apply_reparameterization(Attach {
             values: &values,
-            mode: mode_of(self.method),
+            quantizer: &self.quantizer,
         }))
     }
 
@@ -497,16 +401,17 @@ impl WeightQuantization {
         Ok(&self.calibration)
     }
 
-    /// QAT: recompute the EMA range of every weight and write the new parameters into `model`.
-    fn update_ema<M: Module>(&mut self, model: M, decay: f64) -> Result<M> {
+    /// Ranges that follow training (QAT): observe every weight with the quantizer's
+    /// [`RangeTracking`] and write the new parameters into `model`.
+    fn update_ranges<M: Module>(&mut self, model: M) -> Result<M> {
         let weights = self.weights(&model.valid())?;
+        let tracking = self.quantizer.quantizer().range_tracking();
         for t in &self.targets {
-            let observer = match self.ema.get_mut(&t.path) {
+            let observer = match self.trackers.get_mut(&t.path) {
                 Some(o) => o,
                 None => {
-                    let o =
-                        EmaObserver::new(t.scaling.clone(), t.path.clone()).with_decay(decay)?;
-                    self.ema.entry(t.path.clone()).or_insert(o)
+                    let o = tracker(tracking, t.scaling.clone(), &t.path)?;
+                    self.trackers.entry(t.path.clone()).or_insert(o)
                 }
             };
             observer.observe(&weights[&t.path])?;
@@ -524,6 +429,20 @@ impl WeightQuantization {
         }
         Ok(write_values(model, &self.targets, &self.calibration))
     }
+}
+
+/// A fresh observer of `tracking`'s kind.
+pub(crate) fn tracker(
+    tracking: RangeTracking,
+    scaling: Scaling,
+    path: &str,
+) -> Result<Box<dyn Observer>> {
+    Ok(match tracking {
+        RangeTracking::MinMax => Box::new(MinMaxObserver::new(scaling, path.to_string())),
+        RangeTracking::Ema { decay } => {
+            Box::new(EmaObserver::new(scaling, path.to_string()).with_decay(decay)?)
+        }
+    })
 }
 
 /// The path of a [`FakeQuantReparam`] field of the parameter at `path`.
@@ -553,17 +472,11 @@ fn write_values<M: Module>(
 impl<M: Module> TrainHooks<M> for WeightQuantization {
     fn after_step(&mut self, model: M, _step: usize) -> M {
         self.steps += 1;
-        let QuantMethod::Ema {
-            decay,
-            quant_start_step,
-        } = self.method
-        else {
-            return model;
-        };
-        if self.steps < quant_start_step {
+        let quantizer = self.quantizer.quantizer();
+        if !quantizer.tracks_ranges_in_training() || !quantizer.active_at(self.steps) {
             return model;
         }
-        match self.update_ema(model.clone(), decay) {
+        match self.update_ranges(model.clone()) {
             Ok(m) => m,
             Err(e) => {
                 self.error.get_or_insert(e);
@@ -574,7 +487,8 @@ impl<M: Module> TrainHooks<M> for WeightQuantization {
 }
 
 /// How the graph replay rebuilds a fake-quantized parameter from what a module visitor sees
-/// (the base, `scale`, `zero_point` and `spec` = `[qmin, qmax, mode]`).
+/// (the base, `scale`, `zero_point` and `spec` = `[qmin, qmax, quantizer id]`): the quantizer
+/// is resolved by its [`QuantizerHandle`] id, then runs as in `Param::val()`.
 fn rebuild_fake_quant(
     base: compress_graph::DispatchTensor,
     rank: usize,
@@ -592,18 +506,24 @@ fn rebuild_fake_quant(
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|_| "the fake quantization has a bad spec".to_string())?;
-    let [qmin, qmax, mode] = spec[..] else {
+    let [qmin, qmax, id] = spec[..] else {
         return Err(format!(
             "the fake quantization's spec has {} values, not 3",
             spec.len()
         ));
     };
-    let scale: Tensor<4> = Tensor::from_dispatch(get("scale")?);
-    let zero_point: Tensor<4> = Tensor::from_dispatch(get("zero_point")?);
+    let handle = QuantizerHandle::resolve(id as u32)
+        .ok_or_else(|| format!("the fake quantization's quantizer #{id} is no longer alive"))?;
+    let grid = FakeQuantGrid {
+        scale: Tensor::from_dispatch(get("scale")?),
+        zero_point: Tensor::from_dispatch(get("zero_point")?),
+        qmin,
+        qmax,
+    };
     macro_rules! rebuild {
         ($d:literal) => {{
             let base: Tensor<$d> = Tensor::from_dispatch(base);
-            fake_quant_param(base, scale, zero_point, qmin, qmax, mode as usize).into_dispatch()
+            fake_quant_param(base, handle.quantizer(), &grid).into_dispatch()
         }};
     }
     Ok(match rank {

@@ -5,6 +5,7 @@ mod gpu;
 mod learned;
 mod nni_pruners;
 mod quantize;
+mod quantizers;
 mod recipes;
 mod registry;
 mod robustness;

@@ -472,3 +472,79 @@ fn a_file_that_does_not_fit_the_model_is_a_typed_error() {
     assert!(matches!(err, QuantError::Io { .. }), "{err}");
     std::fs::remove_dir_all(d).unwrap();
 }
+
+fn q8(level: QuantLevel) -> WeightQuant {
+    WeightQuant::new(QuantBits::Q8S, level)
+}
+
+/// A user layer whose weight keeps its output channels on axis 1 (`[in, out]`, like Linear).
+#[derive(Module, Debug)]
+struct ColumnScale {
+    weight: Param<Tensor<2>>,
+}
+
+#[derive(Module, Debug)]
+struct WithColumnScale {
+    cols: ColumnScale,
+}
+
+inventory::submit! {
+    compress_core::LayerSpec {
+        type_name: "ColumnScale",
+        aliases: &[],
+        params: &[compress_core::ParamSpec {
+            name: "weight",
+            nni_name: "weight",
+            role: compress_core::ParamRole::Weight,
+            out_axis: Some(1),
+            in_axis: Some(0),
+        }],
+        children: &[],
+        activations: false,
+    }
+}
+
+#[test]
+fn per_channel_export_takes_the_output_axis_from_a_user_registered_layer_spec() {
+    let device = Device::flex();
+    let w: Vec<f32> = (0..15).map(|i| (i as f32 - 7.0) * 0.37).collect();
+    let model = WithColumnScale {
+        cols: ColumnScale {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w.clone(), [3, 5]),
+                &device,
+            )),
+        },
+    };
+    // Five scales, one per column (axis 1, as the spec says; axis 0 would need three).
+    let scales: Vec<f32> = (0..5).map(|j| 0.01 * (j + 1) as f32).collect();
+    let plan = BTreeMap::from([(
+        "cols.weight".to_string(),
+        q8(QuantLevel::PerChannel).with_scale(Dense::new(vec![1, 5], scales.clone())),
+    )]);
+    let q = quantize_weights(&model, &plan, AffinePolicy::Error).unwrap();
+    let found = &dequantized(&q)["cols.weight"];
+    let expected = nni_fake_quant(&Dense::new(vec![3, 5], w), |i| scales[i % 5], 127.0);
+    assert_eq!(found.data(), expected.as_slice());
+
+    // A layer type nobody described has no output axis: per channel is refused, naming it.
+    #[derive(Module, Debug)]
+    struct Unknown {
+        weight: Param<Tensor<2>>,
+    }
+    #[derive(Module, Debug)]
+    struct WithUnknown {
+        u: Unknown,
+    }
+    let model = WithUnknown {
+        u: Unknown {
+            weight: Param::from_tensor(Tensor::ones([3, 5], &device)),
+        },
+    };
+    let plan = BTreeMap::from([("u.weight".to_string(), q8(QuantLevel::PerChannel))]);
+    let err = quantize_weights(&model, &plan, AffinePolicy::Error).unwrap_err();
+    assert!(
+        matches!(&err, QuantError::UnsupportedQuant { path, reason } if path == "u.weight" && reason.contains("LayerSpec")),
+        "{err}"
+    );
+}

@@ -3,5 +3,6 @@
 mod export;
 mod fold;
 mod math;
+mod quantizers;
 mod sim;
 mod weights;

@@ -2,24 +2,18 @@
 //! replay) against NNI 3.0's `PtqQuantizer` on the 7 `nni_quant.json` cases: scales, zero
 //! points, tracked ranges and the model output within 1e-6, through the public API only.
 
+use crate::quantizers::ptq;
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::prelude::*;
 use compress_core::testing::oracle::{config_from_json, json_dense as dense, nni_quant, transpose};
-use compress_core::{Dense, ModuleIndex, QuantMethod, Quantizer};
+use compress_core::{Dense, ModuleIndex};
 use compress_quant::{QuantSim, SimPhase};
 use serde_json::Value;
 
 #[derive(Module, Debug)]
 struct Net {
     fc: Linear,
-}
-
-struct Ptq;
-impl Quantizer for Ptq {
-    fn method(&self) -> QuantMethod {
-        QuantMethod::MinMax
-    }
 }
 
 /// The oracle, its `Linear(8, 4)` as `fc` (Burn layout), and its calibration input.
@@ -52,7 +46,7 @@ fn ptq_simulation_matches_nni_on_every_oracle_case() {
     for (name, case) in cases {
         let config = config_from_json(&case["config_list"]);
         let index = ModuleIndex::from_module(&net);
-        let mut sim = QuantSim::new(&Ptq, &config, &index).unwrap();
+        let mut sim = QuantSim::new(ptq(), &config, &index).unwrap();
         let forward = |m: &Net, x: Tensor<2>| m.fc.forward(x);
         let calibration = sim.calibrate(&net, [x.clone()], forward).unwrap();
         for (ours, nni) in [
@@ -110,7 +104,7 @@ fn calibration_without_data_is_refused_and_a_loaded_calibration_reproduces_the_o
     let config = config_from_json(&case["config_list"]);
     let index = ModuleIndex::from_module(&net);
     let forward = |m: &Net, x: Tensor<2>| m.fc.forward(x);
-    let mut sim = QuantSim::new(&Ptq, &config, &index).unwrap();
+    let mut sim = QuantSim::new(ptq(), &config, &index).unwrap();
     let err = sim
         .calibrate(&net, Vec::<Tensor<2>>::new(), forward)
         .unwrap_err();
@@ -122,48 +116,12 @@ fn calibration_without_data_is_refused_and_a_loaded_calibration_reproduces_the_o
     let calibration = sim.calibrate(&net, [x.clone()], forward).unwrap();
     let json = calibration.to_nni_json(&index).unwrap();
     let loaded = compress_quant::CalibrationConfig::from_nni_json(&json, &index).unwrap();
-    let fresh = QuantSim::new(&Ptq, &config, &index).unwrap();
+    let fresh = QuantSim::new(ptq(), &config, &index).unwrap();
     let simulated = fresh.load_calibration(&net, &loaded).unwrap();
     let y = fresh.forward(&simulated, x, forward).unwrap();
     close(
         &Dense::from_tensor(y, "y").unwrap(),
         &dense(&case["model_output"]),
         "reloaded model output",
-    );
-}
-
-struct Method(QuantMethod);
-impl Quantizer for Method {
-    fn method(&self) -> QuantMethod {
-        self.0
-    }
-}
-
-#[test]
-fn bnn_and_dorefa_quantize_activations_too() {
-    let device = Device::flex();
-    let (_, net, x) = oracle_net(&device);
-    let forward = |m: &Net, x: Tensor<2>| m.fc.forward(x);
-    let config = compress_core::CompressConfig::from_toml(
-        "[[config_list]]\nop_names = ['fc']\ntarget_names = ['_input_', 'weight', '_output_']\nquant_dtype = 'int2'\n",
-    )
-    .unwrap();
-    let index = ModuleIndex::from_module(&net);
-    let values = |method| {
-        let mut sim = QuantSim::new(&Method(method), &config, &index).unwrap();
-        sim.calibrate(&net, [x.clone()], forward).unwrap();
-        let simulated = sim.simulate(&net).unwrap();
-        let y = sim.forward(&simulated, x.clone(), forward).unwrap();
-        Dense::from_tensor(y, "y").unwrap().into_data()
-    };
-    // BNN: sign of the output.
-    let bnn = values(QuantMethod::Bnn);
-    assert!(bnn.iter().all(|&v| v == 1.0 || v == -1.0), "{bnn:?}");
-    assert!(bnn.contains(&1.0) && bnn.contains(&-1.0));
-    // DoReFa: the output clamped to [0, 1] on int2's grid of 2 steps: 0, 0.5, 1.
-    let dorefa = values(QuantMethod::Dorefa);
-    assert!(
-        dorefa.iter().all(|&v| v == 0.0 || v == 0.5 || v == 1.0),
-        "{dorefa:?}"
     );
 }

@@ -1,18 +1,14 @@
-//! Weight quantization simulation through reparameterization: every method's forward values,
-//! LSQ's learnable scales, QAT's EMA updates during training, and bad inputs.
+//! Weight quantization simulation through reparameterization: PTQ's forward values, QAT's EMA
+//! updates during training, and bad inputs. (LSQ's learnable scales and the BNN / DoReFa grids
+//! are the quantizer crates' formulas: `crates/burn-compress/tests/suite/quantizers.rs`.)
 
 use burn::prelude::*;
 use compress_core::testing::{Nested, test_device};
-use compress_core::{CompressConfig, Dense, ModuleIndex, QuantDtype, QuantMethod, Quantizer};
+use std::sync::Arc;
+
+use crate::quantizers::{Ptq, Qat, ptq};
+use compress_core::{CompressConfig, Dense, ModuleIndex, QuantDtype, Quantizer};
 use compress_quant::{WeightQuantization, fake_quant_dense};
-
-struct Method(QuantMethod);
-
-impl Quantizer for Method {
-    fn method(&self) -> QuantMethod {
-        self.0
-    }
-}
 
 fn config(extra: &str) -> CompressConfig {
     CompressConfig::from_toml(&format!(
@@ -33,10 +29,10 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .unwrap()
 }
 
-fn setup(method: QuantMethod, extra: &str) -> (Nested, WeightQuantization, Nested) {
+fn setup(quantizer: Arc<dyn Quantizer>, extra: &str) -> (Nested, WeightQuantization, Nested) {
     let model = Nested::new(&test_device());
     let index = ModuleIndex::from_module(&model);
-    let mut wq = WeightQuantization::new(&Method(method), &config(extra), &index).unwrap();
+    let mut wq = WeightQuantization::new(quantizer, &config(extra), &index).unwrap();
     let calibration = wq.calibrate(&model).unwrap().clone();
     let simulated = wq.simulate(&model, &calibration).unwrap();
     (model, wq, simulated)
@@ -48,7 +44,7 @@ fn ptq_weights_equal_nni_fake_quant_of_the_calibrated_parameters() {
         ("", vec![]),
         ("granularity = 'out_channel'", vec![4, 1, 1, 1]),
     ] {
-        let (model, wq, simulated) = setup(QuantMethod::MinMax, extra);
+        let (model, wq, simulated) = setup(ptq(), extra);
         let paths: Vec<&str> = wq.targets().iter().map(|t| t.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -82,76 +78,17 @@ fn ptq_weights_equal_nni_fake_quant_of_the_calibrated_parameters() {
 }
 
 #[test]
-fn lsq_starts_from_the_paper_scale_and_trains_it() {
-    let device = test_device().autodiff();
-    let model = Nested::new(&device);
-    let index = ModuleIndex::from_module(&model);
-    let mut wq = WeightQuantization::new(&Method(QuantMethod::Lsq), &config(""), &index).unwrap();
-    let calibration = wq.calibrate(&model).unwrap().clone();
-    let w = Dense::from_tensor(model.head.as_ref().unwrap().weight.val(), "head.weight").unwrap();
-    let mean_abs = w.data().iter().map(|x| x.abs()).sum::<f32>() / w.numel() as f32;
-    let scale = calibration.get("head", "weight").unwrap().scale.data()[0];
-    assert!(
-        (scale - 2.0 * mean_abs / 127f32.sqrt()).abs() < 1e-7,
-        "{scale}"
-    );
-    let simulated = wq.simulate(&model, &calibration).unwrap();
-    let loss = simulated.forward(Tensor::ones([2, 1, 6, 6], &device)).sum();
-    let grads = loss.backward();
-    // The scale is a trainable parameter that receives a gradient, and so does the weight.
-    struct Scales(Vec<bool>);
-    impl burn::module::ModuleVisitor for Scales {
-        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
-            if D == 4 && p.val().dims().iter().product::<usize>() == 1 {
-                self.0.push(p.is_require_grad());
-            }
-        }
-    }
-    let mut s = Scales(Vec::new());
-    simulated.visit(&mut s);
-    assert!(s.0.iter().filter(|&&r| r).count() >= 4, "{:?}", s.0);
-    let head = simulated.head.as_ref().unwrap();
-    assert!(head.weight.base().grad(&grads).is_some());
-    // LSQ's values sit on the grid s * [-127, 127].
-    for v in values(head.weight.val()) {
-        let q = v / scale;
-        assert!(
-            (q - q.round()).abs() < 1e-3 && q.abs() <= 127.0 + 1e-3,
-            "{q}"
-        );
-    }
-}
-
-#[test]
-fn bnn_and_dorefa_weights_take_their_grids() {
-    let (_, _, bnn) = setup(QuantMethod::Bnn, "");
-    assert!(
-        values(bnn.stem.weight.val())
-            .iter()
-            .all(|&v| v == 1.0 || v == -1.0)
-    );
-    let (_, _, dorefa) = setup(QuantMethod::Dorefa, "quant_dtype = 'int2'");
-    // NNI's grid: qmax - qmin steps on [0, 1] (int2 = [-1, 1]: 2 steps), mapped to [-1, 1].
-    let grid = values(dorefa.stem.weight.val());
-    assert!(
-        grid.iter().all(|&v| v == -1.0 || v == 0.0 || v == 1.0),
-        "{grid:?}"
-    );
-    assert!(grid.contains(&-1.0) && grid.contains(&1.0));
-}
-
-#[test]
 fn qat_attaches_at_quant_start_step_and_follows_the_ema_range() {
     use compress_core::TrainHooks;
     use compress_quant::WeightQuantization as Wq;
     let device = test_device().autodiff();
     let model = Nested::new(&device);
     let index = ModuleIndex::from_module(&model);
-    let method = QuantMethod::Ema {
+    let qat = Arc::new(Qat {
         decay: 0.5,
-        quant_start_step: 2,
-    };
-    let mut wq: Wq = WeightQuantization::new(&Method(method), &config(""), &index).unwrap();
+        start: 2,
+    });
+    let mut wq: Wq = WeightQuantization::new(qat, &config(""), &index).unwrap();
     let w0 = Dense::from_tensor(model.stem.weight.val(), "w").unwrap();
     let m = TrainHooks::after_step(&mut wq, model, 0);
     assert_eq!(
@@ -194,12 +131,12 @@ fn activation_targets_are_skipped_and_mismatched_calibrations_refused() {
         CompressConfig::from_toml("[[config_list]]\nop_types = ['Linear']\nquant_dtype = 'int8'\n")
             .unwrap();
     // Activation targets are left to the graph replay (compress-speedup's QuantSim).
-    let wq = WeightQuantization::new(&Method(QuantMethod::MinMax), &acts, &index).unwrap();
+    let wq = WeightQuantization::new(Arc::new(Ptq), &acts, &index).unwrap();
     let names: Vec<&str> = wq.targets().iter().map(|t| t.path.as_str()).collect();
     assert_eq!(names, ["head.weight", "head.bias"]);
     // A calibration computed per channel does not fit a per-tensor simulation.
-    let (_, per_channel, _) = setup(QuantMethod::MinMax, "granularity = 'out_channel'");
-    let (_, per_tensor, _) = setup(QuantMethod::MinMax, "");
+    let (_, per_channel, _) = setup(ptq(), "granularity = 'out_channel'");
+    let (_, per_tensor, _) = setup(ptq(), "");
     let err = per_tensor
         .simulate(&model, per_channel.calibration())
         .unwrap_err();
