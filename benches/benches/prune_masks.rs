@@ -5,7 +5,7 @@
 //! `cargo bench -p burn-compress-benches --bench prune_masks`
 
 use burn::prelude::*;
-use burn_compress::core::{Dense, Scaling};
+use burn_compress::core::{Dense, granularity::Scaling};
 use burn_compress::{AlgorithmEntry, CompressConfig, ModuleIndex, prune};
 use burn_compress_benches::ConvStack;
 use criterion::{Criterion, criterion_group, criterion_main};

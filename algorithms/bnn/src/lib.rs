@@ -8,8 +8,10 @@
 
 use burn::tensor::Tensor;
 use compress_core::{
-    ActivationInput, ActivationSite, Algorithm, AlgorithmEntry, AlgorithmKind, Dense, ExportGrid,
-    ExportInput, FakeQuantGrid, QuantDtype, QuantInit, QuantParams, QuantScheme, Quantizer, Result,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Dense, Quantizer, Result, config::QuantDtype,
+    config::QuantScheme, quantizer::ActivationInput, quantizer::ActivationSite,
+    quantizer::ExportGrid, quantizer::ExportInput, quantizer::FakeQuantGrid, quantizer::QuantInit,
+    quantizer::QuantParams,
 };
 use compress_quant::straight_through;
 

@@ -14,8 +14,9 @@
 
 use burn::tensor::{Tensor, TensorData};
 use compress_core::{
-    ActivationInput, ActivationSite, Algorithm, AlgorithmEntry, AlgorithmKind, Dense, ExportGrid,
-    ExportInput, FakeQuantGrid, QuantInit, QuantParams, QuantScheme, Quantizer, Result,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Dense, Quantizer, Result, config::QuantScheme,
+    quantizer::ActivationInput, quantizer::ActivationSite, quantizer::ExportGrid,
+    quantizer::ExportInput, quantizer::FakeQuantGrid, quantizer::QuantInit, quantizer::QuantParams,
 };
 use compress_quant::{FakeQuantGrad, fake_quant, qparams_from_range, straight_through};
 

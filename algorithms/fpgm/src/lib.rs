@@ -133,7 +133,7 @@ mod tests {
         let (rows, len, values) = constant_filters();
         let metric = Dense::new(vec![rows], distance_sums(rows, len, &values));
         let masked = |ratio| {
-            compress_core::ratio_mask(&metric, ratio)
+            compress_core::allocate::ratio_mask(&metric, ratio)
                 .data()
                 .iter()
                 .enumerate()

@@ -62,7 +62,7 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use compress_core::{Scaling, Target};
+    use compress_core::{Target, granularity::Scaling};
 
     fn target(shape: Vec<usize>) -> Target {
         Target {
@@ -99,7 +99,7 @@ mod tests {
     fn with_blocks_the_metric_is_the_l1_norm_of_each_block() {
         let w = Dense::new(vec![2, 4], vec![-1.0, 1.0, 2.0, -2.0, 0.5, 0.5, 3.0, 0.0]);
         let t = target(vec![2, 4]);
-        let s = Scaling::new(vec![2], compress_core::KernelPadding::Front, 1);
+        let s = Scaling::new(vec![2], compress_core::granularity::KernelPadding::Front, 1);
         let m = LevelPruner
             .metric(&MetricInput {
                 target: &t,

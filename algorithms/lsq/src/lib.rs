@@ -15,8 +15,9 @@
 
 use burn::tensor::Tensor;
 use compress_core::{
-    ActivationInput, Algorithm, AlgorithmEntry, AlgorithmKind, FakeQuantGrid, Learnable, QuantInit,
-    QuantParams, QuantScheme, Quantizer, Result, block_expand,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Quantizer, Result, config::QuantScheme,
+    quantizer::ActivationInput, quantizer::FakeQuantGrid, quantizer::Learnable,
+    quantizer::QuantInit, quantizer::QuantParams, scores::block_expand,
 };
 use compress_quant::{FakeQuantGrad, fake_quant_activation, qparams_from_range, straight_through};
 

@@ -22,8 +22,9 @@
 #![warn(missing_docs)]
 
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, CompressError, Dense, MetricInput,
-    MetricNeeds, Pruner, Result, ScoreForward, ScorePenalty, ScoreSpec, ScoreTrigger,
+    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, Pruner, Result,
+    registry::AlgorithmOptions, registry::MetricNeeds, scores::ScoreForward, scores::ScorePenalty,
+    scores::ScoreSpec, scores::ScoreTrigger,
 };
 
 /// The movement pruner.
@@ -64,7 +65,7 @@ impl Pruner for MovementPruner {
         let scores = input.grad.ok_or_else(|| CompressError::Algorithm {
             algorithm: "movement".into(),
             message: format!(
-                "no movement scores for '{}': train with compress_core::LearnedScores first",
+                "no movement scores for '{}': train with compress_core::scores::LearnedScores first",
                 input.target.path
             ),
         })?;

@@ -3,7 +3,7 @@
 //! NNI's `L1NormPruner` and `L2NormPruner` (Li et al., "Pruning Filters for Efficient
 //! ConvNets", ICLR 2017): the metric of each block is its L1 norm `Σ|w|` or L2 norm
 //! `sqrt(Σw²)`. The default block is one output channel, on the layer's real output axis (the
-//! [`LayerSpec`](compress_core::LayerSpec) says axis 0 for convs, axis 1 for Burn's Linear).
+//! [`LayerSpec`](compress_core::layers::LayerSpec) says axis 0 for convs, axis 1 for Burn's Linear).
 //!
 //! Registry names: `l1-norm`, `l2-norm`. No options of their own.
 //!
@@ -73,7 +73,7 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use compress_core::{Scaling, Target};
+    use compress_core::{Target, granularity::Scaling};
 
     fn linear_target() -> Target {
         Target {

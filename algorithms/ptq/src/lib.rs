@@ -17,8 +17,8 @@
 
 use burn::tensor::Tensor;
 use compress_core::{
-    ActivationInput, Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, FakeQuantGrid,
-    Quantizer, Result,
+    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Quantizer, Result,
+    quantizer::ActivationInput, quantizer::FakeQuantGrid,
 };
 use compress_quant::{FakeQuantGrad, fake_quant_activation, fake_quant_blocks};
 

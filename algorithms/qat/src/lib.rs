@@ -18,8 +18,8 @@
 
 use burn::tensor::Tensor;
 use compress_core::{
-    ActivationInput, Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, FakeQuantGrid,
-    Quantizer, RangeTracking, Result,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Quantizer, Result, quantizer::ActivationInput,
+    quantizer::FakeQuantGrid, quantizer::RangeTracking, registry::AlgorithmOptions,
 };
 use compress_quant::{FakeQuantGrad, fake_quant_activation, fake_quant_blocks};
 

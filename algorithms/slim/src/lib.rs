@@ -14,15 +14,16 @@
 //! | `training_steps` | steps before the masks are generated (integer >= 1, default 1) |
 //! | `regular_scale` | weight of the L1 penalty (>= 0, default 1.0) |
 //!
-//! Training goes through [`compress_core::LearnedScores`]: attach the factors, train with the
-//! hook, then [`LearnedScores::finish`](compress_core::LearnedScores::finish) for the masks.
+//! Training goes through [`compress_core::scores::LearnedScores`]: attach the factors, train with the
+//! hook, then [`LearnedScores::finish`](compress_core::scores::LearnedScores::finish) for the masks.
 //! Unlike NNI, which leaves the bias mask all ones (so its speedup removes nothing), the bias
 //! of a pruned channel is masked with it, so the channel can really be removed.
 #![warn(missing_docs)]
 
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, CompressError, Dense, MetricInput,
-    MetricNeeds, Pruner, Result, ScoreForward, ScorePenalty, ScoreSpec, ScoreTrigger,
+    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, Pruner, Result,
+    registry::AlgorithmOptions, registry::MetricNeeds, scores::ScoreForward, scores::ScorePenalty,
+    scores::ScoreSpec, scores::ScoreTrigger,
 };
 
 /// The Slim pruner.
@@ -60,7 +61,7 @@ impl Pruner for SlimPruner {
         let factors = input.grad.ok_or_else(|| CompressError::Algorithm {
             algorithm: "slim".into(),
             message: format!(
-                "no scaling factors for '{}': train with compress_core::LearnedScores first",
+                "no scaling factors for '{}': train with compress_core::scores::LearnedScores first",
                 input.target.path
             ),
         })?;

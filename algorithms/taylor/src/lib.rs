@@ -11,15 +11,15 @@
 //! | --- | --- |
 //! | `training_steps` | steps to accumulate over (integer >= 1, default 1) |
 //!
-//! The gradients come from the training loop ([`compress_core::GradientStatistics`] collects
+//! The gradients come from the training loop ([`compress_core::train::GradientStatistics`] collects
 //! [`Pruner::gradient_statistic`] after every backward); the metric is then computed by
-//! [`compress_core::prune_with_grads`].
+//! [`compress_core::prune::prune_with_grads`].
 #![warn(missing_docs)]
 
 use burn::prelude::*;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, CompressError, Dense, MetricInput,
-    MetricNeeds, Pruner, Result,
+    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, Pruner, Result,
+    registry::AlgorithmOptions, registry::MetricNeeds,
 };
 
 /// The Taylor pruner.

@@ -45,8 +45,8 @@ pub mod zoo_capture;
 pub use compress_core as core;
 pub use compress_core::{
     AlgorithmEntry, AlgorithmKind, CompressConfig, CompressError, Dense, Granularity, MaskSet,
-    ModuleIndex, PruneMode, PruneOutcome, PruneSchedule, Pruned, Pruner, Training, prune,
-    prune_model, prune_with_grads,
+    ModuleIndex, PruneOutcome, Pruner, driver::PruneMode, driver::PruneSchedule, driver::Pruned,
+    driver::Training, prune, prune::prune_with_grads, prune_model,
 };
 pub use compress_graph as graph;
 pub use compress_quant as quant;

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use burn::prelude::*;
-//! use burn_compress::core::ImageDataset;
+//! use burn_compress::core::dataset::ImageDataset;
 //! use burn_compress::quantize::{QuantizeJob, quantize_classifier};
 //! use burn_compress::zoo::LeNet5;
 //! use burn_compress::CompressConfig;
@@ -26,8 +26,8 @@ use burn::module::Module;
 use burn::prelude::*;
 use compress_core::toml::Table;
 use compress_core::{
-    AlgorithmEntry, CompressConfig, ExportInput, ImageDataset, ModuleIndex, Quantizer, TrainConfig,
-    accuracy, train_classifier,
+    AlgorithmEntry, CompressConfig, ModuleIndex, Quantizer, dataset::ImageDataset,
+    quantizer::ExportInput, train::TrainConfig, train::accuracy, train::train_classifier,
 };
 use compress_quant::CalibrationConfig;
 use compress_quant::QuantError;
@@ -140,7 +140,7 @@ impl<M: Module + ImageClassifier> Quantized<M> {
                 continue;
             };
             let (qmin, qmax) = compress_quant::quant_bounds(e.quant_dtype);
-            let params = compress_core::QuantParams {
+            let params = compress_core::quantizer::QuantParams {
                 scale: e.scale.clone(),
                 zero_point: e.zero_point.clone(),
                 tracked_min: e.tracked_min.clone(),

@@ -147,7 +147,7 @@ pub fn allocate(targets: &[Target], metrics: &BTreeMap<String, Metric>) -> Resul
         let Some(source) = targets.iter().find(|s| {
             s.layer == layer
                 && (s.name == align.target_name
-                    || crate::LayerSpec::find(&s.layer_type)
+                    || crate::layers::LayerSpec::find(&s.layer_type)
                         .and_then(|spec| spec.param(&align.target_name).map(|p| p.name == s.name))
                         .unwrap_or(false))
         }) else {
@@ -216,7 +216,7 @@ fn rank_key(value: f32, position: usize) -> u64 {
 }
 
 /// Indices of the `k` smallest values (ties: earliest first), in no particular order.
-pub fn smallest_k(values: &[f32], k: usize) -> Vec<usize> {
+pub(crate) fn smallest_k(values: &[f32], k: usize) -> Vec<usize> {
     if k == 0 {
         return Vec::new();
     }
@@ -416,7 +416,7 @@ fn any_over_other_dims(mask: &Dense<u8>, dims: &[usize], path: &str) -> Result<D
     let kernel: Vec<i64> = (0..shape.len())
         .map(|d| if dims.contains(&d) { 1 } else { -1 })
         .collect();
-    let scaling = Scaling::new(kernel, crate::KernelPadding::Front, 1);
+    let scaling = Scaling::new(kernel, crate::granularity::KernelPadding::Front, 1);
     let as_f32 = Dense::new(
         shape.to_vec(),
         mask.data().iter().map(|&m| m as f32).collect(),

@@ -519,7 +519,7 @@ fn choice<T: Copy>(key: &str, ctx: &str, v: &Value, choices: &[(&str, T)]) -> Re
 
 /// Parse a granularity value: a name, a kernel array, a `[kernel, padding, value]` tuple, or an
 /// inline table `{ kernel = [..], padding = "front" | "back", padding_value = n }`.
-pub fn parse_granularity(v: &Value, ctx: &str) -> Result<Granularity> {
+pub(crate) fn parse_granularity(v: &Value, ctx: &str) -> Result<Granularity> {
     let bad = |reason: &str| CompressError::InvalidGranularity {
         value: v.to_string(),
         context: ctx.to_string(),

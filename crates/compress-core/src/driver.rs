@@ -2,9 +2,9 @@
 //!
 //! | the pruner declares | and a schedule is | the driver runs |
 //! | --- | --- | --- |
-//! | [`MetricNeeds::Weights`] | absent | [`PruneMode::OneShot`]: [`prune`] on the weights, no data |
+//! | [`MetricNeeds::Weights`] | absent | [`PruneMode::OneShot`]: [`prune()`] on the weights, no data |
 //! | [`MetricNeeds::Gradients`] (Taylor) | absent | [`PruneMode::Gradients`]: [`GradientStatistics`] over [`Pruner::training_steps`] steps, then [`prune_with_grads`] |
-//! | [`Pruner::learned_scores`] (Slim, Movement) | absent | [`PruneMode::LearnedScores`]: [`LearnedScores`] over [`ScoreSpec::total_steps`](crate::ScoreSpec::total_steps) steps |
+//! | [`Pruner::learned_scores`] (Slim, Movement) | absent | [`PruneMode::LearnedScores`]: [`LearnedScores`] over [`ScoreSpec::total_steps`](crate::scores::ScoreSpec::total_steps) steps |
 //! | anything but learned scores | given | [`PruneMode::Scheduled`]: [`ScheduledPruning`] (AGP, Linear) while training |
 //!
 //! The library, the `burn-compress` command line and recipes all call [`prune_model`], so one
@@ -21,8 +21,8 @@ use crate::scores::LearnedScores;
 use crate::targets::ConfigWarning;
 use crate::train::{GradientStatistics, TrainConfig, train_classifier};
 use crate::{
-    CompressConfig, CompressError, ImageDataset, MaskSet, ModuleIndex, Result, Schedule, prune,
-    prune_with_grads,
+    CompressConfig, CompressError, MaskSet, ModuleIndex, Result, dataset::ImageDataset, prune,
+    prune::prune_with_grads, schedule::Schedule,
 };
 
 /// Gradual pruning while training (NNI's `AGPPruner` / `LinearPruner`): `total_times` mask

@@ -151,7 +151,7 @@ pub enum CompressError {
         /// Where it was found.
         context: String,
     },
-    /// A selected layer whose type has no [`LayerSpec`](crate::LayerSpec).
+    /// A selected layer whose type has no [`LayerSpec`](crate::layers::LayerSpec).
     #[error(
         "layer '{path}' has type '{type_name}', which has no LayerSpec: register one with inventory::submit!(LayerSpec {{ .. }})"
     )]
@@ -391,7 +391,7 @@ where
 ///
 /// ```
 /// let table: compress_core::toml::Table = "epoch = 3".parse().unwrap();
-/// let err = compress_core::check_keys(&table, &["kind", "epochs"], "step[0]").unwrap_err();
+/// let err = compress_core::error::check_keys(&table, &["kind", "epochs"], "step[0]").unwrap_err();
 /// assert_eq!(err.to_string(), "unknown key 'epoch' in step[0] (did you mean 'epochs'?)");
 /// ```
 ///

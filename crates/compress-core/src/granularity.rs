@@ -372,7 +372,7 @@ impl fmt::Display for Granularity {
 impl Granularity {
     /// The scaling for a target tensor.
     ///
-    /// `out_axis` / `in_axis` come from the layer's [`ParamSpec`](crate::ParamSpec); for
+    /// `out_axis` / `in_axis` come from the layer's [`ParamSpec`](crate::layers::ParamSpec); for
     /// activations pass `None` and use [`Granularity::PerChannel`]. `Default` must be replaced
     /// by the algorithm's default before this call.
     ///

@@ -35,10 +35,10 @@ impl LayerInfo {
         self.params.iter().find(|p| p.name == name)
     }
 
-    /// Its [`LayerSpec`](crate::LayerSpec) (a user-registered spec wins over the built-in
+    /// Its [`LayerSpec`](crate::layers::LayerSpec) (a user-registered spec wins over the built-in
     /// one), `None` for a type nobody described.
-    pub fn spec(&self) -> Option<crate::LayerSpec> {
-        crate::LayerSpec::find(&self.type_name)
+    pub fn spec(&self) -> Option<crate::layers::LayerSpec> {
+        crate::layers::LayerSpec::find(&self.type_name)
     }
 
     /// The output-channel axis of its parameter `name`, as its spec says.
@@ -111,7 +111,7 @@ impl ModuleIndex {
     }
 
     /// The output-channel axis of the parameter at `path` (`fc.weight`), from its layer's
-    /// [`LayerSpec`](crate::LayerSpec); `None` when the layer has no spec or the spec gives the
+    /// [`LayerSpec`](crate::layers::LayerSpec); `None` when the layer has no spec or the spec gives the
     /// parameter no output axis.
     pub fn out_axis(&self, path: &str) -> Option<usize> {
         let (layer, name) = path.rsplit_once('.')?;
@@ -207,7 +207,7 @@ pub fn param_handles<M: Module>(
         wanted: F,
         out: BTreeMap<String, (Tensor<1>, Vec<usize>)>,
     }
-    impl<F: Fn(&str) -> bool> crate::PathVisitor for Collector<F> {
+    impl<F: Fn(&str) -> bool> crate::paths::PathVisitor for Collector<F> {
         fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
             if (self.wanted)(path) {
                 let tensor = param.val();
@@ -222,7 +222,7 @@ pub fn param_handles<M: Module>(
         wanted,
         out: BTreeMap::new(),
     };
-    crate::visit_params(module, &mut collector);
+    crate::paths::visit_params(module, &mut collector);
     collector.out
 }
 

@@ -57,7 +57,7 @@ impl ParamSpec {
 /// of the same name:
 ///
 /// ```
-/// use compress_core::{LayerSpec, ParamRole, ParamSpec};
+/// use compress_core::{layers::LayerSpec, layers::ParamRole, layers::ParamSpec};
 ///
 /// inventory::submit! {
 ///     LayerSpec {

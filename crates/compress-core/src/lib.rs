@@ -3,26 +3,34 @@
 //! The contracts and shared machinery of burn-compress: everything an algorithm crate builds on,
 //! and nothing algorithm-specific.
 //!
-//! ## Key features
-//! - [`ModuleIndex`]: every layer of any Burn module by dotted path, type and parameters.
-//! - [`LayerSpec`]: per layer type, which parameters are targets and where their output and
-//!   input channel axes sit in Burn's layout (`Linear.weight` is `[in, out]`). Extensible
-//!   through `inventory`.
-//! - [`CompressConfig`]: TOML with NNI's `config_list` keys, validated with typed errors, then
-//!   resolved against a model into [`Target`]s.
-//! - [`Scaling`] / [`Granularity`]: one block shrink/expand primitive for metrics, masks and
-//!   quantization scales.
-//! - [`allocate`]: NNI's sparsity rules (ratio, threshold, global, dependency, align), shared by
-//!   every pruner.
-//! - [`MaskSet`]: masks by parameter path, statistics, safetensors files, hard and soft
-//!   (reparameterized) application.
-//! - [`Pruner`], [`Quantizer`], [`Distiller`] and the [`AlgorithmEntry`] registry.
-//! - [`prune_model`]: the one pruning driver, choosing one-shot, gradient (Taylor),
-//!   learned-score (Slim, Movement) or scheduled (AGP, Linear) pruning from what the pruner
-//!   declares.
-//! - Training: [`train_classifier`] with [`TrainHooks`], [`GradientStatistics`] (Taylor),
-//!   [`ScheduledPruning`] (AGP, Linear), [`LearnedScores`] (Slim, Movement).
-//! - [`FixStructure`]: the non-tensor fields a model fixes after its tensors shrank.
+//! ## The map
+//! The crate root holds the vocabulary almost every user needs ([`CompressConfig`],
+//! [`ModuleIndex`], [`Dense`], [`MaskSet`], [`Target`], [`Granularity`], the [`Pruner`] /
+//! [`Quantizer`] / [`Distiller`] traits and the [`AlgorithmEntry`] registry, [`prune()`] /
+//! [`prune_model`], [`FixStructure`], [`CompressError`]); everything else lives in the module
+//! named for what it holds:
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`index`] | [`ModuleIndex`]: every layer of any Burn module by dotted path, type and parameters; reading parameters as host data |
+//! | [`layers`] | [`LayerSpec`](layers::LayerSpec) registry: per layer type, which parameters are targets and where their channel axes sit in Burn's layout (`Linear.weight` is `[in, out]`) |
+//! | [`config`] | [`CompressConfig`]: TOML with NNI's `config_list` keys, validated with typed errors |
+//! | [`targets`] | stage two of the config: rules resolved against a model into [`Target`]s |
+//! | [`granularity`] | [`Scaling`](granularity::Scaling) / [`Granularity`]: one block shrink/expand primitive for metrics, masks and quantization scales |
+//! | [`mod@allocate`] | NNI's sparsity rules (ratio, threshold, global, dependency, align), shared by every pruner |
+//! | [`mask`] | [`MaskSet`]: masks by parameter path, statistics, files, hard and soft application, deep copies |
+//! | [`dense`] | [`Dense`]: the small host tensor metrics and masks are computed on |
+//! | [`registry`] | the [`Pruner`] and [`Distiller`] traits, [`AlgorithmEntry`], typed option reads |
+//! | [`quantizer`] | the [`Quantizer`] contract: initialisation, fake quantization, learnable parameters, export grid |
+//! | [`mod@prune`] | one-shot masks from a pruner ([`prune()`], [`prune_with_grads`](prune::prune_with_grads)) |
+//! | [`driver`] | [`prune_model`]: one-shot, gradient, learned-score or scheduled pruning, chosen from what the pruner declares |
+//! | [`schedule`] / [`scheduled`] | NNI's sparsity schedules (Linear, AGP) and scheduled pruning during training |
+//! | [`scores`] | learned per-block scores (Slim, Movement) through a Burn reparameterization |
+//! | [`train`] | a small classifier trainer with [`TrainHooks`](train::TrainHooks), gradient statistics |
+//! | [`dataset`] | the bundled image datasets and their split |
+//! | [`paths`] | module traversal by dotted parameter path |
+//! | [`structure`] | [`FixStructure`]: non-tensor fields a model fixes after its tensors shrank |
+//! | [`error`] | [`CompressError`], did-you-mean, file I/O that names the path |
 //!
 //! Quantization math, calibration, simulation and export live in `compress-quant`; graph
 //! capture, replay and counting in `compress-graph`; making models smaller in
@@ -62,67 +70,42 @@
 //!   and other crates.
 #![deny(missing_docs)]
 
-mod allocate;
-mod config;
-mod dataset;
-mod dense;
-mod driver;
-mod error;
-mod granularity;
-mod index;
-mod layers;
-mod mask;
-mod paths;
-mod prune;
-mod quantizer;
-mod registry;
-mod schedule;
-mod scheduled;
-mod scores;
-mod structure;
-mod targets;
-mod train;
+pub mod allocate;
+pub mod config;
+pub mod dataset;
+pub mod dense;
+pub mod driver;
+pub mod error;
+pub mod granularity;
+pub mod index;
+pub mod layers;
+pub mod mask;
+pub mod paths;
+pub mod prune;
+pub mod quantizer;
+pub mod registry;
+pub mod schedule;
+pub mod scheduled;
+pub mod scores;
+pub mod structure;
+pub mod targets;
+pub mod train;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use allocate::{Metric, allocate, ratio_mask, smallest_k};
-pub use config::{
-    AlgorithmSection, Align, ApplyMethod, CompressConfig, GroupId, Mode, QuantDtype, QuantScheme,
-    Rule, Selection, TargetSetting, parse_granularity,
-};
-pub use dataset::ImageDataset;
-pub use dense::{Dense, strides};
-pub use driver::{PruneMode, PruneSchedule, Pruned, Training, prune_model};
-pub use error::{CompressError, Result, check_keys, did_you_mean, fs};
-pub use granularity::{Granularity, KernelPadding, Scaling};
-pub use index::{LayerInfo, ModuleIndex, ParamInfo, param_handles, read_flat};
-pub use layers::{LayerSpec, ParamRole, ParamSpec};
-pub use mask::{MaskSet, MaskStat, MaskStats, SoftMask, deep_copy, map_param_leaf};
-pub use paths::{
-    PathMapper, PathVisitor, map_params, params_of_rank, set_param_values, visit_params,
-};
-pub use prune::{PruneOutcome, prune, prune_with_grads};
-pub use quantizer::{
-    ActivationInput, ActivationSite, ExportGrid, ExportInput, FakeQuantGrid, Learnable, QuantInit,
-    QuantParams, Quantizer, RangeTracking,
-};
-pub use registry::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap,
-    MetricNeeds, Pruner,
-};
-pub use schedule::Schedule;
-pub use scheduled::ScheduledPruning;
-pub use scores::{
-    LearnedScores, ScoreForward, ScorePenalty, ScoreReparam, ScoreSpec, ScoreTrigger, block_expand,
-    pad4,
-};
+pub use config::CompressConfig;
+pub use dense::Dense;
+pub use driver::prune_model;
+pub use error::{CompressError, Result};
+pub use granularity::Granularity;
+pub use index::ModuleIndex;
+pub use mask::MaskSet;
+pub use prune::{PruneOutcome, prune};
+pub use quantizer::Quantizer;
+pub use registry::{Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, MetricInput, Pruner};
 pub use structure::FixStructure;
-pub use targets::{ConfigWarning, Resolved, Target};
-pub use train::{
-    GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,
-    shuffled, train_classifier,
-};
+pub use targets::Target;
 
 // Re-exported so algorithm crates and users register with the same version.
 pub use inventory;

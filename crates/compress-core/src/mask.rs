@@ -215,7 +215,7 @@ impl MaskSet {
     /// As [`validate`](Self::validate), before anything is touched.
     pub fn apply_hard<M: Module>(&self, model: &M) -> Result<M> {
         self.validate(&ModuleIndex::from_module(model))?;
-        Ok(crate::map_params(
+        Ok(crate::paths::map_params(
             deep_copy(model),
             &mut HardMasker { masks: self },
         ))
@@ -292,7 +292,7 @@ struct HardMasker<'a> {
     masks: &'a MaskSet,
 }
 
-impl crate::PathMapper for HardMasker<'_> {
+impl crate::paths::PathMapper for HardMasker<'_> {
     fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let masks = self.masks;
         if masks.get(path).is_none() {

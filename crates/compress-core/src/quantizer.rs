@@ -17,7 +17,7 @@
 use burn::tensor::Tensor;
 
 use crate::granularity::Scaling;
-use crate::{Dense, QuantDtype, QuantScheme, Result};
+use crate::{Dense, Result, config::QuantDtype, config::QuantScheme};
 
 /// Quantization parameters of one target, in the kept-dim shape of its granularity.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +85,7 @@ pub struct QuantInit<'a> {
 }
 
 /// A weight's fake-quantization parameters as tensors: the kept-dim block shape padded with
-/// trailing 1s to rank 4 (`compress_core::block_expand` spreads them over the weight). They are
+/// trailing 1s to rank 4 (`compress_core::scores::block_expand` spreads them over the weight). They are
 /// trainable parameters where [`Quantizer::learnable`] says so.
 #[derive(Debug, Clone)]
 pub struct FakeQuantGrid {
@@ -169,7 +169,7 @@ pub struct ExportGrid {
 ///
 /// ```
 /// use burn::tensor::Tensor;
-/// use compress_core::{ActivationInput, FakeQuantGrid, Quantizer, Result};
+/// use compress_core::{quantizer::ActivationInput, quantizer::FakeQuantGrid, Quantizer, Result};
 ///
 /// /// Weights pass through unquantized (a do-nothing method, for the shape of the trait).
 /// struct Identity;

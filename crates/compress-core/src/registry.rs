@@ -70,7 +70,7 @@ pub enum MetricNeeds {
 /// function** (one value per granularity block; smaller is pruned first). It does not handle
 /// module traversal, config and targeting, granularity resolution, sparsity allocation,
 /// dependency or global groups, biases, masks or persistence: compress-core does all of that,
-/// identically for every pruner (see [`prune`](crate::prune)).
+/// identically for every pruner (see [`prune()`](crate::prune())).
 pub trait Pruner: Send + Sync {
     /// The granularity used when the config says `"default"`.
     fn default_granularity(&self) -> Granularity {
@@ -94,8 +94,8 @@ pub trait Pruner: Send + Sync {
     }
 
     /// For [`MetricNeeds::LearnedScores`]: how the scores are attached, trained and turned into
-    /// masks (see [`LearnedScores`](crate::LearnedScores)).
-    fn learned_scores(&self) -> Option<crate::ScoreSpec> {
+    /// masks (see [`LearnedScores`](crate::scores::LearnedScores)).
+    fn learned_scores(&self) -> Option<crate::scores::ScoreSpec> {
         None
     }
 
@@ -245,7 +245,7 @@ impl AlgorithmEntry {
     }
 }
 
-/// Metrics keyed by target path, ready for [`allocate`](crate::allocate).
+/// Metrics keyed by target path, ready for [`allocate`](crate::allocate::allocate).
 pub type MetricMap = std::collections::BTreeMap<String, Metric>;
 
 /// Typed reads of an algorithm's `[algorithm]` table, with errors that name the algorithm, the

@@ -9,7 +9,8 @@ use burn::optim::GradientsParams;
 use crate::registry::{MetricNeeds, Pruner};
 use crate::train::{GradientStatistics, TrainHooks};
 use crate::{
-    CompressConfig, CompressError, MaskSet, ModuleIndex, Result, Schedule, prune, prune_with_grads,
+    CompressConfig, CompressError, MaskSet, ModuleIndex, Result, prune, prune::prune_with_grads,
+    schedule::Schedule,
 };
 
 /// A [`TrainHooks`] that prunes on a schedule.

@@ -28,7 +28,8 @@ use crate::prune::target_scaling;
 use crate::registry::Pruner;
 use crate::train::TrainHooks;
 use crate::{
-    CompressConfig, CompressError, Dense, MaskSet, ModuleIndex, Result, Schedule, prune_with_grads,
+    CompressConfig, CompressError, Dense, MaskSet, ModuleIndex, Result, prune::prune_with_grads,
+    schedule::Schedule,
 };
 
 /// How a score enters the forward pass.
@@ -168,7 +169,7 @@ struct TargetScores {
     adam_m: Vec<f32>,
     adam_v: Vec<f32>,
     threshold_mode: bool,
-    scaling: crate::Scaling,
+    scaling: crate::granularity::Scaling,
 }
 
 /// The [`TrainHooks`] that trains a learned-score pruner's scores and generates its masks.

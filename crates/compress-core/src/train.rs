@@ -14,7 +14,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, SgdConfig};
 use burn::prelude::*;
 
-use crate::ImageDataset;
+use crate::dataset::ImageDataset;
 
 /// Which optimizer the trainer uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub struct TrainReport {
 }
 
 /// A deterministic permutation of `0..n` (SplitMix64-driven Fisher-Yates).
-pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -258,7 +258,7 @@ impl<M: Module> TrainHooks<M> for GradientStatistics {
             stats: &'a mut GradientStatistics,
             grads: &'a GradientsParams,
         }
-        impl crate::PathVisitor for Visit<'_> {
+        impl crate::paths::PathVisitor for Visit<'_> {
             fn visit<const D: usize>(
                 &mut self,
                 path: &str,
@@ -286,7 +286,7 @@ impl<M: Module> TrainHooks<M> for GradientStatistics {
                 entry.0 = entry.0.clone() + value;
             }
         }
-        crate::visit_params(model, &mut Visit { stats: self, grads });
+        crate::paths::visit_params(model, &mut Visit { stats: self, grads });
         self.steps += 1;
     }
 }

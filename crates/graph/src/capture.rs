@@ -41,12 +41,14 @@ pub fn capture<M: Module, const D: usize>(
     let captured = device
         .capture_scope(|scope| {
             // `valid()` rebuilds running statistics: moving a clone would move the original's.
-            let on_capture = compress_core::deep_copy(model).valid().to_device(&device);
+            let on_capture = compress_core::mask::deep_copy(model)
+                .valid()
+                .to_device(&device);
             let mut collector = ParamIds {
                 ids: &mut params,
                 failure: &mut failure,
             };
-            compress_core::visit_params(&on_capture, &mut collector);
+            compress_core::paths::visit_params(&on_capture, &mut collector);
             let out = forward(&on_capture, &device);
             match out.try_into_primitive::<Capture>() {
                 Ok(p) => scope.complete([], [p.id()]),
@@ -73,7 +75,7 @@ struct ParamIds<'a> {
     failure: &'a mut Option<String>,
 }
 
-impl compress_core::PathVisitor for ParamIds<'_> {
+impl compress_core::paths::PathVisitor for ParamIds<'_> {
     fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
         match param.val().try_into_primitive::<Capture>() {
             Ok(p) => {

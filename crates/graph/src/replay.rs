@@ -106,7 +106,7 @@ impl Replay {
         let input = std::cell::Cell::new(None);
         // Reparameterizations (fake quantization, soft masks) would record their own ops on
         // every `val()`: capture the folded values. The replay reads `val()` live.
-        let plain = compress_core::deep_copy(model).materialize();
+        let plain = compress_core::mask::deep_copy(model).materialize();
         let graph = crate::capture::capture(&plain, |m, device| {
             let x = Tensor::<DI>::zeros(input_shape, device);
             input.set(

@@ -9,12 +9,12 @@ use serde_json::{Map, Number, Value};
 
 use crate::fake::fake_quant_dense;
 use crate::params::quant_bounds;
-use compress_core::QuantParams;
-use compress_core::did_you_mean;
+use compress_core::error::did_you_mean;
+use compress_core::quantizer::QuantParams;
 use compress_core::{CompressError, Dense, Result};
-use compress_core::{LayerInfo, ModuleIndex};
-use compress_core::{LayerSpec, ParamRole};
-use compress_core::{QuantDtype, QuantScheme};
+use compress_core::{ModuleIndex, index::LayerInfo};
+use compress_core::{config::QuantDtype, config::QuantScheme};
+use compress_core::{layers::LayerSpec, layers::ParamRole};
 
 /// The quantization parameters of one target, with NNI's keys.
 ///
@@ -474,7 +474,7 @@ impl CalibrationConfig {
     /// As [`to_nni_json`](Self::to_nni_json), and [`CompressError::Io`].
     pub fn save_nni_json(&self, path: impl AsRef<Path>, index: &ModuleIndex) -> Result<()> {
         let path = path.as_ref();
-        compress_core::fs::write(path, self.to_nni_json(index)?)
+        compress_core::error::fs::write(path, self.to_nni_json(index)?)
     }
 
     /// Read NNI's JSON ([`from_nni_json`](Self::from_nni_json)) from a file.
@@ -483,7 +483,7 @@ impl CalibrationConfig {
     /// As [`from_nni_json`](Self::from_nni_json), and [`CompressError::Io`].
     pub fn load_nni_json(path: impl AsRef<Path>, index: &ModuleIndex) -> Result<Self> {
         let path = path.as_ref();
-        let text = compress_core::fs::read_to_string(path)?;
+        let text = compress_core::error::fs::read_to_string(path)?;
         Self::from_nni_json_in(&text, index, &path.display().to_string())
     }
 
@@ -627,7 +627,7 @@ impl CalibrationConfig {
     /// As [`to_bytes`](Self::to_bytes), and [`CompressError::Io`].
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        compress_core::fs::write(path, self.to_bytes()?)
+        compress_core::error::fs::write(path, self.to_bytes()?)
     }
 
     /// Read a safetensors file ([`from_bytes`](Self::from_bytes)).
@@ -636,7 +636,7 @@ impl CalibrationConfig {
     /// As [`from_bytes`](Self::from_bytes), and [`CompressError::Io`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = compress_core::fs::read(path)?;
+        let bytes = compress_core::error::fs::read(path)?;
         Self::from_bytes(&bytes, &path.display().to_string())
     }
 }

@@ -4,8 +4,8 @@
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::params::{quant_bounds, torch_clamp};
-use compress_core::QuantDtype;
-use compress_core::strides;
+use compress_core::config::QuantDtype;
+use compress_core::dense::strides;
 use compress_core::{CompressError, Dense, Result};
 
 /// How gradients cross [`fake_quant`] (rounding has no useful gradient of its own).
@@ -234,12 +234,12 @@ pub fn straight_through<const D: usize>(value: Tensor<D>, gradient: Tensor<D>) -
 /// [`Quantizer::fake_quant`](compress_core::Quantizer::fake_quant) (PTQ, QAT).
 pub fn fake_quant_blocks(
     weight: Tensor<4>,
-    grid: &compress_core::FakeQuantGrid,
+    grid: &compress_core::quantizer::FakeQuantGrid,
     grad: FakeQuantGrad,
 ) -> Tensor<4> {
     let dims = weight.dims();
-    let scale = compress_core::block_expand(grid.scale.clone().detach(), dims);
-    let zero_point = compress_core::block_expand(grid.zero_point.clone().detach(), dims);
+    let scale = compress_core::scores::block_expand(grid.scale.clone().detach(), dims);
+    let zero_point = compress_core::scores::block_expand(grid.zero_point.clone().detach(), dims);
     fake_quant(weight, scale, zero_point, grid.qmin, grid.qmax, grad)
 }
 
@@ -248,7 +248,7 @@ pub fn fake_quant_blocks(
 /// [`Quantizer::quantize_activation`](compress_core::Quantizer::quantize_activation).
 pub fn fake_quant_activation(
     x: Tensor<3>,
-    input: &compress_core::ActivationInput<'_>,
+    input: &compress_core::quantizer::ActivationInput<'_>,
     grad: FakeQuantGrad,
 ) -> Tensor<3> {
     match &input.params {

@@ -136,8 +136,8 @@ where
         );
     }
     let mut writer = Writer { values: new };
-    Ok(compress_core::map_params(
-        compress_core::deep_copy(model),
+    Ok(compress_core::paths::map_params(
+        compress_core::mask::deep_copy(model),
         &mut writer,
     ))
 }
@@ -197,7 +197,7 @@ fold_layer!(Conv1d, Conv2d, Conv3d, Linear);
 /// The output axis of a layer type's `weight`, from its `LayerSpec` (so a user-registered spec
 /// overriding a built-in one is honoured).
 fn weight_out_axis(type_name: &str) -> Result<usize> {
-    compress_core::LayerSpec::find(type_name)
+    compress_core::layers::LayerSpec::find(type_name)
         .and_then(|s| s.param("weight"))
         .and_then(|p| p.out_axis)
         .ok_or_else(|| QuantError::UnsupportedFusion {
@@ -589,10 +589,10 @@ struct Writer {
     values: BTreeMap<String, Dense<f32>>,
 }
 
-impl compress_core::PathMapper for Writer {
+impl compress_core::paths::PathMapper for Writer {
     fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         match self.values.remove(path) {
-            Some(v) => compress_core::map_param_leaf(param, |t| v.to_tensor(&t.device())),
+            Some(v) => compress_core::mask::map_param_leaf(param, |t| v.to_tensor(&t.device())),
             None => param,
         }
     }

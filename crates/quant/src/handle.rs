@@ -102,7 +102,7 @@ impl fmt::Display for QuantizerHandle {
 mod tests {
     use super::*;
     use burn::tensor::Tensor;
-    use compress_core::{ActivationInput, FakeQuantGrid, Result};
+    use compress_core::{Result, quantizer::ActivationInput, quantizer::FakeQuantGrid};
 
     struct Named;
     impl Quantizer for Named {

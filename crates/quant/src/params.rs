@@ -1,8 +1,8 @@
 //! Scale and zero point from a tracked range, with NNI's exact formulas.
 
 use compress_core::{Dense, Result};
-use compress_core::{Granularity, KernelPadding, Scaling};
-use compress_core::{QuantDtype, QuantScheme};
+use compress_core::{Granularity, granularity::KernelPadding, granularity::Scaling};
+use compress_core::{config::QuantDtype, config::QuantScheme};
 
 /// NNI's integer range of `dtype` as floats `(qmin, qmax)`: `int8` is `[-127, 127]`, `uint8`
 /// `[0, 255]`, `int4` `[-7, 7]` (see [`QuantDtype::range`]).
@@ -35,7 +35,7 @@ pub fn symmetric_zero_point(dtype: QuantDtype) -> f32 {
 /// in the range propagates to the scale, as in torch.
 ///
 /// ```
-/// use compress_core::{Dense, QuantDtype, QuantScheme};
+/// use compress_core::{Dense, config::QuantDtype, config::QuantScheme};
 /// use compress_quant::qparams_from_range;
 ///
 /// let int8 = QuantDtype::parse("int8").unwrap();
@@ -130,7 +130,7 @@ pub fn per_tensor_scaling() -> Scaling {
 ///   unlike pruning, where the default is the algorithm's);
 /// - [`Granularity::Fine`]: one scale per element;
 /// - [`Granularity::OutChannel`] / [`Granularity::InChannel`]: per slice of the parameter's
-///   output / input axis (`out_axis`, `in_axis` from its [`ParamSpec`](compress_core::ParamSpec), Burn's
+///   output / input axis (`out_axis`, `in_axis` from its [`ParamSpec`](compress_core::layers::ParamSpec), Burn's
 ///   layout: a Linear weight's output channels are axis 1);
 /// - [`Granularity::PerChannel`]: activations, dim 1 (batch on dim 0);
 /// - [`Granularity::Block`]: the kernel as given, in Burn's layout.

@@ -14,8 +14,8 @@ use crate::{
 use burn::module::Module;
 use burn::prelude::*;
 use compress_core::{
-    ActivationInput, ActivationSite, CompressConfig, CompressError, Dense, Granularity,
-    ModuleIndex, QuantDtype, QuantScheme, Quantizer, TrainHooks,
+    CompressConfig, CompressError, Dense, Granularity, ModuleIndex, Quantizer, config::QuantDtype,
+    config::QuantScheme, quantizer::ActivationInput, quantizer::ActivationSite, train::TrainHooks,
 };
 
 use crate::{QuantError, Result};
@@ -88,7 +88,7 @@ impl QuantSim {
         let quant_rules: std::collections::BTreeSet<usize> = config
             .rules
             .iter()
-            .filter(|r| r.mode == compress_core::Mode::Quantization)
+            .filter(|r| r.mode == compress_core::config::Mode::Quantization)
             .map(|r| r.index)
             .collect();
         let mut states = BTreeMap::new();
@@ -280,7 +280,7 @@ impl QuantSim {
                 .map(|(sums, n)| sums.iter().map(|s| s / n.max(1.0)).collect())
                 .unwrap_or_default())
         };
-        let mut corrected = compress_core::deep_copy(model);
+        let mut corrected = compress_core::mask::deep_copy(model);
         for layer in &order {
             let float = means(model, layer)?;
             let quant = means(&self.simulate(&corrected)?, layer)?;
@@ -289,7 +289,7 @@ impl QuantSim {
                 .zip(&quant)
                 .map(|(f, q)| (f - q) as f32)
                 .collect();
-            corrected = compress_core::map_params(
+            corrected = compress_core::paths::map_params(
                 corrected,
                 &mut Shift {
                     path: format!("{layer}.bias"),
@@ -439,7 +439,7 @@ impl ActState {
         let (min, max) = self.observer.tracked()?;
         let shape = self.shape();
         let d = |v: &[f32]| Dense::new(shape.clone(), v.to_vec());
-        let params = compress_core::QuantParams {
+        let params = compress_core::quantizer::QuantParams {
             scale: d(scale),
             zero_point: d(zp),
             tracked_min: d(min.data()),
@@ -550,7 +550,7 @@ struct Shift {
     shift: Vec<f32>,
 }
 
-impl compress_core::PathMapper for Shift {
+impl compress_core::paths::PathMapper for Shift {
     fn map<const D: usize>(
         &mut self,
         path: &str,
@@ -560,7 +560,7 @@ impl compress_core::PathMapper for Shift {
             return param;
         }
         let shift = &self.shift;
-        compress_core::map_param_leaf(param, |t| {
+        compress_core::mask::map_param_leaf(param, |t| {
             let (shape, device) = (t.shape(), t.device());
             let n = shift.len();
             t + Tensor::<1>::from_data(TensorData::new(shift.clone(), [n]), &device).reshape(shape)

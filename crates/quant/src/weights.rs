@@ -21,17 +21,20 @@ use crate::{
     CalibrationConfig, CalibrationEntry, EmaObserver, MinMaxObserver, Observer, QuantizerHandle,
     quant_bounds, quant_scaling,
 };
-use compress_core::Mode;
-use compress_core::TrainHooks;
-use compress_core::deep_copy;
-use compress_core::pad4;
+use compress_core::config::Mode;
+use compress_core::mask::deep_copy;
+use compress_core::scores::pad4;
+use compress_core::train::TrainHooks;
 use compress_core::{
-    CompressConfig, CompressError, Dense, ModuleIndex, QuantDtype, QuantParams, QuantScheme, Result,
+    CompressConfig, CompressError, Dense, ModuleIndex, Result, config::QuantDtype,
+    config::QuantScheme, quantizer::QuantParams,
 };
-use compress_core::{FakeQuantGrid, QuantInit, Quantizer, RangeTracking};
-use compress_core::{Granularity, Scaling};
-use compress_core::{param_handles, read_flat};
-use compress_core::{params_of_rank, set_param_values};
+use compress_core::{Granularity, granularity::Scaling};
+use compress_core::{
+    Quantizer, quantizer::FakeQuantGrid, quantizer::QuantInit, quantizer::RangeTracking,
+};
+use compress_core::{index::param_handles, index::read_flat};
+use compress_core::{paths::params_of_rank, paths::set_param_values};
 
 /// One quantized parameter.
 #[derive(Debug, Clone)]

@@ -55,7 +55,8 @@ pub fn check_plan(plan: &Plan, index: &ModuleIndex) -> Result<()> {
 pub fn apply<M: Module + FixStructure>(model: &M, plan: &Plan) -> Result<M> {
     check_plan(plan, &ModuleIndex::from_module(model))?;
     let mut mapper = Shrinker { plan };
-    let mut out = compress_core::map_params(compress_core::deep_copy(model), &mut mapper);
+    let mut out =
+        compress_core::paths::map_params(compress_core::mask::deep_copy(model), &mut mapper);
     out.fix_structure();
     Ok(out)
 }
@@ -64,13 +65,13 @@ struct Shrinker<'a> {
     plan: &'a Plan,
 }
 
-impl compress_core::PathMapper for Shrinker<'_> {
+impl compress_core::paths::PathMapper for Shrinker<'_> {
     fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let path = path.to_string();
         let Some(axes) = self.plan.params.get(&path) else {
             return param;
         };
-        compress_core::map_param_leaf(param, |mut t| {
+        compress_core::mask::map_param_leaf(param, |mut t| {
             for k in axes {
                 let kept: Vec<i64> = k.kept.iter().map(|&i| i as i64).collect();
                 let idx =

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use compress_core::{CompressConfig, GroupId, Mode, ModuleIndex};
+use compress_core::{CompressConfig, ModuleIndex, config::GroupId, config::Mode};
 
 use crate::Result;
 use compress_graph::{Analysis, Graph, Member};
@@ -188,7 +188,7 @@ impl DependencyGraph {
                     continue;
                 };
                 let mut split = rule.clone();
-                split.selection = compress_core::Selection {
+                split.selection = compress_core::config::Selection {
                     op_names: vec![t.layer.clone()],
                     ..Default::default()
                 };

@@ -7,7 +7,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::quantization::QuantizedBytes;
-use burn_compress::core::{ImageDataset, accuracy};
+use burn_compress::core::{dataset::ImageDataset, train::accuracy};
 use burn_compress::quant::{AffinePolicy, quantized_params};
 use burn_compress::quantize::{QuantizeJob, quantize_classifier};
 use burn_compress::zoo::{AnyModel, Arch, ImageClassifier};

@@ -146,7 +146,7 @@ const KIND_LIST: [&str; 7] = [
 fn suggest(word: &str, candidates: &[&str]) -> String {
     let mut one = Table::new();
     one.insert(word.to_string(), Value::Boolean(true));
-    match compress_core::check_keys(&one, candidates, "") {
+    match compress_core::error::check_keys(&one, candidates, "") {
         Err(compress_core::CompressError::UnknownKey {
             suggestion: Some(s),
             ..
@@ -206,7 +206,7 @@ pub(crate) fn typed<T: DeserializeOwned>(
         table.remove(*key);
     }
     let fields = fields_of::<T>();
-    if let Err(e) = compress_core::check_keys(&table, fields, ctx) {
+    if let Err(e) = compress_core::error::check_keys(&table, fields, ctx) {
         let message = match e {
             compress_core::CompressError::UnknownKey {
                 key, suggestion, ..

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use compress_core::toml::Table;
-use compress_core::{AlgorithmEntry, CompressConfig, PruneSchedule, Schedule};
+use compress_core::{AlgorithmEntry, CompressConfig, driver::PruneSchedule, schedule::Schedule};
 use serde::{Deserialize, Serialize};
 
 use super::{Progress, RecipeError, at_least_one, err, non_negative, typed};
@@ -133,7 +133,7 @@ pub(super) fn parse(t: &Table, ctx: &str, progress: &mut Progress) -> Result<Pru
             })
         }
     };
-    compress_core::PruneMode::choose(pruner.as_ref(), schedule.as_ref())
+    compress_core::driver::PruneMode::choose(pruner.as_ref(), schedule.as_ref())
         .map_err(|e| err(ctx, e))?;
     progress.pruned = true;
     Ok(Prune {

@@ -72,7 +72,7 @@ fn speedup_runs_on_a_vulkan_device_and_matches_the_cpu_and_nni() {
 #[test]
 fn quantized_models_and_the_quantization_replay_run_on_a_vulkan_device() {
     use burn_compress::CompressConfig;
-    use burn_compress::core::ImageDataset;
+    use burn_compress::core::dataset::ImageDataset;
     use burn_compress::quant::{AffinePolicy, load_quantized, quantized_to_device, save_quantized};
     use burn_compress::quantize::{QuantizeJob, quantize_classifier};
     use burn_compress::zoo::{ImageClassifier, LeNet5};

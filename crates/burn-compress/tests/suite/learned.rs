@@ -7,7 +7,8 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn_compress::core::testing::oracle::{burn_path, fixture, nni_pruning, tensors};
 use burn_compress::core::{
-    GradientStatistics, LearnedScores, OptimizerKind, TrainConfig, train_classifier,
+    scores::LearnedScores, train::GradientStatistics, train::OptimizerKind, train::TrainConfig,
+    train::train_classifier,
 };
 use burn_compress::zoo::{AnyModel, Arch, ImageClassifier, Mlp, SmallCnn};
 use burn_compress::{AlgorithmEntry, CompressConfig, ModuleIndex, Pruner};

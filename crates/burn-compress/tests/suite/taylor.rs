@@ -6,7 +6,8 @@ use burn_compress::core::testing::oracle::{
     burn_path, config_from_json, fixture, nni_pruning, tensors, transpose,
 };
 use burn_compress::core::{
-    GradientStatistics, ImageDataset, OptimizerKind, TrainConfig, train_classifier,
+    dataset::ImageDataset, train::GradientStatistics, train::OptimizerKind, train::TrainConfig,
+    train::train_classifier,
 };
 use burn_compress::zoo::{AnyModel, Arch, ImageClassifier};
 use burn_compress::{AlgorithmEntry, prune_with_grads};

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::prelude::*;
-use burn_compress::core::{ImageDataset, OptimizerKind, Schedule, TrainConfig, accuracy};
+use burn_compress::core::{
+    dataset::ImageDataset, schedule::Schedule, train::OptimizerKind, train::TrainConfig,
+    train::accuracy,
+};
 use burn_compress::pruning::prune_captured;
 use burn_compress::zoo::{AnyModel, Arch, ImageClassifier, dispatch};
 use burn_compress::zoo_capture::capture_zoo;

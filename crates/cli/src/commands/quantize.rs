@@ -7,7 +7,9 @@ use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::prelude::*;
 use burn_compress::CompressConfig;
-use burn_compress::core::{ImageDataset, OptimizerKind, TrainConfig, accuracy};
+use burn_compress::core::{
+    dataset::ImageDataset, train::OptimizerKind, train::TrainConfig, train::accuracy,
+};
 use burn_compress::quant::{AffinePolicy, quantized_params, save_quantized};
 use burn_compress::quantize::{QuantizeJob, quantize_classifier};
 use burn_compress::zoo::{AnyModel, ImageClassifier};

@@ -1,6 +1,6 @@
 //! The bundled datasets load and split as documented.
 
-use compress_core::{CompressError, ImageDataset};
+use compress_core::{CompressError, dataset::ImageDataset};
 
 fn data(name: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

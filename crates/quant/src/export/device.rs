@@ -21,7 +21,7 @@ pub fn quantized_to_device<M: Module>(model: &M, device: &Device) -> Result<M> {
         packed: bool,
         error: Option<QuantError>,
     }
-    impl compress_core::PathMapper for Move<'_> {
+    impl compress_core::paths::PathMapper for Move<'_> {
         fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let device = self.device.clone();
             let packed = self.packed;
@@ -81,7 +81,7 @@ pub fn quantized_to_device<M: Module>(model: &M, device: &Device) -> Result<M> {
         packed,
         error: None,
     };
-    let moved = compress_core::map_params(compress_core::deep_copy(model), &mut mover);
+    let moved = compress_core::paths::map_params(compress_core::mask::deep_copy(model), &mut mover);
     match mover.error {
         Some(e) => Err(e),
         None => Ok(moved),

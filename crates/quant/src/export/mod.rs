@@ -126,8 +126,8 @@ pub fn quantize_weights<M: Module>(
     }
     let mut writer = Writer { data };
     // A deep copy: a clone shares BatchNorm running statistics, which `map` writes in place.
-    Ok(compress_core::map_params(
-        compress_core::deep_copy(model),
+    Ok(compress_core::paths::map_params(
+        compress_core::mask::deep_copy(model),
         &mut writer,
     ))
 }
@@ -179,7 +179,7 @@ pub fn quantized_params<M: Module>(model: &M) -> BTreeMap<String, QuantScheme> {
     struct Schemes {
         out: BTreeMap<String, QuantScheme>,
     }
-    impl compress_core::PathVisitor for Schemes {
+    impl compress_core::paths::PathVisitor for Schemes {
         fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
             if let DType::QFloat(scheme) = param.val().dtype() {
                 self.out.insert(path.to_string(), scheme);
@@ -189,7 +189,7 @@ pub fn quantized_params<M: Module>(model: &M) -> BTreeMap<String, QuantScheme> {
     let mut v = Schemes {
         out: BTreeMap::new(),
     };
-    compress_core::visit_params(model, &mut v);
+    compress_core::paths::visit_params(model, &mut v);
     v.out
 }
 
@@ -204,7 +204,7 @@ pub(crate) fn read_float_params<M: Module>(
         wanted,
         values: BTreeMap::new(),
     };
-    compress_core::visit_params(model, &mut reader);
+    compress_core::paths::visit_params(model, &mut reader);
     reader
         .values
         .into_iter()
@@ -218,7 +218,7 @@ pub(super) struct Reader {
     values: BTreeMap<String, Result<Dense<f32>>>,
 }
 
-impl compress_core::PathVisitor for Reader {
+impl compress_core::paths::PathVisitor for Reader {
     fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
         let path = path.to_string();
         if !self.wanted.contains(&path) {
@@ -242,7 +242,7 @@ pub(super) struct Writer {
     data: BTreeMap<String, TensorData>,
 }
 
-impl compress_core::PathMapper for Writer {
+impl compress_core::paths::PathMapper for Writer {
     fn map<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         match self.data.remove(path) {
             Some(data) => param.map(|t| Tensor::from_data(data, &t.device())),

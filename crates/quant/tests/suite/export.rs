@@ -489,13 +489,13 @@ struct WithColumnScale {
 }
 
 inventory::submit! {
-    compress_core::LayerSpec {
+    compress_core::layers::LayerSpec {
         type_name: "ColumnScale",
         aliases: &[],
-        params: &[compress_core::ParamSpec {
+        params: &[compress_core::layers::ParamSpec {
             name: "weight",
             nni_name: "weight",
-            role: compress_core::ParamRole::Weight,
+            role: compress_core::layers::ParamRole::Weight,
             out_axis: Some(1),
             in_axis: Some(0),
         }],

@@ -7,7 +7,10 @@
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
-use compress_core::{ActivationInput, FakeQuantGrid, Quantizer, RangeTracking, Result};
+use compress_core::{
+    Quantizer, Result, quantizer::ActivationInput, quantizer::FakeQuantGrid,
+    quantizer::RangeTracking,
+};
 use compress_quant::{FakeQuantGrad, fake_quant_activation, fake_quant_blocks};
 
 /// NNI's `PtqQuantizer`: observed min/max, clamp-round with a straight-through gradient.

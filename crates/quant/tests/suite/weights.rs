@@ -7,7 +7,7 @@ use compress_core::testing::{Nested, test_device};
 use std::sync::Arc;
 
 use crate::quantizers::{Ptq, Qat, ptq};
-use compress_core::{CompressConfig, Dense, ModuleIndex, QuantDtype, Quantizer};
+use compress_core::{CompressConfig, Dense, ModuleIndex, Quantizer, config::QuantDtype};
 use compress_quant::{WeightQuantization, fake_quant_dense};
 
 fn config(extra: &str) -> CompressConfig {
@@ -79,7 +79,7 @@ fn ptq_weights_equal_nni_fake_quant_of_the_calibrated_parameters() {
 
 #[test]
 fn qat_attaches_at_quant_start_step_and_follows_the_ema_range() {
-    use compress_core::TrainHooks;
+    use compress_core::train::TrainHooks;
     use compress_quant::WeightQuantization as Wq;
     let device = test_device().autodiff();
     let model = Nested::new(&device);
@@ -119,7 +119,7 @@ impl burn::module::ModuleMapper for Double {
         &mut self,
         p: burn::module::Param<Tensor<D>>,
     ) -> burn::module::Param<Tensor<D>> {
-        compress_core::map_param_leaf(p, |t| t.mul_scalar(2.0))
+        compress_core::mask::map_param_leaf(p, |t| t.mul_scalar(2.0))
     }
 }
 

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use compress_core::testing::{Nested, test_device};
 use compress_core::{
-    AlgorithmEntry, CompressConfig, CompressError, ConfigWarning, Dense, MaskSet, MetricInput,
-    ModuleIndex, Pruner, Result, prune,
+    AlgorithmEntry, CompressConfig, CompressError, Dense, MaskSet, MetricInput, ModuleIndex,
+    Pruner, Result, prune, targets::ConfigWarning,
 };
 use compress_zoo::SmallCnn;
 

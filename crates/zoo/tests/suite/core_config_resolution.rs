@@ -3,7 +3,10 @@
 use burn::module::Module;
 use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use compress_core::testing::{Nested, test_device};
-use compress_core::{CompressConfig, ConfigWarning, Mode, ModuleIndex, QuantDtype, Resolved};
+use compress_core::{
+    CompressConfig, ModuleIndex, config::Mode, config::QuantDtype, targets::ConfigWarning,
+    targets::Resolved,
+};
 use compress_zoo::SmallCnn;
 
 fn resolve<M: Module>(toml: &str, model: &M) -> Resolved {

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use compress_core::{
-    CompressConfig, Dense, GradientStatistics, ImageDataset, MetricInput, MetricNeeds, ModuleIndex,
-    PruneMode, PruneSchedule, Pruner, Result, Schedule, ScoreForward, ScorePenalty, ScoreSpec,
-    ScoreTrigger, TrainConfig, Training, prune, prune_model, prune_with_grads, train_classifier,
+    CompressConfig, Dense, MetricInput, ModuleIndex, Pruner, Result, dataset::ImageDataset,
+    driver::PruneMode, driver::PruneSchedule, driver::Training, prune, prune::prune_with_grads,
+    prune_model, registry::MetricNeeds, schedule::Schedule, scores::ScoreForward,
+    scores::ScorePenalty, scores::ScoreSpec, scores::ScoreTrigger, train::GradientStatistics,
+    train::TrainConfig, train::train_classifier,
 };
 use compress_zoo::SmallCnn;
 

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use compress_core::testing::test_device;
-use compress_core::{Dense, Granularity, Metric, ModuleIndex, ParamRole, allocate};
+use compress_core::{
+    Dense, Granularity, ModuleIndex, allocate::Metric, allocate::allocate, layers::ParamRole,
+};
 use compress_zoo::{Mlp, SmallCnn};
 
 use compress_core::testing::oracle::{
