@@ -29,14 +29,10 @@ fn check<M: Module + ImageClassifier>(model_name: &str, load: fn(&Device) -> M, 
     };
     let data = fixed_batch(x, y);
     let model = load(&device);
-    let targets: Vec<String> = config
+    let targets = config
         .resolve(&ModuleIndex::from_module(&model))
         .unwrap()
-        .targets
-        .iter()
-        .filter(|t| t.is_active())
-        .map(|t| t.path.clone())
-        .collect();
+        .active_paths();
     let p = pruner.clone();
     let mut stats = GradientStatistics::new(targets, move |w, g| p.gradient_statistic(w, g));
     // Eval mode (BatchNorm on running statistics) while still computing gradients.

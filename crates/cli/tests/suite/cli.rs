@@ -126,12 +126,10 @@ fn check_explains_each_rule_and_resolves_against_a_model() {
 
 #[test]
 fn check_reports_a_bad_config_with_its_culprit_and_exit_code_2() {
-    let config = temp("bad.toml");
-    std::fs::write(
-        &config,
+    let config = config(
+        "bad.toml",
         "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 1.5\n",
-    )
-    .unwrap();
+    );
     let out = run(&["check", config.to_str().unwrap()]);
     refused(
         &out,
@@ -190,12 +188,10 @@ fn prune_refuses_a_missing_weights_file() {
 
 #[test]
 fn prune_without_a_pruner_says_how_to_name_one() {
-    let config = temp("noalgo.toml");
-    std::fs::write(
-        &config,
+    let config = config(
+        "noalgo.toml",
         "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\n",
-    )
-    .unwrap();
+    );
     let out = prune("lenet5", LENET5, config.to_str().unwrap(), "m", &[]);
     refused(&out, "pass --algorithm NAME");
 }
@@ -371,17 +367,15 @@ fn prune_taylor_gathers_gradients_on_the_data_and_matches_the_recipe_path_exactl
 
     // The same config and seed through a recipe: the same driver, the same masks.
     let recipe_masks = temp("lenet5-taylor-recipe.safetensors");
-    let recipe = temp("taylor-recipe.toml");
-    std::fs::write(
-        &recipe,
-        format!(
+    let recipe = config(
+        "taylor-recipe.toml",
+        &format!(
             "[model]\narch = 'lenet5'\nweights = 'data/lenet5-mnist5k.safetensors'\n\
              [data]\npath = 'data/mnist5k.safetensors'\n\
              [[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-taylor.toml'\nmasks = '{}'\n",
             recipe_masks.display()
         ),
-    )
-    .unwrap();
+    );
     succeeded(&run(&[
         "run",
         recipe.to_str().unwrap(),
@@ -446,7 +440,7 @@ fn prune_taylor_without_data_says_to_pass_data() {
     );
 }
 
-/// A config file with `text`.
+/// A file in the test's temp folder holding `text` (a config or a recipe).
 fn config(name: &str, text: &str) -> PathBuf {
     let path = temp(name);
     std::fs::write(&path, text).unwrap();
