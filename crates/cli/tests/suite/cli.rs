@@ -196,6 +196,13 @@ fn prune_without_a_pruner_says_how_to_name_one() {
     refused(&out, "pass --algorithm NAME");
 }
 
+/// An empty mask file (nothing pruned) in the test's temp folder.
+fn empty_masks(name: &str) -> PathBuf {
+    let masks = temp(name);
+    MaskSet::default().save(&masks).unwrap();
+    masks
+}
+
 /// `burn-compress speedup` on the bundled LeNet-5 with these masks, input shape and output base,
 /// then `extra`.
 fn speedup_lenet5(masks: &Path, input_shape: &str, out: &Path, extra: &[&str]) -> Output {
@@ -260,16 +267,14 @@ fn speedup_refuses_masks_that_do_not_fit_the_model() {
 
 #[test]
 fn speedup_refuses_an_input_shape_of_the_wrong_rank() {
-    let masks = temp("empty-masks.safetensors");
-    burn_compress::MaskSet::default().save(&masks).unwrap();
+    let masks = empty_masks("empty-masks.safetensors");
     let out = speedup_lenet5(&masks, "1,784", &temp("y"), &[]);
     refused(&out, "image models take [batch, channels, height, width]");
 }
 
 #[test]
 fn speedup_refuses_an_unknown_device_and_vulkan_in_a_cpu_only_build() {
-    let masks = temp("device-masks.safetensors");
-    burn_compress::MaskSet::default().save(&masks).unwrap();
+    let masks = empty_masks("device-masks.safetensors");
     let speedup =
         |device: &str| speedup_lenet5(&masks, "1,1,28,28", &temp("z"), &["--device", device]);
     let out = speedup("tpu");

@@ -40,6 +40,12 @@ fn assert_nni_shapes<M: Module>(small: &M, spec: &serde_json::Value, what: &str)
     }
 }
 
+/// Asserts two outputs agree within 1e-5.
+fn assert_same_output(ours: Tensor<2>, expected: Tensor<2>, what: &str) {
+    let diff = max_abs_diff(ours, expected);
+    assert!(diff < 1e-5, "{what} differ by {diff}");
+}
+
 /// NNI's `speedup_shapes` in Burn's names and layout.
 fn nni_shapes(case: &serde_json::Value) -> Vec<(String, Vec<usize>)> {
     case["speedup_shapes"]
@@ -127,10 +133,10 @@ fn small_cnn_speedup_matches_nni_channels_shapes_and_outputs() {
         // And the sped-up model computes exactly what the masked model with propagated masks
         // computes (the channels it removes contribute nothing there).
         let propagated = report.plan.to_masks().apply_hard(&model).unwrap();
-        let diff = max_abs_diff(small.forward(x.clone()), propagated.forward(x.clone()));
-        assert!(
-            diff < 1e-5,
-            "cnn/{case}: sped-up vs propagated-mask output differ by {diff}"
+        assert_same_output(
+            small.forward(x.clone()),
+            propagated.forward(x.clone()),
+            &format!("cnn/{case}: sped-up vs propagated-mask output"),
         );
     }
 }
@@ -146,13 +152,10 @@ fn mlp_speedup_matches_nni_shapes_and_outputs() {
         let (small, report, _) = speedup(&model, &nni_masks("mlp", case), mlp_trace).unwrap();
         assert_nni_shapes(&small, spec, &format!("mlp/{case}"));
         assert_eq!(report.removed, 16 + 8, "mlp/{case}");
-        let diff = max_abs_diff(
+        assert_same_output(
             small.forward(x.clone()),
             logits(&spec["speedup_output"], &device),
-        );
-        assert!(
-            diff < 1e-5,
-            "mlp/{case}: sped-up output differs from NNI's by {diff}"
+            &format!("mlp/{case}: sped-up output vs NNI's"),
         );
     }
 }
