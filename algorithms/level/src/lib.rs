@@ -79,35 +79,31 @@ mod tests {
         }
     }
 
+    /// LevelPruner's metric of the weight `w` blocked by `scaling`.
+    fn metric(w: &Dense<f32>, scaling: &Scaling) -> Dense<f32> {
+        let t = target(w.shape().to_vec());
+        LevelPruner
+            .metric(&MetricInput {
+                target: &t,
+                weight: w,
+                grad: None,
+                scaling,
+            })
+            .unwrap()
+    }
+
     #[test]
     fn the_metric_of_an_element_is_its_absolute_value() {
         let w = Dense::new(vec![2, 2], vec![-3.0, 1.0, 0.5, -0.25]);
-        let t = target(vec![2, 2]);
-        let s = Scaling::fine();
-        let m = LevelPruner
-            .metric(&MetricInput {
-                target: &t,
-                weight: &w,
-                grad: None,
-                scaling: &s,
-            })
-            .unwrap();
+        let m = metric(&w, &Scaling::fine());
         assert_eq!(m.data(), &[3.0, 1.0, 0.5, 0.25]);
     }
 
     #[test]
     fn with_blocks_the_metric_is_the_l1_norm_of_each_block() {
         let w = Dense::new(vec![2, 4], vec![-1.0, 1.0, 2.0, -2.0, 0.5, 0.5, 3.0, 0.0]);
-        let t = target(vec![2, 4]);
         let s = Scaling::new(vec![2], compress_core::granularity::KernelPadding::Front, 1);
-        let m = LevelPruner
-            .metric(&MetricInput {
-                target: &t,
-                weight: &w,
-                grad: None,
-                scaling: &s,
-            })
-            .unwrap();
+        let m = metric(&w, &s);
         assert_eq!(m.shape(), &[2, 2]);
         assert_eq!(m.data(), &[2.0, 4.0, 1.0, 3.0]);
     }

@@ -117,6 +117,15 @@ impl Resolved {
     pub fn target(&self, path: &str) -> Option<&Target> {
         self.targets.iter().find(|t| t.path == path)
     }
+
+    /// The paths of the active targets (those a pruner scores), in order.
+    pub fn active_paths(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .filter(|t| t.is_active())
+            .map(|t| t.path.clone())
+            .collect()
+    }
 }
 
 fn type_matches(layer_type: &str, wanted: &str) -> bool {

@@ -2,42 +2,16 @@
 //! SGD lr 0, the factors' own Adam at lr 1e-2), and Movement's straight-through scores and
 //! schedule.
 
-use std::sync::Arc;
-
 use burn::prelude::*;
-use burn_compress::core::testing::oracle::{burn_path, fixture, nni_pruning, tensors};
+use burn_compress::core::testing::oracle::nni_pruning;
 use burn_compress::core::{
     scores::LearnedScores, train::GradientStatistics, train::OptimizerKind, train::TrainConfig,
     train::train_classifier,
 };
-use burn_compress::zoo::{AnyModel, Arch, ImageClassifier, Mlp, SmallCnn};
-use burn_compress::{AlgorithmEntry, CompressConfig, ModuleIndex, Pruner};
+use burn_compress::zoo::{ImageClassifier, Mlp};
+use burn_compress::{CompressConfig, ModuleIndex};
 
-use super::taylor::fixed_batch;
-
-fn pruner(name: &str, options: &str) -> Arc<dyn Pruner> {
-    let table: burn_compress::core::toml::Table = options.parse().unwrap();
-    Arc::from(
-        AlgorithmEntry::find(name)
-            .unwrap()
-            .build_pruner(&table)
-            .unwrap(),
-    )
-}
-
-fn cnn(device: &Device) -> SmallCnn {
-    match AnyModel::load(Arch::SmallCnn, &fixture("cnn_weights.safetensors"), device).unwrap() {
-        AnyModel::SmallCnn(m) => m,
-        _ => unreachable!(),
-    }
-}
-
-fn mlp(device: &Device) -> Mlp {
-    match AnyModel::load(Arch::Mlp, &fixture("mlp_weights.safetensors"), device).unwrap() {
-        AnyModel::Mlp(m) => m,
-        _ => unreachable!(),
-    }
-}
+use crate::common::{cnn, fixed_batch, mask_values, mlp, nni_case, pruner, pruner_error};
 
 fn frozen_sgd(steps: usize) -> TrainConfig {
     TrainConfig {
@@ -83,11 +57,9 @@ fn slim_matches_nni_on_the_cnn() {
     // The returned weights are the trained weights, not multiplied by the factors.
     assert_eq!(plain.bn2.gamma.val().into_data(), original);
 
-    let metrics = tensors("nni_metrics.safetensors");
-    let nni_masks = tensors("nni_masks.safetensors");
+    let nni_masks = nni_case("nni_masks.safetensors", "cnn/slim/");
     let mut checked = 0;
-    for (key, expected) in metrics.iter().filter(|(k, _)| k.starts_with("cnn/slim/")) {
-        let (path, _) = burn_path(&key["cnn/slim/".len()..]);
+    for (path, expected) in nni_case("nni_metrics.safetensors", "cnn/slim/") {
         let ours = &scores[&path];
         for (a, b) in ours.data().iter().zip(expected.data()) {
             assert!(
@@ -96,29 +68,16 @@ fn slim_matches_nni_on_the_cnn() {
                 a.abs()
             );
         }
-        let expected_mask = &nni_masks[key.as_str()];
-        let ours: Vec<f32> = masks
-            .get(&path)
-            .unwrap()
-            .data()
-            .iter()
-            .map(|&m| m as f32)
-            .collect();
+        let ours = mask_values(masks.get(&path).unwrap());
         assert_eq!(
             ours,
-            expected_mask.data(),
+            nni_masks[&path].data(),
             "{path}: mask differs from NNI's"
         );
         // NNI leaves the bias mask all ones (so its speedup removes nothing); ours follows the
         // weight so the channel can go.
         let bias = path.replace("gamma", "beta");
-        let bias_mask: Vec<f32> = masks
-            .get(&bias)
-            .unwrap()
-            .data()
-            .iter()
-            .map(|&m| m as f32)
-            .collect();
+        let bias_mask = mask_values(masks.get(&bias).unwrap());
         assert_eq!(bias_mask, ours, "{bias} should follow {path}");
         checked += 1;
     }
@@ -302,27 +261,19 @@ fn movement_threshold_mode_prunes_under_the_scheduled_sigmoid_threshold() {
 
 #[test]
 fn learned_score_pruners_reject_bad_options_and_missing_scores() {
-    let find = |name: &str, options: &str| {
-        let table: burn_compress::core::toml::Table = options.parse().unwrap();
-        AlgorithmEntry::find(name)
-            .unwrap()
-            .build_pruner(&table)
-            .err()
-            .map(|e| e.to_string())
-    };
-    let e = find("movement", "warmup_step = 2").unwrap();
+    let e = pruner_error("movement", "warmup_step = 2");
     assert!(e.contains("'cooldown_begin_step' is required"), "{e}");
-    let e = find("movement", "warmup_step = 5\ncooldown_begin_step = 5").unwrap();
+    let e = pruner_error("movement", "warmup_step = 5\ncooldown_begin_step = 5");
     assert!(
         e.contains("'cooldown_begin_step' must be an integer >= 6, found 5"),
         "{e}"
     );
-    let e = find("slim", "regular_scale = -1.0").unwrap();
+    let e = pruner_error("slim", "regular_scale = -1.0");
     assert!(
         e.contains("'regular_scale' must be a number >= 0, found -1.0"),
         "{e}"
     );
-    let e = find("slim", "training_steps = 'many'").unwrap();
+    let e = pruner_error("slim", "training_steps = 'many'");
     assert!(
         e.contains("'training_steps' must be an integer >= 1"),
         "{e}"

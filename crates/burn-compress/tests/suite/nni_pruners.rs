@@ -2,11 +2,11 @@
 //! NNI's masks exactly and NNI's metrics within 1e-5 (relative).
 
 use burn::prelude::*;
-use burn_compress::core::testing::oracle::{
-    burn_path, config_from_json, fixture, nni_pruning, tensors, transpose,
-};
+use burn_compress::core::testing::oracle::{config_from_json, fixture, nni_pruning, tensors};
+use burn_compress::prune;
 use burn_compress::zoo::{AnyModel, Arch, dispatch};
-use burn_compress::{AlgorithmEntry, prune};
+
+use crate::common::{assert_nni_masks, assert_nni_metrics, pruner};
 
 const CASES: &[(&str, &str)] = &[
     ("cnn", "level"),
@@ -45,65 +45,17 @@ fn check_case(model_name: &str, case: &str) {
     let model =
         AnyModel::load(arch, &fixture(weights), &Device::flex()).expect("oracle weights load");
     let config = config_from_json(&spec["config_list"]);
-    let pruner = AlgorithmEntry::find(registry_name(spec["pruner"].as_str().unwrap()))
-        .unwrap()
-        .build_pruner(&Default::default())
-        .unwrap();
+    let pruner = pruner(registry_name(spec["pruner"].as_str().unwrap()), "");
     let outcome = dispatch!(&model, m => prune(m, &config, pruner.as_ref())).unwrap();
 
     let prefix = format!("{model_name}/{case}/");
-    let nni_metrics = tensors("nni_metrics.safetensors");
-    let mut metrics = 0;
-    for (key, expected) in nni_metrics.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-        let (path, linear) = burn_path(&key[prefix.len()..]);
-        let expected = if linear {
-            transpose(expected)
-        } else {
-            expected.clone()
-        };
-        let ours = &outcome
-            .metrics
-            .get(&path)
-            .unwrap_or_else(|| panic!("{prefix}: no metric for {path}"))
-            .values;
-        assert_eq!(ours.shape(), expected.shape(), "{prefix}{path}");
-        for (a, b) in ours.data().iter().zip(expected.data()) {
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                "{prefix}{path}: metric {a} vs NNI {b}"
-            );
-        }
-        metrics += 1;
-    }
     assert_eq!(
-        metrics,
+        assert_nni_metrics(&outcome.metrics, &prefix, 1.0),
         outcome.metrics.len(),
         "{prefix}: we computed metrics NNI did not"
     );
-
-    let nni_masks = tensors("nni_masks.safetensors");
-    let mut masks = 0;
-    for (key, expected) in nni_masks.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-        let (path, linear) = burn_path(&key[prefix.len()..]);
-        let expected = if linear {
-            transpose(expected)
-        } else {
-            expected.clone()
-        };
-        let ours = outcome
-            .masks
-            .get(&path)
-            .unwrap_or_else(|| panic!("{prefix}: no mask for {path}"));
-        let ours: Vec<f32> = ours.data().iter().map(|&x| x as f32).collect();
-        assert_eq!(
-            ours,
-            expected.data(),
-            "{prefix}{path}: mask differs from NNI's"
-        );
-        masks += 1;
-    }
     assert_eq!(
-        masks,
+        assert_nni_masks(&outcome.masks, &prefix),
         outcome.masks.len(),
         "{prefix}: we masked parameters NNI did not"
     );

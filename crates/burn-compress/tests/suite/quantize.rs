@@ -167,7 +167,7 @@ fn quantization_bad_inputs_are_typed_errors() {
         AnyModel::SmallCnn(m) => m,
         _ => unreachable!(),
     };
-    let data = super::taylor::fixed_batch("cnn_x", "cnn_y");
+    let data = crate::common::fixed_batch("cnn_x", "cnn_y");
     let run = |toml: &str, data: &ImageDataset| {
         quantize_classifier::<SmallCnn>(&cnn, data, &QuantizeJob::new("ptq", config(toml)))
             .err()

@@ -2,36 +2,23 @@
 //! metrics within 1e-5, masks exact.
 
 use burn::prelude::*;
-use burn_compress::core::testing::oracle::{
-    burn_path, config_from_json, fixture, nni_pruning, tensors, transpose,
-};
+use burn_compress::core::testing::oracle::{config_from_json, nni_pruning};
 use burn_compress::core::{
-    dataset::ImageDataset, train::GradientStatistics, train::OptimizerKind, train::TrainConfig,
-    train::train_classifier,
+    train::GradientStatistics, train::OptimizerKind, train::TrainConfig, train::train_classifier,
 };
-use burn_compress::zoo::{AnyModel, Arch, ImageClassifier};
-use burn_compress::{AlgorithmEntry, prune_with_grads};
+use burn_compress::zoo::ImageClassifier;
+use burn_compress::{ModuleIndex, prune_with_grads};
 
-pub(crate) fn fixed_batch(x: &str, y: &str) -> ImageDataset {
-    let inputs = tensors("inputs.safetensors");
-    ImageDataset {
-        pixels: inputs[x].data().to_vec(),
-        labels: inputs[y].data().iter().map(|&l| l as u8).collect(),
-        height: 8,
-        width: 8,
-    }
-}
+use crate::common::{
+    assert_nni_masks, assert_nni_metrics, cnn, fixed_batch, mlp, pruner, pruner_error,
+};
 
-fn check(model_name: &str, arch: Arch, weights: &str, x: &str, y: &str) {
+fn check<M: Module + ImageClassifier>(model_name: &str, load: fn(&Device) -> M, x: &str, y: &str) {
     let oracle = nni_pruning();
     let spec = &oracle[model_name]["cases"]["taylor"];
     let device = Device::flex().autodiff();
-    // Eval mode (BatchNorm on running statistics) while still computing gradients.
     let config = config_from_json(&spec["config_list"]);
-    let pruner = AlgorithmEntry::find("taylor")
-        .unwrap()
-        .build_pruner(&Default::default())
-        .unwrap();
+    let pruner = pruner("taylor", "");
     let train = TrainConfig {
         epochs: 1,
         batch_size: 4,
@@ -41,122 +28,42 @@ fn check(model_name: &str, arch: Arch, weights: &str, x: &str, y: &str) {
         ..Default::default()
     };
     let data = fixed_batch(x, y);
-    // Eval mode (BatchNorm on running statistics) while still computing gradients.
-    let model = AnyModel::load(arch, &fixture(weights), &device).unwrap();
-    let index =
-        burn_compress::zoo::dispatch!(&model, m => burn_compress::ModuleIndex::from_module(m));
-    let targets: Vec<String> = config
-        .resolve(&index)
+    let model = load(&device);
+    let targets = config
+        .resolve(&ModuleIndex::from_module(&model))
         .unwrap()
-        .targets
-        .iter()
-        .filter(|t| t.is_active())
-        .map(|t| t.path.clone())
-        .collect();
-    let p = AlgorithmEntry::find("taylor")
-        .unwrap()
-        .build_pruner(&Default::default())
-        .unwrap();
+        .active_paths();
+    let p = pruner.clone();
     let mut stats = GradientStatistics::new(targets, move |w, g| p.gradient_statistic(w, g));
-    let (model, steps) = match model {
-        AnyModel::SmallCnn(m) => {
-            let (m, r) = train_classifier(
-                m.freeze().set_require_grad(true),
-                &data,
-                |m, x| m.classify(x),
-                &train,
-                &mut stats,
-            );
-            (AnyModel::SmallCnn(m), r.steps)
-        }
-        AnyModel::Mlp(m) => {
-            let (m, r) = train_classifier(
-                m.freeze().set_require_grad(true),
-                &data,
-                |m, x| m.classify(x),
-                &train,
-                &mut stats,
-            );
-            (AnyModel::Mlp(m), r.steps)
-        }
-        _ => unreachable!(),
-    };
-    assert_eq!(steps, 1);
+    // Eval mode (BatchNorm on running statistics) while still computing gradients.
+    let (model, report) = train_classifier(
+        model.freeze().set_require_grad(true),
+        &data,
+        |m, x| m.classify(x),
+        &train,
+        &mut stats,
+    );
+    assert_eq!(report.steps, 1);
     let grads = stats.mean().unwrap();
-    let outcome = burn_compress::zoo::dispatch!(&model, m => prune_with_grads(m, &config, pruner.as_ref(), &grads)).unwrap();
+    let outcome = prune_with_grads(&model, &config, pruner.as_ref(), &grads).unwrap();
     let prefix = format!("{model_name}/taylor/");
-    for (key, expected) in tensors("nni_metrics.safetensors")
-        .iter()
-        .filter(|(k, _)| k.starts_with(&prefix))
-    {
-        let (path, linear) = burn_path(&key[prefix.len()..]);
-        let expected = if linear {
-            transpose(expected)
-        } else {
-            expected.clone()
-        };
-        let ours = &outcome.metrics[&path].values;
-        for (a, b) in ours.data().iter().zip(expected.data()) {
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs().max(1e-3),
-                "{prefix}{path}: metric {a} vs NNI {b}"
-            );
-        }
-    }
-    for (key, expected) in tensors("nni_masks.safetensors")
-        .iter()
-        .filter(|(k, _)| k.starts_with(&prefix))
-    {
-        let (path, linear) = burn_path(&key[prefix.len()..]);
-        let expected = if linear {
-            transpose(expected)
-        } else {
-            expected.clone()
-        };
-        let ours: Vec<f32> = outcome
-            .masks
-            .get(&path)
-            .unwrap()
-            .data()
-            .iter()
-            .map(|&m| m as f32)
-            .collect();
-        assert_eq!(
-            ours,
-            expected.data(),
-            "{prefix}{path}: mask differs from NNI's"
-        );
-    }
+    assert_nni_metrics(&outcome.metrics, &prefix, 1e-3);
+    assert_nni_masks(&outcome.masks, &prefix);
 }
 
 #[test]
 fn taylor_matches_nni_on_the_cnn() {
-    check(
-        "cnn",
-        Arch::SmallCnn,
-        "cnn_weights.safetensors",
-        "cnn_x",
-        "cnn_y",
-    );
+    check("cnn", cnn, "cnn_x", "cnn_y");
 }
 
 #[test]
 fn taylor_matches_nni_on_the_mlp() {
-    check(
-        "mlp",
-        Arch::Mlp,
-        "mlp_weights.safetensors",
-        "mlp_x",
-        "mlp_y",
-    );
+    check("mlp", mlp, "mlp_x", "mlp_y");
 }
 
 #[test]
 fn taylor_without_gradients_says_how_to_get_them() {
-    let pruner = AlgorithmEntry::find("taylor")
-        .unwrap()
-        .build_pruner(&Default::default())
-        .unwrap();
+    let pruner = pruner("taylor", "");
     let model = burn_compress::zoo::Mlp::new(&Device::flex());
     let config = burn_compress::CompressConfig::from_toml(
         "[[config_list]]\nop_names = ['fc1']\nsparse_ratio = 0.5\n",
@@ -168,14 +75,9 @@ fn taylor_without_gradients_says_how_to_get_them() {
             .contains("needs a gradient for 'fc1.weight'"),
         "{err}"
     );
-    let mut bad = burn_compress::core::toml::Table::new();
-    bad.insert("training_steps".into(), 0.into());
-    let Err(err) = AlgorithmEntry::find("taylor").unwrap().build_pruner(&bad) else {
-        panic!("0 steps")
-    };
+    let err = pruner_error("taylor", "training_steps = 0");
     assert!(
-        err.to_string()
-            .contains("'training_steps' must be an integer >= 1"),
+        err.contains("'training_steps' must be an integer >= 1"),
         "{err}"
     );
 }

@@ -164,85 +164,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: !args.json,
     };
     let schedule = schedule.as_ref();
-    let (masks, pruned_model) = match model {
-        AnyModel::SmallCnn(m) => image(
-            m,
-            AnyModel::SmallCnn,
-            &graph,
-            &config,
-            &pruner,
-            schedule,
-            &train,
-            config_train,
-        )?,
-        AnyModel::Mlp(m) => image(
-            m,
-            AnyModel::Mlp,
-            &graph,
-            &config,
-            &pruner,
-            schedule,
-            &train,
-            config_train,
-        )?,
-        AnyModel::LeNet5(m) => image(
-            m,
-            AnyModel::LeNet5,
-            &graph,
-            &config,
-            &pruner,
-            schedule,
-            &train,
-            config_train,
-        )?,
-        AnyModel::LeNet300100(m) => image(
-            m,
-            AnyModel::LeNet300100,
-            &graph,
-            &config,
-            &pruner,
-            schedule,
-            &train,
-            config_train,
-        )?,
-        AnyModel::ResNet18(m) => image(
-            m,
-            AnyModel::ResNet18,
-            &graph,
-            &config,
-            &pruner,
-            schedule,
-            &train,
-            config_train,
-        )?,
-        AnyModel::ResNet50(m) => image(
-            m,
-            AnyModel::ResNet50,
-            &graph,
-            &config,
-            &pruner,
-            schedule,
-            &train,
-            config_train,
-        )?,
-        AnyModel::MobileNetV2(m) => image(
-            m,
-            AnyModel::MobileNetV2,
-            &graph,
-            &config,
-            &pruner,
-            schedule,
-            &train,
-            config_train,
-        )?,
-        // No token dataset: only one-shot pruners run on it (checked above: `train` is None
-        // for a token model only when no training is needed).
-        AnyModel::TinyTransformer(m) => {
-            let pruned = prune_captured(m, &graph, &config, pruner.clone(), schedule, None)?;
-            report_warnings(&pruned);
-            (pruned.masks, AnyModel::TinyTransformer(pruned.model))
-        }
-    };
+    // Every image classifier goes through `image`, each as its own type.
+    macro_rules! prune_any {
+        ($($image:ident),*) => {
+            match model {
+                $(AnyModel::$image(m) => image(
+                    m,
+                    AnyModel::$image,
+                    &graph,
+                    &config,
+                    &pruner,
+                    schedule,
+                    &train,
+                    config_train,
+                )?,)*
+                // No token dataset: only one-shot pruners run on it (checked above: `train` is
+                // None for a token model only when no training is needed).
+                AnyModel::TinyTransformer(m) => {
+                    let pruned = prune_captured(m, &graph, &config, pruner.clone(), schedule, None)?;
+                    report_warnings(&pruned);
+                    (pruned.masks, AnyModel::TinyTransformer(pruned.model))
+                }
+            }
+        };
+    }
+    let (masks, pruned_model) = prune_any!(
+        SmallCnn,
+        Mlp,
+        LeNet5,
+        LeNet300100,
+        ResNet18,
+        ResNet50,
+        MobileNetV2
+    );
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;

@@ -37,6 +37,59 @@ fn temp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// The bundled LeNet-5 weights (PyTorch's, trained on MNIST-5k).
+const LENET5: &str = "data/lenet5-mnist5k.safetensors";
+/// The bundled L1-norm config for LeNet-5.
+const LENET5_L1: &str = "configs/lenet5-l1.toml";
+
+/// `burn-compress COMMAND --arch ARCH --weights WEIGHTS`, then `rest`.
+fn run_on(command: &str, arch: &str, weights: &str, rest: &[&str]) -> Output {
+    run(&[&[command, "--arch", arch, "--weights", weights], rest].concat())
+}
+
+/// `burn-compress prune` of `arch` with `config`, masks to `out`, then `rest`.
+fn prune(arch: &str, weights: &str, config: &str, out: &str, rest: &[&str]) -> Output {
+    let args = [&["--config", config, "--out", out], rest].concat();
+    run_on("prune", arch, weights, &args)
+}
+
+/// `burn-compress speedup` of `arch` with `masks` at `input_shape`, model to `out`, then `rest`.
+fn speedup(
+    arch: &str,
+    weights: &str,
+    masks: &Path,
+    input_shape: &str,
+    out: &Path,
+    rest: &[&str],
+) -> Output {
+    let (masks, out) = (masks.to_str().unwrap(), out.to_str().unwrap());
+    let args = [
+        &["--masks", masks, "--input-shape", input_shape, "--out", out],
+        rest,
+    ]
+    .concat();
+    run_on("speedup", arch, weights, &args)
+}
+
+/// `burn-compress quantize` of `arch` with the bundled int8 PTQ config, model to `out`, then
+/// `rest`.
+fn quantize(arch: &str, weights: &str, out: &Path, rest: &[&str]) -> Output {
+    let config = "configs/lenet5-ptq-int8.toml";
+    let args = [&["--config", config, "--out", out.to_str().unwrap()], rest].concat();
+    run_on("quantize", arch, weights, &args)
+}
+
+/// Asserts the command succeeded.
+fn succeeded(out: &Output) {
+    assert!(out.status.success(), "{}", stderr(out));
+}
+
+/// The JSON report of a command that succeeded.
+fn json(out: &Output) -> serde_json::Value {
+    succeeded(out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn list_shows_exactly_the_registered_algorithms_sorted() {
     let out = run(&["list", "--json"]);
@@ -73,12 +126,10 @@ fn check_explains_each_rule_and_resolves_against_a_model() {
 
 #[test]
 fn check_reports_a_bad_config_with_its_culprit_and_exit_code_2() {
-    let config = temp("bad.toml");
-    std::fs::write(
-        &config,
+    let config = config(
+        "bad.toml",
         "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 1.5\n",
-    )
-    .unwrap();
+    );
     let out = run(&["check", config.to_str().unwrap()]);
     refused(
         &out,
@@ -89,22 +140,13 @@ fn check_reports_a_bad_config_with_its_culprit_and_exit_code_2() {
 #[test]
 fn prune_writes_masks_and_reports_sparsity_and_accuracy() {
     let masks = temp("lenet5.safetensors");
-    let out = run(&[
-        "prune",
-        "--arch",
+    let report = json(&prune(
         "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
-        "configs/lenet5-l1.toml",
-        "--out",
+        LENET5,
+        LENET5_L1,
         masks.to_str().unwrap(),
-        "--eval",
-        "data/mnist5k.safetensors",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        &["--eval", "data/mnist5k.safetensors", "--json"],
+    ));
     assert_eq!(report["algorithm"], "l1-norm");
     assert_eq!(report["sparsity"], 0.5);
     // The bundled weights are PyTorch's, which score 0.971 on this split.
@@ -117,17 +159,7 @@ fn prune_writes_masks_and_reports_sparsity_and_accuracy() {
 
 #[test]
 fn prune_refuses_an_unknown_arch() {
-    let out = run(&[
-        "prune",
-        "--arch",
-        "resnet9",
-        "--weights",
-        "w",
-        "--config",
-        "configs/lenet5-l1.toml",
-        "--out",
-        "m",
-    ]);
+    let out = prune("resnet9", "w", LENET5_L1, "m", &[]);
     refused(
         &out,
         "unknown architecture 'resnet9' (available: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2, tiny-transformer)",
@@ -136,101 +168,61 @@ fn prune_refuses_an_unknown_arch() {
 
 #[test]
 fn prune_refuses_weights_that_do_not_fit_the_arch() {
-    let out = run(&[
-        "prune",
-        "--arch",
+    let out = temp("x.safetensors");
+    let out = prune(
         "lenet-300-100",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
-        "configs/lenet5-l1.toml",
-        "--out",
-        temp("x.safetensors").to_str().unwrap(),
-    ]);
+        LENET5,
+        LENET5_L1,
+        out.to_str().unwrap(),
+        &[],
+    );
     refused(&out, "do not fit 'lenet-300-100'");
     assert!(stderr(&out).contains("fc1.weight"), "{}", stderr(&out));
 }
 
 #[test]
 fn prune_refuses_a_missing_weights_file() {
-    let out = run(&[
-        "prune",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "nope.safetensors",
-        "--config",
-        "configs/lenet5-l1.toml",
-        "--out",
-        "m",
-    ]);
+    let out = prune("lenet5", "nope.safetensors", LENET5_L1, "m", &[]);
     refused(&out, "cannot read weights 'nope.safetensors': no such file");
 }
 
 #[test]
 fn prune_without_a_pruner_says_how_to_name_one() {
-    let config = temp("noalgo.toml");
-    std::fs::write(
-        &config,
+    let config = config(
+        "noalgo.toml",
         "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\n",
-    )
-    .unwrap();
-    let out = run(&[
-        "prune",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        "m",
-    ]);
+    );
+    let out = prune("lenet5", LENET5, config.to_str().unwrap(), "m", &[]);
     refused(&out, "pass --algorithm NAME");
+}
+
+/// An empty mask file (nothing pruned) in the test's temp folder.
+fn empty_masks(name: &str) -> PathBuf {
+    let masks = temp(name);
+    MaskSet::default().save(&masks).unwrap();
+    masks
 }
 
 /// `burn-compress speedup` on the bundled LeNet-5 with these masks, input shape and output base,
 /// then `extra`.
 fn speedup_lenet5(masks: &Path, input_shape: &str, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "speedup",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--masks",
-        masks.to_str().unwrap(),
-        "--input-shape",
-        input_shape,
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run(&args)
+    speedup("lenet5", LENET5, masks, input_shape, out, extra)
 }
 
 /// `prune` then `speedup --json` on the bundled LeNet-5 (files named by `tag`, extra speedup
 /// arguments appended); returns the speedup report.
 pub(crate) fn speedup_json(extra: &[&str], tag: &str) -> serde_json::Value {
     let masks = temp(&format!("lenet5-speedup-masks-{tag}.safetensors"));
-    let out = run(&[
-        "prune",
-        "--arch",
+    succeeded(&prune(
         "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
-        "configs/lenet5-l1.toml",
-        "--out",
+        LENET5,
+        LENET5_L1,
         masks.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+        &[],
+    ));
     let base = temp(&format!("lenet5-small-{tag}"));
-    let mut args = vec!["--runs", "3", "--json"];
-    args.extend_from_slice(extra);
-    let out = speedup_lenet5(&masks, "8,1,28,28", &base, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args = [&["--runs", "3", "--json"], extra].concat();
+    json(&speedup_lenet5(&masks, "8,1,28,28", &base, &args))
 }
 
 #[test]
@@ -238,12 +230,7 @@ fn speedup_writes_a_smaller_model_and_reports_shapes_macs_and_latency() {
     let report = speedup_json(&[], "cpu");
     assert_eq!(report["device"], "cpu");
     let base = temp("lenet5-small-cpu");
-    let conv2 = report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["path"] == "conv2")
-        .unwrap();
+    let conv2 = layer(&report, "conv2");
     assert_eq!(conv2["type"], "Conv2d");
     assert_eq!(
         conv2["params"]["weight"]["before"],
@@ -280,16 +267,14 @@ fn speedup_refuses_masks_that_do_not_fit_the_model() {
 
 #[test]
 fn speedup_refuses_an_input_shape_of_the_wrong_rank() {
-    let masks = temp("empty-masks.safetensors");
-    burn_compress::MaskSet::default().save(&masks).unwrap();
+    let masks = empty_masks("empty-masks.safetensors");
     let out = speedup_lenet5(&masks, "1,784", &temp("y"), &[]);
     refused(&out, "image models take [batch, channels, height, width]");
 }
 
 #[test]
 fn speedup_refuses_an_unknown_device_and_vulkan_in_a_cpu_only_build() {
-    let masks = temp("device-masks.safetensors");
-    burn_compress::MaskSet::default().save(&masks).unwrap();
+    let masks = empty_masks("device-masks.safetensors");
     let speedup =
         |device: &str| speedup_lenet5(&masks, "1,1,28,28", &temp("z"), &["--device", device]);
     let out = speedup("tpu");
@@ -307,24 +292,18 @@ fn speedup_refuses_an_unknown_device_and_vulkan_in_a_cpu_only_build() {
 fn quantize_writes_a_native_model_and_nni_calibration_json() {
     let out = temp("lenet5-q8.bpk");
     let calibration = temp("lenet5-calibration.json");
-    let o = run(&[
-        "quantize",
-        "--arch",
+    let report = json(&quantize(
         "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
-        "configs/lenet5-ptq-int8.toml",
-        "--calib",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-        "--calibration-out",
-        calibration.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        LENET5,
+        &out,
+        &[
+            "--calib",
+            "2",
+            "--calibration-out",
+            calibration.to_str().unwrap(),
+            "--json",
+        ],
+    ));
     assert_eq!(report["algorithm"], "ptq");
     assert!(report["size_ratio"].as_f64().unwrap() > 3.8, "{report}");
     let (before, after) = (
@@ -346,22 +325,7 @@ fn quantize_writes_a_native_model_and_nni_calibration_json() {
 #[test]
 fn quantize_refuses_bad_requests_with_the_culprit_named() {
     let out = temp("never.bpk");
-    let base = [
-        "quantize",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
-        "configs/lenet5-ptq-int8.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let with = |extra: &[&str]| {
-        let mut args = base.to_vec();
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let with = |extra: &[&str]| quantize("lenet5", LENET5, &out, extra);
     let o = with(&["--calib", "0"]);
     refused(&o, "calibration with no data");
     let o = with(&["--affine", "maybe"]);
@@ -375,24 +339,14 @@ fn quantize_refuses_bad_requests_with_the_culprit_named() {
 /// when the pruner needs it; returns the JSON report and the masks.
 fn prune_trained(config: &str, extra: &[&str], tag: &str) -> (serde_json::Value, MaskSet) {
     let masks = temp(&format!("lenet5-{tag}.safetensors"));
-    let mut args = vec![
-        "prune",
-        "--arch",
+    let args = [&["--data", "data/mnist5k.safetensors", "--json"], extra].concat();
+    let report = json(&prune(
         "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
+        LENET5,
         config,
-        "--data",
-        "data/mnist5k.safetensors",
-        "--out",
         masks.to_str().unwrap(),
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let out = run(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report = serde_json::from_slice(&out.stdout).unwrap();
+        &args,
+    ));
     (report, MaskSet::load(&masks).unwrap())
 }
 
@@ -418,24 +372,21 @@ fn prune_taylor_gathers_gradients_on_the_data_and_matches_the_recipe_path_exactl
 
     // The same config and seed through a recipe: the same driver, the same masks.
     let recipe_masks = temp("lenet5-taylor-recipe.safetensors");
-    let recipe = temp("taylor-recipe.toml");
-    std::fs::write(
-        &recipe,
-        format!(
+    let recipe = config(
+        "taylor-recipe.toml",
+        &format!(
             "[model]\narch = 'lenet5'\nweights = 'data/lenet5-mnist5k.safetensors'\n\
              [data]\npath = 'data/mnist5k.safetensors'\n\
              [[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-taylor.toml'\nmasks = '{}'\n",
             recipe_masks.display()
         ),
-    )
-    .unwrap();
-    let out = run(&[
+    );
+    succeeded(&run(&[
         "run",
         recipe.to_str().unwrap(),
         "--out",
         temp("taylor-recipe-model").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    ]));
     let recipe_masks = MaskSet::load(&recipe_masks).unwrap();
     assert_eq!(sparsities(&cli_masks), sparsities(&recipe_masks));
     assert!(cli_masks == recipe_masks, "the masks differ element-wise");
@@ -479,38 +430,22 @@ fn prune_with_a_schedule_trains_and_reaches_the_ratio() {
 
 #[test]
 fn prune_taylor_without_data_says_to_pass_data() {
-    let out = run(&[
-        "prune",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
-        "configs/lenet5-taylor.toml",
-        "--out",
-        temp("never-taylor.safetensors").to_str().unwrap(),
-    ]);
+    let never = temp("never-taylor.safetensors");
+    let taylor = |rest: &[&str]| {
+        let config = "configs/lenet5-taylor.toml";
+        prune("lenet5", LENET5, config, never.to_str().unwrap(), rest)
+    };
     refused(
-        &out,
+        &taylor(&[]),
         "'taylor' runs gradients pruning, which trains: pass --data PATH",
     );
-    let out = run(&[
-        "prune",
-        "--arch",
-        "lenet5",
-        "--weights",
-        "data/lenet5-mnist5k.safetensors",
-        "--config",
-        "configs/lenet5-taylor.toml",
-        "--data",
-        "data/digits.safetensors",
-        "--out",
-        temp("never-taylor.safetensors").to_str().unwrap(),
-    ]);
-    refused(&out, "holds 8x8 images, 'lenet5' takes 28x28");
+    refused(
+        &taylor(&["--data", "data/digits.safetensors"]),
+        "holds 8x8 images, 'lenet5' takes 28x28",
+    );
 }
 
-/// A config file with `text`.
+/// A file in the test's temp folder holding `text` (a config or a recipe).
 fn config(name: &str, text: &str) -> PathBuf {
     let path = temp(name);
     std::fs::write(&path, text).unwrap();
@@ -525,38 +460,37 @@ fn prune_and_speedup(
     input_shape: &str,
 ) -> serde_json::Value {
     let masks = temp(&format!("{arch}-kind-masks.safetensors"));
-    let out = run(&[
-        "prune",
-        "--arch",
+    let weights = weights.to_str().unwrap();
+    succeeded(&prune(
         arch,
-        "--weights",
-        weights.to_str().unwrap(),
-        "--config",
+        weights,
         config.to_str().unwrap(),
-        "--algorithm",
-        "l1-norm",
-        "--out",
         masks.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = run(&[
-        "speedup",
-        "--arch",
-        arch,
-        "--weights",
-        weights.to_str().unwrap(),
-        "--masks",
-        masks.to_str().unwrap(),
-        "--input-shape",
-        input_shape,
-        "--out",
-        temp(&format!("{arch}-kind-small")).to_str().unwrap(),
-        "--runs",
-        "2",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+        &["--algorithm", "l1-norm"],
+    ));
+    let out = temp(&format!("{arch}-kind-small"));
+    let rest = ["--runs", "2", "--json"];
+    json(&speedup(arch, weights, &masks, input_shape, &out, &rest))
+}
+
+/// `layer`'s entry in a speedup report.
+fn layer<'a>(report: &'a serde_json::Value, layer: &str) -> &'a serde_json::Value {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["path"] == layer)
+        .unwrap_or_else(|| panic!("no layer '{layer}' in {report}"))
+}
+
+/// The paths of the layers a speedup report lists, in order.
+fn layer_paths(report: &serde_json::Value) -> Vec<&str> {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect()
 }
 
 /// The `[before, after]` shapes of `layer`'s `param` in a speedup report.
@@ -565,12 +499,7 @@ fn shapes(
     layer: &str,
     param: &str,
 ) -> (serde_json::Value, serde_json::Value) {
-    let l = report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["path"] == layer)
-        .unwrap_or_else(|| panic!("no layer '{layer}' in {report}"));
+    let l = self::layer(report, layer);
     (
         l["params"][param]["before"].clone(),
         l["params"][param]["after"].clone(),
@@ -588,13 +517,7 @@ fn speedup_takes_feature_vectors_for_the_mlp() {
     assert_eq!(report["input_shape"], serde_json::json!([4, 64]));
     // Every layer is listed, changed or not: fc1 loses half its outputs, fc2 the matching
     // inputs, fc3 is untouched.
-    let paths: Vec<&str> = report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(paths, ["fc1", "fc2", "fc3"]);
+    assert_eq!(layer_paths(&report), ["fc1", "fc2", "fc3"]);
     let (before, after) = shapes(&report, "fc1", "weight");
     let (in1, out1) = (before[0].as_u64().unwrap(), before[1].as_u64().unwrap());
     assert_eq!(before, serde_json::json!([64, out1]));
@@ -664,19 +587,14 @@ fn speedup_takes_token_ids_for_the_tiny_transformer() {
 
     // A sequence longer than the model's 32 positions is refused before anything runs.
     let masks = temp("tiny-transformer-kind-masks.safetensors");
-    let out = run(&[
-        "speedup",
-        "--arch",
+    let out = speedup(
         "tiny-transformer",
-        "--weights",
         weights.to_str().unwrap(),
-        "--masks",
-        masks.to_str().unwrap(),
-        "--input-shape",
+        &masks,
         "1,64",
-        "--out",
-        temp("tt-never").to_str().unwrap(),
-    ]);
+        &temp("tt-never"),
+        &[],
+    );
     refused(
         &out,
         "input shape [1, 64] does not fit 'tiny-transformer': token models take token ids [batch, seq] with seq <= 32",
@@ -686,10 +604,11 @@ fn speedup_takes_token_ids_for_the_tiny_transformer() {
 #[test]
 fn speedup_json_lists_every_layer_of_lenet5_with_shapes_before_and_after() {
     let report = speedup_json(&[], "every-layer");
-    let layers = report["layers"].as_array().unwrap();
-    let paths: Vec<&str> = layers.iter().map(|l| l["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["conv1", "conv2", "fc1", "fc2", "fc3"]);
-    for l in layers {
+    assert_eq!(
+        layer_paths(&report),
+        ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    );
+    for l in report["layers"].as_array().unwrap() {
         for (name, s) in l["params"].as_object().unwrap() {
             assert!(
                 s["before"].is_array() && s["after"].is_array(),
@@ -711,17 +630,12 @@ fn speedup_json_lists_every_layer_of_lenet5_with_shapes_before_and_after() {
 #[test]
 fn quantize_refuses_a_dataset_of_another_image_size_than_the_model_takes() {
     let weights = root().join("tests/fixtures/mlp_weights.safetensors");
-    let out = run(&[
-        "quantize",
-        "--arch",
+    let out = quantize(
         "mlp",
-        "--weights",
         weights.to_str().unwrap(),
-        "--config",
-        "configs/lenet5-ptq-int8.toml",
-        "--out",
-        temp("never-mlp.bpk").to_str().unwrap(),
-    ]);
+        &temp("never-mlp.bpk"),
+        &[],
+    );
     refused(
         &out,
         "'data/mnist5k.safetensors' holds 28x28 images, 'mlp' takes 8x8",

@@ -3,6 +3,3 @@
 mod export;
 mod fold;
 mod math;
-mod quantizers;
-mod sim;
-mod weights;

@@ -22,6 +22,30 @@ fn mlp(device: &Device) -> Mlp {
     load_pytorch_safetensors(Mlp::new(device), &fixture("mlp_weights.safetensors"), "mlp").unwrap()
 }
 
+/// The oracle CNN on a zero image: the forward a speedup traces.
+fn cnn_trace(m: &SmallCnn, d: &Device) -> Tensor<2> {
+    m.forward(Tensor::zeros([1, 1, 8, 8], d))
+}
+
+/// The oracle MLP on a zero feature vector: the forward a speedup traces.
+fn mlp_trace(m: &Mlp, d: &Device) -> Tensor<2> {
+    m.forward(Tensor::zeros([1, 64], d))
+}
+
+/// Asserts the sped-up `small` has NNI's `speedup_shapes` of `spec` (case `what`).
+fn assert_nni_shapes<M: Module>(small: &M, spec: &serde_json::Value, what: &str) {
+    let index = ModuleIndex::from_module(small);
+    for (path, shape) in nni_shapes(spec) {
+        assert_eq!(index.param(&path).unwrap().shape, shape, "{what}: {path}");
+    }
+}
+
+/// Asserts two outputs agree within 1e-5.
+fn assert_same_output(ours: Tensor<2>, expected: Tensor<2>, what: &str) {
+    let diff = max_abs_diff(ours, expected);
+    assert!(diff < 1e-5, "{what} differ by {diff}");
+}
+
 /// NNI's `speedup_shapes` in Burn's names and layout.
 fn nni_shapes(case: &serde_json::Value) -> Vec<(String, Vec<usize>)> {
     case["speedup_shapes"]
@@ -96,18 +120,8 @@ fn small_cnn_speedup_matches_nni_channels_shapes_and_outputs() {
     ] {
         let spec = &oracle["cnn"]["cases"][case];
         let masks = nni_masks("cnn", case);
-        let (small, report, _) = speedup(&model, &masks, |m, d| {
-            m.forward(Tensor::zeros([1, 1, 8, 8], d))
-        })
-        .unwrap();
-        let index = ModuleIndex::from_module(&small);
-        for (path, shape) in nni_shapes(spec) {
-            assert_eq!(
-                index.param(&path).unwrap().shape,
-                shape,
-                "cnn/{case}: {path}"
-            );
-        }
+        let (small, report, _) = speedup(&model, &masks, cnn_trace).unwrap();
+        assert_nni_shapes(&small, spec, &format!("cnn/{case}"));
         // Every parameter equals NNI's sped-up parameter: the same channels, in the same order.
         let ours = compress_core::testing::oracle::module_tensors(&small);
         for (path, expected) in nni_speedup_weights("cnn", case) {
@@ -119,10 +133,10 @@ fn small_cnn_speedup_matches_nni_channels_shapes_and_outputs() {
         // And the sped-up model computes exactly what the masked model with propagated masks
         // computes (the channels it removes contribute nothing there).
         let propagated = report.plan.to_masks().apply_hard(&model).unwrap();
-        let diff = max_abs_diff(small.forward(x.clone()), propagated.forward(x.clone()));
-        assert!(
-            diff < 1e-5,
-            "cnn/{case}: sped-up vs propagated-mask output differ by {diff}"
+        assert_same_output(
+            small.forward(x.clone()),
+            propagated.forward(x.clone()),
+            &format!("cnn/{case}: sped-up vs propagated-mask output"),
         );
     }
 }
@@ -135,26 +149,13 @@ fn mlp_speedup_matches_nni_shapes_and_outputs() {
     let x = input("mlp_x", [4, 64], &device);
     for case in ["l1", "l2", "fpgm", "l1_exclude", "taylor"] {
         let spec = &oracle["mlp"]["cases"][case];
-        let (small, report, _) = speedup(&model, &nni_masks("mlp", case), |m, d| {
-            m.forward(Tensor::zeros([1, 64], d))
-        })
-        .unwrap();
-        let index = ModuleIndex::from_module(&small);
-        for (path, shape) in nni_shapes(spec) {
-            assert_eq!(
-                index.param(&path).unwrap().shape,
-                shape,
-                "mlp/{case}: {path}"
-            );
-        }
+        let (small, report, _) = speedup(&model, &nni_masks("mlp", case), mlp_trace).unwrap();
+        assert_nni_shapes(&small, spec, &format!("mlp/{case}"));
         assert_eq!(report.removed, 16 + 8, "mlp/{case}");
-        let diff = max_abs_diff(
+        assert_same_output(
             small.forward(x.clone()),
             logits(&spec["speedup_output"], &device),
-        );
-        assert!(
-            diff < 1e-5,
-            "mlp/{case}: sped-up output differs from NNI's by {diff}"
+            &format!("mlp/{case}: sped-up output vs NNI's"),
         );
     }
 }
@@ -164,9 +165,7 @@ fn global_pruning_that_empties_a_layer_is_nnis_empty_layer_error() {
     let device = Device::flex();
     let model = cnn(&device);
     for case in ["l1_global", "l1_global_max"] {
-        let Err(err) = speedup(&model, &nni_masks("cnn", case), |m, d| {
-            m.forward(Tensor::zeros([1, 1, 8, 8], d))
-        }) else {
+        let Err(err) = speedup(&model, &nni_masks("cnn", case), cnn_trace) else {
             panic!("{case}: an emptied layer must be refused");
         };
         assert!(
@@ -184,10 +183,7 @@ fn global_pruning_that_empties_a_layer_is_nnis_empty_layer_error() {
 fn fine_grained_masks_remove_no_channels() {
     let device = Device::flex();
     let model = cnn(&device);
-    let (small, report, graph) = speedup(&model, &nni_masks("cnn", "level"), |m, d| {
-        m.forward(Tensor::zeros([1, 1, 8, 8], d))
-    })
-    .unwrap();
+    let (small, report, graph) = speedup(&model, &nni_masks("cnn", "level"), cnn_trace).unwrap();
     assert_eq!(report.removed, 0);
     assert!(report.plan.params.is_empty());
     assert_eq!(small.conv2.weight.dims(), [16, 8, 3, 3]);
@@ -204,17 +200,8 @@ fn flops_and_params_per_layer_match_nnis_counter() {
     let text = std::fs::read_to_string(fixture("nni_flops.json")).unwrap();
     let oracle: serde_json::Value = serde_json::from_str(&text).unwrap();
     let graphs = [
-        (
-            "cnn",
-            capture(&cnn(&device), |m, d| {
-                m.forward(Tensor::zeros([1, 1, 8, 8], d))
-            })
-            .unwrap(),
-        ),
-        (
-            "mlp",
-            capture(&mlp(&device), |m, d| m.forward(Tensor::zeros([1, 64], d))).unwrap(),
-        ),
+        ("cnn", capture(&cnn(&device), cnn_trace).unwrap()),
+        ("mlp", capture(&mlp(&device), mlp_trace).unwrap()),
     ];
     for (name, graph) in graphs {
         let expected = &oracle[name];

@@ -9,6 +9,8 @@ use compress_core::{
 };
 use compress_zoo::SmallCnn;
 
+use crate::pruners::L1;
+
 fn parse_err(toml: &str) -> CompressError {
     CompressConfig::from_toml(toml).expect_err("config must be refused")
 }
@@ -17,20 +19,6 @@ fn resolve_err(toml: &str) -> CompressError {
     let config = CompressConfig::from_toml(toml).expect("config parses");
     let index = ModuleIndex::from_module(&SmallCnn::new(&test_device()));
     config.resolve(&index).expect_err("resolution must fail")
-}
-
-struct L1;
-impl Pruner for L1 {
-    fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
-        input.scaling.shrink_with(
-            input.weight,
-            true,
-            &input.target.path,
-            0.0f32,
-            |a, x| a + x.abs(),
-            |a, _| a,
-        )
-    }
 }
 
 fn prune_err(toml: &str, pruner: &dyn Pruner) -> CompressError {

@@ -139,14 +139,10 @@ fn gradient_pruning_is_gradient_statistics_then_prune_with_grads() {
         ..TrainConfig::default()
     };
     // By hand: two steps at learning rate 0, the mean statistic, then masks.
-    let targets: Vec<String> = config()
+    let targets = config()
         .resolve(&ModuleIndex::from_module(&model))
         .unwrap()
-        .targets
-        .iter()
-        .filter(|t| t.is_active())
-        .map(|t| t.path.clone())
-        .collect();
+        .active_paths();
     let mut stats = GradientStatistics::new(targets, |w, g| (w * g).powf_scalar(2.0));
     let by_hand = TrainConfig {
         epochs: 2,

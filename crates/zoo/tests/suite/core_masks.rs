@@ -4,8 +4,10 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Tensor, TensorData};
 use compress_core::testing::test_device;
-use compress_core::{CompressConfig, Dense, MaskSet, MetricInput, Pruner, Result, prune};
+use compress_core::{CompressConfig, Dense, MaskSet, prune};
 use compress_zoo::SmallCnn;
+
+use crate::pruners::L2;
 
 fn sample_masks() -> MaskSet {
     let mut masks = MaskSet::default();
@@ -108,19 +110,6 @@ fn soft_masks_keep_pruned_weights_at_zero_through_training() {
 
 #[test]
 fn pruning_a_model_yields_masks_that_apply_to_it() {
-    struct L2;
-    impl Pruner for L2 {
-        fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
-            input.scaling.shrink_with(
-                input.weight,
-                true,
-                &input.target.path,
-                0.0f32,
-                |a, x| a + x * x,
-                |a, _| a.sqrt(),
-            )
-        }
-    }
     let device = test_device();
     let mut model = SmallCnn::new(&device);
     // Channel c of conv2 gets magnitude c, so the 8 smallest are channels 0..8.

@@ -8,3 +8,4 @@ mod core_driver;
 mod core_masks;
 mod core_nni_allocation;
 mod models;
+mod pruners;
