@@ -34,16 +34,30 @@ fn vulkan_driver() -> bool {
 }
 
 const TESTS: &[&str] = &["test", "--workspace", "--locked"];
-const GPU_TESTS: &[&str] = &[
-    "test",
-    "--locked",
-    "-p",
-    "burn-compress",
-    "--features",
-    "gpu",
-    "--test",
-    "suite",
-    "gpu",
+/// The GPU-path tests: the library's and the command line's `gpu` modules (Vulkan).
+const GPU_TESTS: &[&[&str]] = &[
+    &[
+        "test",
+        "--locked",
+        "-p",
+        "burn-compress",
+        "--features",
+        "gpu",
+        "--test",
+        "suite",
+        "gpu",
+    ],
+    &[
+        "test",
+        "--locked",
+        "-p",
+        "burn-compress-cli",
+        "--features",
+        "gpu",
+        "--test",
+        "suite",
+        "gpu",
+    ],
 ];
 
 /// Edges between workspace crates (normal, dev and build dependencies; a crate's dev-dependency
@@ -156,7 +170,7 @@ fn test() -> bool {
         return false;
     }
     if vulkan_driver() {
-        return cargo(GPU_TESTS);
+        return GPU_TESTS.iter().all(|args| cargo(args));
     }
     if std::env::var("BC_REQUIRE_GPU").is_ok_and(|v| v == "1") {
         eprintln!(

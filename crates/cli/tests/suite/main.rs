@@ -1,3 +1,5 @@
 //! Tests of the `burn-compress` binary, in one integration-test binary (each links all of Burn).
 
 mod cli;
+#[cfg(feature = "gpu")]
+mod gpu;
