@@ -17,6 +17,8 @@
 //! - [`MaskSet`]: masks by parameter path, statistics, safetensors files, hard and soft
 //!   (reparameterized) application.
 //! - [`Pruner`], [`Quantizer`], [`Distiller`] and the [`AlgorithmEntry`] registry.
+//! - Distillation: [`Distiller`] (each method's loss), NNI's distances [`mse_loss`] and
+//!   [`kl_loss`], link resolution [`distill_targets`] / [`check_links`].
 //! - [`prune_model`]: the one pruning driver, choosing one-shot, gradient (Taylor),
 //!   learned-score (Slim, Movement) or scheduled (AGP, Linear) pruning from what the pruner
 //!   declares.
@@ -66,6 +68,7 @@ mod allocate;
 mod config;
 mod dataset;
 mod dense;
+mod distill;
 mod driver;
 mod error;
 mod granularity;
@@ -93,6 +96,10 @@ pub use config::{
 };
 pub use dataset::ImageDataset;
 pub use dense::{Dense, strides};
+pub use distill::{
+    DistillInput, DistillMethod, DistillReads, DistillTarget, Distiller, Features, TargetFeatures,
+    check_links, distance, distill_targets, kl_loss, mse_loss,
+};
 pub use driver::{PruneMode, PruneSchedule, Pruned, Training, prune_model};
 pub use error::{CompressError, Result, check_keys, did_you_mean, fs};
 pub use granularity::{Granularity, KernelPadding, Scaling};
@@ -108,7 +115,7 @@ pub use quantizer::{
     QuantParams, Quantizer, RangeTracking,
 };
 pub use registry::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, Distiller, MetricInput, MetricMap,
+    Algorithm, AlgorithmEntry, AlgorithmKind, AlgorithmOptions, MetricInput, MetricMap,
     MetricNeeds, Pruner,
 };
 pub use schedule::Schedule;
@@ -120,8 +127,8 @@ pub use scores::{
 pub use structure::FixStructure;
 pub use targets::{ConfigWarning, Resolved, Target};
 pub use train::{
-    GradientStatistics, NoHooks, OptimizerKind, TrainConfig, TrainHooks, TrainReport, accuracy,
-    shuffled, train_classifier,
+    GradientStatistics, HookChain, NoHooks, OptimizerKind, StepBatch, TrainConfig, TrainHooks,
+    TrainReport, accuracy, shuffled, train_classifier,
 };
 
 // Re-exported so algorithm crates and users register with the same version.
