@@ -37,6 +37,8 @@
 #![warn(missing_docs)]
 
 pub mod device;
+pub mod distill;
+pub mod fusion;
 pub mod pruning;
 pub mod quantize;
 pub mod recipe;

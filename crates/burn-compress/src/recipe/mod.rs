@@ -44,7 +44,7 @@ pub use quantize::{Quantize, QuantizeStep};
 pub use report::ReportStep;
 pub use run::{RunOptions, RunReport, Stage, run};
 pub use speedup::SpeedupStep;
-pub use train::TrainStep;
+pub use train::{Blocks, DistillBlock, TeacherSource, TrainStep};
 
 /// A recipe error: the step or key at fault, in words.
 #[derive(Debug, thiserror::Error)]
