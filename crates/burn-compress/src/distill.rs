@@ -218,6 +218,16 @@ pub struct Distillation<M> {
     error: Option<DistillError>,
 }
 
+impl<M> std::fmt::Debug for Distillation<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distillation")
+            .field("teacher", &self.teacher)
+            .field("targets", &self.targets)
+            .field("adapters", &self.adapter_of)
+            .finish()
+    }
+}
+
 impl<M: Module> Distillation<M> {
     /// Distil `teacher` into `student` (whose forward is `forward`, for inputs of
     /// `input_shape` per example) with `distiller`; layer-reading distillers take their targets
