@@ -87,9 +87,12 @@ impl Tap for Record<'_> {
     }
 }
 
+/// A classifier's forward.
+type Forward<M> = Box<dyn Fn(&M, Tensor<4>) -> Tensor<2>>;
+
 /// Replays of one model, captured once per input shape.
 struct Replays<M> {
-    forward: Box<dyn Fn(&M, Tensor<4>) -> Tensor<2>>,
+    forward: Forward<M>,
     cache: RefCell<HashMap<[usize; 4], Replay>>,
 }
 
@@ -105,9 +108,8 @@ impl<M: Module> Replays<M> {
         }
         let shape = x.dims();
         let mut cache = self.cache.borrow_mut();
-        if !cache.contains_key(&shape) {
-            let replay = Replay::capture(model, shape, |m, x| (self.forward)(m, x))?;
-            cache.insert(shape, replay);
+        if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(shape) {
+            e.insert(Replay::capture(model, shape, |m, x| (self.forward)(m, x))?);
         }
         let mut tap = Record {
             wanted,

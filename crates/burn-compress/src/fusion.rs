@@ -28,7 +28,7 @@ use crate::quantize::QuantizeJob;
 pub enum FusionError {
     /// Pruning (config, schedule, masks) failed.
     #[error("pruning: {0}")]
-    Prune(#[from] crate::pruning::PruneError),
+    Prune(#[from] Box<crate::pruning::PruneError>),
     /// Quantization (config, calibration, replay) failed.
     #[error("quantization: {0}")]
     Quant(#[from] compress_quant::QuantError),
@@ -39,7 +39,7 @@ pub enum FusionError {
 
 impl From<CompressError> for FusionError {
     fn from(e: CompressError) -> Self {
-        FusionError::Prune(e.into())
+        FusionError::Prune(Box::new(e.into()))
     }
 }
 
