@@ -310,7 +310,7 @@ fn a_pruned_and_quantized_recipe_output_loads_into_a_fresh_template() {
 fn an_unknown_key_gets_a_did_you_mean_in_every_step_kind() {
     refused(
         "[[step]]\nkind = 'train'\nepoch = 3\n",
-        "recipe step[0] (train): unknown key 'epoch' (did you mean 'epochs'?) (allowed: batch_size, epochs, kind, lr, max_steps)",
+        "recipe step[0] (train): unknown key 'epoch' (did you mean 'epochs'?) (allowed: batch_size, distill, epochs, kind, lr, max_steps, prune, quantize)",
     );
     refused(
         "[[step]]\nkind = 'train'\n[[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-l1.toml'\nshedule = 'agp'\n",
