@@ -37,6 +37,8 @@
 #![warn(missing_docs)]
 
 pub mod device;
+pub mod distill;
+pub mod fusion;
 pub mod pruning;
 pub mod quantize;
 pub mod recipe;
@@ -45,8 +47,11 @@ pub mod zoo_capture;
 pub use compress_core as core;
 pub use compress_core::{
     AlgorithmEntry, AlgorithmKind, CompressConfig, CompressError, Dense, Granularity, MaskSet,
-    ModuleIndex, PruneOutcome, Pruner, driver::PruneMode, driver::PruneSchedule, driver::Pruned,
-    driver::Training, prune, prune::prune_with_grads, prune_model,
+    ModuleIndex, PruneOutcome, Pruner,
+    driver::{PruneMode, PruneSchedule, Pruned, Training},
+    prune,
+    prune::prune_with_grads,
+    prune_model,
 };
 pub use compress_graph as graph;
 pub use compress_quant as quant;

@@ -123,6 +123,10 @@ pub enum ApplyMethod {
     ClampRound,
     /// Quantize-dequantize with QAT's clipped gradient.
     QatClampRound,
+    /// Distillation: mean squared error.
+    Mse,
+    /// Distillation: KL divergence of the softened outputs.
+    Kl,
 }
 
 /// Signed or unsigned integer quantization type with NNI's ranges.
@@ -701,6 +705,8 @@ fn parse_setting(t: &toml::Table, ctx: &str, allow_selection: bool) -> Result<Ta
                         ("bypass", ApplyMethod::Bypass),
                         ("clamp_round", ApplyMethod::ClampRound),
                         ("qat_clamp_round", ApplyMethod::QatClampRound),
+                        ("mse", ApplyMethod::Mse),
+                        ("kl", ApplyMethod::Kl),
                     ],
                 )?)
             }

@@ -271,6 +271,51 @@ pub enum CompressError {
         /// What it said.
         message: String,
     },
+    /// A distillation link to a teacher layer that does not exist.
+    #[error(
+        "distillation target '{student}' links to teacher layer '{teacher}', which the teacher does not have{} (teacher layers: {available})",
+        suggestion_text(.suggestion)
+    )]
+    UnknownLink {
+        /// The student layer.
+        student: String,
+        /// The missing teacher layer.
+        teacher: String,
+        /// The closest teacher layer, if one is close.
+        suggestion: Option<String>,
+        /// The teacher's layers.
+        available: String,
+    },
+    /// A distillation link between outputs of different shapes (never broadcast).
+    #[error(
+        "distillation link '{link}' compares outputs of different shapes: student {student:?}, teacher {teacher:?}"
+    )]
+    LinkShapeMismatch {
+        /// The link (`student fc2 -> teacher fc2`).
+        link: String,
+        /// The student's shape.
+        student: Vec<usize>,
+        /// The teacher's shape.
+        teacher: Vec<usize>,
+    },
+    /// A negative (or non-finite) distillation weight.
+    #[error("{context}: 'lambda' must be a non-negative number, found {value}")]
+    NegativeLambda {
+        /// Where (`config_list[0]`, `[algorithm] of 'kd'`).
+        context: String,
+        /// The value.
+        value: f64,
+    },
+    /// A teacher that takes inputs of another shape than the student.
+    #[error(
+        "the teacher takes inputs of shape {teacher:?} per example, the student {student:?}: distillation feeds both the same batch"
+    )]
+    TeacherInput {
+        /// The teacher's input shape (without the batch).
+        teacher: Vec<usize>,
+        /// The student's input shape (without the batch).
+        student: Vec<usize>,
+    },
     /// Burn could not convert tensor data.
     #[error("tensor data of '{path}': {message}")]
     TensorData {

@@ -20,7 +20,8 @@
 //! | [`mod@allocate`] | NNI's sparsity rules (ratio, threshold, global, dependency, align), shared by every pruner |
 //! | [`mask`] | [`MaskSet`]: masks by parameter path, statistics, files, hard and soft application, deep copies |
 //! | [`dense`] | [`Dense`]: the small host tensor metrics and masks are computed on |
-//! | [`registry`] | the [`Pruner`] and [`Distiller`] traits, [`AlgorithmEntry`], typed option reads |
+//! | [`distill`] | the [`Distiller`] trait (each method's loss), NNI's distances (MSE, KL with T²), link resolution |
+//! | [`registry`] | the [`Pruner`] trait, [`AlgorithmEntry`], typed option reads |
 //! | [`quantizer`] | the [`Quantizer`] contract: initialisation, fake quantization, learnable parameters, export grid |
 //! | [`mod@prune`] | one-shot masks from a pruner ([`prune()`], [`prune_with_grads`](prune::prune_with_grads)) |
 //! | [`driver`] | [`prune_model`]: one-shot, gradient, learned-score or scheduled pruning, chosen from what the pruner declares |
@@ -74,6 +75,7 @@ pub mod allocate;
 pub mod config;
 pub mod dataset;
 pub mod dense;
+pub mod distill;
 pub mod driver;
 pub mod error;
 pub mod granularity;
@@ -96,6 +98,7 @@ pub mod testing;
 
 pub use config::CompressConfig;
 pub use dense::Dense;
+pub use distill::Distiller;
 pub use driver::prune_model;
 pub use error::{CompressError, Result};
 pub use granularity::Granularity;
@@ -103,7 +106,7 @@ pub use index::ModuleIndex;
 pub use mask::MaskSet;
 pub use prune::{PruneOutcome, prune};
 pub use quantizer::Quantizer;
-pub use registry::{Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, MetricInput, Pruner};
+pub use registry::{Algorithm, AlgorithmEntry, AlgorithmKind, MetricInput, Pruner};
 pub use structure::FixStructure;
 pub use targets::Target;
 

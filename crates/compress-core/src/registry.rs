@@ -11,6 +11,7 @@ use std::fmt;
 use burn::tensor::Tensor;
 
 use crate::allocate::Metric;
+use crate::distill::Distiller;
 use crate::error::did_you_mean;
 use crate::granularity::{Granularity, Scaling};
 use crate::quantizer::Quantizer;
@@ -105,12 +106,6 @@ pub trait Pruner: Send + Sync {
     /// [`CompressError::Algorithm`] when the target cannot be scored (e.g. FPGM on a
     /// fine-grained granularity), or a granularity error from `Scaling`.
     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>>;
-}
-
-/// A distillation loss between student and teacher hidden states `[batch, features]`.
-pub trait Distiller: Send + Sync {
-    /// The loss for one linked pair.
-    fn loss(&self, student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1>;
 }
 
 /// A constructed algorithm.
@@ -225,6 +220,21 @@ impl AlgorithmEntry {
                 name: self.name.to_string(),
                 kind: self.kind.to_string(),
                 wanted: AlgorithmKind::Pruner.to_string(),
+            }),
+        }
+    }
+
+    /// [`build`](Self::build), requiring a distiller.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build); [`CompressError::WrongAlgorithmKind`] for other kinds.
+    pub fn build_distiller(&self, options: &toml::Table) -> Result<Box<dyn Distiller>> {
+        match self.build(options)? {
+            Algorithm::Distiller(d) => Ok(d),
+            _ => Err(CompressError::WrongAlgorithmKind {
+                name: self.name.to_string(),
+                kind: self.kind.to_string(),
+                wanted: AlgorithmKind::Distiller.to_string(),
             }),
         }
     }

@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
+use burn::tensor::Gradients;
 
 use crate::dataset::ImageDataset;
 
@@ -58,12 +59,38 @@ impl Default for TrainConfig {
     }
 }
 
+/// What one training step's forward saw: the batch and the model's logits (for loss patches
+/// that need them, such as distillation).
+#[derive(Debug, Clone, Copy)]
+pub struct StepBatch<'a> {
+    /// The images `[batch, channels, height, width]`.
+    pub images: &'a Tensor<4>,
+    /// The labels `[batch]`.
+    pub labels: &'a Tensor<1, Int>,
+    /// The model's logits for `images` (tracked: gradients flow through them).
+    pub logits: &'a Tensor<2>,
+    /// The optimizer step this batch is for (0-based).
+    pub step: usize,
+}
+
 /// Callbacks around each training step; every method has a no-op default.
 pub trait TrainHooks<M> {
-    /// Change the loss before backward (a regulariser, a distillation term).
+    /// Change the loss before backward (a regulariser).
     fn patch_loss(&mut self, _model: &M, loss: Tensor<1>) -> Tensor<1> {
         loss
     }
+    /// Change the loss before backward, seeing the batch and the logits (NNI's
+    /// `patch_loss(f(loss, batch))`: distillation). The default calls
+    /// [`patch_loss`](Self::patch_loss), so hooks written against it keep working.
+    fn patch_loss_with(&mut self, model: &M, loss: Tensor<1>, _batch: &StepBatch<'_>) -> Tensor<1> {
+        self.patch_loss(model, loss)
+    }
+    /// Train parameters that live outside the model (NNI's `patch_optim_param_group`: a
+    /// distiller's adapters) with the training loop's own `optimizer` and learning rate: take
+    /// their gradients out of `grads` (the backward's, the model's own already taken out) and
+    /// step them, e.g. `optimizer.step(lr, adapters, GradientsParams::from_module(grads,
+    /// &adapters))`. Called after the model's optimizer step.
+    fn step_extra(&mut self, _optimizer: &mut ModuleOptimizer, _lr: f64, _grads: &mut Gradients) {}
     /// See the gradients of a step before the optimizer uses them.
     fn after_backward(&mut self, _model: &M, _grads: &GradientsParams, _step: usize) {}
     /// Just before the optimizer step: change the model or take gradients out of `grads` (an
@@ -83,6 +110,53 @@ pub trait TrainHooks<M> {
 pub struct NoHooks;
 
 impl<M> TrainHooks<M> for NoHooks {}
+
+/// Several hooks as one, called in order (fusion: a scheduled pruner, a quantization
+/// simulation and a distiller in one training run). Each loss patch sees the loss the previous
+/// one returned.
+pub struct HookChain<'a, M> {
+    hooks: Vec<&'a mut dyn TrainHooks<M>>,
+}
+
+impl<'a, M> HookChain<'a, M> {
+    /// The hooks, called in this order.
+    pub fn new(hooks: Vec<&'a mut dyn TrainHooks<M>>) -> Self {
+        Self { hooks }
+    }
+}
+
+impl<M> TrainHooks<M> for HookChain<'_, M> {
+    fn patch_loss(&mut self, model: &M, loss: Tensor<1>) -> Tensor<1> {
+        self.hooks
+            .iter_mut()
+            .fold(loss, |loss, h| h.patch_loss(model, loss))
+    }
+    fn patch_loss_with(&mut self, model: &M, loss: Tensor<1>, batch: &StepBatch<'_>) -> Tensor<1> {
+        self.hooks
+            .iter_mut()
+            .fold(loss, |loss, h| h.patch_loss_with(model, loss, batch))
+    }
+    fn after_backward(&mut self, model: &M, grads: &GradientsParams, step: usize) {
+        for h in &mut self.hooks {
+            h.after_backward(model, grads, step);
+        }
+    }
+    fn before_step(&mut self, model: M, grads: &mut GradientsParams, step: usize) -> M {
+        self.hooks
+            .iter_mut()
+            .fold(model, |m, h| h.before_step(m, grads, step))
+    }
+    fn step_extra(&mut self, optimizer: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients) {
+        for h in &mut self.hooks {
+            h.step_extra(optimizer, lr, grads);
+        }
+    }
+    fn after_step(&mut self, model: M, step: usize) -> M {
+        self.hooks
+            .iter_mut()
+            .fold(model, |m, h| h.after_step(m, step))
+    }
+}
 
 /// What a training run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,14 +235,23 @@ pub fn train_classifier<M: Module>(
             }
             let end = (start + config.batch_size).min(data.len());
             let (x, y) = shuffled_data.batch(start, end, &device);
-            let loss = loss_fn.forward(forward(&model, x), y);
-            let loss = hooks.patch_loss(&model, loss);
+            let logits = forward(&model, x.clone());
+            let loss = loss_fn.forward(logits.clone(), y.clone());
+            let batch = StepBatch {
+                images: &x,
+                labels: &y,
+                logits: &logits,
+                step,
+            };
+            let loss = hooks.patch_loss_with(&model, loss, &batch);
             sum += loss.clone().into_scalar::<f32>() as f64;
             count += 1;
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut raw = loss.backward();
+            let mut grads = GradientsParams::from_module(&mut raw, &model);
             hooks.after_backward(&model, &grads, step);
             model = hooks.before_step(model, &mut grads, step);
             model = optim.step(config.lr, model, grads);
+            hooks.step_extra(&mut optim, config.lr, &mut raw);
             model = hooks.after_step(model, step);
             step += 1;
             bar.set_position(step as u64);

@@ -44,7 +44,7 @@ pub use quantize::{Quantize, QuantizeStep};
 pub use report::ReportStep;
 pub use run::{RunOptions, RunReport, Stage, run};
 pub use speedup::SpeedupStep;
-pub use train::TrainStep;
+pub use train::{Blocks, DistillBlock, TeacherSource, TrainStep};
 
 /// A recipe error: the step or key at fault, in words.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,7 @@ struct RecipeFile {
 #[derive(Debug, Clone)]
 pub enum Step {
     /// Train, or fine-tune (after a prune; masks stay in force), with cross-entropy.
-    Train(TrainStep),
+    Train(Box<TrainStep>),
     /// Compute masks with a registered pruner and a config file.
     Prune(Box<Prune>),
     /// Make the masked model physically smaller.
@@ -397,9 +397,12 @@ impl Recipe {
                 ));
             }
             let step = match kind {
-                "train" | "finetune" => {
-                    Step::Train(train::parse(t, kind == "finetune", &ctx, &mut progress)?)
-                }
+                "train" | "finetune" => Step::Train(Box::new(train::parse(
+                    t,
+                    kind == "finetune",
+                    &ctx,
+                    &mut progress,
+                )?)),
                 "prune" => Step::Prune(Box::new(prune::parse(t, &ctx, &mut progress)?)),
                 "speedup" => Step::Speedup(speedup::parse(t, &ctx, &progress)?),
                 "quantize" => Step::Quantize(Box::new(quantize::parse(t, &ctx, &mut progress)?)),

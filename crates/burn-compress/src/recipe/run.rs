@@ -7,8 +7,10 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::prelude::*;
 use compress_core::{
-    AlgorithmEntry, MaskSet, dataset::ImageDataset, driver::Training, train::NoHooks,
-    train::OptimizerKind, train::TrainConfig, train::accuracy, train::train_classifier,
+    AlgorithmEntry, MaskSet,
+    dataset::ImageDataset,
+    driver::Training,
+    train::{NoHooks, OptimizerKind, TrainConfig, accuracy, train_classifier},
 };
 use compress_graph::{capture, count};
 use compress_speedup::{ConflictPolicy, DependencyGraph, FixStructure, Plan, apply, save_pruned};
@@ -190,6 +192,8 @@ where
         seconds: 0.0,
     };
     let mut native: Option<M> = None;
+    // The model as the last plain train step left it: the "dense" teacher.
+    let mut dense: Option<M> = None;
     let record = |report: &mut RunReport, s: Stage| {
         if options.verbose {
             eprintln!(
@@ -207,6 +211,89 @@ where
     for (i, step) in recipe.steps.iter().enumerate() {
         let ctx = format!("step[{i}]");
         match step {
+            Step::Train(t)
+                if t.blocks.distill.is_some()
+                    || t.blocks.prune.is_some()
+                    || t.blocks.quantize.is_some() =>
+            {
+                let config = train_config(
+                    t.epochs,
+                    t.lr,
+                    t.batch_size,
+                    t.max_steps,
+                    recipe.seed.wrapping_add(i as u64),
+                );
+                let mut distill = match &t.blocks.distill {
+                    Some(d) => Some(distillation(
+                        d,
+                        &model,
+                        dense.as_ref(),
+                        &recipe.arch,
+                        image,
+                        &ctx,
+                    )?),
+                    None => None,
+                };
+                let prune = match &t.blocks.prune {
+                    Some(p) => {
+                        let pruner = AlgorithmEntry::find(&p.algorithm)
+                            .and_then(|e| e.build_pruner(&p.options))
+                            .map_err(|e| err(&ctx, e))?;
+                        let inference = model.valid();
+                        let graph = capture(&inference, |m, d| m.classify(Tensor::zeros(image, d)))
+                            .map_err(|e| err(&ctx, e))?;
+                        let coupled = crate::pruning::coupled_config(&inference, &graph, &p.config)
+                            .map_err(|e| err(&ctx, e))?;
+                        Some(crate::fusion::FusedPrune {
+                            config: coupled,
+                            pruner: Arc::from(pruner),
+                            schedule: p
+                                .schedule
+                                .ok_or_else(|| err(&ctx, "a schedule is required"))?,
+                        })
+                    }
+                    None => None,
+                };
+                // Masks of an earlier prune stay in force (soft) unless this run prunes itself.
+                let start = match (masks.as_ref(), &prune) {
+                    (Some(m), None) => m.apply_soft(&model).map_err(|e| err(&ctx, e))?,
+                    _ => model,
+                };
+                let fused = crate::fusion::train_fused(
+                    start,
+                    &train,
+                    &config,
+                    prune,
+                    t.blocks.quantize.as_ref().map(|q| &q.job),
+                    distill.as_mut(),
+                )
+                .map_err(|e| err(&ctx, e))?;
+                let name = if t.blocks.prune.is_some() || t.blocks.quantize.is_some() {
+                    "fuse"
+                } else {
+                    t.name()
+                };
+                let mut row = stage(name, &fused.model, &test, image)?;
+                if let Some(sim) = fused.sim {
+                    let q = crate::quantize::Quantized {
+                        model: fused.model.clone(),
+                        sim,
+                    };
+                    row.accuracy = q.accuracy(&test).map_err(|e| err(&ctx, e))?;
+                }
+                record(&mut report, row);
+                if let Some(m) = fused.masks {
+                    masks = Some(m);
+                }
+                model = fused.model.train();
+                if t.blocks.prune.is_none()
+                    && t.blocks.quantize.is_none()
+                    && !t.finetune
+                    && masks.is_none()
+                {
+                    dense = Some(model.valid());
+                }
+            }
             Step::Train(t) => {
                 let config = train_config(
                     t.epochs,
@@ -225,6 +312,9 @@ where
                     }
                     None => train_classifier(model, &train, forward, &config, &mut NoHooks).0,
                 };
+                if !t.finetune && masks.is_none() {
+                    dense = Some(model.valid());
+                }
                 record(&mut report, stage(t.name(), &model.valid(), &test, image)?);
             }
             Step::Prune(p) => {
@@ -360,4 +450,65 @@ where
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The distillation hook of a `[step.distill]` block for `student`.
+fn distillation<M>(
+    block: &super::DistillBlock,
+    student: &M,
+    dense: Option<&M>,
+    arch: &str,
+    image: [usize; 4],
+    ctx: &str,
+) -> Result<crate::distill::Distillation<M>, RecipeError>
+where
+    M: Module + ImageClassifier + 'static,
+{
+    use crate::distill::{Distillation, Teacher};
+    let distiller = AlgorithmEntry::find(&block.algorithm)
+        .and_then(|e| e.build_distiller(&block.options))
+        .map_err(|e| err(ctx, e))?;
+    let teacher = match &block.teacher {
+        super::TeacherSource::Dense => {
+            let dense =
+                dense.ok_or_else(|| err(ctx, "no dense model: a train step must come before"))?;
+            Teacher::new(dense.valid(), [image[1], image[2], image[3]], |m: &M, x| {
+                m.classify(x)
+            })
+        }
+        super::TeacherSource::Weights { arch: a, path } => {
+            let name = if a.is_empty() { arch } else { a.as_str() };
+            let arch: compress_zoo::Arch = name
+                .parse()
+                .map_err(|e: compress_zoo::ZooError| err(ctx, e))?;
+            let shape = arch.input_shape(1);
+            let input = [shape[1], shape[2], shape[3]];
+            let loaded = AnyModel::load(arch, path, &Device::flex()).map_err(|e| err(ctx, e))?;
+            match loaded {
+                AnyModel::SmallCnn(m) => Teacher::new(m, input, |m, x| m.classify(x)),
+                AnyModel::Mlp(m) => Teacher::new(m, input, |m, x| m.classify(x)),
+                AnyModel::LeNet5(m) => Teacher::new(m, input, |m, x| m.classify(x)),
+                AnyModel::LeNet300100(m) => Teacher::new(m, input, |m, x| m.classify(x)),
+                AnyModel::ResNet18(m) => Teacher::new(m, input, |m, x| m.classify(x)),
+                AnyModel::ResNet50(m) => Teacher::new(m, input, |m, x| m.classify(x)),
+                AnyModel::MobileNetV2(m) => Teacher::new(m, input, |m, x| m.classify(x)),
+                AnyModel::TinyTransformer(_) => {
+                    return Err(err(
+                        ctx,
+                        "tiny-transformer takes token ids; it cannot teach an image classifier",
+                    ));
+                }
+            }
+        }
+    }
+    .map_err(|e| err(ctx, e))?;
+    Distillation::new(
+        Arc::from(distiller),
+        &block.config,
+        teacher,
+        student,
+        [image[1], image[2], image[3]],
+        |m: &M, x| m.classify(x),
+    )
+    .map_err(|e| err(ctx, e))
 }

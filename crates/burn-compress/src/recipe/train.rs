@@ -1,6 +1,13 @@
 //! `kind = "train"` and `kind = "finetune"`: cross-entropy training with Adam.
 
+use std::path::PathBuf;
+
+use compress_core::toml::{Table, Value};
+use compress_core::{AlgorithmEntry, CompressConfig};
 use serde::{Deserialize, Serialize};
+
+use super::prune::Prune;
+use super::quantize::Quantize;
 
 use super::{Progress, RecipeError, at_least_one, err, non_negative, typed};
 
@@ -20,6 +27,78 @@ pub struct TrainStep {
     /// `finetune` (after a prune) rather than `train`.
     #[serde(skip)]
     pub finetune: bool,
+    /// `[step.distill]`: distil a teacher while training (see [`DistillBlock`]).
+    pub distill: Option<Table>,
+    /// `[step.prune]`: prune on a schedule in this same training run (fusion; keys of a prune
+    /// step, `schedule` required).
+    pub prune: Option<Table>,
+    /// `[step.quantize]`: quantization-aware training in this same run (fusion; keys of a
+    /// quantize step).
+    pub quantize: Option<Table>,
+    /// The checked blocks.
+    #[serde(skip)]
+    pub blocks: Blocks,
+}
+
+/// The checked `[step.distill]`, `[step.prune]`, `[step.quantize]` blocks of a training step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Blocks {
+    /// Distillation.
+    pub distill: Option<DistillBlock>,
+    /// Scheduled pruning in the same run.
+    pub prune: Option<Box<Prune>>,
+    /// Quantization in the same run.
+    pub quantize: Option<Box<Quantize>>,
+}
+
+/// Where the teacher comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeacherSource {
+    /// The model as the last `train` step left it (the dense model).
+    Dense,
+    /// A weights file (PyTorch names) of a zoo architecture.
+    Weights {
+        /// The architecture.
+        arch: String,
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// `[step.distill]`: `algorithm` (a registered distiller, default `kd`), `teacher` (`"dense"`,
+/// default, or a weights file), `teacher_arch` (default the recipe's), `config` (a config file
+/// with distillation rules, for the layerwise distillers); every other key goes to the
+/// distiller (`temperature`, `alpha`, `origin_lambda`).
+#[derive(Debug, Clone)]
+pub struct DistillBlock {
+    /// Registry name.
+    pub algorithm: String,
+    /// The distiller's options.
+    pub options: Table,
+    /// The distillation rules (empty without `config`).
+    pub config: CompressConfig,
+    /// The teacher.
+    pub teacher: TeacherSource,
+}
+
+impl PartialEq for DistillBlock {
+    fn eq(&self, other: &Self) -> bool {
+        self.algorithm == other.algorithm
+            && self.options == other.options
+            && self.teacher == other.teacher
+    }
+}
+
+impl PartialEq for Prune {
+    fn eq(&self, other: &Self) -> bool {
+        self.step == other.step
+    }
+}
+
+impl PartialEq for Quantize {
+    fn eq(&self, _: &Self) -> bool {
+        false
+    }
 }
 
 impl Default for TrainStep {
@@ -30,6 +109,10 @@ impl Default for TrainStep {
             batch_size: 64,
             max_steps: None,
             finetune: false,
+            distill: None,
+            prune: None,
+            quantize: None,
+            blocks: Blocks::default(),
         }
     }
 }
@@ -58,6 +141,108 @@ pub(super) fn parse(
     }
     non_negative(step.lr, "lr", ctx)?;
     step.finetune = finetune;
+    if let Some(d) = &step.distill {
+        step.blocks.distill = Some(parse_distill(d, &format!("{ctx} [distill]"), progress)?);
+    }
+    if let Some(p) = &step.prune {
+        let pctx = format!("{ctx} [prune]");
+        let was = progress.trained;
+        progress.trained = true;
+        let prune = super::prune::parse(p, &pctx, progress)?;
+        progress.trained = was;
+        if prune.schedule.is_none() {
+            return Err(err(
+                pctx,
+                "pruning inside a training step needs a 'schedule' (\"agp\" or \"linear\")",
+            ));
+        }
+        for key in ["epochs", "lr", "batch_size"] {
+            if p.contains_key(key) {
+                return Err(err(
+                    &pctx,
+                    format!("'{key}' is the training step's: set it there"),
+                ));
+            }
+        }
+        step.blocks.prune = Some(Box::new(prune));
+    }
+    if let Some(q) = &step.quantize {
+        let qctx = format!("{ctx} [quantize]");
+        let was = progress.trained;
+        progress.trained = true;
+        let quantize = super::quantize::parse(q, &qctx, progress)?;
+        progress.trained = was;
+        // The fused run quantizes in simulation; later steps (speedup, an exporting quantize
+        // step) may still follow.
+        progress.quantized = false;
+        step.blocks.quantize = Some(Box::new(quantize));
+    }
     progress.trained = true;
     Ok(step)
+}
+
+fn parse_distill(t: &Table, ctx: &str, progress: &Progress) -> Result<DistillBlock, RecipeError> {
+    let string = |key: &str| -> Result<Option<String>, RecipeError> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(err(
+                ctx,
+                format!("'{key}' must be a string, found {}", other.type_str()),
+            )),
+        }
+    };
+    let algorithm = string("algorithm")?.unwrap_or_else(|| "kd".to_string());
+    let mut options = t.clone();
+    for key in ["algorithm", "teacher", "teacher_arch", "config"] {
+        options.remove(key);
+    }
+    AlgorithmEntry::find(&algorithm)
+        .and_then(|e| e.build_distiller(&options))
+        .map_err(|e| err(ctx, e))?;
+    let config = match string("config")? {
+        Some(path) => {
+            CompressConfig::from_file(std::path::Path::new(&path)).map_err(|e| err(ctx, e))?
+        }
+        None => CompressConfig {
+            algorithm: None,
+            rules: Vec::new(),
+        },
+    };
+    let teacher = match string("teacher")?.as_deref() {
+        None | Some("dense") => {
+            if !progress.trained {
+                return Err(err(
+                    ctx,
+                    "the dense teacher is the model of an earlier train step: add one, or give a teacher weights file",
+                ));
+            }
+            if let Some(a) = string("teacher_arch")? {
+                return Err(err(
+                    ctx,
+                    format!("'teacher_arch' ({a}) needs a teacher weights file"),
+                ));
+            }
+            TeacherSource::Dense
+        }
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(err(
+                    ctx,
+                    format!("teacher weights '{}' do not exist", path.display()),
+                ));
+            }
+            TeacherSource::Weights {
+                arch: string("teacher_arch")?.unwrap_or_default(),
+                path,
+            }
+        }
+    };
+    Ok(DistillBlock {
+        algorithm,
+        options,
+        config,
+        teacher,
+    })
 }

@@ -132,8 +132,11 @@ fn a_short_recipe_trains_prunes_speeds_up_and_finetunes() {
 fn scheduled_pruning_reaches_its_ratio_and_keeps_pruned_weights_at_zero() {
     use burn::prelude::*;
     use burn_compress::core::{
-        ModuleIndex, dataset::ImageDataset, schedule::Schedule, scheduled::ScheduledPruning,
-        train::TrainConfig, train::train_classifier,
+        ModuleIndex,
+        dataset::ImageDataset,
+        schedule::Schedule,
+        scheduled::ScheduledPruning,
+        train::{TrainConfig, train_classifier},
     };
     use burn_compress::zoo::{ImageClassifier, LeNet5};
     use burn_compress::{AlgorithmEntry, CompressConfig, Dense};
@@ -311,7 +314,7 @@ fn a_pruned_and_quantized_recipe_output_loads_into_a_fresh_template() {
 fn an_unknown_key_gets_a_did_you_mean_in_every_step_kind() {
     refused(
         "[[step]]\nkind = 'train'\nepoch = 3\n",
-        "recipe step[0] (train): unknown key 'epoch' (did you mean 'epochs'?) (allowed: batch_size, epochs, kind, lr, max_steps)",
+        "recipe step[0] (train): unknown key 'epoch' (did you mean 'epochs'?) (allowed: batch_size, distill, epochs, kind, lr, max_steps, prune, quantize)",
     );
     refused(
         "[[step]]\nkind = 'train'\n[[step]]\nkind = 'prune'\nconfig = 'configs/lenet5-l1.toml'\nshedule = 'agp'\n",

@@ -73,6 +73,9 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
     assert_eq!(
         burn_compress::algorithms::CRATES,
         [
+            "distill-adaptive1d-layerwise",
+            "distill-dynamic-layerwise",
+            "distill-kd",
             "prune-fpgm",
             "prune-level",
             "prune-movement",
@@ -89,9 +92,32 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
     assert_eq!(
         names,
         [
-            "bnn", "dorefa", "fpgm", "l1-norm", "l2-norm", "level", "lsq", "lsq-plus", "movement",
-            "ptq", "qat", "slim", "taylor"
+            "adaptive1d-layerwise",
+            "bnn",
+            "dorefa",
+            "dynamic-layerwise",
+            "fpgm",
+            "kd",
+            "l1-norm",
+            "l2-norm",
+            "level",
+            "lsq",
+            "lsq-plus",
+            "movement",
+            "ptq",
+            "qat",
+            "slim",
+            "taylor"
         ]
+    );
+    let distillers: Vec<&str> = AlgorithmEntry::all()
+        .iter()
+        .filter(|e| e.kind == AlgorithmKind::Distiller)
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        distillers,
+        ["adaptive1d-layerwise", "dynamic-layerwise", "kd"]
     );
     let quantizers: Vec<&str> = AlgorithmEntry::all()
         .iter()
@@ -111,7 +137,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("bnn, dorefa, fpgm, l1-norm, l2-norm, level, lsq, lsq-plus, movement, ptq, qat, slim, taylor"),
+        msg.contains("adaptive1d-layerwise, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, movement, ptq, qat, slim, taylor"),
         "{msg}"
     );
 }

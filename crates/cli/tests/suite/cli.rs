@@ -104,11 +104,42 @@ fn list_shows_exactly_the_registered_algorithms_sorted() {
     assert_eq!(
         names,
         [
-            "bnn", "dorefa", "fpgm", "l1-norm", "l2-norm", "level", "lsq", "lsq-plus", "movement",
-            "ptq", "qat", "slim", "taylor"
+            "adaptive1d-layerwise",
+            "bnn",
+            "dorefa",
+            "dynamic-layerwise",
+            "fpgm",
+            "kd",
+            "l1-norm",
+            "l2-norm",
+            "level",
+            "lsq",
+            "lsq-plus",
+            "movement",
+            "ptq",
+            "qat",
+            "slim",
+            "taylor"
         ]
     );
+    let kinds: Vec<(&str, &str)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["kind"].as_str().unwrap_or(""),
+            )
+        })
+        .filter(|(_, k)| *k == "distiller")
+        .collect();
+    assert_eq!(
+        kinds.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        ["adaptive1d-layerwise", "dynamic-layerwise", "kd"]
+    );
     let table = stdout(&run(&["list"]));
+    assert!(table.contains("kd") && table.contains("distiller"));
     assert!(table.find("fpgm").unwrap() < table.find("level").unwrap());
 }
 

@@ -1,0 +1,123 @@
+//! # distill-adaptive1d-layerwise: layer outputs through a learned adapter
+//!
+//! NNI's `Adaptive1dLayerwiseDistiller`: each distillation target (a student layer output,
+//! `[batch, features]`) has exactly one teacher link. When the widths differ, a trainable
+//! `Linear(d_student -> d_teacher)` maps the student's feature first; the adapter is created only
+//! on such a mismatch and is trained by the training loop's own optimizer (NNI's
+//! `patch_optim_param_group`). The term of a target is `lambda * D(adapter(s), t)` with the
+//! rule's `apply_method` (`"mse"` default, or `"kl"`); the step's loss is
+//! `origin_lambda * L + sum over targets`.
+//!
+//! Registry name: `adaptive1d-layerwise`.
+//!
+//! | key | meaning |
+//! | --- | --- |
+//! | `origin_lambda` | weight of the original loss (a number >= 0, default 1) |
+//! | `temperature` | `T` of `"kl"` links (a number > 0, default 2) |
+#![warn(missing_docs)]
+
+use burn::prelude::*;
+use compress_core::{
+    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Distiller, Result,
+    distill::{DistillInput, DistillReads, distance},
+    registry::AlgorithmOptions,
+};
+
+/// The Adaptive1d layerwise distiller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adaptive1dLayerwise {
+    /// Weight of the original loss.
+    pub origin_lambda: f64,
+    /// Temperature of KL links.
+    pub temperature: f64,
+}
+
+impl Distiller for Adaptive1dLayerwise {
+    fn reads(&self) -> DistillReads {
+        DistillReads::Layers
+    }
+
+    fn origin_lambda(&self) -> f64 {
+        self.origin_lambda
+    }
+
+    fn temperature(&self) -> f64 {
+        self.temperature
+    }
+
+    fn adapts(&self) -> bool {
+        true
+    }
+
+    fn max_links(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn loss(&self, input: &DistillInput<'_>) -> Result<Tensor<1>> {
+        let mut total: Option<Tensor<1>> = None;
+        for t in input.targets {
+            let (Some(name), Some(teacher)) = (t.target.teachers.first(), t.teachers.first())
+            else {
+                continue;
+            };
+            let term = distance(
+                t.target.method,
+                t.student.clone(),
+                teacher.clone(),
+                &t.target.link_name(name),
+            )?
+            .mul_scalar(t.target.lambda);
+            total = Some(match total {
+                Some(sum) => sum + term,
+                None => term,
+            });
+        }
+        total.ok_or_else(|| CompressError::Algorithm {
+            algorithm: "adaptive1d-layerwise".into(),
+            message: "no distillation targets: add a config rule with 'lambda' or 'link'".into(),
+        })
+    }
+}
+
+fn build(options: &compress_core::toml::Table) -> Result<Algorithm> {
+    let o = AlgorithmOptions::new("adaptive1d-layerwise", options);
+    Ok(Algorithm::Distiller(Box::new(Adaptive1dLayerwise {
+        origin_lambda: o.f64("origin_lambda", 1.0, |l| l >= 0.0, "a number >= 0")?,
+        temperature: o.f64("temperature", 2.0, |t| t > 0.0, "a number > 0")?,
+    })))
+}
+
+inventory::submit! {
+    AlgorithmEntry {
+        name: "adaptive1d-layerwise",
+        kind: AlgorithmKind::Distiller,
+        summary: "layer outputs (mse | kl), one link per target, a trained Linear adapter when widths differ",
+        config_keys: &["origin_lambda", "temperature"],
+        build,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_adapts_and_allows_one_link_per_target() {
+        let Algorithm::Distiller(d) = build(&Default::default()).unwrap() else {
+            panic!("not a distiller")
+        };
+        assert!(d.adapts());
+        assert_eq!(d.max_links(), Some(1));
+        assert_eq!(d.origin_lambda(), 1.0);
+    }
+
+    #[test]
+    fn a_negative_origin_lambda_is_refused() {
+        let table: compress_core::toml::Table = "origin_lambda = -1".parse().unwrap();
+        let e = build(&table).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "algorithm 'adaptive1d-layerwise': 'origin_lambda' must be a number >= 0, found -1"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! # distill-dynamic-layerwise: layer outputs, the closest teacher layer wins
+//!
+//! NNI's `DynamicLayerwiseDistiller`: each distillation target (a student layer output) is
+//! linked to one or more teacher layers, and its term is the **minimum over its links** of
+//! `lambda * D(student, teacher)`, so the student layer is pulled towards whichever teacher
+//! layer it already resembles most. `D` is the rule's `apply_method`: `"mse"` (default) or
+//! `"kl"` (`KL(softmax(t / T) || softmax(s / T)) * T^2`, NNI's `T = 2`). The step's loss is
+//! `origin_lambda * L + sum over targets`.
+//!
+//! The targets come from the config's distillation rules (`lambda`, `link`, `apply_method`;
+//! `target_names` default `_output_0`, `link = "auto"` is the same layer in the teacher).
+//!
+//! Registry name: `dynamic-layerwise`.
+//!
+//! | key | meaning |
+//! | --- | --- |
+//! | `origin_lambda` | weight of the original loss (a number >= 0, default 1) |
+//! | `temperature` | `T` of `"kl"` links (a number > 0, default 2) |
+#![warn(missing_docs)]
+
+use burn::prelude::*;
+use compress_core::{
+    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Distiller, Result,
+    distill::{DistillInput, DistillReads, distance},
+    registry::AlgorithmOptions,
+};
+
+/// The Dynamic layerwise distiller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DynamicLayerwise {
+    /// Weight of the original loss.
+    pub origin_lambda: f64,
+    /// Temperature of KL links.
+    pub temperature: f64,
+}
+
+impl Distiller for DynamicLayerwise {
+    fn reads(&self) -> DistillReads {
+        DistillReads::Layers
+    }
+
+    fn origin_lambda(&self) -> f64 {
+        self.origin_lambda
+    }
+
+    fn temperature(&self) -> f64 {
+        self.temperature
+    }
+
+    fn loss(&self, input: &DistillInput<'_>) -> Result<Tensor<1>> {
+        let mut total: Option<Tensor<1>> = None;
+        for t in input.targets {
+            let mut terms = Vec::new();
+            for (name, teacher) in t.target.teachers.iter().zip(&t.teachers) {
+                let d = distance(
+                    t.target.method,
+                    t.student.clone(),
+                    teacher.clone(),
+                    &t.target.link_name(name),
+                )?;
+                terms.push(d.mul_scalar(t.target.lambda));
+            }
+            let best = Tensor::cat(terms, 0).min();
+            total = Some(match total {
+                Some(sum) => sum + best,
+                None => best,
+            });
+        }
+        total.ok_or_else(|| CompressError::Algorithm {
+            algorithm: "dynamic-layerwise".into(),
+            message: "no distillation targets: add a config rule with 'lambda' or 'link'".into(),
+        })
+    }
+}
+
+fn build(options: &compress_core::toml::Table) -> Result<Algorithm> {
+    let o = AlgorithmOptions::new("dynamic-layerwise", options);
+    Ok(Algorithm::Distiller(Box::new(DynamicLayerwise {
+        origin_lambda: o.f64("origin_lambda", 1.0, |l| l >= 0.0, "a number >= 0")?,
+        temperature: o.f64("temperature", 2.0, |t| t > 0.0, "a number > 0")?,
+    })))
+}
+
+inventory::submit! {
+    AlgorithmEntry {
+        name: "dynamic-layerwise",
+        kind: AlgorithmKind::Distiller,
+        summary: "layer outputs (mse | kl), each target takes the minimum over its teacher links",
+        config_keys: &["origin_lambda", "temperature"],
+        build,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compress_core::distill::{DistillMethod, DistillTarget, TargetFeatures};
+
+    fn row(v: [f32; 3]) -> Tensor<2> {
+        Tensor::<1>::from_floats(v, &Device::flex()).reshape([1, 3])
+    }
+
+    fn loss_of(method: DistillMethod, teachers: Vec<Tensor<2>>, lambda: f64) -> f32 {
+        let target = DistillTarget {
+            student: "fc".into(),
+            teachers: (0..teachers.len()).map(|i| format!("t{i}")).collect(),
+            lambda,
+            method,
+        };
+        let features = [TargetFeatures {
+            target: &target,
+            student: row([1., 2., 3.]),
+            teachers,
+        }];
+        let logits = row([0., 0., 0.]);
+        let d = DynamicLayerwise {
+            origin_lambda: 1.0,
+            temperature: 2.0,
+        };
+        d.loss(&DistillInput {
+            student_logits: &logits,
+            teacher_logits: &logits,
+            targets: &features,
+        })
+        .unwrap()
+        .into_scalar::<f32>()
+    }
+
+    #[test]
+    fn one_mse_link_gives_nni_check_value() {
+        let v = loss_of(DistillMethod::Mse, vec![row([3., 2., 1.])], 1.0);
+        assert!((v - 2.6667).abs() < 1e-4, "{v}");
+    }
+
+    #[test]
+    fn one_kl_link_gives_nni_check_value() {
+        let kl = DistillMethod::Kl { temperature: 2.0 };
+        let v = loss_of(kl, vec![row([3., 2., 1.])], 1.0);
+        assert!((v - 1.2806).abs() < 5e-4, "{v}");
+    }
+
+    #[test]
+    fn a_target_takes_the_minimum_over_its_links() {
+        // MSE to [3,2,1] is 2.6667, to [1,2,4] is 0.3333: the closer teacher layer wins.
+        let v = loss_of(
+            DistillMethod::Mse,
+            vec![row([3., 2., 1.]), row([1., 2., 4.])],
+            1.0,
+        );
+        assert!((v - 0.3333).abs() < 1e-4, "{v}");
+    }
+
+    #[test]
+    fn lambda_scales_each_link() {
+        let v = loss_of(DistillMethod::Mse, vec![row([3., 2., 1.])], 0.1);
+        assert!((v - 0.26667).abs() < 1e-4, "{v}");
+    }
+}
