@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use burn_compress::core::{
-    dataset::ImageDataset, train::NoHooks, train::TrainConfig, train::accuracy,
-    train::train_classifier,
+    dataset::ImageDataset,
+    train::{NoHooks, TrainConfig, accuracy, train_classifier},
 };
 use burn_compress::zoo::{ImageClassifier, LeNet5};
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -8,10 +8,12 @@
 
 use burn::tensor::Tensor;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, Dense, Quantizer, Result, config::QuantDtype,
-    config::QuantScheme, quantizer::ActivationInput, quantizer::ActivationSite,
-    quantizer::ExportGrid, quantizer::ExportInput, quantizer::FakeQuantGrid, quantizer::QuantInit,
-    quantizer::QuantParams,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Dense, Quantizer, Result,
+    config::{QuantDtype, QuantScheme},
+    quantizer::{
+        ActivationInput, ActivationSite, ExportGrid, ExportInput, FakeQuantGrid, QuantInit,
+        QuantParams,
+    },
 };
 use compress_quant::straight_through;
 

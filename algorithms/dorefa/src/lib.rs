@@ -14,9 +14,12 @@
 
 use burn::tensor::{Tensor, TensorData};
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, Dense, Quantizer, Result, config::QuantScheme,
-    quantizer::ActivationInput, quantizer::ActivationSite, quantizer::ExportGrid,
-    quantizer::ExportInput, quantizer::FakeQuantGrid, quantizer::QuantInit, quantizer::QuantParams,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Dense, Quantizer, Result,
+    config::QuantScheme,
+    quantizer::{
+        ActivationInput, ActivationSite, ExportGrid, ExportInput, FakeQuantGrid, QuantInit,
+        QuantParams,
+    },
 };
 use compress_quant::{FakeQuantGrad, fake_quant, qparams_from_range, straight_through};
 

@@ -15,9 +15,10 @@
 
 use burn::tensor::Tensor;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, Quantizer, Result, config::QuantScheme,
-    quantizer::ActivationInput, quantizer::FakeQuantGrid, quantizer::Learnable,
-    quantizer::QuantInit, quantizer::QuantParams, scores::block_expand,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Quantizer, Result,
+    config::QuantScheme,
+    quantizer::{ActivationInput, FakeQuantGrid, Learnable, QuantInit, QuantParams},
+    scores::block_expand,
 };
 use compress_quant::{FakeQuantGrad, fake_quant_activation, qparams_from_range, straight_through};
 

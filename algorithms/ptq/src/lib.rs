@@ -18,7 +18,7 @@
 use burn::tensor::Tensor;
 use compress_core::{
     Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Quantizer, Result,
-    quantizer::ActivationInput, quantizer::FakeQuantGrid,
+    quantizer::{ActivationInput, FakeQuantGrid},
 };
 use compress_quant::{FakeQuantGrad, fake_quant_activation, fake_quant_blocks};
 

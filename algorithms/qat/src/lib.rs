@@ -18,8 +18,9 @@
 
 use burn::tensor::Tensor;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, Quantizer, Result, quantizer::ActivationInput,
-    quantizer::FakeQuantGrid, quantizer::RangeTracking, registry::AlgorithmOptions,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Quantizer, Result,
+    quantizer::{ActivationInput, FakeQuantGrid, RangeTracking},
+    registry::AlgorithmOptions,
 };
 use compress_quant::{FakeQuantGrad, fake_quant_activation, fake_quant_blocks};
 

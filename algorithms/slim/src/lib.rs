@@ -22,8 +22,8 @@
 
 use compress_core::{
     Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, Pruner, Result,
-    registry::AlgorithmOptions, registry::MetricNeeds, scores::ScoreForward, scores::ScorePenalty,
-    scores::ScoreSpec, scores::ScoreTrigger,
+    registry::{AlgorithmOptions, MetricNeeds},
+    scores::{ScoreForward, ScorePenalty, ScoreSpec, ScoreTrigger},
 };
 
 /// The Slim pruner.

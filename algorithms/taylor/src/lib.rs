@@ -19,7 +19,7 @@
 use burn::prelude::*;
 use compress_core::{
     Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, Pruner, Result,
-    registry::AlgorithmOptions, registry::MetricNeeds,
+    registry::{AlgorithmOptions, MetricNeeds},
 };
 
 /// The Taylor pruner.

@@ -45,8 +45,11 @@ pub mod zoo_capture;
 pub use compress_core as core;
 pub use compress_core::{
     AlgorithmEntry, AlgorithmKind, CompressConfig, CompressError, Dense, Granularity, MaskSet,
-    ModuleIndex, PruneOutcome, Pruner, driver::PruneMode, driver::PruneSchedule, driver::Pruned,
-    driver::Training, prune, prune::prune_with_grads, prune_model,
+    ModuleIndex, PruneOutcome, Pruner,
+    driver::{PruneMode, PruneSchedule, Pruned, Training},
+    prune,
+    prune::prune_with_grads,
+    prune_model,
 };
 pub use compress_graph as graph;
 pub use compress_quant as quant;

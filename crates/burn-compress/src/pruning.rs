@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use burn::module::Module;
 use compress_core::{
-    CompressConfig, CompressError, ModuleIndex, Pruner, driver::PruneSchedule, driver::Pruned,
-    driver::Training, prune_model,
+    CompressConfig, CompressError, ModuleIndex, Pruner,
+    driver::{PruneSchedule, Pruned, Training},
+    prune_model,
 };
 use compress_graph::Graph;
 use compress_speedup::{DependencyGraph, SpeedupError};

@@ -26,8 +26,10 @@ use burn::module::Module;
 use burn::prelude::*;
 use compress_core::toml::Table;
 use compress_core::{
-    AlgorithmEntry, CompressConfig, ModuleIndex, Quantizer, dataset::ImageDataset,
-    quantizer::ExportInput, train::TrainConfig, train::accuracy, train::train_classifier,
+    AlgorithmEntry, CompressConfig, ModuleIndex, Quantizer,
+    dataset::ImageDataset,
+    quantizer::ExportInput,
+    train::{TrainConfig, accuracy, train_classifier},
 };
 use compress_quant::CalibrationConfig;
 use compress_quant::QuantError;

@@ -57,7 +57,7 @@ impl ParamSpec {
 /// of the same name:
 ///
 /// ```
-/// use compress_core::{layers::LayerSpec, layers::ParamRole, layers::ParamSpec};
+/// use compress_core::{layers::{LayerSpec, ParamRole, ParamSpec}};
 ///
 /// inventory::submit! {
 ///     LayerSpec {

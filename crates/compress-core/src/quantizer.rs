@@ -17,7 +17,10 @@
 use burn::tensor::Tensor;
 
 use crate::granularity::Scaling;
-use crate::{Dense, Result, config::QuantDtype, config::QuantScheme};
+use crate::{
+    Dense, Result,
+    config::{QuantDtype, QuantScheme},
+};
 
 /// Quantization parameters of one target, in the kept-dim shape of its granularity.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,7 +172,7 @@ pub struct ExportGrid {
 ///
 /// ```
 /// use burn::tensor::Tensor;
-/// use compress_core::{quantizer::ActivationInput, quantizer::FakeQuantGrid, Quantizer, Result};
+/// use compress_core::{quantizer::{ActivationInput, FakeQuantGrid}, Quantizer, Result};
 ///
 /// /// Weights pass through unquantized (a do-nothing method, for the shape of the trait).
 /// struct Identity;

@@ -9,12 +9,12 @@ use serde_json::{Map, Number, Value};
 
 use crate::fake::fake_quant_dense;
 use crate::params::quant_bounds;
+use compress_core::config::{QuantDtype, QuantScheme};
 use compress_core::error::did_you_mean;
+use compress_core::layers::{LayerSpec, ParamRole};
 use compress_core::quantizer::QuantParams;
 use compress_core::{CompressError, Dense, Result};
 use compress_core::{ModuleIndex, index::LayerInfo};
-use compress_core::{config::QuantDtype, config::QuantScheme};
-use compress_core::{layers::LayerSpec, layers::ParamRole};
 
 /// The quantization parameters of one target, with NNI's keys.
 ///

@@ -102,7 +102,10 @@ impl fmt::Display for QuantizerHandle {
 mod tests {
     use super::*;
     use burn::tensor::Tensor;
-    use compress_core::{Result, quantizer::ActivationInput, quantizer::FakeQuantGrid};
+    use compress_core::{
+        Result,
+        quantizer::{ActivationInput, FakeQuantGrid},
+    };
 
     struct Named;
     impl Quantizer for Named {

@@ -21,7 +21,7 @@
 //! The flow of a post-training quantizer (NNI's `PtqQuantizer`):
 //!
 //! ```
-//! use compress_core::{Dense, Granularity, config::QuantDtype, config::QuantScheme};
+//! use compress_core::{Dense, Granularity, config::{QuantDtype, QuantScheme}};
 //! use compress_quant::{
 //!     CalibrationConfig, CalibrationEntry, MinMaxObserver, Observer, fake_quant_dense,
 //!     quant_scaling,

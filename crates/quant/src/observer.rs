@@ -1,10 +1,10 @@
 //! Observers: per-block ranges tracked over calibration or training batches.
 
 use crate::params::qparams_from_range;
+use compress_core::config::{QuantDtype, QuantScheme};
 use compress_core::granularity::Scaling;
 use compress_core::quantizer::QuantParams;
 use compress_core::{CompressError, Dense, Result};
-use compress_core::{config::QuantDtype, config::QuantScheme};
 
 /// The minimum and maximum of each block of `value` (kept-dim shape of `scaling`), as NNI's
 /// `amin` / `amax` reductions: a NaN in a block makes that block's extrema NaN.

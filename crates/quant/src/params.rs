@@ -1,8 +1,11 @@
 //! Scale and zero point from a tracked range, with NNI's exact formulas.
 
+use compress_core::config::{QuantDtype, QuantScheme};
 use compress_core::{Dense, Result};
-use compress_core::{Granularity, granularity::KernelPadding, granularity::Scaling};
-use compress_core::{config::QuantDtype, config::QuantScheme};
+use compress_core::{
+    Granularity,
+    granularity::{KernelPadding, Scaling},
+};
 
 /// NNI's integer range of `dtype` as floats `(qmin, qmax)`: `int8` is `[-127, 127]`, `uint8`
 /// `[0, 255]`, `int4` `[-7, 7]` (see [`QuantDtype::range`]).
@@ -35,7 +38,7 @@ pub fn symmetric_zero_point(dtype: QuantDtype) -> f32 {
 /// in the range propagates to the scale, as in torch.
 ///
 /// ```
-/// use compress_core::{Dense, config::QuantDtype, config::QuantScheme};
+/// use compress_core::{Dense, config::{QuantDtype, QuantScheme}};
 /// use compress_quant::qparams_from_range;
 ///
 /// let int8 = QuantDtype::parse("int8").unwrap();

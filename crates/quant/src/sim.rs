@@ -14,8 +14,10 @@ use crate::{
 use burn::module::Module;
 use burn::prelude::*;
 use compress_core::{
-    CompressConfig, CompressError, Dense, Granularity, ModuleIndex, Quantizer, config::QuantDtype,
-    config::QuantScheme, quantizer::ActivationInput, quantizer::ActivationSite, train::TrainHooks,
+    CompressConfig, CompressError, Dense, Granularity, ModuleIndex, Quantizer,
+    config::{QuantDtype, QuantScheme},
+    quantizer::{ActivationInput, ActivationSite},
+    train::TrainHooks,
 };
 
 use crate::{QuantError, Result};

@@ -22,19 +22,21 @@ use crate::{
     quant_bounds, quant_scaling,
 };
 use compress_core::config::Mode;
+use compress_core::index::{param_handles, read_flat};
 use compress_core::mask::deep_copy;
+use compress_core::paths::{params_of_rank, set_param_values};
 use compress_core::scores::pad4;
 use compress_core::train::TrainHooks;
 use compress_core::{
-    CompressConfig, CompressError, Dense, ModuleIndex, Result, config::QuantDtype,
-    config::QuantScheme, quantizer::QuantParams,
+    CompressConfig, CompressError, Dense, ModuleIndex, Result,
+    config::{QuantDtype, QuantScheme},
+    quantizer::QuantParams,
 };
 use compress_core::{Granularity, granularity::Scaling};
 use compress_core::{
-    Quantizer, quantizer::FakeQuantGrid, quantizer::QuantInit, quantizer::RangeTracking,
+    Quantizer,
+    quantizer::{FakeQuantGrid, QuantInit, RangeTracking},
 };
-use compress_core::{index::param_handles, index::read_flat};
-use compress_core::{paths::params_of_rank, paths::set_param_values};
 
 /// One quantized parameter.
 #[derive(Debug, Clone)]

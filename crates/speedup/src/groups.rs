@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use compress_core::{CompressConfig, ModuleIndex, config::GroupId, config::Mode};
+use compress_core::{
+    CompressConfig, ModuleIndex,
+    config::{GroupId, Mode},
+};
 
 use crate::Result;
 use compress_graph::{Analysis, Graph, Member};

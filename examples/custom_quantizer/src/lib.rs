@@ -12,9 +12,9 @@
 use burn::tensor::{Tensor, TensorData};
 use burn_compress::CompressError;
 use burn_compress::core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, Quantizer, Result, config::QuantScheme,
-    quantizer::ActivationInput, quantizer::FakeQuantGrid, quantizer::QuantInit,
-    quantizer::QuantParams,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Quantizer, Result,
+    config::QuantScheme,
+    quantizer::{ActivationInput, FakeQuantGrid, QuantInit, QuantParams},
 };
 use burn_compress::quant::{
     FakeQuantGrad, fake_quant_activation, fake_quant_blocks, qparams_from_range,

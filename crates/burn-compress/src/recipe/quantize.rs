@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 use compress_core::toml::Table;
-use compress_core::{AlgorithmEntry, train::OptimizerKind, train::TrainConfig};
+use compress_core::{
+    AlgorithmEntry,
+    train::{OptimizerKind, TrainConfig},
+};
 use serde::{Deserialize, Serialize};
 
 use super::prune::config_and_algorithm;

@@ -7,8 +7,10 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::prelude::*;
 use compress_core::{
-    AlgorithmEntry, MaskSet, dataset::ImageDataset, driver::Training, train::NoHooks,
-    train::OptimizerKind, train::TrainConfig, train::accuracy, train::train_classifier,
+    AlgorithmEntry, MaskSet,
+    dataset::ImageDataset,
+    driver::Training,
+    train::{NoHooks, OptimizerKind, TrainConfig, accuracy, train_classifier},
 };
 use compress_graph::{capture, count};
 use compress_speedup::{ConflictPolicy, DependencyGraph, FixStructure, Plan, apply, save_pruned};

@@ -5,8 +5,8 @@
 use burn::prelude::*;
 use burn_compress::core::testing::oracle::nni_pruning;
 use burn_compress::core::{
-    scores::LearnedScores, train::GradientStatistics, train::OptimizerKind, train::TrainConfig,
-    train::train_classifier,
+    scores::LearnedScores,
+    train::{GradientStatistics, OptimizerKind, TrainConfig, train_classifier},
 };
 use burn_compress::zoo::{ImageClassifier, Mlp};
 use burn_compress::{CompressConfig, ModuleIndex};

@@ -132,8 +132,11 @@ fn a_short_recipe_trains_prunes_speeds_up_and_finetunes() {
 fn scheduled_pruning_reaches_its_ratio_and_keeps_pruned_weights_at_zero() {
     use burn::prelude::*;
     use burn_compress::core::{
-        ModuleIndex, dataset::ImageDataset, schedule::Schedule, scheduled::ScheduledPruning,
-        train::TrainConfig, train::train_classifier,
+        ModuleIndex,
+        dataset::ImageDataset,
+        schedule::Schedule,
+        scheduled::ScheduledPruning,
+        train::{TrainConfig, train_classifier},
     };
     use burn_compress::zoo::{ImageClassifier, LeNet5};
     use burn_compress::{AlgorithmEntry, CompressConfig, Dense};

@@ -3,8 +3,8 @@
 
 use burn::prelude::*;
 use burn_compress::core::testing::oracle::{config_from_json, nni_pruning};
-use burn_compress::core::{
-    train::GradientStatistics, train::OptimizerKind, train::TrainConfig, train::train_classifier,
+use burn_compress::core::train::{
+    GradientStatistics, OptimizerKind, TrainConfig, train_classifier,
 };
 use burn_compress::zoo::ImageClassifier;
 use burn_compress::{ModuleIndex, prune_with_grads};

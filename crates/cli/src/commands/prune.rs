@@ -12,8 +12,9 @@ use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::prelude::*;
 use burn_compress::core::{
-    dataset::ImageDataset, schedule::Schedule, train::OptimizerKind, train::TrainConfig,
-    train::accuracy,
+    dataset::ImageDataset,
+    schedule::Schedule,
+    train::{OptimizerKind, TrainConfig, accuracy},
 };
 use burn_compress::pruning::prune_captured;
 use burn_compress::zoo::{AnyModel, Arch, ImageClassifier, dispatch};

@@ -8,7 +8,8 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn_compress::CompressConfig;
 use burn_compress::core::{
-    dataset::ImageDataset, train::OptimizerKind, train::TrainConfig, train::accuracy,
+    dataset::ImageDataset,
+    train::{OptimizerKind, TrainConfig, accuracy},
 };
 use burn_compress::quant::{AffinePolicy, quantized_params, save_quantized};
 use burn_compress::quantize::{QuantizeJob, quantize_classifier};

@@ -9,7 +9,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use compress_core::testing::Nested;
 use compress_core::testing::oracle::{json_dense as dense, nni_quant, transpose};
 use compress_core::{
-    CompressError, Dense, Granularity, ModuleIndex, config::QuantDtype, config::QuantScheme,
+    CompressError, Dense, Granularity, ModuleIndex,
+    config::{QuantDtype, QuantScheme},
     quantizer::QuantParams,
 };
 use compress_quant::{

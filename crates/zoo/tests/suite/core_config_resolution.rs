@@ -4,8 +4,9 @@ use burn::module::Module;
 use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use compress_core::testing::{Nested, test_device};
 use compress_core::{
-    CompressConfig, ModuleIndex, config::Mode, config::QuantDtype, targets::ConfigWarning,
-    targets::Resolved,
+    CompressConfig, ModuleIndex,
+    config::{Mode, QuantDtype},
+    targets::{ConfigWarning, Resolved},
 };
 use compress_zoo::SmallCnn;
 

@@ -5,11 +5,16 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use compress_core::{
-    CompressConfig, Dense, MetricInput, ModuleIndex, Pruner, Result, dataset::ImageDataset,
-    driver::PruneMode, driver::PruneSchedule, driver::Training, prune, prune::prune_with_grads,
-    prune_model, registry::MetricNeeds, schedule::Schedule, scores::ScoreForward,
-    scores::ScorePenalty, scores::ScoreSpec, scores::ScoreTrigger, train::GradientStatistics,
-    train::TrainConfig, train::train_classifier,
+    CompressConfig, Dense, MetricInput, ModuleIndex, Pruner, Result,
+    dataset::ImageDataset,
+    driver::{PruneMode, PruneSchedule, Training},
+    prune,
+    prune::prune_with_grads,
+    prune_model,
+    registry::MetricNeeds,
+    schedule::Schedule,
+    scores::{ScoreForward, ScorePenalty, ScoreSpec, ScoreTrigger},
+    train::{GradientStatistics, TrainConfig, train_classifier},
 };
 use compress_zoo::SmallCnn;
 

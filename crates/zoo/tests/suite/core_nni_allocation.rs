@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use compress_core::testing::test_device;
 use compress_core::{
-    Dense, Granularity, ModuleIndex, allocate::Metric, allocate::allocate, layers::ParamRole,
+    Dense, Granularity, ModuleIndex,
+    allocate::{Metric, allocate},
+    layers::ParamRole,
 };
 use compress_zoo::{Mlp, SmallCnn};
 
