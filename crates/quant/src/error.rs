@@ -66,13 +66,8 @@ pub enum QuantError {
         reason: String,
     },
     /// A file that cannot be read or written.
-    #[error("cannot access '{path}': {message}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        message: String,
-    },
+    #[error(transparent)]
+    Io(#[from] compress_core::error::FileError),
     /// An error from compress-core (config, calibration, masks, indexing).
     #[error(transparent)]
     Core(#[from] compress_core::CompressError),
