@@ -219,14 +219,10 @@ impl AlgorithmEntry {
     /// # Errors
     /// As [`build`](Self::build), or [`CompressError::WrongAlgorithmKind`].
     pub fn build_pruner(&self, options: &toml::Table) -> Result<Box<dyn Pruner>> {
-        match self.build(options)? {
-            Algorithm::Pruner(p) => Ok(p),
-            _ => Err(CompressError::WrongAlgorithmKind {
-                name: self.name.to_string(),
-                kind: self.kind.to_string(),
-                wanted: AlgorithmKind::Pruner.to_string(),
-            }),
-        }
+        self.build_kind(options, AlgorithmKind::Pruner, |a| match a {
+            Algorithm::Pruner(p) => Some(p),
+            _ => None,
+        })
     }
 
     /// [`build`](Self::build), requiring a quantizer.
@@ -234,14 +230,24 @@ impl AlgorithmEntry {
     /// # Errors
     /// As [`build`](Self::build); [`CompressError::WrongAlgorithmKind`] for other kinds.
     pub fn build_quantizer(&self, options: &toml::Table) -> Result<Box<dyn Quantizer>> {
-        match self.build(options)? {
-            Algorithm::Quantizer(q) => Ok(q),
-            _ => Err(CompressError::WrongAlgorithmKind {
-                name: self.name.to_string(),
-                kind: self.kind.to_string(),
-                wanted: AlgorithmKind::Quantizer.to_string(),
-            }),
-        }
+        self.build_kind(options, AlgorithmKind::Quantizer, |a| match a {
+            Algorithm::Quantizer(q) => Some(q),
+            _ => None,
+        })
+    }
+
+    /// [`build`](Self::build), requiring the `wanted` kind, which `pick` takes out.
+    fn build_kind<T>(
+        &self,
+        options: &toml::Table,
+        wanted: AlgorithmKind,
+        pick: impl FnOnce(Algorithm) -> Option<T>,
+    ) -> Result<T> {
+        pick(self.build(options)?).ok_or_else(|| CompressError::WrongAlgorithmKind {
+            name: self.name.to_string(),
+            kind: self.kind.to_string(),
+            wanted: wanted.to_string(),
+        })
     }
 }
 
