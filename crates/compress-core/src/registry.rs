@@ -52,6 +52,23 @@ pub struct MetricInput<'a> {
     pub scaling: &'a Scaling,
 }
 
+impl<'a> MetricInput<'a> {
+    /// [`grad`](Self::grad), which training supplies: without it, [`CompressError::Algorithm`]
+    /// for `algorithm` saying "no `what` for 'path': train with `remedy` first".
+    ///
+    /// # Errors
+    /// That error when `grad` is `None`.
+    pub fn trained(&self, algorithm: &str, what: &str, remedy: &str) -> Result<&'a Dense<f32>> {
+        self.grad.ok_or_else(|| CompressError::Algorithm {
+            algorithm: algorithm.into(),
+            message: format!(
+                "no {what} for '{}': train with {remedy} first",
+                self.target.path
+            ),
+        })
+    }
+}
+
 /// What a pruner needs to compute its metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricNeeds {
@@ -77,14 +94,21 @@ pub trait Pruner: Send + Sync {
         Granularity::OutChannel
     }
 
-    /// What the metric needs.
+    /// What the metric needs; by default [`MetricNeeds::LearnedScores`] for a pruner with
+    /// [`learned_scores`](Self::learned_scores), else [`MetricNeeds::Weights`].
     fn needs(&self) -> MetricNeeds {
-        MetricNeeds::Weights
+        if self.learned_scores().is_some() {
+            MetricNeeds::LearnedScores
+        } else {
+            MetricNeeds::Weights
+        }
     }
 
     /// For [`MetricNeeds::Gradients`]: training steps to accumulate the gradient statistic over.
+    /// By default the [`ScoreSpec::total_steps`](crate::scores::ScoreSpec::total_steps) of
+    /// [`learned_scores`](Self::learned_scores), else 0.
     fn training_steps(&self) -> usize {
-        0
+        self.learned_scores().map_or(0, |spec| spec.total_steps())
     }
 
     /// For [`MetricNeeds::Gradients`]: the per-element statistic of (weight, gradient), both
