@@ -76,6 +76,16 @@ pub enum QuantError {
     Graph(Box<compress_graph::GraphError>),
 }
 
+/// The layer at `path` of `index`, or [`QuantError::UnknownModule`].
+pub(crate) fn find_module<'a>(
+    index: &'a compress_core::ModuleIndex,
+    path: &str,
+) -> Result<&'a compress_core::index::LayerInfo> {
+    index.layer(path).ok_or_else(|| QuantError::UnknownModule {
+        path: path.to_string(),
+    })
+}
+
 impl From<compress_graph::GraphError> for QuantError {
     fn from(e: compress_graph::GraphError) -> Self {
         QuantError::Graph(Box::new(e))

@@ -339,14 +339,8 @@ fn check_groups<G: AsRef<[S]>, S: AsRef<str>>(
                 return Err(bad(format!("'{p}' is named in more than one group")));
             }
         }
-        let l = index
-            .layer(layer)
-            .ok_or_else(|| QuantError::UnknownModule {
-                path: layer.clone(),
-            })?;
-        let b = index
-            .layer(bn)
-            .ok_or_else(|| QuantError::UnknownModule { path: bn.clone() })?;
+        let l = crate::error::find_module(index, layer)?;
+        let b = crate::error::find_module(index, bn)?;
         // The graph check recognises these layer calls; the axis comes from the LayerSpec.
         let linear = match l.type_name.as_str() {
             "Conv1d" | "Conv2d" | "Conv3d" => false,

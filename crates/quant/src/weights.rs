@@ -133,6 +133,25 @@ pub struct WeightQuantization {
     error: Option<CompressError>,
 }
 
+/// The targets `config`'s quantization rules select in `index` (parameters and activations).
+///
+/// # Errors
+/// Config resolution errors.
+pub(crate) fn quantization_targets(
+    config: &CompressConfig,
+    index: &ModuleIndex,
+) -> Result<Vec<compress_core::Target>> {
+    let quant_rules: std::collections::BTreeSet<usize> = config
+        .rules
+        .iter()
+        .filter(|r| r.mode == Mode::Quantization)
+        .map(|r| r.index)
+        .collect();
+    let mut targets = config.resolve(index)?.targets;
+    targets.retain(|t| quant_rules.contains(&t.rule));
+    Ok(targets)
+}
+
 impl WeightQuantization {
     /// Resolve `config`'s quantization rules against `index`.
     ///
@@ -144,17 +163,8 @@ impl WeightQuantization {
         config: &CompressConfig,
         index: &ModuleIndex,
     ) -> Result<Self> {
-        let quant_rules: std::collections::BTreeSet<usize> = config
-            .rules
-            .iter()
-            .filter(|r| r.mode == Mode::Quantization)
-            .map(|r| r.index)
-            .collect();
         let mut targets = Vec::new();
-        for t in config.resolve(index)?.targets {
-            if !quant_rules.contains(&t.rule) {
-                continue;
-            }
+        for t in quantization_targets(config, index)? {
             if t.name.starts_with('_') {
                 continue;
             }
