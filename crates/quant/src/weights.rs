@@ -22,9 +22,10 @@ use crate::{
     quant_bounds, quant_scaling,
 };
 use compress_core::config::Mode;
-use compress_core::index::{param_handles, read_flat};
+use compress_core::index::param_handles;
 use compress_core::mask::deep_copy;
 use compress_core::paths::{params_of_rank, set_param_values};
+use compress_core::prune::read_handle;
 use compress_core::scores::pad4;
 use compress_core::train::TrainHooks;
 use compress_core::{
@@ -235,16 +236,7 @@ impl WeightQuantization {
         let handles = param_handles(model, |p| wanted.contains(p));
         self.targets
             .iter()
-            .map(|t| {
-                let (handle, shape) =
-                    handles
-                        .get(&t.path)
-                        .ok_or_else(|| CompressError::UnknownParam {
-                            path: t.path.clone(),
-                            suggestion: None,
-                        })?;
-                Ok((t.path.clone(), read_flat(&t.path, handle, shape)?))
-            })
+            .map(|t| Ok((t.path.clone(), read_handle(&handles, &t.path)?)))
             .collect()
     }
 
