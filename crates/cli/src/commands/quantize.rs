@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::prelude::*;
-use burn_compress::CompressConfig;
 use burn_compress::core::{
     dataset::ImageDataset,
     train::{OptimizerKind, TrainConfig, accuracy},
