@@ -80,6 +80,16 @@ fn submitted_names(dir: &Path, names: &mut Vec<String>) {
     }
 }
 
+/// Append `pub const NAME: &[&str] = &[...];` with its doc line to `out`.
+fn str_list(out: &mut String, doc: &str, name: &str, items: &[String]) {
+    let items = items
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(out, "\n/// {doc}\npub const {name}: &[&str] = &[{items}];");
+}
+
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let manifest_path = Path::new(&dir).join("Cargo.toml");
@@ -100,14 +110,11 @@ fn main() {
             .replace('-', "_");
         let _ = writeln!(out, "pub use {} as {short};", name.replace('-', "_"));
     }
-    let _ = writeln!(
-        out,
-        "\n/// Package names of the algorithm crates linked here, sorted (read from `Cargo.toml`).\npub const CRATES: &[&str] = &[{}];",
-        crates
-            .iter()
-            .map(|c| format!("{c:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    str_list(
+        &mut out,
+        "Package names of the algorithm crates linked here, sorted (read from `Cargo.toml`).",
+        "CRATES",
+        &crates,
     );
     let workspace_manifest = Path::new(&dir).join("../../Cargo.toml");
     println!("cargo::rerun-if-changed={}", workspace_manifest.display());
@@ -122,14 +129,11 @@ fn main() {
         }
     }
     names.sort();
-    let _ = writeln!(
-        out,
-        "\n/// Registry names of the built-in algorithms (those the crates above submit), sorted.\npub const BUILT_IN: &[&str] = &[{}];",
-        names
-            .iter()
-            .map(|c| format!("{c:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    str_list(
+        &mut out,
+        "Registry names of the built-in algorithms (those the crates above submit), sorted.",
+        "BUILT_IN",
+        &names,
     );
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     std::fs::write(Path::new(&out_dir).join("algorithms.rs"), out).expect("OUT_DIR is writable");

@@ -23,7 +23,7 @@
 
 use compress_core::{
     Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, Pruner, Result,
-    registry::{AlgorithmOptions, MetricNeeds},
+    registry::AlgorithmOptions,
     scores::{ScoreForward, ScorePenalty, ScoreSpec, ScoreTrigger},
 };
 
@@ -39,14 +39,6 @@ pub struct MovementPruner {
 }
 
 impl Pruner for MovementPruner {
-    fn needs(&self) -> MetricNeeds {
-        MetricNeeds::LearnedScores
-    }
-
-    fn training_steps(&self) -> usize {
-        self.cooldown_begin_step
-    }
-
     fn learned_scores(&self) -> Option<ScoreSpec> {
         Some(ScoreSpec {
             init: 0.0,
@@ -62,13 +54,11 @@ impl Pruner for MovementPruner {
     }
 
     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
-        let scores = input.grad.ok_or_else(|| CompressError::Algorithm {
-            algorithm: "movement".into(),
-            message: format!(
-                "no movement scores for '{}': train with compress_core::scores::LearnedScores first",
-                input.target.path
-            ),
-        })?;
+        let scores = input.trained(
+            "movement",
+            "movement scores",
+            "compress_core::scores::LearnedScores",
+        )?;
         Ok(if input.target.setting.sparse_threshold.is_some() {
             scores.map(|&s| 1.0 / (1.0 + (-s).exp()))
         } else {

@@ -21,8 +21,8 @@
 #![warn(missing_docs)]
 
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, Pruner, Result,
-    registry::{AlgorithmOptions, MetricNeeds},
+    Algorithm, AlgorithmEntry, AlgorithmKind, Dense, MetricInput, Pruner, Result,
+    registry::AlgorithmOptions,
     scores::{ScoreForward, ScorePenalty, ScoreSpec, ScoreTrigger},
 };
 
@@ -36,14 +36,6 @@ pub struct SlimPruner {
 }
 
 impl Pruner for SlimPruner {
-    fn needs(&self) -> MetricNeeds {
-        MetricNeeds::LearnedScores
-    }
-
-    fn training_steps(&self) -> usize {
-        self.training_steps
-    }
-
     fn learned_scores(&self) -> Option<ScoreSpec> {
         Some(ScoreSpec {
             init: 1.0,
@@ -58,13 +50,11 @@ impl Pruner for SlimPruner {
     }
 
     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
-        let factors = input.grad.ok_or_else(|| CompressError::Algorithm {
-            algorithm: "slim".into(),
-            message: format!(
-                "no scaling factors for '{}': train with compress_core::scores::LearnedScores first",
-                input.target.path
-            ),
-        })?;
+        let factors = input.trained(
+            "slim",
+            "scaling factors",
+            "compress_core::scores::LearnedScores",
+        )?;
         Ok(factors.map(|x| x.abs()))
     }
 }

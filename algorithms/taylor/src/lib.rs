@@ -18,7 +18,7 @@
 
 use burn::prelude::*;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, MetricInput, Pruner, Result,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Dense, MetricInput, Pruner, Result,
     registry::{AlgorithmOptions, MetricNeeds},
 };
 
@@ -43,16 +43,10 @@ impl Pruner for TaylorPruner {
     }
 
     fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
-        let path = &input.target.path;
-        let grad = input.grad.ok_or_else(|| CompressError::Algorithm {
-            algorithm: "taylor".into(),
-            message: format!(
-                "no gradient statistic for '{path}': train with GradientStatistics first"
-            ),
-        })?;
+        let grad = input.trained("taylor", "gradient statistic", "GradientStatistics")?;
         input
             .scaling
-            .shrink_sum(grad, true, path, |x| x, |sum, _| sum as f32)
+            .shrink_sum(grad, true, &input.target.path, |x| x, |sum, _| sum as f32)
     }
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use burn::prelude::Device;
 use burn_compress::zoo::{AnyModel, Arch, ZooError};
+use burn_compress::{CompressConfig, CompressError};
 use clap::{Parser, Subcommand};
 
 use crate::commands::{check, list, prune, quantize, run, speedup};
@@ -57,6 +58,25 @@ impl ModelArgs {
     /// The weights loaded into `arch` on `device`.
     pub fn load(&self, arch: Arch, device: &Device) -> Result<AnyModel, ZooError> {
         AnyModel::load(arch, &self.weights, device)
+    }
+}
+
+/// What `prune` and `quantize` start from: the zoo model and the compression config applied to
+/// it.
+#[derive(clap::Args, Debug)]
+pub struct ModelConfigArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The config file (TOML with NNI's config_list keys: sparse_ratio, op_types, ... for prune;
+    /// quant_dtype, quant_scheme, granularity, target_names for quantize).
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+impl ModelConfigArgs {
+    /// The config file, parsed and validated.
+    pub fn config(&self) -> Result<CompressConfig, CompressError> {
+        CompressConfig::from_file(&self.config)
     }
 }
 

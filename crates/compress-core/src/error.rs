@@ -409,6 +409,27 @@ pub enum CompressError {
     },
 }
 
+/// A file that cannot be read or written, its reason as text (what Burn's recorders and stores
+/// report): the `Io` error of compress-quant and compress-speedup.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot access '{path}': {message}")]
+pub struct FileError {
+    /// The file.
+    pub path: String,
+    /// The OS (or recorder) error.
+    pub message: String,
+}
+
+impl FileError {
+    /// The error `e` met on `path`.
+    pub fn new(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        Self {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
 fn suggestion_text(suggestion: &Option<String>) -> String {
     match suggestion {
         Some(s) => format!(" (did you mean '{s}'?)"),

@@ -37,11 +37,16 @@ pub struct MaskStat {
 impl MaskStat {
     /// Fraction of elements pruned.
     pub fn sparsity(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            1.0 - self.kept as f64 / self.total as f64
-        }
+        sparsity(self.kept, self.total)
+    }
+}
+
+/// The fraction of `total` elements not `kept` (0 for none at all).
+fn sparsity(kept: usize, total: usize) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        1.0 - kept as f64 / total as f64
     }
 }
 
@@ -59,11 +64,7 @@ pub struct MaskStats {
 impl MaskStats {
     /// Fraction of all masked parameters' elements that are pruned.
     pub fn sparsity(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            1.0 - self.kept as f64 / self.total as f64
-        }
+        sparsity(self.kept, self.total)
     }
 }
 

@@ -84,14 +84,7 @@ pub fn prune_with_grads<M: Module>(
             scaling.shrunk_shape(&t.shape, true, &t.path)?;
             // Each weight is copied to the host here and dropped after its metric, so only a
             // few layers are resident at a time.
-            let (handle, shape) =
-                weights
-                    .get(&t.path)
-                    .ok_or_else(|| CompressError::UnknownParam {
-                        path: t.path.clone(),
-                        suggestion: None,
-                    })?;
-            let weight = &read_flat(&t.path, handle, shape)?;
+            let weight = &read_handle(&weights, &t.path)?;
             let grad = grads.get(&t.path);
             if pruner.needs() != MetricNeeds::Weights && grad.is_none() {
                 return Err(CompressError::Algorithm {
@@ -117,4 +110,23 @@ pub fn prune_with_grads<M: Module>(
         metrics,
         resolved,
     })
+}
+
+/// The host values of the parameter `path` among `handles` (what
+/// [`param_handles`](crate::index::param_handles) gathered).
+///
+/// # Errors
+/// [`CompressError::UnknownParam`] when `handles` lacks it; as
+/// [`read_flat`](crate::index::read_flat).
+pub fn read_handle(
+    handles: &BTreeMap<String, (burn::tensor::Tensor<1>, Vec<usize>)>,
+    path: &str,
+) -> Result<Dense<f32>> {
+    let (handle, shape) = handles
+        .get(path)
+        .ok_or_else(|| CompressError::UnknownParam {
+            path: path.to_string(),
+            suggestion: None,
+        })?;
+    read_flat(path, handle, shape)
 }

@@ -53,6 +53,23 @@ pub struct MetricInput<'a> {
     pub scaling: &'a Scaling,
 }
 
+impl<'a> MetricInput<'a> {
+    /// [`grad`](Self::grad), which training supplies: without it, [`CompressError::Algorithm`]
+    /// for `algorithm` saying "no `what` for 'path': train with `remedy` first".
+    ///
+    /// # Errors
+    /// That error when `grad` is `None`.
+    pub fn trained(&self, algorithm: &str, what: &str, remedy: &str) -> Result<&'a Dense<f32>> {
+        self.grad.ok_or_else(|| CompressError::Algorithm {
+            algorithm: algorithm.into(),
+            message: format!(
+                "no {what} for '{}': train with {remedy} first",
+                self.target.path
+            ),
+        })
+    }
+}
+
 /// What a pruner needs to compute its metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricNeeds {
@@ -78,14 +95,21 @@ pub trait Pruner: Send + Sync {
         Granularity::OutChannel
     }
 
-    /// What the metric needs.
+    /// What the metric needs; by default [`MetricNeeds::LearnedScores`] for a pruner with
+    /// [`learned_scores`](Self::learned_scores), else [`MetricNeeds::Weights`].
     fn needs(&self) -> MetricNeeds {
-        MetricNeeds::Weights
+        if self.learned_scores().is_some() {
+            MetricNeeds::LearnedScores
+        } else {
+            MetricNeeds::Weights
+        }
     }
 
     /// For [`MetricNeeds::Gradients`]: training steps to accumulate the gradient statistic over.
+    /// By default the [`ScoreSpec::total_steps`](crate::scores::ScoreSpec::total_steps) of
+    /// [`learned_scores`](Self::learned_scores), else 0.
     fn training_steps(&self) -> usize {
-        0
+        self.learned_scores().map_or(0, |spec| spec.total_steps())
     }
 
     /// For [`MetricNeeds::Gradients`]: the per-element statistic of (weight, gradient), both
@@ -214,14 +238,10 @@ impl AlgorithmEntry {
     /// # Errors
     /// As [`build`](Self::build), or [`CompressError::WrongAlgorithmKind`].
     pub fn build_pruner(&self, options: &toml::Table) -> Result<Box<dyn Pruner>> {
-        match self.build(options)? {
-            Algorithm::Pruner(p) => Ok(p),
-            _ => Err(CompressError::WrongAlgorithmKind {
-                name: self.name.to_string(),
-                kind: self.kind.to_string(),
-                wanted: AlgorithmKind::Pruner.to_string(),
-            }),
-        }
+        self.build_kind(options, AlgorithmKind::Pruner, |a| match a {
+            Algorithm::Pruner(p) => Some(p),
+            _ => None,
+        })
     }
 
     /// [`build`](Self::build), requiring a distiller.
@@ -244,14 +264,24 @@ impl AlgorithmEntry {
     /// # Errors
     /// As [`build`](Self::build); [`CompressError::WrongAlgorithmKind`] for other kinds.
     pub fn build_quantizer(&self, options: &toml::Table) -> Result<Box<dyn Quantizer>> {
-        match self.build(options)? {
-            Algorithm::Quantizer(q) => Ok(q),
-            _ => Err(CompressError::WrongAlgorithmKind {
-                name: self.name.to_string(),
-                kind: self.kind.to_string(),
-                wanted: AlgorithmKind::Quantizer.to_string(),
-            }),
-        }
+        self.build_kind(options, AlgorithmKind::Quantizer, |a| match a {
+            Algorithm::Quantizer(q) => Some(q),
+            _ => None,
+        })
+    }
+
+    /// [`build`](Self::build), requiring the `wanted` kind, which `pick` takes out.
+    fn build_kind<T>(
+        &self,
+        options: &toml::Table,
+        wanted: AlgorithmKind,
+        pick: impl FnOnce(Algorithm) -> Option<T>,
+    ) -> Result<T> {
+        pick(self.build(options)?).ok_or_else(|| CompressError::WrongAlgorithmKind {
+            name: self.name.to_string(),
+            kind: self.kind.to_string(),
+            wanted: wanted.to_string(),
+        })
     }
 }
 

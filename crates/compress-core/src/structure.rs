@@ -48,36 +48,32 @@ no_structure!(
     burn::nn::pool::AdaptiveAvgPool2d
 );
 
-macro_rules! conv_structure {
-    ($($ty:ty),*) => {$(
+/// Implement [`FixStructure`] for layers whose fields follow their `weight`'s shape: `$body`
+/// runs with `$s` the layer and `$dims` the weight's shape.
+macro_rules! weight_structure {
+    (|$s:ident, $dims:ident| $body:block for $($ty:ty),*) => {$(
         impl FixStructure for $ty {
             fn fix_structure(&mut self) {
-                // A depthwise conv (in / groups == 1) whose channels shrank: groups = channels.
-                let dims = self.weight.lazy_shape();
-                if self.groups > 1 && dims[1] == 1 && dims[0] < self.groups {
-                    self.groups = dims[0];
-                }
+                let $s = self;
+                let $dims = $s.weight.lazy_shape();
+                $body
             }
         }
     )*};
 }
-conv_structure!(
+weight_structure!(|s, dims| {
+    // A depthwise conv (in / groups == 1) whose channels shrank: groups = channels.
+    if s.groups > 1 && dims[1] == 1 && dims[0] < s.groups {
+        s.groups = dims[0];
+    }
+} for
     burn::nn::conv::Conv1d,
     burn::nn::conv::Conv2d,
     burn::nn::conv::Conv3d
 );
-
-macro_rules! conv_transpose_structure {
-    ($($ty:ty),*) => {$(
-        impl FixStructure for $ty {
-            fn fix_structure(&mut self) {
-                let dims = self.weight.lazy_shape();
-                self.channels = [dims[0], dims[1] * self.groups];
-            }
-        }
-    )*};
-}
-conv_transpose_structure!(
+weight_structure!(|s, dims| {
+    s.channels = [dims[0], dims[1] * s.groups];
+} for
     burn::nn::conv::ConvTranspose1d,
     burn::nn::conv::ConvTranspose2d,
     burn::nn::conv::ConvTranspose3d

@@ -145,6 +145,40 @@ enum Resolved<'a> {
     },
 }
 
+/// Whose names a file uses: NNI's (`weight`, `_input_0`) or Burn's (`gamma`, `_input_`).
+#[derive(Clone, Copy)]
+enum Naming {
+    Nni,
+    Burn,
+}
+
+impl Resolved<'_> {
+    /// The target's name in `naming`, and whether its 2-D value is stored transposed.
+    fn named(&self, target: &str, naming: Naming) -> (String, bool) {
+        match (self, naming) {
+            (Resolved::Activation, Naming::Nni) => (nni_activation_name(target).to_string(), false),
+            (Resolved::Activation, Naming::Burn) => (canonical_target(target).to_string(), false),
+            (
+                Resolved::Param {
+                    nni_name,
+                    transpose,
+                    ..
+                },
+                Naming::Nni,
+            ) => (nni_name.to_string(), *transpose),
+            (
+                Resolved::Param {
+                    burn_name,
+                    transpose,
+                    ..
+                },
+                Naming::Burn,
+            ) => (burn_name.to_string(), *transpose),
+            (Resolved::Unspecified { name, .. }, _) => (name.to_string(), false),
+        }
+    }
+}
+
 fn find_layer<'a>(index: &'a ModuleIndex, module: &str) -> Result<&'a LayerInfo> {
     index
         .layer(module)
@@ -334,15 +368,7 @@ impl CalibrationConfig {
             let layer = find_layer(index, module)?;
             let mut out = Map::new();
             for (target, entry) in targets {
-                let (name, transpose) = match resolve(layer, target)? {
-                    Resolved::Activation => (nni_activation_name(target).to_string(), false),
-                    Resolved::Param {
-                        nni_name,
-                        transpose,
-                        ..
-                    } => (nni_name.to_string(), transpose),
-                    Resolved::Unspecified { name, .. } => (name.to_string(), false),
-                };
+                let (name, transpose) = resolve(layer, target)?.named(target, Naming::Nni);
                 let mut fields = Map::new();
                 for (key, value) in KEYS.into_iter().zip(tensors(entry)) {
                     let value = if transpose {
@@ -451,15 +477,7 @@ impl CalibrationConfig {
                         json_kind(fields)
                     )));
                 };
-                let (name, transpose) = match resolve(layer, target)? {
-                    Resolved::Activation => (canonical_target(target).to_string(), false),
-                    Resolved::Param {
-                        burn_name,
-                        transpose,
-                        ..
-                    } => (burn_name.to_string(), transpose),
-                    Resolved::Unspecified { name, .. } => (name.to_string(), false),
-                };
+                let (name, transpose) = resolve(layer, target)?.named(target, Naming::Burn);
                 let entry = entry_from_json(module, target, fields, transpose)?;
                 config.insert(module.clone(), &name, entry);
             }

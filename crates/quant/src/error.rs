@@ -66,19 +66,24 @@ pub enum QuantError {
         reason: String,
     },
     /// A file that cannot be read or written.
-    #[error("cannot access '{path}': {message}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        message: String,
-    },
+    #[error(transparent)]
+    Io(#[from] compress_core::error::FileError),
     /// An error from compress-core (config, calibration, masks, indexing).
     #[error(transparent)]
     Core(#[from] compress_core::CompressError),
     /// An error from compress-graph (capture, replay); boxed, as it is large and rare.
     #[error(transparent)]
     Graph(Box<compress_graph::GraphError>),
+}
+
+/// The layer at `path` of `index`, or [`QuantError::UnknownModule`].
+pub(crate) fn find_module<'a>(
+    index: &'a compress_core::ModuleIndex,
+    path: &str,
+) -> Result<&'a compress_core::index::LayerInfo> {
+    index.layer(path).ok_or_else(|| QuantError::UnknownModule {
+        path: path.to_string(),
+    })
 }
 
 impl From<compress_graph::GraphError> for QuantError {

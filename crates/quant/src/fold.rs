@@ -339,14 +339,8 @@ fn check_groups<G: AsRef<[S]>, S: AsRef<str>>(
                 return Err(bad(format!("'{p}' is named in more than one group")));
             }
         }
-        let l = index
-            .layer(layer)
-            .ok_or_else(|| QuantError::UnknownModule {
-                path: layer.clone(),
-            })?;
-        let b = index
-            .layer(bn)
-            .ok_or_else(|| QuantError::UnknownModule { path: bn.clone() })?;
+        let l = crate::error::find_module(index, layer)?;
+        let b = crate::error::find_module(index, bn)?;
         // The graph check recognises these layer calls; the axis comes from the LayerSpec.
         let linear = match l.type_name.as_str() {
             "Conv1d" | "Conv2d" | "Conv3d" => false,
@@ -497,38 +491,8 @@ impl<'a> GraphView<'a> {
         };
         let outs = self.layer_outputs(g);
         let bns = self.bn_calls(g);
-        let out = match outs.as_slice() {
-            [] => {
-                return Err(not_adjacent(format!(
-                    "'{}' is not called in the forward",
-                    g.layer
-                )));
-            }
-            [one] => *one,
-            many => {
-                return Err(unsupported(format!(
-                    "'{}' is called {} times in the forward",
-                    g.layer,
-                    many.len()
-                )));
-            }
-        };
-        let (bn_op, x, bn_out, eps) = match bns.as_slice() {
-            [] => {
-                return Err(not_adjacent(format!(
-                    "'{}' is not called in the forward",
-                    g.bn
-                )));
-            }
-            [one] => *one,
-            many => {
-                return Err(unsupported(format!(
-                    "'{}' is called {} times in the forward",
-                    g.bn,
-                    many.len()
-                )));
-            }
-        };
+        let out = one_call(&outs, &g.layer, &not_adjacent, &unsupported)?;
+        let (bn_op, x, bn_out, eps) = one_call(&bns, &g.bn, &not_adjacent, &unsupported)?;
         if x.id != out.id {
             return Err(not_adjacent(format!(
                 "'{}' reads the output of {}",
@@ -595,5 +559,25 @@ impl compress_core::paths::PathMapper for Writer {
             Some(v) => compress_core::mask::map_param_leaf(param, |t| v.to_tensor(&t.device())),
             None => param,
         }
+    }
+}
+
+/// The one call of the layer `name` in the forward: none means the pair is not adjacent, several
+/// cannot be fused.
+fn one_call<T: Copy>(
+    calls: &[T],
+    name: &str,
+    not_adjacent: &dyn Fn(String) -> QuantError,
+    unsupported: &dyn Fn(String) -> QuantError,
+) -> Result<T> {
+    match calls {
+        [] => Err(not_adjacent(format!(
+            "'{name}' is not called in the forward"
+        ))),
+        [one] => Ok(*one),
+        many => Err(unsupported(format!(
+            "'{name}' is called {} times in the forward",
+            many.len()
+        ))),
     }
 }

@@ -87,22 +87,13 @@ impl QuantSim {
     ) -> Result<Self> {
         let handle = QuantizerHandle::new(quantizer.clone());
         let weights = WeightQuantization::new(quantizer, config, index)?;
-        let quant_rules: std::collections::BTreeSet<usize> = config
-            .rules
-            .iter()
-            .filter(|r| r.mode == compress_core::config::Mode::Quantization)
-            .map(|r| r.index)
-            .collect();
         let mut states = BTreeMap::new();
-        for t in config.resolve(index)?.targets {
+        for t in crate::weights::quantization_targets(config, index)? {
             let site = match t.name.as_str() {
                 "_input_" => Site::Input,
                 "_output_" => Site::Output,
                 _ => continue,
             };
-            if !quant_rules.contains(&t.rule) {
-                continue;
-            }
             let per_channel = match t
                 .setting
                 .granularity

@@ -22,9 +22,10 @@ use crate::{
     quant_bounds, quant_scaling,
 };
 use compress_core::config::Mode;
-use compress_core::index::{param_handles, read_flat};
+use compress_core::index::param_handles;
 use compress_core::mask::deep_copy;
 use compress_core::paths::{params_of_rank, set_param_values};
+use compress_core::prune::read_handle;
 use compress_core::scores::pad4;
 use compress_core::train::TrainHooks;
 use compress_core::{
@@ -133,6 +134,25 @@ pub struct WeightQuantization {
     error: Option<CompressError>,
 }
 
+/// The targets `config`'s quantization rules select in `index` (parameters and activations).
+///
+/// # Errors
+/// Config resolution errors.
+pub(crate) fn quantization_targets(
+    config: &CompressConfig,
+    index: &ModuleIndex,
+) -> Result<Vec<compress_core::Target>> {
+    let quant_rules: std::collections::BTreeSet<usize> = config
+        .rules
+        .iter()
+        .filter(|r| r.mode == Mode::Quantization)
+        .map(|r| r.index)
+        .collect();
+    let mut targets = config.resolve(index)?.targets;
+    targets.retain(|t| quant_rules.contains(&t.rule));
+    Ok(targets)
+}
+
 impl WeightQuantization {
     /// Resolve `config`'s quantization rules against `index`.
     ///
@@ -144,17 +164,8 @@ impl WeightQuantization {
         config: &CompressConfig,
         index: &ModuleIndex,
     ) -> Result<Self> {
-        let quant_rules: std::collections::BTreeSet<usize> = config
-            .rules
-            .iter()
-            .filter(|r| r.mode == Mode::Quantization)
-            .map(|r| r.index)
-            .collect();
         let mut targets = Vec::new();
-        for t in config.resolve(index)?.targets {
-            if !quant_rules.contains(&t.rule) {
-                continue;
-            }
+        for t in quantization_targets(config, index)? {
             if t.name.starts_with('_') {
                 continue;
             }
@@ -225,16 +236,7 @@ impl WeightQuantization {
         let handles = param_handles(model, |p| wanted.contains(p));
         self.targets
             .iter()
-            .map(|t| {
-                let (handle, shape) =
-                    handles
-                        .get(&t.path)
-                        .ok_or_else(|| CompressError::UnknownParam {
-                            path: t.path.clone(),
-                            suggestion: None,
-                        })?;
-                Ok((t.path.clone(), read_flat(&t.path, handle, shape)?))
-            })
+            .map(|t| Ok((t.path.clone(), read_handle(&handles, &t.path)?)))
             .collect()
     }
 

@@ -3,26 +3,13 @@
 /// Result alias of this crate.
 pub type Result<T, E = SpeedupError> = std::result::Result<T, E>;
 
-/// Everything that can go wrong while capturing, planning or applying a speedup.
+/// Everything that can go wrong while capturing, planning or applying a speedup. A parameter
+/// the model does not have, or a mask of the wrong shape, is compress-core's
+/// [`CompressError::UnknownParam`](compress_core::CompressError::UnknownParam) or
+/// [`CompressError::ShapeMismatch`](compress_core::CompressError::ShapeMismatch) in [`SpeedupError::Core`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpeedupError {
-    /// A mask or plan entry for a parameter the model does not have.
-    #[error("'{path}' is not a parameter of the model")]
-    UnknownParam {
-        /// The path as given.
-        path: String,
-    },
-    /// A mask or plan whose shape does not fit the parameter.
-    #[error("shape mismatch for '{path}': expected {expected:?}, found {found:?}")]
-    ShapeMismatch {
-        /// The parameter path.
-        path: String,
-        /// The parameter's shape.
-        expected: Vec<usize>,
-        /// What was given.
-        found: Vec<usize>,
-    },
     /// Pruning would remove every channel of a layer.
     #[error(
         "pruning would leave '{layer}' with no channels (every index of {param} axis {axis} is pruned); lower its ratio or exclude it"
@@ -59,13 +46,8 @@ pub enum SpeedupError {
         message: String,
     },
     /// A file that cannot be read or written.
-    #[error("cannot access '{path}': {message}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        message: String,
-    },
+    #[error(transparent)]
+    Io(#[from] compress_core::error::FileError),
     /// An error from compress-core (masks, indexing).
     #[error(transparent)]
     Core(#[from] compress_core::CompressError),

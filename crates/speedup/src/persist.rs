@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 
 use compress_core::FixStructure;
+use compress_core::error::FileError;
 
+use crate::Result;
 use crate::apply::apply;
 use crate::plan::Plan;
-use crate::{Result, SpeedupError};
 
 fn paths(base: &Path) -> (PathBuf, PathBuf) {
     (base.with_extension("bpk"), base.with_extension("plan.json"))
@@ -18,7 +19,7 @@ fn paths(base: &Path) -> (PathBuf, PathBuf) {
 /// Write `<base>.bpk` (Burn's burnpack weights) and `<base>.plan.json`.
 ///
 /// # Errors
-/// [`SpeedupError::Io`] when a file cannot be written.
+/// [`SpeedupError::Io`](crate::SpeedupError::Io) when a file cannot be written.
 pub fn save_pruned<M: Module>(
     model: &M,
     plan: &Plan,
@@ -29,10 +30,7 @@ pub fn save_pruned<M: Module>(
     model
         .clone()
         .save_file(&weights)
-        .map_err(|e| SpeedupError::Io {
-            path: weights.display().to_string(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| FileError::new(&weights, e))?;
     Ok((weights, plan_file))
 }
 
@@ -45,10 +43,7 @@ pub fn load_pruned<M: Module + FixStructure>(template: M, base: impl AsRef<Path>
     let (weights, plan_file) = paths(base.as_ref());
     let plan = Plan::load(&plan_file)?;
     let shaped = apply(&template, &plan)?;
-    shaped
+    Ok(shaped
         .try_load_file(&weights)
-        .map_err(|e| SpeedupError::Io {
-            path: weights.display().to_string(),
-            message: e.to_string(),
-        })
+        .map_err(|e| FileError::new(&weights, e))?)
 }

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use compress_core::{Dense, MaskSet, ModuleIndex};
+use compress_core::error::FileError;
+use compress_core::{CompressError, Dense, MaskSet, ModuleIndex};
 use serde::{Deserialize, Serialize};
 
 use crate::groups::DependencyGraph;
@@ -101,10 +102,7 @@ impl Plan {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        std::fs::write(path, text).map_err(|e| SpeedupError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        std::fs::write(path, text).map_err(|e| FileError::new(path, e).into())
     }
 
     /// Read a JSON plan.
@@ -118,10 +116,7 @@ impl Plan {
             path: path.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| SpeedupError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| FileError::new(path, e))?;
         let plan: Plan = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         for (p, axes) in &plan.params {
             for k in axes {
@@ -249,8 +244,9 @@ impl DependencyGraph {
         for ((param, axis), removed) in removed_idx {
             let info = index
                 .param(&param)
-                .ok_or_else(|| SpeedupError::UnknownParam {
+                .ok_or_else(|| CompressError::UnknownParam {
                     path: param.clone(),
+                    suggestion: None,
                 })?;
             let n = info.shape[axis];
             let kept: Vec<usize> = (0..n).filter(|i| !removed.contains(i)).collect();

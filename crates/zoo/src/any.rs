@@ -139,11 +139,26 @@ impl FromStr for Arch {
     }
 }
 
-/// Any zoo model.
-// A program holds one or two of these; boxing the variants would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum AnyModel {
+/// [`AnyModel`] with a `From` impl for each model type: one list of the variants.
+macro_rules! any_model {
+    ($($(#[$doc:meta])* $variant:ident($model:ty),)*) => {
+        /// Any zoo model.
+        // A program holds one or two of these; boxing the variants would buy nothing.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Clone)]
+        pub enum AnyModel {
+            $($(#[$doc])* $variant($model),)*
+        }
+
+        $(impl From<$model> for AnyModel {
+            fn from(m: $model) -> Self {
+                AnyModel::$variant(m)
+            }
+        })*
+    };
+}
+
+any_model! {
     /// [`SmallCnn`].
     SmallCnn(SmallCnn),
     /// [`Mlp`].
@@ -162,24 +177,19 @@ pub enum AnyModel {
     TinyTransformer(TinyTransformer),
 }
 
-/// Run `$body` with `$m` bound to the concrete model inside an [`AnyModel`], rebuilding the same
-/// variant when `$body` returns a model (`dispatch!(map model, m => expr)`).
+/// Run `$body` with `$m` bound to the concrete model inside an [`AnyModel`]:
+/// - `dispatch!(model, m => expr)`: the same expression for every model;
+/// - `dispatch!(map model, m => expr)`: `expr` returns a model (in a `Result`), rebuilt into an
+///   [`AnyModel`] (through its `From` impls);
+/// - `dispatch!(images model, m => expr, t => tokens)`: `expr` for each image classifier,
+///   `tokens` for the token model (`tiny-transformer`, bound to `t`).
 #[macro_export]
 macro_rules! dispatch {
     // `map` first: `map &model` would otherwise parse as the expression `map & model`.
     (map $model:expr, $m:ident => $body:expr) => {
-        match $model {
-            $crate::AnyModel::SmallCnn($m) => $body.map($crate::AnyModel::SmallCnn),
-            $crate::AnyModel::Mlp($m) => $body.map($crate::AnyModel::Mlp),
-            $crate::AnyModel::LeNet5($m) => $body.map($crate::AnyModel::LeNet5),
-            $crate::AnyModel::LeNet300100($m) => $body.map($crate::AnyModel::LeNet300100),
-            $crate::AnyModel::ResNet18($m) => $body.map($crate::AnyModel::ResNet18),
-            $crate::AnyModel::ResNet50($m) => $body.map($crate::AnyModel::ResNet50),
-            $crate::AnyModel::MobileNetV2($m) => $body.map($crate::AnyModel::MobileNetV2),
-            $crate::AnyModel::TinyTransformer($m) => $body.map($crate::AnyModel::TinyTransformer),
-        }
+        $crate::dispatch!($model, $m => $body.map($crate::AnyModel::from))
     };
-    ($model:expr, $m:ident => $body:expr) => {
+    (images $model:expr, $m:ident => $body:expr, $t:ident => $tokens:expr) => {
         match $model {
             $crate::AnyModel::SmallCnn($m) => $body,
             $crate::AnyModel::Mlp($m) => $body,
@@ -188,8 +198,11 @@ macro_rules! dispatch {
             $crate::AnyModel::ResNet18($m) => $body,
             $crate::AnyModel::ResNet50($m) => $body,
             $crate::AnyModel::MobileNetV2($m) => $body,
-            $crate::AnyModel::TinyTransformer($m) => $body,
+            $crate::AnyModel::TinyTransformer($t) => $tokens,
         }
+    };
+    ($model:expr, $m:ident => $body:expr) => {
+        $crate::dispatch!(images $model, $m => $body, $m => $body)
     };
 }
 

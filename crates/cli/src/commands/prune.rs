@@ -23,17 +23,14 @@ use burn_compress::{
     AlgorithmEntry, CompressConfig, MaskSet, PruneMode, PruneSchedule, Pruned, Pruner, Training,
 };
 
-use crate::cli::ModelArgs;
+use crate::cli::ModelConfigArgs;
 use crate::table::{percent, table};
 
 /// Arguments of `prune`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    model: ModelArgs,
-    /// The config file.
-    #[arg(long)]
-    config: PathBuf,
+    input: ModelConfigArgs,
     /// Where to write the masks (safetensors, keys = Burn parameter paths, u8 1 = keep).
     #[arg(long)]
     out: PathBuf,
@@ -107,8 +104,8 @@ pub(crate) fn load_images(path: &Path, arch: Arch) -> anyhow::Result<(ImageDatas
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let arch = args.model.arch()?;
-    let config = CompressConfig::from_file(&args.config)?;
+    let arch = args.input.model.arch()?;
+    let config = args.input.config()?;
     let (name, options) = match (&args.algorithm, &config.algorithm) {
         (Some(name), Some(section)) if *name == section.name => {
             (name.clone(), section.options.clone())
@@ -152,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Device::flex()
     };
     device.seed(args.seed);
-    let model = args.model.load(arch, &device)?;
+    let model = args.input.model.load(arch, &device)?;
     let example = arch.input_kind().example_shape(1);
     let graph = capture_zoo(&model, &example)?;
     let config_train = TrainConfig {
@@ -166,37 +163,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let schedule = schedule.as_ref();
     // Every image classifier goes through `image`, each as its own type.
-    macro_rules! prune_any {
-        ($($image:ident),*) => {
-            match model {
-                $(AnyModel::$image(m) => image(
-                    m,
-                    AnyModel::$image,
-                    &graph,
-                    &config,
-                    &pruner,
-                    schedule,
-                    &train,
-                    config_train,
-                )?,)*
-                // No token dataset: only one-shot pruners run on it (checked above: `train` is
-                // None for a token model only when no training is needed).
-                AnyModel::TinyTransformer(m) => {
-                    let pruned = prune_captured(m, &graph, &config, pruner.clone(), schedule, None)?;
-                    report_warnings(&pruned);
-                    (pruned.masks, AnyModel::TinyTransformer(pruned.model))
-                }
-            }
-        };
-    }
-    let (masks, pruned_model) = prune_any!(
-        SmallCnn,
-        Mlp,
-        LeNet5,
-        LeNet300100,
-        ResNet18,
-        ResNet50,
-        MobileNetV2
+    let (masks, pruned_model) = dispatch!(images model,
+        m => image(m, &graph, &config, &pruner, schedule, &train, config_train)?,
+        // No token dataset: only one-shot pruners run on it (checked above: `train` is None for
+        // a token model only when no training is needed).
+        m => {
+            let pruned = prune_captured(m, &graph, &config, pruner.clone(), schedule, None)?;
+            report_warnings(&pruned);
+            (pruned.masks, AnyModel::TinyTransformer(pruned.model))
+        }
     );
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -231,14 +206,16 @@ fn report_warnings<M>(pruned: &Pruned<M>) {
 #[allow(clippy::too_many_arguments)]
 fn image<M: Module + ImageClassifier + 'static>(
     model: M,
-    wrap: fn(M) -> AnyModel,
     graph: &burn_compress::speedup::Graph,
     config: &CompressConfig,
     pruner: &Arc<dyn Pruner>,
     schedule: Option<&PruneSchedule>,
     train: &Option<ImageDataset>,
     train_config: TrainConfig,
-) -> anyhow::Result<(MaskSet, AnyModel)> {
+) -> anyhow::Result<(MaskSet, AnyModel)>
+where
+    AnyModel: From<M>,
+{
     let forward = |m: &M, x: Tensor<4>| m.classify(x);
     let training = train.as_ref().map(|data| Training {
         data,
@@ -254,7 +231,7 @@ fn image<M: Module + ImageClassifier + 'static>(
         training.as_ref(),
     )?;
     report_warnings(&pruned);
-    Ok((pruned.masks, wrap(pruned.model)))
+    Ok((pruned.masks, AnyModel::from(pruned.model)))
 }
 
 fn print_report(
@@ -276,7 +253,7 @@ fn print_report(
             })
             .collect();
         let mut report = serde_json::json!({
-            "arch": args.model.arch, "algorithm": algorithm, "mode": mode.name(), "masks": args.out,
+            "arch": args.input.model.arch, "algorithm": algorithm, "mode": mode.name(), "masks": args.out,
             "targets": targets, "kept": stats.kept, "total": stats.total, "sparsity": stats.sparsity(),
         });
         if let Some((dense, masked)) = accuracies {
@@ -306,7 +283,7 @@ fn print_report(
     println!(
         "{algorithm} ({} pruning) on {}: masks written to {}",
         mode.name(),
-        args.model.arch,
+        args.input.model.arch,
         args.out.display()
     );
     println!("{t}");

@@ -6,28 +6,24 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::prelude::*;
-use burn_compress::CompressConfig;
 use burn_compress::core::{
     dataset::ImageDataset,
     train::{OptimizerKind, TrainConfig, accuracy},
 };
 use burn_compress::quant::{AffinePolicy, quantized_params, save_quantized};
 use burn_compress::quantize::{QuantizeJob, quantize_classifier};
-use burn_compress::zoo::{AnyModel, ImageClassifier};
+use burn_compress::zoo::{ImageClassifier, dispatch};
 use serde_json::json;
 
-use crate::cli::ModelArgs;
+use crate::cli::ModelConfigArgs;
 use crate::table::{percent, table};
 
 /// Arguments of `quantize`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The model (an image classifier).
+    /// The model (an image classifier) and the quantization config.
     #[command(flatten)]
-    model: ModelArgs,
-    /// The quantization config (NNI keys: quant_dtype, quant_scheme, granularity, target_names).
-    #[arg(long)]
-    config: PathBuf,
+    input: ModelConfigArgs,
     /// Calibration batches of 64 images from the training split of --data.
     #[arg(long, default_value_t = 8)]
     calib: usize,
@@ -62,19 +58,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let device = Device::flex();
-    let arch = args.model.arch()?;
+    let arch = args.input.model.arch()?;
     let affine = match args.affine.as_str() {
         "error" => AffinePolicy::Error,
         "requantize" => AffinePolicy::Requantize,
         other => bail!("--affine '{other}': expected 'error' or 'requantize'"),
     };
-    let config = CompressConfig::from_file(&args.config)?;
+    let config = args.input.config()?;
     let algorithm = args
         .algorithm
         .clone()
         .or_else(|| config.algorithm.as_ref().map(|a| a.name.clone()))
         .unwrap_or_else(|| "ptq".to_string());
-    let model = args.model.load(arch, &device)?;
+    let model = args.input.model.load(arch, &device)?;
     if arch.takes_tokens() {
         bail!("quantize takes image classifiers; {arch} takes token ids");
     }
@@ -91,18 +87,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..Default::default()
         });
     }
-    match model {
-        AnyModel::SmallCnn(m) => quantize(m, &args, &job, &train, &test, affine),
-        AnyModel::Mlp(m) => quantize(m, &args, &job, &train, &test, affine),
-        AnyModel::LeNet5(m) => quantize(m, &args, &job, &train, &test, affine),
-        AnyModel::LeNet300100(m) => quantize(m, &args, &job, &train, &test, affine),
-        AnyModel::ResNet18(m) => quantize(m, &args, &job, &train, &test, affine),
-        AnyModel::ResNet50(m) => quantize(m, &args, &job, &train, &test, affine),
-        AnyModel::MobileNetV2(m) => quantize(m, &args, &job, &train, &test, affine),
-        AnyModel::TinyTransformer(_) => {
-            bail!("quantize takes image classifiers; tiny-transformer takes token ids")
-        }
-    }
+    dispatch!(images model,
+        m => quantize(m, &args, &job, &train, &test, affine),
+        _m => bail!("quantize takes image classifiers; tiny-transformer takes token ids")
+    )
 }
 
 fn quantize<M: Module + ImageClassifier>(

@@ -1,5 +1,7 @@
 //! File I/O: burnpack files of quantized models.
 
+use compress_core::error::FileError;
+
 use super::*;
 
 /// Write `model` (quantized or not) to `path` (used as given) as a burnpack file. 4- and 2-bit
@@ -17,10 +19,9 @@ pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<Pa
         // 256-byte boundary, which costs a small model 0.4%).
         .clear_metadata()
         .with_to_adapter(PackSubByte);
-    model.save_into(&mut store).map_err(|e| QuantError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    model
+        .save_into(&mut store)
+        .map_err(|e| FileError::new(&path, e))?;
     Ok(path)
 }
 
@@ -40,10 +41,7 @@ pub fn load_quantized<M: Module>(template: M, path: impl AsRef<Path>) -> Result<
         file: file.clone(),
         message,
     };
-    std::fs::metadata(path).map_err(|e| QuantError::Io {
-        path: file.clone(),
-        message: e.to_string(),
-    })?;
+    std::fs::metadata(path).map_err(|e| FileError::new(path, e))?;
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
     let stored: Vec<PackTensor> = store
         .get_all_tensors()

@@ -150,11 +150,7 @@ pub fn quantize_layers<M: Module, S: AsRef<str>>(
     let mut plan = BTreeMap::new();
     for layer in layers {
         let layer = layer.as_ref();
-        let info = index
-            .layer(layer)
-            .ok_or_else(|| QuantError::UnknownModule {
-                path: layer.to_string(),
-            })?;
+        let info = crate::error::find_module(&index, layer)?;
         let weight = info
             .param("weight")
             .ok_or_else(|| QuantError::UnsupportedQuant {

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use compress_core::{CompressConfig, ModuleIndex, prune};
 use compress_graph::{Graph, capture, count};
 use compress_speedup::{ConflictPolicy, DependencyGraph, FixStructure, apply};
-use compress_zoo::{MobileNetV2, ResNet, TinyTransformer};
+use compress_zoo::{ImageClassifier, MobileNetV2, ResNet, TinyTransformer};
 
 use crate::common::max_abs_diff;
 use crate::groups::L1;
@@ -51,53 +51,47 @@ fn check<M: Module + FixStructure>(
 
 const CONVS: &str = "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\n";
 
+/// [`check`] of an image classifier at half of every conv's outputs ([`CONVS`]), captured on
+/// one 32x32 RGB image and compared on `batch` random ones; the MACs and params ratios must stay
+/// under `max_macs` and `max_params`.
+fn check_convs<M: Module + FixStructure + ImageClassifier>(
+    name: &str,
+    model: impl Fn(&Device) -> M,
+    batch: usize,
+    max_macs: f64,
+    max_params: f64,
+) {
+    let device = Device::flex();
+    let x = Tensor::<4>::random(
+        [batch, 3, 32, 32],
+        burn::tensor::Distribution::Default,
+        &device,
+    );
+    let (macs, params) = check(
+        name,
+        &model(&device),
+        CONVS,
+        |m, d| m.classify(Tensor::zeros([1, 3, 32, 32], d)),
+        |m| m.classify(x.clone()),
+    );
+    assert!(macs < max_macs, "{name} MACs ratio {macs}");
+    assert!(params < max_params, "{name} params ratio {params}");
+}
+
 #[test]
 fn resnet18_at_half_the_channels_is_equivalent_and_smaller() {
-    let device = Device::flex();
-    let model = ResNet::resnet18(10, &device);
-    let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
-    let (macs, params) = check(
-        "resnet18",
-        &model,
-        CONVS,
-        |m, d| m.forward(Tensor::zeros([1, 3, 32, 32], d)),
-        |m| m.forward(x.clone()),
-    );
     // Half of every conv's outputs (and so of the next conv's inputs): about a quarter of the MACs.
-    assert!(macs < 0.3, "resnet18 MACs ratio {macs}");
-    assert!(params < 0.3, "resnet18 params ratio {params}");
+    check_convs("resnet18", |d| ResNet::resnet18(10, d), 2, 0.3, 0.3);
 }
 
 #[test]
 fn resnet50_at_half_the_channels_is_equivalent_and_smaller() {
-    let device = Device::flex();
-    let model = ResNet::resnet50(10, &device);
-    let x = Tensor::<4>::random([1, 3, 32, 32], burn::tensor::Distribution::Default, &device);
-    let (macs, params) = check(
-        "resnet50",
-        &model,
-        CONVS,
-        |m, d| m.forward(Tensor::zeros([1, 3, 32, 32], d)),
-        |m| m.forward(x.clone()),
-    );
-    assert!(macs < 0.3, "resnet50 MACs ratio {macs}");
-    assert!(params < 0.35, "resnet50 params ratio {params}");
+    check_convs("resnet50", |d| ResNet::resnet50(10, d), 1, 0.3, 0.35);
 }
 
 #[test]
 fn mobilenet_v2_with_depthwise_and_inverted_residuals_is_equivalent_and_smaller() {
-    let device = Device::flex();
-    let model = MobileNetV2::new(10, &device);
-    let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
-    let (macs, params) = check(
-        "mobilenet_v2",
-        &model,
-        CONVS,
-        |m, d| m.forward(Tensor::zeros([1, 3, 32, 32], d)),
-        |m| m.forward(x.clone()),
-    );
-    assert!(macs < 0.4, "mobilenet_v2 MACs ratio {macs}");
-    assert!(params < 0.4, "mobilenet_v2 params ratio {params}");
+    check_convs("mobilenet_v2", |d| MobileNetV2::new(10, d), 2, 0.4, 0.4);
 }
 
 #[test]
