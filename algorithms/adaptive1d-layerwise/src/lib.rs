@@ -18,9 +18,8 @@
 
 use burn::prelude::*;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Distiller, Result,
-    distill::{DistillInput, DistillReads, distance},
-    registry::AlgorithmOptions,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, Result,
+    distill::{DistillInput, DistillReads, LayerwiseOptions, sum_over_targets},
 };
 
 /// The Adaptive1d layerwise distiller.
@@ -54,36 +53,16 @@ impl Distiller for Adaptive1dLayerwise {
     }
 
     fn loss(&self, input: &DistillInput<'_>) -> Result<Tensor<1>> {
-        let mut total: Option<Tensor<1>> = None;
-        for t in input.targets {
-            let (Some(name), Some(teacher)) = (t.target.teachers.first(), t.teachers.first())
-            else {
-                continue;
-            };
-            let term = distance(
-                t.target.method,
-                t.student.clone(),
-                teacher.clone(),
-                &t.target.link_name(name),
-            )?
-            .mul_scalar(t.target.lambda);
-            total = Some(match total {
-                Some(sum) => sum + term,
-                None => term,
-            });
-        }
-        total.ok_or_else(|| CompressError::Algorithm {
-            algorithm: "adaptive1d-layerwise".into(),
-            message: "no distillation targets: add a config rule with 'lambda' or 'link'".into(),
-        })
+        // One link per target (`max_links`); the student's output is already adapted.
+        sum_over_targets("adaptive1d-layerwise", input, |t| t.link_term(0))
     }
 }
 
 fn build(options: &compress_core::toml::Table) -> Result<Algorithm> {
-    let o = AlgorithmOptions::new("adaptive1d-layerwise", options);
+    let o = LayerwiseOptions::read("adaptive1d-layerwise", options)?;
     Ok(Algorithm::Distiller(Box::new(Adaptive1dLayerwise {
-        origin_lambda: o.f64("origin_lambda", 1.0, |l| l >= 0.0, "a number >= 0")?,
-        temperature: o.f64("temperature", 2.0, |t| t > 0.0, "a number > 0")?,
+        origin_lambda: o.origin_lambda,
+        temperature: o.temperature,
     })))
 }
 
@@ -92,7 +71,7 @@ inventory::submit! {
         name: "adaptive1d-layerwise",
         kind: AlgorithmKind::Distiller,
         summary: "layer outputs (mse | kl), one link per target, a trained Linear adapter when widths differ",
-        config_keys: &["origin_lambda", "temperature"],
+        config_keys: LayerwiseOptions::KEYS,
         build,
     }
 }

@@ -20,9 +20,8 @@
 
 use burn::prelude::*;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Distiller, Result,
-    distill::{DistillInput, DistillReads, distance},
-    registry::AlgorithmOptions,
+    Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, Result,
+    distill::{DistillInput, DistillReads, LayerwiseOptions, sum_over_targets},
 };
 
 /// The Dynamic layerwise distiller.
@@ -48,36 +47,20 @@ impl Distiller for DynamicLayerwise {
     }
 
     fn loss(&self, input: &DistillInput<'_>) -> Result<Tensor<1>> {
-        let mut total: Option<Tensor<1>> = None;
-        for t in input.targets {
-            let mut terms = Vec::new();
-            for (name, teacher) in t.target.teachers.iter().zip(&t.teachers) {
-                let d = distance(
-                    t.target.method,
-                    t.student.clone(),
-                    teacher.clone(),
-                    &t.target.link_name(name),
-                )?;
-                terms.push(d.mul_scalar(t.target.lambda));
-            }
-            let best = Tensor::cat(terms, 0).min();
-            total = Some(match total {
-                Some(sum) => sum + best,
-                None => best,
-            });
-        }
-        total.ok_or_else(|| CompressError::Algorithm {
-            algorithm: "dynamic-layerwise".into(),
-            message: "no distillation targets: add a config rule with 'lambda' or 'link'".into(),
+        sum_over_targets("dynamic-layerwise", input, |t| {
+            let terms = (0..t.teachers.len())
+                .map(|i| t.link_term(i))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::cat(terms, 0).min())
         })
     }
 }
 
 fn build(options: &compress_core::toml::Table) -> Result<Algorithm> {
-    let o = AlgorithmOptions::new("dynamic-layerwise", options);
+    let o = LayerwiseOptions::read("dynamic-layerwise", options)?;
     Ok(Algorithm::Distiller(Box::new(DynamicLayerwise {
-        origin_lambda: o.f64("origin_lambda", 1.0, |l| l >= 0.0, "a number >= 0")?,
-        temperature: o.f64("temperature", 2.0, |t| t > 0.0, "a number > 0")?,
+        origin_lambda: o.origin_lambda,
+        temperature: o.temperature,
     })))
 }
 
@@ -86,7 +69,7 @@ inventory::submit! {
         name: "dynamic-layerwise",
         kind: AlgorithmKind::Distiller,
         summary: "layer outputs (mse | kl), each target takes the minimum over its teacher links",
-        config_keys: &["origin_lambda", "temperature"],
+        config_keys: LayerwiseOptions::KEYS,
         build,
     }
 }

@@ -229,6 +229,79 @@ pub struct TargetFeatures<'a> {
     pub teachers: Vec<Features>,
 }
 
+impl TargetFeatures<'_> {
+    /// `lambda * D(student, teacher)` of the target's `i`-th link, `D` its `apply_method`.
+    ///
+    /// # Errors
+    /// [`CompressError::Algorithm`] when the two outputs differ in shape (never a broadcast),
+    /// or the link does not exist.
+    pub fn link_term(&self, i: usize) -> Result<Tensor<1>> {
+        let (Some(name), Some(teacher)) = (self.target.teachers.get(i), self.teachers.get(i))
+        else {
+            return Err(CompressError::Algorithm {
+                algorithm: "distillation".into(),
+                message: format!("target '{}' has no link {i}", self.target.student),
+            });
+        };
+        Ok(distance(
+            self.target.method,
+            self.student.clone(),
+            teacher.clone(),
+            &self.target.link_name(name),
+        )?
+        .mul_scalar(self.target.lambda))
+    }
+}
+
+/// The options every layerwise distiller reads from its `[algorithm]` table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerwiseOptions {
+    /// Weight of the original loss (`origin_lambda`, a number >= 0, default 1).
+    pub origin_lambda: f64,
+    /// Temperature of `"kl"` links (`temperature`, a number > 0, default NNI's 2).
+    pub temperature: f64,
+}
+
+impl LayerwiseOptions {
+    /// The keys these options take, for [`AlgorithmEntry::config_keys`](crate::AlgorithmEntry).
+    pub const KEYS: &'static [&'static str] = &["origin_lambda", "temperature"];
+
+    /// Read them from `algorithm`'s `[algorithm]` table.
+    ///
+    /// # Errors
+    /// [`CompressError::Algorithm`] naming the key and the value found.
+    pub fn read(algorithm: &str, options: &toml::Table) -> Result<Self> {
+        let o = crate::registry::AlgorithmOptions::new(algorithm, options);
+        Ok(Self {
+            origin_lambda: o.f64("origin_lambda", 1.0, |l| l >= 0.0, "a number >= 0")?,
+            temperature: o.f64("temperature", 2.0, |t| t > 0.0, "a number > 0")?,
+        })
+    }
+}
+
+/// The sum over `input`'s targets of `term(target)`: a layerwise distiller's loss.
+///
+/// # Errors
+/// `term`'s errors; [`CompressError::Algorithm`] naming `algorithm` when there is no target.
+pub fn sum_over_targets(
+    algorithm: &str,
+    input: &DistillInput<'_>,
+    mut term: impl FnMut(&TargetFeatures<'_>) -> Result<Tensor<1>>,
+) -> Result<Tensor<1>> {
+    let mut total: Option<Tensor<1>> = None;
+    for t in input.targets {
+        let x = term(t)?;
+        total = Some(match total {
+            Some(sum) => sum + x,
+            None => x,
+        });
+    }
+    total.ok_or_else(|| CompressError::Algorithm {
+        algorithm: algorithm.into(),
+        message: "no distillation targets: add a config rule with 'lambda' or 'link'".into(),
+    })
+}
+
 /// Everything a distiller sees in one training step.
 #[derive(Debug, Clone)]
 pub struct DistillInput<'a> {
