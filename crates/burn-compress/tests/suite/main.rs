@@ -4,6 +4,7 @@
 mod gpu;
 mod learned;
 mod nni_pruners;
+mod onnx;
 mod quantize;
 mod quantizers;
 mod recipes;
