@@ -162,3 +162,53 @@ fn a_half_channel_sped_up_resnet18_exported_to_onnx_matches_burn_in_tract() {
     let d = check(&small, &[1, 3, 64, 64]);
     assert!(d <= 1e-4, "sped-up resnet18: max |burn - tract| = {d}");
 }
+
+/// The quickstart's LeNet-5 quantized by PTQ (int8), exported as QDQ and run by tract on the
+/// whole MNIST-5k test split: its accuracy is the simulation's within 0.3 points.
+#[test]
+fn an_int8_qdq_lenet5_in_tract_reaches_the_accuracy_of_our_quant_sim() {
+    use burn_compress::core::ImageDataset;
+    use burn_compress::quant::export_qdq;
+    use burn_compress::quantize::{QuantizeJob, quantize_classifier};
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let device = Device::flex();
+    let (train, test) = ImageDataset::load(root.join("data/mnist5k.safetensors"), 255.0)
+        .unwrap()
+        .split();
+    let AnyModel::LeNet5(model) = AnyModel::load(
+        Arch::LeNet5,
+        &root.join("data/lenet5-mnist5k.safetensors"),
+        &device,
+    )
+    .unwrap() else {
+        unreachable!()
+    };
+    let config = CompressConfig::from_file(root.join("configs/lenet5-ptq-int8.toml")).unwrap();
+    let q = quantize_classifier(&model, &train, &QuantizeJob::new("ptq", config)).unwrap();
+    let sim = q.accuracy(&test).unwrap();
+    let plain = AnyModel::LeNet5(burn_compress::core::deep_copy(&q.model).materialize());
+    let graph = capture_zoo(&plain, &[1, 1, 28, 28]).unwrap();
+    let AnyModel::LeNet5(m) = &plain else {
+        unreachable!()
+    };
+    let bytes = export_qdq(&graph, m, &q.calibration(), OnnxOptions::default()).unwrap();
+    let (images, labels) = test.batch(0, test.len(), &device);
+    let shape = images.dims().to_vec();
+    let pixels: Vec<f32> = images.into_data().try_to_vec().unwrap();
+    let labels: Vec<i64> = labels.into_data().convert::<i64>().try_to_vec().unwrap();
+    let logits = run_tract(&bytes, tract::Tensor::from_shape(&shape, &pixels).unwrap());
+    let correct = logits
+        .chunks(10)
+        .zip(&labels)
+        .filter(|(row, l)| {
+            let best = (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            best as i64 == **l
+        })
+        .count();
+    let acc = correct as f64 / labels.len() as f64;
+    assert!(
+        (acc - sim).abs() <= 0.003,
+        "tract QDQ {acc} vs QuantSim {sim}"
+    );
+    println!("QDQ LeNet-5: tract {acc:.4}, QuantSim {sim:.4}");
+}
