@@ -128,7 +128,15 @@ fn param_values<M: Module>(model: &M) -> HashMap<String, TensorData> {
     struct Values(HashMap<String, TensorData>);
     impl compress_core::PathVisitor for Values {
         fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
-            self.0.insert(path.to_string(), param.val().into_data());
+            let t = param.val();
+            // Burn-native quantized weights (from `quantize`) are written dequantized; a QDQ
+            // export quantizes them again on its calibration's grid.
+            let t = if matches!(t.dtype(), burn::tensor::DType::QFloat(_)) {
+                t.dequantize()
+            } else {
+                t
+            };
+            self.0.insert(path.to_string(), t.into_data());
         }
     }
     let plain = compress_core::deep_copy(model).materialize();
