@@ -148,3 +148,41 @@ fn param_values<M: Module>(model: &M) -> HashMap<String, TensorData> {
 pub(crate) fn export_error(message: impl Into<String>) -> GraphError {
     GraphError::Export(message.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::prelude::*;
+
+    use super::{OnnxOptions, export};
+    use crate::{GraphError, capture};
+
+    #[test]
+    fn an_op_without_an_onnx_mapping_is_an_error_naming_it() {
+        let d = Device::flex();
+        let fc: Linear = LinearConfig::new(4, 4).init(&d);
+        let graph = capture(&fc, |m, d| {
+            m.forward(Tensor::<2>::zeros([1, 4], d)).cumsum(1)
+        })
+        .unwrap();
+        let err = export(&graph, &fc, &OnnxOptions::default()).unwrap_err();
+        assert!(matches!(err, GraphError::Unmapped { .. }), "{err}");
+        assert!(err.to_string().contains("CumSum"), "{err}");
+    }
+
+    #[test]
+    fn a_linear_becomes_one_gemm_with_its_weight_as_an_initializer() {
+        use prost::Message;
+        let d = Device::flex();
+        let fc: Linear = LinearConfig::new(4, 3).init(&d);
+        let graph = capture(&fc, |m, d| m.forward(Tensor::<2>::zeros([1, 4], d))).unwrap();
+        let bytes = export(&graph, &fc, &OnnxOptions::default()).unwrap();
+        let model = super::proto::ModelProto::decode(&bytes[..]).unwrap();
+        let g = model.graph.unwrap();
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(ops.contains(&"Gemm") && !ops.contains(&"Add"), "{ops:?}");
+        assert!(g.initializer.iter().any(|t| t.name == "weight" && t.dims == [4, 3]));
+        assert_eq!(g.input[0].name, "input");
+        assert_eq!(g.output[0].name, "output");
+    }
+}
