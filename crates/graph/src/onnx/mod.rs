@@ -181,7 +181,11 @@ mod tests {
         let g = model.graph.unwrap();
         let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
         assert!(ops.contains(&"Gemm") && !ops.contains(&"Add"), "{ops:?}");
-        assert!(g.initializer.iter().any(|t| t.name == "weight" && t.dims == [4, 3]));
+        assert!(
+            g.initializer
+                .iter()
+                .any(|t| t.name == "weight" && t.dims == [4, 3])
+        );
         assert_eq!(g.input[0].name, "input");
         assert_eq!(g.output[0].name, "output");
     }
