@@ -8,7 +8,7 @@ use burn_compress::zoo::{AnyModel, Arch, ZooError};
 use burn_compress::{CompressConfig, CompressError};
 use clap::{Parser, Subcommand};
 
-use crate::commands::{check, list, prune, quantize, run, speedup};
+use crate::commands::{check, export, list, prune, quantize, run, speedup};
 
 // Links every algorithm crate, so the registry is complete.
 use burn_compress as _;
@@ -35,6 +35,8 @@ enum Command {
     Quantize(quantize::Args),
     /// Run a recipe: train, prune, speed up, fine-tune, evaluate, report.
     Run(run::Args),
+    /// Export a zoo model (dense, sped-up or quantized) to ONNX (opset 17, f32 or QDQ int8).
+    Export(export::Args),
 }
 
 /// The zoo model a command works on: `--arch` and `--weights`.
@@ -90,6 +92,7 @@ pub fn run() -> ExitCode {
         Command::Speedup(args) => speedup::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Run(args) => run::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,18 @@ pub enum GraphError {
         /// Its position in the captured graph.
         index: usize,
     },
+    /// An op whose family has no ONNX mapping for it.
+    #[error("op #{index} ({op}) has no ONNX mapping")]
+    Unmapped {
+        /// The op's kind.
+        op: String,
+        /// Its position in the captured graph.
+        index: usize,
+    },
+    /// An ONNX export that cannot be written (no input, a missing parameter, bad quantization
+    /// parameters).
+    #[error("ONNX export: {0}")]
+    Export(String),
     /// An error from compress-core (indexing, a tap's error); boxed so that errors which wrap
     /// this one stay small.
     #[error(transparent)]

@@ -14,6 +14,8 @@
 //!   [`Tap`] at the input and output of every layer call; an op the table cannot execute is a
 //!   [`GraphError::NotExecutable`] naming it.
 //! - [`count`] / [`count_flops_params`]: MACs and parameters of a pass, NNI-style rows.
+//! - [`onnx::export`]: the graph as an ONNX model (opset 17, weights as initializers, a dynamic
+//!   batch dimension, optional QDQ quantization); each family writes its own nodes.
 //! - [`layer_calls`]: every call of a layer ([`LayerCall`]: conv-like, Linear, norms,
 //!   embedding), the one recognition the other parts (and BatchNorm folding) share.
 //!
@@ -25,8 +27,8 @@
 //! `channels` (the channel rule), `execute` (replay through `burn_dispatch::Dispatch`), `cost`
 //! (MACs and the NNI row), `layer_call` / `bias_add` / `param_view` (which inputs are
 //! parameters, seen through reshape/expand/swap_dims/permute; Linear as matmul + bias add). The
-//! engines only walk the graph and ask the table. A future concern (writing the op to ONNX) is
-//! one more trait method, implemented once per family.
+//! engines only walk the graph and ask the table. `onnx` (the ONNX nodes the op becomes; an op
+//! without one is [`GraphError::Unmapped`], named).
 //!
 //! **Adding an op**: add its `burn_ir` variant to the `of` match of its family's file and to
 //! each method's match there (or create a family file, add a variant to `ops::Op` and one line
@@ -49,6 +51,7 @@
 mod capture;
 mod count;
 mod error;
+pub mod onnx;
 mod ops;
 mod replay;
 mod rules;

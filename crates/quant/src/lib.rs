@@ -52,6 +52,7 @@ mod fake;
 mod fold;
 mod handle;
 mod observer;
+mod onnx;
 mod params;
 mod sim;
 mod weights;
@@ -69,6 +70,7 @@ pub use fake::{
 pub use fold::{FoldBatchNorm, fuse_bn};
 pub use handle::QuantizerHandle;
 pub use observer::{EmaObserver, MinMaxObserver, Observer, block_min_max};
+pub use onnx::{export_qdq, qdq_annotations};
 pub use params::{
     per_tensor_scaling, qparams_from_range, quant_bounds, quant_scaling, symmetric_zero_point,
 };

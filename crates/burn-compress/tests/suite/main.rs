@@ -6,6 +6,7 @@ mod distill;
 mod gpu;
 mod learned;
 mod nni_pruners;
+mod onnx;
 mod quantize;
 mod quantizers;
 mod recipes;

@@ -1,6 +1,7 @@
 //! The subcommands, one file each.
 
 pub mod check;
+pub mod export;
 pub mod list;
 pub mod prune;
 pub mod quantize;

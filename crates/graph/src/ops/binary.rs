@@ -9,6 +9,7 @@ use burn_ir::{ActivationOperationIr, BinaryOpIr, NumericOperationIr as N, Operat
 
 use super::{Exec, OpCost, OpRule, Row, numel};
 use crate::Result;
+use crate::onnx::OnnxWriter;
 use crate::rules::{Analysis, Map, Value};
 use crate::views::ParamViews;
 
@@ -70,6 +71,18 @@ impl OpRule for Binary<'_> {
 
     fn bias_add(&self) -> Option<(&TensorIr, &TensorIr, &TensorIr)> {
         (self.kind == Kind::Add).then_some((&self.b.lhs, &self.b.rhs, &self.b.out))
+    }
+
+    /// `Add`, `Sub`, `Mul`, `Div` (numpy broadcasting, as Burn's) and `PRelu`.
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        let op = match self.kind {
+            Kind::Add => "Add",
+            Kind::Sub => "Sub",
+            Kind::Mul => "Mul",
+            Kind::Div => "Div",
+            Kind::PRelu => "PRelu",
+        };
+        w.simple(op, &[&self.b.lhs, &self.b.rhs], &self.b.out, vec![])
     }
 }
 

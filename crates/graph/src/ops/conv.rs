@@ -7,6 +7,7 @@ use burn_ir::{ModuleOperationIr as M, OperationIr, TensorIr};
 
 use super::{Exec, OpCost, OpRule, Row, call, numel};
 use crate::Result;
+use crate::onnx::{Attr, OnnxWriter};
 use crate::rules::{Analysis, GroupedConv, Map, Value};
 use crate::views::{LayerCall, LayerKind, ParamViews, layer_of};
 
@@ -128,6 +129,61 @@ impl OpRule for Conv<'_> {
             macs,
             ..OpCost::row(self.kind.as_str(), Row::Default, self.x, self.out, macs)
         }
+    }
+
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+        let (op, attrs) = match self.ir {
+            M::Conv1d(c) => {
+                let o = &c.options;
+                let pads = [o.padding[0].0, o.padding[0].1];
+                (
+                    "Conv",
+                    vec![
+                        ("strides", ints(&o.stride)),
+                        ("pads", ints(&pads)),
+                        ("dilations", ints(&o.dilation)),
+                        ("group", Attr::Int(o.groups as i64)),
+                    ],
+                )
+            }
+            M::Conv2d(c) => {
+                let o = &c.options;
+                let pads = [
+                    o.padding[0].0,
+                    o.padding[1].0,
+                    o.padding[0].1,
+                    o.padding[1].1,
+                ];
+                (
+                    "Conv",
+                    vec![
+                        ("strides", ints(&o.stride)),
+                        ("pads", ints(&pads)),
+                        ("dilations", ints(&o.dilation)),
+                        ("group", Attr::Int(o.groups as i64)),
+                    ],
+                )
+            }
+            M::ConvTranspose2d(c) => {
+                let o = &c.options;
+                let pads = [o.padding[0], o.padding[1], o.padding[0], o.padding[1]];
+                (
+                    "ConvTranspose",
+                    vec![
+                        ("strides", ints(&o.stride)),
+                        ("pads", ints(&pads)),
+                        ("dilations", ints(&o.dilation)),
+                        ("output_padding", ints(&o.padding_out)),
+                        ("group", Attr::Int(o.groups as i64)),
+                    ],
+                )
+            }
+            _ => return Err(w.unmapped()),
+        };
+        let mut inputs = vec![self.x, self.weight];
+        inputs.extend(self.bias);
+        w.simple(op, &inputs, self.out, attrs)
     }
 
     fn layer_call(&self, views: &ParamViews) -> Option<LayerCall> {

@@ -7,6 +7,7 @@ use burn_ir::{EmbeddingOpIr, ModuleOperationIr, OperationIr};
 
 use super::{Exec, OpRule, call};
 use crate::Result;
+use crate::onnx::{Attr, OnnxWriter};
 use crate::rules::{Analysis, Map, Value};
 use crate::views::{LayerCall, LayerKind, ParamViews, layer_of};
 
@@ -56,6 +57,17 @@ impl OpRule for Embedding<'_> {
             &e.weights,
             None,
         ))
+    }
+
+    /// A `Gather` of the weight's rows (axis 0).
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        let e = self.0;
+        w.simple(
+            "Gather",
+            &[&e.weights, &e.indices],
+            &e.out,
+            vec![("axis", Attr::Int(0))],
+        )
     }
 }
 

@@ -8,6 +8,7 @@ use burn_ir::{FloatOperationIr, ModuleOperationIr, OperationIr, TensorIr};
 
 use super::{Exec, OpCost, OpRule, Row, call, numel};
 use crate::Result;
+use crate::onnx::OnnxWriter;
 use crate::rules::{Analysis, Map, Value};
 use crate::views::{LayerCall, LayerKind, ParamViews, layer_of};
 
@@ -152,6 +153,42 @@ impl OpRule for Linear<'_> {
         OpCost {
             macs,
             ..OpCost::row(kind, row, self.x, self.out, macs)
+        }
+    }
+
+    /// Linear as `Gemm` (rank-2 input with a bias: a matmul and its bias add become one node),
+    /// else `MatMul` (and the bias add stays an `Add`). Burn's `[in, out]` weight is Gemm's B
+    /// without a transpose.
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        let rank2 = self.x.shape.num_dims() == 2 && self.weight.shape.num_dims() == 2;
+        if self.module {
+            return match (self.bias, rank2) {
+                (Some(b), true) => w.simple("Gemm", &[self.x, self.weight, b], self.out, vec![]),
+                (None, _) => w.simple("MatMul", &[self.x, self.weight], self.out, vec![]),
+                (Some(b), false) => {
+                    let (x, wt) = (w.input(self.x)?, w.input(self.weight)?);
+                    let mm = format!("{}_matmul", w.output(self.out));
+                    w.node("MatMul", vec![x, wt], vec![mm.clone()], vec![]);
+                    let b = w.input(b)?;
+                    let out = w.output(self.out);
+                    w.node("Add", vec![mm, b], vec![out], vec![]);
+                    Ok(())
+                }
+            };
+        }
+        let fused = w
+            .call()
+            .filter(|c| rank2 && c.kind == LayerKind::Linear)
+            .and_then(|c| Some((c.bias_add?, c.bias.clone()?, c.output.clone())));
+        match fused {
+            Some((add, bias, out)) if bias.shape.num_dims() <= 2 => {
+                let inputs = vec![w.input(self.x)?, w.input(self.weight)?, w.input(&bias)?];
+                let name = w.output(&out);
+                w.node("Gemm", inputs, vec![name.clone()], vec![]);
+                w.absorb(add, &out, name);
+                Ok(())
+            }
+            _ => w.simple("MatMul", &[self.x, self.weight], self.out, vec![]),
         }
     }
 

@@ -11,6 +11,7 @@ use burn::prelude::Device;
 use burn_dispatch::DispatchTensor;
 use burn_ir::{OperationIr, TensorId, TensorIr};
 
+use crate::onnx::OnnxWriter;
 use crate::rules::Analysis;
 use crate::views::{LayerCall, ParamView, ParamViews};
 use crate::{GraphError, Result};
@@ -108,8 +109,8 @@ impl Exec<'_> {
     }
 }
 
-/// One op family's knowledge, one method per concern. A new concern (writing the op to ONNX)
-/// is one more method here, implemented once per family.
+/// One op family's knowledge, one method per concern (channels, execution, cost, layer
+/// calls, ONNX); a new concern is one more method here, implemented once per family.
 pub(crate) trait OpRule {
     /// (a) How channel indices flow through the op ([`Analysis`]'s rule).
     ///
@@ -143,6 +144,14 @@ pub(crate) trait OpRule {
     /// swap_dims, permute).
     fn param_view(&self, _views: &ParamViews) -> Option<(TensorId, ParamView)> {
         None
+    }
+
+    /// (e) The ONNX nodes the op becomes (opset 17), written into `w`.
+    ///
+    /// # Errors
+    /// [`GraphError::Unmapped`] (the default) for an op without a mapping.
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        Err(w.unmapped())
     }
 }
 
@@ -210,6 +219,9 @@ impl OpRule for Op<'_> {
     }
     fn param_view(&self, views: &ParamViews) -> Option<(TensorId, ParamView)> {
         self.rule().param_view(views)
+    }
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        self.rule().onnx(w)
     }
 }
 

@@ -7,6 +7,7 @@ use burn_ir::{ModuleOperationIr as M, OperationIr, TensorIr};
 
 use super::{Exec, OpCost, OpRule, Row, call, numel};
 use crate::Result;
+use crate::onnx::{Attr, OnnxWriter};
 use crate::rules::Analysis;
 use crate::views::{LayerCall, LayerKind, ParamViews, layer_of};
 
@@ -110,6 +111,31 @@ impl OpRule for Norm<'_> {
             self.out,
             2 * numel(self.out),
         )
+    }
+
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        match self.ir {
+            M::BatchNorm(d) => w.simple(
+                "BatchNormalization",
+                &[&d.x, &d.gamma, &d.beta, &d.mean, &d.variance],
+                &d.out,
+                vec![("epsilon", Attr::Float(d.epsilon.elem::<f32>()))],
+            ),
+            M::LayerNorm(d) => {
+                let mut inputs = vec![&d.input, &d.gamma];
+                inputs.extend(d.beta.as_ref());
+                w.simple(
+                    "LayerNormalization",
+                    &inputs,
+                    &d.out,
+                    vec![
+                        ("axis", Attr::Int(-1)),
+                        ("epsilon", Attr::Float(d.epsilon.elem::<f32>())),
+                    ],
+                )
+            }
+            _ => Err(w.unmapped()),
+        }
     }
 
     fn layer_call(&self, views: &ParamViews) -> Option<LayerCall> {

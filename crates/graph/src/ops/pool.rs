@@ -7,6 +7,7 @@ use burn_ir::{ModuleOperationIr as M, OperationIr, TensorIr};
 
 use super::{Exec, OpCost, OpRule, Row, numel};
 use crate::Result;
+use crate::onnx::{Attr, OnnxWriter};
 use crate::rules::Analysis;
 use crate::views::ParamViews;
 
@@ -120,6 +121,91 @@ impl OpRule for Pool<'_> {
             self.out,
             numel(self.out) * self.window,
         )
+    }
+
+    /// Max/avg pooling as `MaxPool`/`AveragePool`; adaptive average pooling to 1 as
+    /// `GlobalAveragePool`, to a size that divides the input as an `AveragePool`; interpolation
+    /// has no mapping yet.
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+        let flag = |b: bool| Attr::Int(b as i64);
+        let x = &[self.x];
+        match self.ir {
+            M::MaxPool1d(p) => w.simple(
+                "MaxPool",
+                x,
+                self.out,
+                vec![
+                    ("kernel_shape", ints(&[p.kernel_size])),
+                    ("strides", ints(&[p.stride])),
+                    ("pads", ints(&[p.padding, p.padding])),
+                    ("dilations", ints(&[p.dilation])),
+                    ("ceil_mode", flag(p.ceil_mode)),
+                ],
+            ),
+            M::MaxPool2d(p) => w.simple(
+                "MaxPool",
+                x,
+                self.out,
+                vec![
+                    ("kernel_shape", ints(&p.kernel_size)),
+                    ("strides", ints(&p.stride)),
+                    (
+                        "pads",
+                        ints(&[p.padding[0], p.padding[1], p.padding[0], p.padding[1]]),
+                    ),
+                    ("dilations", ints(&p.dilation)),
+                    ("ceil_mode", flag(p.ceil_mode)),
+                ],
+            ),
+            M::AvgPool1d(p) => w.simple(
+                "AveragePool",
+                x,
+                self.out,
+                vec![
+                    ("kernel_shape", ints(&[p.kernel_size])),
+                    ("strides", ints(&[p.stride])),
+                    ("pads", ints(&[p.padding, p.padding])),
+                    ("count_include_pad", flag(p.count_include_pad)),
+                    ("ceil_mode", flag(p.ceil_mode)),
+                ],
+            ),
+            M::AvgPool2d(p) => w.simple(
+                "AveragePool",
+                x,
+                self.out,
+                vec![
+                    ("kernel_shape", ints(&p.kernel_size)),
+                    ("strides", ints(&p.stride)),
+                    (
+                        "pads",
+                        ints(&[p.padding[0], p.padding[1], p.padding[0], p.padding[1]]),
+                    ),
+                    ("count_include_pad", flag(p.count_include_pad)),
+                    ("ceil_mode", flag(p.ceil_mode)),
+                ],
+            ),
+            M::AdaptiveAvgPool1d(_) | M::AdaptiveAvgPool2d(_) | M::AdaptiveAvgPool3d(_) => {
+                let (xs, os) = (
+                    &self.x.shape.as_slice()[2..],
+                    &self.out.shape.as_slice()[2..],
+                );
+                if os.iter().all(|&o| o == 1) {
+                    return w.simple("GlobalAveragePool", x, self.out, vec![]);
+                }
+                if xs.iter().zip(os).any(|(&i, &o)| o == 0 || i % o != 0) {
+                    return Err(w.unmapped());
+                }
+                let k: Vec<usize> = xs.iter().zip(os).map(|(&i, &o)| i / o).collect();
+                w.simple(
+                    "AveragePool",
+                    x,
+                    self.out,
+                    vec![("kernel_shape", ints(&k)), ("strides", ints(&k))],
+                )
+            }
+            _ => Err(w.unmapped()),
+        }
     }
 }
 

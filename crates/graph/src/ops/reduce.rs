@@ -7,6 +7,7 @@ use burn_ir::{NumericOperationIr as N, OperationIr, TensorIr};
 
 use super::{Exec, OpRule};
 use crate::Result;
+use crate::onnx::{Attr, OnnxWriter};
 use crate::rules::{Analysis, Value};
 
 type B = Dispatch;
@@ -71,6 +72,51 @@ impl OpRule for Reduce<'_> {
             N::Min(_) => B::float_min(x),
             _ => return Err(e.refuse()),
         })
+    }
+
+    /// `ReduceSum` (axes as an input, opset 13+), `ReduceMean`/`ReduceMax`/`ReduceMin` (axes as
+    /// an attribute in opset 17), keeping dims as Burn does; a whole-tensor reduction is
+    /// reshaped to Burn's `[1]`.
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        let op = match self.ir {
+            N::SumDim(_) | N::Sum(_) => "ReduceSum",
+            N::MeanDim(_) | N::Mean(_) => "ReduceMean",
+            N::MaxDim(_) | N::Max(_) => "ReduceMax",
+            N::MinDim(_) | N::Min(_) => "ReduceMin",
+            _ => return Err(w.unmapped()),
+        };
+        let axes: Vec<i64> = match self.axis {
+            Some(a) => vec![a as i64],
+            None => (0..self.input.shape.num_dims() as i64).collect(),
+        };
+        let x = w.input(self.input)?;
+        let out = w.output(self.out);
+        let reduced = if self.axis.is_some() {
+            out.clone()
+        } else {
+            format!("{out}_kept")
+        };
+        if op == "ReduceSum" {
+            let axes = w.const_i64(&axes);
+            w.node(
+                op,
+                vec![x, axes],
+                vec![reduced.clone()],
+                vec![("keepdims", Attr::Int(1))],
+            );
+        } else {
+            w.node(
+                op,
+                vec![x],
+                vec![reduced.clone()],
+                vec![("axes", Attr::Ints(axes)), ("keepdims", Attr::Int(1))],
+            );
+        }
+        if self.axis.is_none() {
+            let shape = w.const_i64(&[1]);
+            w.node("Reshape", vec![reduced, shape], vec![out], vec![]);
+        }
+        Ok(())
     }
 }
 

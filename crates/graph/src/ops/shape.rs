@@ -2,12 +2,13 @@
 //! Linear's bias reshaped to `[1, out]`), slice, cat, cast, and tensor creation (zeros, ones,
 //! empty, full), whose outputs are constants.
 
-use burn_backend::ops::FloatTensorOps;
+use burn_backend::ops::{FloatTensorOps, IntTensorOps};
 use burn_dispatch::{Dispatch, DispatchTensor};
 use burn_ir::{BaseOperationIr as Base, NumericOperationIr as N, OperationIr, TensorId, TensorIr};
 
 use super::{Exec, OpRule};
 use crate::Result;
+use crate::onnx::{Attr, OnnxWriter};
 use crate::rules::{Analysis, Map, Value};
 use crate::views::{ParamView, ParamViews};
 
@@ -24,6 +25,10 @@ pub(crate) enum Shape<'a> {
     Cast(&'a burn_ir::CastOpIr),
     /// Zeros, ones, empty, full: a constant.
     Create(&'a OperationIr, &'a TensorIr),
+    /// A reshape of an integer tensor (token positions).
+    IntReshape(&'a burn_ir::ShapeOpIr),
+    /// `repeat_dim` of a float or integer tensor.
+    Repeat(&'a burn_ir::RepeatDimOpIr, bool),
 }
 
 impl<'a> Shape<'a> {
@@ -38,6 +43,12 @@ impl<'a> Shape<'a> {
                 Base::Cat(c) => Shape::Cat(c),
                 Base::Cast(c) => Shape::Cast(c),
                 Base::Zeros(c) | Base::Ones(c) | Base::Empty(c) => Shape::Create(op, &c.out),
+                Base::RepeatDim(r) => Shape::Repeat(r, true),
+                _ => return None,
+            },
+            OperationIr::BaseInt(b) => match b {
+                Base::Reshape(s) => Shape::IntReshape(s),
+                Base::RepeatDim(r) => Shape::Repeat(r, false),
                 _ => return None,
             },
             OperationIr::NumericFloat(_, N::Full(f)) => Shape::Create(op, &f.out),
@@ -70,6 +81,14 @@ impl OpRule for Shape<'_> {
             Shape::Cat(c) => cat(a, c),
             Shape::Cast(c) => a.pass(&c.input, &c.out),
             Shape::Create(_, out) => a.set(out, Value::Const),
+            Shape::IntReshape(s) => a.pass(&s.input, &s.out),
+            Shape::Repeat(r, _) => {
+                let m = a.map(&r.tensor);
+                if m.as_ref().is_some_and(|m| m.axis == r.dim) {
+                    a.pin_map(&m, "repeated along its channel axis".into());
+                }
+                a.pass(&r.tensor, &r.out)
+            }
         }
         Ok(())
     }
@@ -78,6 +97,9 @@ impl OpRule for Shape<'_> {
         let device = e.device.as_dispatch();
         Ok(match self {
             Shape::Reshape(d) => B::float_reshape(e.get(&d.input)?, d.out.shape.clone()),
+            Shape::IntReshape(d) => B::int_reshape(e.get(&d.input)?, d.out.shape.clone()),
+            Shape::Repeat(r, true) => B::float_repeat_dim(e.get(&r.tensor)?, r.dim, r.times),
+            Shape::Repeat(r, false) => B::int_repeat_dim(e.get(&r.tensor)?, r.dim, r.times),
             Shape::SwapDims(d) => B::float_swap_dims(e.get(&d.input)?, d.dim1, d.dim2),
             Shape::Permute(d) => B::float_permute(e.get(&d.input)?, &d.axes),
             Shape::Expand(d) => B::float_expand(e.get(&d.input)?, d.out.shape.clone()),
@@ -104,6 +126,143 @@ impl OpRule for Shape<'_> {
                 }
             }
         })
+    }
+
+    /// Reshape (a batch-carrying input writes `-1` for the first dimension), `Transpose`,
+    /// `Expand` (1 on the batch axis), `Slice`, `Concat`, `Cast`, constants as initializers, and
+    /// `repeat_dim` as `Tile`, or, for a constant repeated to the capture's batch size, an
+    /// `Expand` to the run-time batch.
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        let dims =
+            |t: &TensorIr| -> Vec<i64> { t.shape.as_slice().iter().map(|&d| d as i64).collect() };
+        let perm = |v: Vec<usize>| Attr::Ints(v.into_iter().map(|a| a as i64).collect());
+        match self {
+            Shape::Reshape(s) | Shape::IntReshape(s) => {
+                let mut shape = dims(&s.out);
+                if w.dynamic_batch() && w.is_batched(&s.input) && !shape.is_empty() {
+                    shape[0] = -1;
+                }
+                let (x, shape) = (w.input(&s.input)?, w.const_i64(&shape));
+                let out = w.output(&s.out);
+                w.node("Reshape", vec![x, shape], vec![out], vec![]);
+                Ok(())
+            }
+            Shape::SwapDims(s) => {
+                let mut axes: Vec<usize> = (0..s.input.shape.num_dims()).collect();
+                axes.swap(s.dim1, s.dim2);
+                w.simple("Transpose", &[&s.input], &s.out, vec![("perm", perm(axes))])
+            }
+            Shape::Permute(p) => w.simple(
+                "Transpose",
+                &[&p.input],
+                &p.out,
+                vec![("perm", perm(p.axes.clone()))],
+            ),
+            Shape::Expand(s) => {
+                let mut shape = dims(&s.out);
+                if w.dynamic_batch() && w.is_batched(&s.input) {
+                    shape[s.out.shape.num_dims() - s.input.shape.num_dims()] = 1;
+                }
+                let (x, shape) = (w.input(&s.input)?, w.const_i64(&shape));
+                let out = w.output(&s.out);
+                w.node("Expand", vec![x, shape], vec![out], vec![]);
+                Ok(())
+            }
+            Shape::Slice(s) => {
+                let (mut starts, mut ends, mut axes, mut steps) = (vec![], vec![], vec![], vec![]);
+                let batched = w.dynamic_batch() && w.is_batched(&s.tensor);
+                for (a, r) in s.ranges.iter().enumerate() {
+                    if r.step < 1 {
+                        return Err(w.unmapped());
+                    }
+                    let len = s.tensor.shape[a] as isize;
+                    let end = r.end.unwrap_or(len);
+                    let full = r.start == 0 && (end == len || end == isize::MAX) && r.step == 1;
+                    if full {
+                        continue;
+                    }
+                    if a == 0 && batched {
+                        return Err(w.unmapped());
+                    }
+                    starts.push(r.start as i64);
+                    ends.push(end as i64);
+                    axes.push(a as i64);
+                    steps.push(r.step as i64);
+                }
+                let x = w.input(&s.tensor)?;
+                let out = w.output(&s.out);
+                if axes.is_empty() {
+                    w.node("Identity", vec![x], vec![out], vec![]);
+                    return Ok(());
+                }
+                let inputs = vec![
+                    x,
+                    w.const_i64(&starts),
+                    w.const_i64(&ends),
+                    w.const_i64(&axes),
+                    w.const_i64(&steps),
+                ];
+                w.node("Slice", inputs, vec![out], vec![]);
+                Ok(())
+            }
+            Shape::Cat(c) => {
+                let ts: Vec<&TensorIr> = c.tensors.iter().collect();
+                w.simple(
+                    "Concat",
+                    &ts,
+                    &c.out,
+                    vec![("axis", Attr::Int(c.dim as i64))],
+                )
+            }
+            Shape::Cast(c) => {
+                let to = if c.out.dtype.is_float() {
+                    1
+                } else if c.out.dtype.is_bool() {
+                    9
+                } else {
+                    7
+                };
+                w.simple("Cast", &[&c.input], &c.out, vec![("to", Attr::Int(to))])
+            }
+            Shape::Create(op, out) => {
+                let value = match op {
+                    OperationIr::NumericFloat(_, N::Full(f)) => f.value.elem::<f64>(),
+                    OperationIr::BaseFloat(Base::Ones(_)) => 1.0,
+                    _ => 0.0,
+                };
+                w.filled(out, value)
+            }
+            Shape::Repeat(r, _) => {
+                let ins = r.tensor.shape.as_slice();
+                let to_batch = w.dynamic_batch()
+                    && !w.is_batched(&r.tensor)
+                    && r.dim == 0
+                    && ins[0] == 1
+                    && r.times == w.capture_batch();
+                let x = w.input(&r.tensor)?;
+                let out = w.output(&r.out);
+                if to_batch {
+                    let batch = w.batch_dim();
+                    let rest: Vec<i64> = ins[1..].iter().map(|&d| d as i64).collect();
+                    let rest = w.const_i64(&rest);
+                    let shape = format!("{out}_shape");
+                    w.node(
+                        "Concat",
+                        vec![batch, rest],
+                        vec![shape.clone()],
+                        vec![("axis", Attr::Int(0))],
+                    );
+                    w.node("Expand", vec![x, shape], vec![out], vec![]);
+                    w.set_batched(&r.out);
+                } else {
+                    let mut reps = vec![1i64; ins.len()];
+                    reps[r.dim] = r.times as i64;
+                    let reps = w.const_i64(&reps);
+                    w.node("Tile", vec![x, reps], vec![out], vec![]);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Reshapes of parameters only add or drop unit dims (a Linear's bias to `[1, out]`);

@@ -10,6 +10,7 @@ use burn_ir::{
 
 use super::{Exec, OpCost, OpRule, Row, numel};
 use crate::Result;
+use crate::onnx::{Attr, OnnxWriter};
 use crate::rules::Analysis;
 use crate::views::ParamViews;
 
@@ -153,6 +154,121 @@ impl OpRule for Unary<'_> {
         match self.counted {
             Some(kind) => OpCost::row(kind, Row::Full, self.input, self.out, numel(self.out)),
             None => OpCost::default(),
+        }
+    }
+
+    /// One ONNX node per op, or a short chain: GELU as its erf form (ONNX has `Gelu` only from
+    /// opset 20), scalar operands as scalar initializers, `log1p` as `Log(x + 1)`, softmin as
+    /// `Softmax(-x)`, log-sigmoid as `Log(Sigmoid(x))`.
+    fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
+        let (x, out) = (w.input(self.input)?, w.output(self.out));
+        let dtype = self.input.dtype;
+        let one = |w: &mut OnnxWriter<'_>, op: &str, attrs| {
+            w.node(op, vec![x.clone()], vec![out.clone()], attrs);
+            Ok(())
+        };
+        let with_scalar = |w: &mut OnnxWriter<'_>, op: &str, v: f64| -> Result<()> {
+            let c = w.scalar(v, dtype)?;
+            w.node(op, vec![x.clone(), c], vec![out.clone()], vec![]);
+            Ok(())
+        };
+        let chain = |w: &mut OnnxWriter<'_>, first: &str, then: &str| {
+            let mid = format!("{out}_{}", first.to_lowercase());
+            w.node(first, vec![x.clone()], vec![mid.clone()], vec![]);
+            w.node(then, vec![mid], vec![out.clone()], vec![]);
+            Ok(())
+        };
+        match self.ir {
+            OperationIr::Activation(a) => match a {
+                A::Relu(_) => one(w, "Relu", vec![]),
+                A::Sigmoid(_) => one(w, "Sigmoid", vec![]),
+                A::LogSigmoid(_) => chain(w, "Sigmoid", "Log"),
+                A::LeakyRelu(s) => one(
+                    w,
+                    "LeakyRelu",
+                    vec![("alpha", Attr::Float(s.rhs.elem::<f32>()))],
+                ),
+                A::HardSigmoid(h) => one(
+                    w,
+                    "HardSigmoid",
+                    vec![
+                        ("alpha", Attr::Float(h.alpha.elem::<f32>())),
+                        ("beta", Attr::Float(h.beta.elem::<f32>())),
+                    ],
+                ),
+                A::Softmax(d) => one(w, "Softmax", vec![("axis", Attr::Int(d.axis as i64))]),
+                A::LogSoftmax(d) => one(w, "LogSoftmax", vec![("axis", Attr::Int(d.axis as i64))]),
+                A::Softmin(d) => {
+                    let neg = format!("{out}_neg");
+                    w.node("Neg", vec![x.clone()], vec![neg.clone()], vec![]);
+                    w.node(
+                        "Softmax",
+                        vec![neg],
+                        vec![out.clone()],
+                        vec![("axis", Attr::Int(d.axis as i64))],
+                    );
+                    Ok(())
+                }
+                A::Gelu(_) => {
+                    let (s2, one_c, half) = (
+                        w.scalar(std::f64::consts::SQRT_2, dtype)?,
+                        w.scalar(1.0, dtype)?,
+                        w.scalar(0.5, dtype)?,
+                    );
+                    let n = |s: &str| format!("{out}_gelu_{s}");
+                    w.node("Div", vec![x.clone(), s2], vec![n("div")], vec![]);
+                    w.node("Erf", vec![n("div")], vec![n("erf")], vec![]);
+                    w.node("Add", vec![n("erf"), one_c], vec![n("add")], vec![]);
+                    w.node("Mul", vec![x.clone(), n("add")], vec![n("mul")], vec![]);
+                    w.node("Mul", vec![n("mul"), half], vec![out.clone()], vec![]);
+                    Ok(())
+                }
+                _ => Err(w.unmapped()),
+            },
+            OperationIr::NumericFloat(_, n) => match n {
+                N::AddScalar(s) => with_scalar(w, "Add", s.rhs.elem()),
+                N::SubScalar(s) => with_scalar(w, "Sub", s.rhs.elem()),
+                N::MulScalar(s) => with_scalar(w, "Mul", s.rhs.elem()),
+                N::DivScalar(s) => with_scalar(w, "Div", s.rhs.elem()),
+                N::ClampMin(s) => with_scalar(w, "Max", s.rhs.elem()),
+                N::ClampMax(s) => with_scalar(w, "Min", s.rhs.elem()),
+                N::PowiScalar(s) => with_scalar(w, "Pow", s.rhs.elem()),
+                N::Abs(_) => one(w, "Abs", vec![]),
+                N::Neg(_) => one(w, "Neg", vec![]),
+                N::Sign(_) => one(w, "Sign", vec![]),
+                N::Clamp(c) => {
+                    let (lo, hi) = (
+                        w.scalar(c.min.elem(), dtype)?,
+                        w.scalar(c.max.elem(), dtype)?,
+                    );
+                    w.node("Clip", vec![x.clone(), lo, hi], vec![out.clone()], vec![]);
+                    Ok(())
+                }
+                _ => Err(w.unmapped()),
+            },
+            OperationIr::Float(_, f) => match f {
+                F::Exp(_) => one(w, "Exp", vec![]),
+                F::Log(_) => one(w, "Log", vec![]),
+                F::Log1p(_) => {
+                    let c = w.scalar(1.0, dtype)?;
+                    let mid = format!("{out}_plus1");
+                    w.node("Add", vec![x.clone(), c], vec![mid.clone()], vec![]);
+                    w.node("Log", vec![mid], vec![out.clone()], vec![]);
+                    Ok(())
+                }
+                F::Erf(_) => one(w, "Erf", vec![]),
+                F::Sqrt(_) => one(w, "Sqrt", vec![]),
+                F::Cos(_) => one(w, "Cos", vec![]),
+                F::Sin(_) => one(w, "Sin", vec![]),
+                F::Tanh(_) => one(w, "Tanh", vec![]),
+                F::Recip(_) => one(w, "Reciprocal", vec![]),
+                F::Round(_) => one(w, "Round", vec![]),
+                F::Floor(_) => one(w, "Floor", vec![]),
+                F::Ceil(_) => one(w, "Ceil", vec![]),
+                F::PowfScalar(s) => with_scalar(w, "Pow", s.rhs.elem()),
+                _ => Err(w.unmapped()),
+            },
+            _ => Err(w.unmapped()),
         }
     }
 }

@@ -1,0 +1,214 @@
+//! ONNX export checked in a real runtime: every exported model is loaded in tract (pure Rust)
+//! and run at batch 2 (captured at batch 1, so the dynamic batch dimension is exercised); its
+//! output must match Burn's on the same input.
+
+use std::sync::Arc;
+
+use burn::prelude::*;
+use burn_compress::graph::onnx::{OnnxOptions, export};
+use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply};
+use burn_compress::zoo::{AnyModel, Arch, dispatch};
+use burn_compress::zoo_capture::capture_zoo;
+use burn_compress::{AlgorithmEntry, CompressConfig, ModuleIndex, Pruner};
+use tract_onnx::prelude::{self as tract, Framework, InferenceModelExt, IntoRunnable, tvec};
+
+/// Deterministic inputs in [-1, 1).
+pub fn inputs(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Run an exported model in tract on one input tensor.
+pub fn run_tract(bytes: &[u8], input: tract::Tensor) -> Vec<f32> {
+    let shape = input.shape().to_vec();
+    let fact = tract::InferenceFact::dt_shape(input.datum_type(), shape);
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .expect("tract reads the model")
+        .with_input_fact(0, fact)
+        .unwrap()
+        .into_optimized()
+        .expect("tract optimizes the model")
+        .into_runnable()
+        .unwrap();
+    let out = model
+        .run(tvec!(input.into()))
+        .expect("tract runs the model");
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Export `model` captured at batch 1 of `shape`, run Burn and tract at batch 2, compare.
+fn check(model: &AnyModel, shape: &[usize]) -> f32 {
+    let graph = capture_zoo(model, shape).unwrap();
+    let bytes = dispatch!(model, m => export(&graph, m, &OnnxOptions::default())).unwrap();
+    let mut shape2 = shape.to_vec();
+    shape2[0] = 2;
+    let n: usize = shape2.iter().product();
+    let device = Device::flex();
+    let (burn_out, input) = if model.arch().takes_tokens() {
+        let ids: Vec<i64> = inputs(n, 7)
+            .iter()
+            .map(|v| ((v + 1.0) * 40.0) as i64)
+            .collect();
+        let x = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [2, shape[1]]), &device);
+        let out = model.forward_tokens(x).unwrap();
+        (out, tract::Tensor::from_shape(&shape2, &ids).unwrap())
+    } else {
+        let data = inputs(n, 3);
+        let dims: [usize; 4] = shape2.clone().try_into().unwrap();
+        let x = Tensor::<4>::from_data(TensorData::new(data.clone(), dims), &device);
+        (
+            model.forward(x),
+            tract::Tensor::from_shape(&shape2, &data).unwrap(),
+        )
+    };
+    let expected: Vec<f32> = burn_out.into_data().try_to_vec().unwrap();
+    let got = run_tract(&bytes, input);
+    max_diff(&expected, &got)
+}
+
+fn assert_close(arch: Arch, shape: &[usize]) {
+    let model = AnyModel::init(arch, &Device::flex());
+    let d = check(&model, shape);
+    assert!(d <= 1e-4, "{arch}: max |burn - tract| = {d}");
+}
+
+#[test]
+fn lenet5_exported_to_onnx_matches_burn_in_tract() {
+    assert_close(Arch::LeNet5, &[1, 1, 28, 28]);
+}
+
+#[test]
+fn small_cnn_exported_to_onnx_matches_burn_in_tract() {
+    assert_close(Arch::SmallCnn, &Arch::SmallCnn.input_shape(1));
+}
+
+#[test]
+fn resnet18_exported_to_onnx_matches_burn_in_tract() {
+    assert_close(Arch::ResNet18, &[1, 3, 64, 64]);
+}
+
+#[test]
+fn mobilenet_v2_exported_to_onnx_matches_burn_in_tract() {
+    assert_close(Arch::MobileNetV2, &[1, 3, 64, 64]);
+}
+
+#[test]
+fn tiny_transformer_exported_to_onnx_matches_burn_in_tract() {
+    assert_close(Arch::TinyTransformer, &[1, 8]);
+}
+
+/// ResNet-18 with half of every coupled conv channel group removed (L1 norm), sped up.
+pub fn resnet18_half(device: &Device) -> AnyModel {
+    let model = AnyModel::init(Arch::ResNet18, device);
+    let AnyModel::ResNet18(m) = &model else {
+        unreachable!()
+    };
+    let graph = capture_zoo(&model, &[1, 3, 64, 64]).unwrap();
+    let config = CompressConfig::from_toml(
+        "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\ngranularity = 'out_channel'\n",
+    )
+    .unwrap();
+    let table: burn_compress::core::toml::Table = "".parse().unwrap();
+    let pruner: Arc<dyn Pruner> = Arc::from(
+        AlgorithmEntry::find("l1-norm")
+            .unwrap()
+            .build_pruner(&table)
+            .unwrap(),
+    );
+    let pruned =
+        burn_compress::pruning::prune_captured(m.clone(), &graph, &config, pruner, None, None)
+            .unwrap();
+    let report = DependencyGraph::build(&graph)
+        .unwrap()
+        .plan(
+            &pruned.masks,
+            &ModuleIndex::from_module(m),
+            ConflictPolicy::Union,
+        )
+        .unwrap();
+    AnyModel::ResNet18(apply(m, &report.plan).unwrap())
+}
+
+#[test]
+fn a_half_channel_sped_up_resnet18_exported_to_onnx_matches_burn_in_tract() {
+    let small = resnet18_half(&Device::flex());
+    let AnyModel::ResNet18(m) = &small else {
+        unreachable!()
+    };
+    assert!(m.conv1.weight.dims()[0] < 64, "{:?}", m.conv1.weight.dims());
+    let d = check(&small, &[1, 3, 64, 64]);
+    assert!(d <= 1e-4, "sped-up resnet18: max |burn - tract| = {d}");
+}
+
+/// The quickstart's LeNet-5 quantized by PTQ (int8), exported as QDQ and run by tract on the
+/// whole MNIST-5k test split: its accuracy is the simulation's within 0.3 points.
+#[test]
+fn an_int8_qdq_lenet5_in_tract_reaches_the_accuracy_of_our_quant_sim() {
+    use burn_compress::core::dataset::ImageDataset;
+    use burn_compress::quant::export_qdq;
+    use burn_compress::quantize::{QuantizeJob, quantize_classifier};
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let device = Device::flex();
+    let (train, test) = ImageDataset::load(root.join("data/mnist5k.safetensors"), 255.0)
+        .unwrap()
+        .split();
+    let AnyModel::LeNet5(model) = AnyModel::load(
+        Arch::LeNet5,
+        &root.join("data/lenet5-mnist5k.safetensors"),
+        &device,
+    )
+    .unwrap() else {
+        unreachable!()
+    };
+    let config = CompressConfig::from_file(root.join("configs/lenet5-ptq-int8.toml")).unwrap();
+    let q = quantize_classifier(&model, &train, &QuantizeJob::new("ptq", config)).unwrap();
+    let sim = q.accuracy(&test).unwrap();
+    let plain = AnyModel::LeNet5(burn_compress::core::mask::deep_copy(&q.model).materialize());
+    let graph = capture_zoo(&plain, &[1, 1, 28, 28]).unwrap();
+    let AnyModel::LeNet5(m) = &plain else {
+        unreachable!()
+    };
+    let bytes = export_qdq(&graph, m, &q.calibration(), OnnxOptions::default()).unwrap();
+    let (images, labels) = test.batch(0, test.len(), &device);
+    let shape = images.dims().to_vec();
+    let pixels: Vec<f32> = images.into_data().try_to_vec().unwrap();
+    let labels: Vec<i64> = labels.into_data().convert::<i64>().try_to_vec().unwrap();
+    let logits = run_tract(&bytes, tract::Tensor::from_shape(&shape, &pixels).unwrap());
+    let correct = logits
+        .chunks(10)
+        .zip(&labels)
+        .filter(|(row, l)| {
+            let best = (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            best as i64 == **l
+        })
+        .count();
+    let acc = correct as f64 / labels.len() as f64;
+    assert!(
+        (acc - sim).abs() <= 0.003,
+        "tract QDQ {acc} vs QuantSim {sim}"
+    );
+    println!("QDQ LeNet-5: tract {acc:.4}, QuantSim {sim:.4}");
+}
