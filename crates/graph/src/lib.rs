@@ -52,6 +52,7 @@ mod error;
 mod ops;
 mod replay;
 mod rules;
+mod soft_mask;
 mod views;
 
 pub use capture::{Graph, capture};
