@@ -58,9 +58,10 @@ def taylor_config(path, ratio):
     return path
 
 
-def fusion(epochs=16, lr=0.0005, distill=None, ratio=None, interval=30):
-    cfg = "configs/lenet5-taylor.toml" if ratio is None else taylor_config(
-        f'out/sweep/taylor-{ratio}.toml', ratio)
+def fusion(epochs=16, lr=0.0005, distill=None, ratio=None, interval=30, cfg=None):
+    if cfg is None:
+        cfg = "configs/lenet5-taylor.toml" if ratio is None else taylor_config(
+            f'out/sweep/taylor-{ratio}.toml', ratio)
     return (HEAD + TRAIN + f'[[step]]\nkind = "train"\nepochs = {epochs}\nlr = {lr}\n\n'
             f'[step.prune]\nconfig = "{cfg}"\nschedule = "agp"\ntotal_times = 10\n'
             f'interval_steps = {interval}\n\n[step.quantize]\nconfig = "configs/lenet5-qat-int8.toml"\n\n'
@@ -109,6 +110,9 @@ def variants():
     # fix the default distill for the 16-epoch fusion candidates
     v['fusion-16ep-r0.7'] = fusion(distill=kd(4.0, 0.3))
     v['fusion-16ep-r0.65'] = fusion(ratio=0.65, distill=kd(4.0, 0.3))
+    mixed = "configs/lenet5-taylor-fusion.toml"
+    v['fusion-24ep-mixed-kd'] = fusion(24, distill=kd(4.0, 0.3), cfg=mixed)
+    v['fusion-24ep-mixed-lw'] = fusion(24, distill=layerwise(lw11), cfg=mixed)
     return v
 
 
