@@ -307,18 +307,20 @@ impl crate::paths::PathMapper for HardMasker<'_> {
 }
 
 /// A mask attached to a parameter as a Burn [`Reparameterization`]: the effective value is
-/// `base * mask`. The mask is a constant (not a parameter), so optimizers never touch it.
+/// `base * mask`. The mask is a parameter that never requires gradients (optimizers never touch
+/// it, like [`ScoreReparam`](crate::scores::ScoreReparam)'s mask), so module visitors see it and
+/// the graph replay can rebuild the effective value (compress-graph registers the rebuild).
 #[derive(Module, Debug)]
 pub struct SoftMask {
     /// The mask, flattened; reshaped to the base's shape on apply.
-    pub mask: Tensor<1>,
+    pub mask: Param<Tensor<1>>,
 }
 
 impl Reparameterization for SoftMask {
     const NAME: &'static str = "soft_mask";
 
     fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
-        let mask = self.mask.clone().reshape(base.shape());
+        let mask = self.mask.val().reshape(base.shape());
         base * mask
     }
 }
@@ -339,7 +341,7 @@ impl Reparameterizer for SoftMasker<'_> {
         let mask = self.masks.mask_tensor::<D>(path, &device).map(|m| {
             let n = m.shape().num_elements();
             SoftMask {
-                mask: m.reshape([n]),
+                mask: Param::from_tensor(m.reshape([n])).set_require_grad(false),
             }
         });
         (param, mask)

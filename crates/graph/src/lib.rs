@@ -55,6 +55,7 @@ pub mod onnx;
 mod ops;
 mod replay;
 mod rules;
+mod soft_mask;
 mod views;
 
 pub use capture::{Graph, capture};

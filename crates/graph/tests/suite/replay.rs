@@ -138,22 +138,78 @@ fn a_replay_refuses_an_input_of_another_shape() {
 }
 
 #[test]
-fn a_reparameterization_the_replay_cannot_rebuild_is_an_error_not_a_silent_wrong_answer() {
+fn a_soft_masked_model_replays_equal_to_its_direct_forward() {
     let device = Device::flex();
     let model = LeNet5::new(&device);
     let mut masks = compress_core::MaskSet::default();
+    // Half of conv1's output channels, every other fc1 weight, all of fc1's bias.
+    let conv1: Vec<u8> = (0..6 * 25).map(|i| u8::from(i / 25 % 2 == 0)).collect();
+    masks.insert(
+        "conv1.weight",
+        compress_core::Dense::new(vec![6, 1, 5, 5], conv1),
+    );
+    let fc1 = model.fc1.weight.val().dims();
+    let fc1_mask: Vec<u8> = (0..fc1[0] * fc1[1]).map(|i| (i % 2) as u8).collect();
+    masks.insert(
+        "fc1.weight",
+        compress_core::Dense::new(fc1.to_vec(), fc1_mask),
+    );
     masks.insert(
         "fc1.bias",
         compress_core::Dense::new(vec![120], vec![0; 120]),
     );
     let soft = masks.apply_soft(&model).unwrap();
-    let replay = Replay::capture(&soft, [1, 1, 28, 28], |m, x| m.forward(x)).unwrap();
+    let x = Tensor::<4>::random([3, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+    let replay = Replay::capture(&soft, [3, 1, 28, 28], |m, x| m.forward(x)).unwrap();
+    let got: Tensor<2> = replay.run(&soft, x.clone(), &mut NoTap).unwrap();
+    let direct = soft.forward(x.clone());
+    close(got.clone(), direct.clone(), 1e-5);
+    // The masks are in force: the unmasked model answers differently.
+    let dense = model.forward(x);
+    let diff: f32 = (dense - direct).abs().max().into_scalar();
+    assert!(diff > 1e-3, "the masks changed nothing ({diff})");
+}
+
+/// A reparameterization nobody registered a rebuild for.
+#[derive(burn::module::Module, Debug)]
+struct Doubling {
+    factor: burn::module::Param<Tensor<1>>,
+}
+
+impl burn::module::Reparameterization for Doubling {
+    const NAME: &'static str = "doubling";
+    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
+        base * 2.0
+    }
+}
+
+struct DoubleBias;
+
+impl burn::module::Reparameterizer for DoubleBias {
+    type Reparam = Doubling;
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> (burn::module::Param<Tensor<D>>, Option<Doubling>) {
+        let r = (path == "fc1.bias").then(|| Doubling {
+            factor: burn::module::Param::from_tensor(Tensor::ones([1], &param.lazy_device())),
+        });
+        (param, r)
+    }
+}
+
+#[test]
+fn a_reparameterization_the_replay_cannot_rebuild_is_an_error_not_a_silent_wrong_answer() {
+    let device = Device::flex();
+    let model = LeNet5::new(&device).apply_reparameterization(DoubleBias);
+    let replay = Replay::capture(&model, [1, 1, 28, 28], |m, x| m.forward(x)).unwrap();
     let err = replay
-        .run::<_, 4, 2>(&soft, Tensor::zeros([1, 1, 28, 28], &device), &mut NoTap)
+        .run::<_, 4, 2>(&model, Tensor::zeros([1, 1, 28, 28], &device), &mut NoTap)
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("parameter 'fc1.bias' carries a 'soft_mask' reparameterization"),
+            .contains("parameter 'fc1.bias' carries a 'doubling' reparameterization"),
         "{err}"
     );
 }
