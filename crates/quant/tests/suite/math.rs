@@ -344,20 +344,16 @@ fn ranges_are_widened_to_zero_and_scales_floored_at_eps() {
 #[test]
 fn affine_zero_points_round_half_to_even_and_are_clamped() {
     let int8 = QuantDtype::parse("int8").unwrap();
+    let affine = |mn: f32, mx: f32| {
+        let scalar = |v: f32| Dense::new(vec![], vec![v]);
+        qparams_from_range(&scalar(mn), &scalar(mx), int8, QuantScheme::Affine)
+    };
     // [-1.5, 125.5] over 254 steps: scale 0.5, mn / scale = -3 exactly.
-    let (mn, mx) = (
-        Dense::new(vec![], vec![-1.5f32]),
-        Dense::new(vec![], vec![125.5f32]),
-    );
-    let (scale, zp) = qparams_from_range(&mn, &mx, int8, QuantScheme::Affine);
+    let (scale, zp) = affine(-1.5, 125.5);
     assert_eq!(scale.data(), &[0.5]);
     assert_eq!(zp.data(), &[-124.0]);
     // Half-way zero points go to the even neighbour: mn / scale = -2.5 -> round -2.
-    let (mn, mx) = (
-        Dense::new(vec![], vec![-1.25f32]),
-        Dense::new(vec![], vec![125.75f32]),
-    );
-    let (scale, zp) = qparams_from_range(&mn, &mx, int8, QuantScheme::Affine);
+    let (scale, zp) = affine(-1.25, 125.75);
     assert_eq!(scale.data(), &[0.5]);
     assert_eq!(zp.data(), &[-125.0]);
 }
