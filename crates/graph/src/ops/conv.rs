@@ -133,39 +133,31 @@ impl OpRule for Conv<'_> {
 
     fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
         let ints = Attr::ints;
-        // (op, stride, per-axis padding, dilation, groups, output_padding)
+        // (op, stride, per-axis padding, dilation, groups, output_padding). Conv1d and Conv2d
+        // options are different burn-ir types with the same fields.
+        macro_rules! conv {
+            ($o:expr) => {
+                (
+                    "Conv",
+                    &$o.stride[..],
+                    $o.padding.to_vec(),
+                    &$o.dilation[..],
+                    $o.groups,
+                    None,
+                )
+            };
+        }
         let (op, stride, padding, dilation, groups, output_padding) = match self.ir {
-            M::Conv1d(c) => {
-                let o = &c.options;
-                let padding = o.padding.to_vec();
-                (
-                    "Conv",
-                    &o.stride[..],
-                    padding,
-                    &o.dilation[..],
-                    o.groups,
-                    None,
-                )
-            }
-            M::Conv2d(c) => {
-                let o = &c.options;
-                let padding = o.padding.to_vec();
-                (
-                    "Conv",
-                    &o.stride[..],
-                    padding,
-                    &o.dilation[..],
-                    o.groups,
-                    None,
-                )
-            }
+            M::Conv1d(c) => conv!(c.options),
+            M::Conv2d(c) => conv!(c.options),
             M::ConvTranspose2d(c) => {
                 let o = &c.options;
                 let padding = o.padding.map(|p| (p, p)).to_vec();
                 let out = Some(&o.padding_out[..]);
+                let stride = &o.stride[..];
                 (
                     "ConvTranspose",
-                    &o.stride[..],
+                    stride,
                     padding,
                     &o.dilation[..],
                     o.groups,
