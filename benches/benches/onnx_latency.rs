@@ -16,10 +16,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn_compress::graph::onnx::{OnnxOptions, Qdq, QuantParam, export};
 use burn_compress::graph::{Graph, capture, count, layer_calls};
-use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply};
 use burn_compress::zoo::{AnyModel, Arch};
 use burn_compress::zoo_capture::capture_zoo;
-use burn_compress::{AlgorithmEntry, CompressConfig, ModuleIndex, Pruner};
+use burn_compress_benches::resnet18_half;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tract_onnx::prelude::{
     self as tract, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TypedRunnableModel,
@@ -96,35 +95,6 @@ fn synthetic_qdq<M: Module>(graph: &Graph, model: &M) -> Qdq {
         }
     }
     qdq
-}
-
-fn resnet18_half(model: &AnyModel, graph: &Graph) -> AnyModel {
-    let AnyModel::ResNet18(m) = model else {
-        unreachable!()
-    };
-    let config = CompressConfig::from_toml(
-        "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\ngranularity = 'out_channel'\n",
-    )
-    .unwrap();
-    let table: burn_compress::core::toml::Table = "".parse().unwrap();
-    let pruner: Arc<dyn Pruner> = Arc::from(
-        AlgorithmEntry::find("l1-norm")
-            .unwrap()
-            .build_pruner(&table)
-            .unwrap(),
-    );
-    let pruned =
-        burn_compress::pruning::prune_captured(m.clone(), graph, &config, pruner, None, None)
-            .unwrap();
-    let report = DependencyGraph::build(graph)
-        .unwrap()
-        .plan(
-            &pruned.masks,
-            &ModuleIndex::from_module(m),
-            ConflictPolicy::Union,
-        )
-        .unwrap();
-    AnyModel::ResNet18(apply(m, &report.plan).unwrap())
 }
 
 fn input(shape: &[usize]) -> tract::TValue {

@@ -4,6 +4,9 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 
+mod pruned;
+pub use pruned::resnet18_half;
+
 /// The conv layers of torchvision's ResNet-50 as `(in, out, kernel)`, in order (53 convs,
 /// 23.5M parameters).
 pub fn resnet50_convs() -> Vec<(usize, usize, usize)> {

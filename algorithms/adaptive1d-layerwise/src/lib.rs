@@ -18,30 +18,19 @@
 
 use burn::prelude::*;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, Result,
-    distill::{DistillInput, DistillReads, LayerwiseOptions, sum_over_targets},
+    Algorithm, AlgorithmEntry, AlgorithmKind, Result,
+    distill::{Layerwise, LayerwiseOptions, TargetFeatures},
 };
 
 /// The Adaptive1d layerwise distiller.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Adaptive1dLayerwise {
-    /// Weight of the original loss.
-    pub origin_lambda: f64,
-    /// Temperature of KL links.
-    pub temperature: f64,
-}
+pub struct Adaptive1dLayerwise(pub LayerwiseOptions);
 
-impl Distiller for Adaptive1dLayerwise {
-    fn reads(&self) -> DistillReads {
-        DistillReads::Layers
-    }
+impl Layerwise for Adaptive1dLayerwise {
+    const NAME: &'static str = "adaptive1d-layerwise";
 
-    fn origin_lambda(&self) -> f64 {
-        self.origin_lambda
-    }
-
-    fn temperature(&self) -> f64 {
-        self.temperature
+    fn options(&self) -> &LayerwiseOptions {
+        &self.0
     }
 
     fn adapts(&self) -> bool {
@@ -52,23 +41,20 @@ impl Distiller for Adaptive1dLayerwise {
         Some(1)
     }
 
-    fn loss(&self, input: &DistillInput<'_>) -> Result<Tensor<1>> {
+    fn target_term(&self, t: &TargetFeatures<'_>) -> Result<Tensor<1>> {
         // One link per target (`max_links`); the student's output is already adapted.
-        sum_over_targets("adaptive1d-layerwise", input, |t| t.link_term(0))
+        t.link_term(0)
     }
 }
 
 fn build(options: &compress_core::toml::Table) -> Result<Algorithm> {
-    let o = LayerwiseOptions::read("adaptive1d-layerwise", options)?;
-    Ok(Algorithm::Distiller(Box::new(Adaptive1dLayerwise {
-        origin_lambda: o.origin_lambda,
-        temperature: o.temperature,
-    })))
+    let o = LayerwiseOptions::read(Adaptive1dLayerwise::NAME, options)?;
+    Ok(Algorithm::Distiller(Box::new(Adaptive1dLayerwise(o))))
 }
 
 inventory::submit! {
     AlgorithmEntry {
-        name: "adaptive1d-layerwise",
+        name: Adaptive1dLayerwise::NAME,
         kind: AlgorithmKind::Distiller,
         summary: "layer outputs (mse | kl), one link per target, a trained Linear adapter when widths differ",
         config_keys: LayerwiseOptions::KEYS,

@@ -20,53 +20,37 @@
 
 use burn::prelude::*;
 use compress_core::{
-    Algorithm, AlgorithmEntry, AlgorithmKind, Distiller, Result,
-    distill::{DistillInput, DistillReads, LayerwiseOptions, sum_over_targets},
+    Algorithm, AlgorithmEntry, AlgorithmKind, Result,
+    distill::{Layerwise, LayerwiseOptions, TargetFeatures},
 };
 
 /// The Dynamic layerwise distiller.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DynamicLayerwise {
-    /// Weight of the original loss.
-    pub origin_lambda: f64,
-    /// Temperature of KL links.
-    pub temperature: f64,
-}
+pub struct DynamicLayerwise(pub LayerwiseOptions);
 
-impl Distiller for DynamicLayerwise {
-    fn reads(&self) -> DistillReads {
-        DistillReads::Layers
+impl Layerwise for DynamicLayerwise {
+    const NAME: &'static str = "dynamic-layerwise";
+
+    fn options(&self) -> &LayerwiseOptions {
+        &self.0
     }
 
-    fn origin_lambda(&self) -> f64 {
-        self.origin_lambda
-    }
-
-    fn temperature(&self) -> f64 {
-        self.temperature
-    }
-
-    fn loss(&self, input: &DistillInput<'_>) -> Result<Tensor<1>> {
-        sum_over_targets("dynamic-layerwise", input, |t| {
-            let terms = (0..t.teachers.len())
-                .map(|i| t.link_term(i))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Tensor::cat(terms, 0).min())
-        })
+    fn target_term(&self, t: &TargetFeatures<'_>) -> Result<Tensor<1>> {
+        let terms = (0..t.teachers.len())
+            .map(|i| t.link_term(i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(terms, 0).min())
     }
 }
 
 fn build(options: &compress_core::toml::Table) -> Result<Algorithm> {
-    let o = LayerwiseOptions::read("dynamic-layerwise", options)?;
-    Ok(Algorithm::Distiller(Box::new(DynamicLayerwise {
-        origin_lambda: o.origin_lambda,
-        temperature: o.temperature,
-    })))
+    let o = LayerwiseOptions::read(DynamicLayerwise::NAME, options)?;
+    Ok(Algorithm::Distiller(Box::new(DynamicLayerwise(o))))
 }
 
 inventory::submit! {
     AlgorithmEntry {
-        name: "dynamic-layerwise",
+        name: DynamicLayerwise::NAME,
         kind: AlgorithmKind::Distiller,
         summary: "layer outputs (mse | kl), each target takes the minimum over its teacher links",
         config_keys: LayerwiseOptions::KEYS,
@@ -77,7 +61,8 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use compress_core::distill::{DistillMethod, DistillTarget, TargetFeatures};
+    use compress_core::Distiller;
+    use compress_core::distill::{DistillInput, DistillMethod, DistillTarget};
 
     fn row(v: [f32; 3]) -> Tensor<2> {
         Tensor::<1>::from_floats(v, &Device::flex()).reshape([1, 3])
@@ -96,10 +81,10 @@ mod tests {
             teachers,
         }];
         let logits = row([0., 0., 0.]);
-        let d = DynamicLayerwise {
+        let d = DynamicLayerwise(LayerwiseOptions {
             origin_lambda: 1.0,
             temperature: 2.0,
-        };
+        });
         d.loss(&DistillInput {
             student_logits: &logits,
             teacher_logits: &logits,

@@ -354,6 +354,59 @@ pub trait Distiller: Send + Sync {
     fn loss(&self, input: &DistillInput<'_>) -> Result<Tensor<1>>;
 }
 
+/// A distiller of layer outputs under [`LayerwiseOptions`]: it writes the term of one target, and
+/// is a [`Distiller`] that reads [`DistillReads::Layers`], takes its `origin_lambda` and
+/// `temperature` from its options, and sums its terms with [`sum_over_targets`].
+pub trait Layerwise: Send + Sync {
+    /// The registry name, for error messages.
+    const NAME: &'static str;
+
+    /// The options read from the `[algorithm]` table.
+    fn options(&self) -> &LayerwiseOptions;
+
+    /// See [`Distiller::adapts`].
+    fn adapts(&self) -> bool {
+        false
+    }
+
+    /// See [`Distiller::max_links`].
+    fn max_links(&self) -> Option<usize> {
+        None
+    }
+
+    /// The term of one target.
+    ///
+    /// # Errors
+    /// [`CompressError::LinkShapeMismatch`] from the distances.
+    fn target_term(&self, target: &TargetFeatures<'_>) -> Result<Tensor<1>>;
+}
+
+impl<T: Layerwise> Distiller for T {
+    fn reads(&self) -> DistillReads {
+        DistillReads::Layers
+    }
+
+    fn origin_lambda(&self) -> f64 {
+        self.options().origin_lambda
+    }
+
+    fn temperature(&self) -> f64 {
+        self.options().temperature
+    }
+
+    fn adapts(&self) -> bool {
+        Layerwise::adapts(self)
+    }
+
+    fn max_links(&self) -> Option<usize> {
+        Layerwise::max_links(self)
+    }
+
+    fn loss(&self, input: &DistillInput<'_>) -> Result<Tensor<1>> {
+        sum_over_targets(T::NAME, input, |t| self.target_term(t))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

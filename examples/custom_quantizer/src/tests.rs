@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::quantization::QuantizedBytes;
+use burn_compress::core::paths::{PathVisitor, visit_params};
 use burn_compress::core::{dataset::ImageDataset, train::accuracy};
 use burn_compress::quant::{AffinePolicy, quantized_params};
 use burn_compress::quantize::{QuantizeJob, quantize_classifier};
@@ -25,19 +26,9 @@ fn is_power_of_two(s: f32) -> bool {
 
 /// Every quantized parameter's scales, decoded from its stored bytes.
 fn exported_scales<M: Module>(model: &M) -> Vec<(String, Vec<f32>)> {
-    #[derive(Default)]
-    struct Scales {
-        stack: Vec<String>,
-        found: Vec<(String, Vec<f32>)>,
-    }
-    impl ModuleVisitor for Scales {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+    struct Scales(Vec<(String, Vec<f32>)>);
+    impl PathVisitor for Scales {
+        fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
             let data = param.val().into_data();
             let DType::QFloat(scheme) = data.dtype() else {
                 return;
@@ -49,42 +40,27 @@ fn exported_scales<M: Module>(model: &M) -> Vec<(String, Vec<f32>)> {
                 shape,
             }
             .into_vec_i8();
-            self.found.push((self.stack.join("."), scales.block));
+            self.0.push((path.to_string(), scales.block));
         }
     }
-    let mut v = Scales::default();
-    model.visit(&mut v);
-    v.found
+    let mut v = Scales(Vec::new());
+    visit_params(model, &mut v);
+    v.0
 }
 
 /// Every float parameter's value (`Param::val()`, dequantized), by path.
 fn float_values<M: Module>(model: &M) -> BTreeMap<String, Vec<f32>> {
-    #[derive(Default)]
-    struct Values {
-        stack: Vec<String>,
-        found: BTreeMap<String, Vec<f32>>,
-    }
-    impl ModuleVisitor for Values {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let values = param
-                .val()
-                .dequantize()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap();
-            self.found.insert(self.stack.join("."), values);
+    struct Values(BTreeMap<String, Vec<f32>>);
+    impl PathVisitor for Values {
+        fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
+            let values = param.val().dequantize().into_data().convert::<f32>();
+            self.0
+                .insert(path.to_string(), values.try_into_vec::<f32>().unwrap());
         }
     }
-    let mut v = Values::default();
-    model.visit(&mut v);
-    v.found
+    let mut v = Values(BTreeMap::new());
+    visit_params(model, &mut v);
+    v.0
 }
 
 #[test]

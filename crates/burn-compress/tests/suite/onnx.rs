@@ -2,14 +2,11 @@
 //! and run at batch 2 (captured at batch 1, so the dynamic batch dimension is exercised); its
 //! output must match Burn's on the same input.
 
-use std::sync::Arc;
-
 use burn::prelude::*;
+use burn_compress::CompressConfig;
 use burn_compress::graph::onnx::{OnnxOptions, export};
-use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply};
 use burn_compress::zoo::{AnyModel, Arch, dispatch};
 use burn_compress::zoo_capture::capture_zoo;
-use burn_compress::{AlgorithmEntry, CompressConfig, ModuleIndex, Pruner};
 use tract_onnx::prelude::{self as tract, Framework, InferenceModelExt, IntoRunnable, tvec};
 
 /// Deterministic inputs in [-1, 1).
@@ -120,36 +117,14 @@ fn tiny_transformer_exported_to_onnx_matches_burn_in_tract() {
     assert_close(Arch::TinyTransformer, &[1, 8]);
 }
 
+#[path = "../../../../benches/src/pruned.rs"]
+mod pruned;
+
 /// ResNet-18 with half of every coupled conv channel group removed (L1 norm), sped up.
 pub fn resnet18_half(device: &Device) -> AnyModel {
     let model = AnyModel::init(Arch::ResNet18, device);
-    let AnyModel::ResNet18(m) = &model else {
-        unreachable!()
-    };
     let graph = capture_zoo(&model, &[1, 3, 64, 64]).unwrap();
-    let config = CompressConfig::from_toml(
-        "[[config_list]]\nop_types = ['Conv2d']\nsparse_ratio = 0.5\ngranularity = 'out_channel'\n",
-    )
-    .unwrap();
-    let table: burn_compress::core::toml::Table = "".parse().unwrap();
-    let pruner: Arc<dyn Pruner> = Arc::from(
-        AlgorithmEntry::find("l1-norm")
-            .unwrap()
-            .build_pruner(&table)
-            .unwrap(),
-    );
-    let pruned =
-        burn_compress::pruning::prune_captured(m.clone(), &graph, &config, pruner, None, None)
-            .unwrap();
-    let report = DependencyGraph::build(&graph)
-        .unwrap()
-        .plan(
-            &pruned.masks,
-            &ModuleIndex::from_module(m),
-            ConflictPolicy::Union,
-        )
-        .unwrap();
-    AnyModel::ResNet18(apply(m, &report.plan).unwrap())
+    pruned::resnet18_half(&model, &graph)
 }
 
 #[test]

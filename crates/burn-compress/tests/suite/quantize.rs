@@ -35,6 +35,24 @@ fn setup() -> (LeNet5, ImageDataset, ImageDataset, f64) {
     (model, train, test, dense)
 }
 
+/// Save `model` (f32) and `native` (quantized, as `file`) into a fresh temp dir `tag`: the dir,
+/// the quantized file, and how many times smaller it is than the f32 one.
+fn save_both(
+    model: &LeNet5,
+    native: &LeNet5,
+    tag: &str,
+    file: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, f64) {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f32_file = dir.join("f32.bpk");
+    model.clone().save_file(&f32_file).unwrap();
+    let q_file = save_quantized(native, dir.join(file)).unwrap();
+    let ratio = std::fs::metadata(&f32_file).unwrap().len() as f64
+        / std::fs::metadata(&q_file).unwrap().len() as f64;
+    (dir, q_file, ratio)
+}
+
 fn config(text: &str) -> CompressConfig {
     CompressConfig::from_toml(text).unwrap()
 }
@@ -82,13 +100,7 @@ fn ptq_int8_keeps_accuracy_and_exports_a_smaller_model_that_round_trips_exactly(
         .unwrap();
     assert_eq!(simulated, exported);
 
-    let dir = std::env::temp_dir().join(format!("bc-quant-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f32_file = dir.join("f32.bpk");
-    model.clone().save_file(&f32_file).unwrap();
-    let q8_file = save_quantized(&native, dir.join("q8.bpk")).unwrap();
-    let ratio = std::fs::metadata(&f32_file).unwrap().len() as f64
-        / std::fs::metadata(&q8_file).unwrap().len() as f64;
+    let (dir, q8_file, ratio) = save_both(&model, &native, "bc-quant", "q8.bpk");
     // LeNet-5's int8 data is 3.95x smaller; burnpack's 256-byte alignment of each of its 10
     // tensors and its header cost the whole file ~2.4 KB (LeNet-300-100 reaches 3.97x whole
     // file: crates/speedup/tests/suite/quantized.rs).
@@ -142,13 +154,7 @@ fn lsq_int4_weights_after_one_epoch_stay_within_one_point_and_pack() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-3, "{worst}");
-    let dir = std::env::temp_dir().join(format!("bc-quant4-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f32_file = dir.join("f32.bpk");
-    model.clone().save_file(&f32_file).unwrap();
-    let q4 = save_quantized(&native, dir.join("q4.bpk")).unwrap();
-    let ratio = std::fs::metadata(&f32_file).unwrap().len() as f64
-        / std::fs::metadata(&q4).unwrap().len() as f64;
+    let (dir, _, ratio) = save_both(&model, &native, "bc-quant4", "q4.bpk");
     // Packed int4 data is 7.8x smaller; the whole file pays burnpack's fixed overhead (above).
     assert!(ratio >= 7.2, "int4 file is only {ratio:.2}x smaller");
     std::fs::remove_dir_all(&dir).ok();

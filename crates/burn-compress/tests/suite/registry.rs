@@ -110,22 +110,19 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "taylor"
         ]
     );
-    let distillers: Vec<&str> = AlgorithmEntry::all()
-        .iter()
-        .filter(|e| e.kind == AlgorithmKind::Distiller)
-        .map(|e| e.name)
-        .collect();
+    let of_kind = |kind: AlgorithmKind| -> Vec<&str> {
+        AlgorithmEntry::all()
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.name)
+            .collect()
+    };
     assert_eq!(
-        distillers,
+        of_kind(AlgorithmKind::Distiller),
         ["adaptive1d-layerwise", "dynamic-layerwise", "kd"]
     );
-    let quantizers: Vec<&str> = AlgorithmEntry::all()
-        .iter()
-        .filter(|e| e.kind == AlgorithmKind::Quantizer)
-        .map(|e| e.name)
-        .collect();
     assert_eq!(
-        quantizers,
+        of_kind(AlgorithmKind::Quantizer),
         ["bnn", "dorefa", "lsq", "lsq-plus", "ptq", "qat"]
     );
     assert!(AlgorithmEntry::all().iter().all(|e| !e.summary.is_empty()));

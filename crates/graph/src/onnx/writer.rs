@@ -18,6 +18,23 @@ pub(crate) enum Attr {
     Float(f32),
 }
 
+impl Attr {
+    /// `Ints` of sizes.
+    pub(crate) fn ints(v: &[usize]) -> Self {
+        Self::Ints(v.iter().map(|&x| x as i64).collect())
+    }
+
+    /// ONNX `pads` of a per-axis `(begin, end)` padding: every axis's begin, then every end.
+    pub(crate) fn pads(per_axis: &[(usize, usize)]) -> Self {
+        let begins = per_axis.iter().map(|p| p.0);
+        Self::ints(
+            &begins
+                .chain(per_axis.iter().map(|p| p.1))
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
 /// Where op families write their ONNX nodes: names of values, initializers, constants, and
 /// what the engine knows about the batch dimension and layer calls.
 pub struct OnnxWriter<'a> {

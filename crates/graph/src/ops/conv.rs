@@ -132,55 +132,47 @@ impl OpRule for Conv<'_> {
     }
 
     fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
-        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
-        let (op, attrs) = match self.ir {
-            M::Conv1d(c) => {
-                let o = &c.options;
-                let pads = [o.padding[0].0, o.padding[0].1];
+        let ints = Attr::ints;
+        // (op, stride, per-axis padding, dilation, groups, output_padding). Conv1d and Conv2d
+        // options are different burn-ir types with the same fields.
+        macro_rules! conv {
+            ($o:expr) => {
                 (
                     "Conv",
-                    vec![
-                        ("strides", ints(&o.stride)),
-                        ("pads", ints(&pads)),
-                        ("dilations", ints(&o.dilation)),
-                        ("group", Attr::Int(o.groups as i64)),
-                    ],
+                    &$o.stride[..],
+                    $o.padding.to_vec(),
+                    &$o.dilation[..],
+                    $o.groups,
+                    None,
                 )
-            }
-            M::Conv2d(c) => {
-                let o = &c.options;
-                let pads = [
-                    o.padding[0].0,
-                    o.padding[1].0,
-                    o.padding[0].1,
-                    o.padding[1].1,
-                ];
-                (
-                    "Conv",
-                    vec![
-                        ("strides", ints(&o.stride)),
-                        ("pads", ints(&pads)),
-                        ("dilations", ints(&o.dilation)),
-                        ("group", Attr::Int(o.groups as i64)),
-                    ],
-                )
-            }
+            };
+        }
+        let (op, stride, padding, dilation, groups, output_padding) = match self.ir {
+            M::Conv1d(c) => conv!(c.options),
+            M::Conv2d(c) => conv!(c.options),
             M::ConvTranspose2d(c) => {
                 let o = &c.options;
-                let pads = [o.padding[0], o.padding[1], o.padding[0], o.padding[1]];
+                let padding = o.padding.map(|p| (p, p)).to_vec();
+                let out = Some(&o.padding_out[..]);
+                let stride = &o.stride[..];
                 (
                     "ConvTranspose",
-                    vec![
-                        ("strides", ints(&o.stride)),
-                        ("pads", ints(&pads)),
-                        ("dilations", ints(&o.dilation)),
-                        ("output_padding", ints(&o.padding_out)),
-                        ("group", Attr::Int(o.groups as i64)),
-                    ],
+                    stride,
+                    padding,
+                    &o.dilation[..],
+                    o.groups,
+                    out,
                 )
             }
             _ => return Err(w.unmapped()),
         };
+        let mut attrs = vec![
+            ("strides", ints(stride)),
+            ("pads", Attr::pads(&padding)),
+            ("dilations", ints(dilation)),
+        ];
+        attrs.extend(output_padding.map(|p| ("output_padding", ints(p))));
+        attrs.push(("group", Attr::Int(groups as i64)));
         let mut inputs = vec![self.x, self.weight];
         inputs.extend(self.bias);
         w.simple(op, &inputs, self.out, attrs)

@@ -127,63 +127,43 @@ impl OpRule for Pool<'_> {
     /// `GlobalAveragePool`, to a size that divides the input as an `AveragePool`; interpolation
     /// has no mapping yet.
     fn onnx(&self, w: &mut OnnxWriter<'_>) -> Result<()> {
-        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+        let ints = Attr::ints;
         let flag = |b: bool| Attr::Int(b as i64);
+        let sym = |p: &[usize]| Attr::pads(&p.iter().map(|&p| (p, p)).collect::<Vec<_>>());
         let x = &[self.x];
-        match self.ir {
-            M::MaxPool1d(p) => w.simple(
+        // (op, kernel, stride, padding, the op's own attribute, ceil_mode)
+        let (op, kernel, stride, padding, own, ceil_mode) = match self.ir {
+            M::MaxPool1d(p) => (
                 "MaxPool",
-                x,
-                self.out,
-                vec![
-                    ("kernel_shape", ints(&[p.kernel_size])),
-                    ("strides", ints(&[p.stride])),
-                    ("pads", ints(&[p.padding, p.padding])),
-                    ("dilations", ints(&[p.dilation])),
-                    ("ceil_mode", flag(p.ceil_mode)),
-                ],
+                vec![p.kernel_size],
+                vec![p.stride],
+                vec![p.padding],
+                ("dilations", ints(&[p.dilation])),
+                p.ceil_mode,
             ),
-            M::MaxPool2d(p) => w.simple(
+            M::MaxPool2d(p) => (
                 "MaxPool",
-                x,
-                self.out,
-                vec![
-                    ("kernel_shape", ints(&p.kernel_size)),
-                    ("strides", ints(&p.stride)),
-                    (
-                        "pads",
-                        ints(&[p.padding[0], p.padding[1], p.padding[0], p.padding[1]]),
-                    ),
-                    ("dilations", ints(&p.dilation)),
-                    ("ceil_mode", flag(p.ceil_mode)),
-                ],
+                p.kernel_size.to_vec(),
+                p.stride.to_vec(),
+                p.padding.to_vec(),
+                ("dilations", ints(&p.dilation)),
+                p.ceil_mode,
             ),
-            M::AvgPool1d(p) => w.simple(
+            M::AvgPool1d(p) => (
                 "AveragePool",
-                x,
-                self.out,
-                vec![
-                    ("kernel_shape", ints(&[p.kernel_size])),
-                    ("strides", ints(&[p.stride])),
-                    ("pads", ints(&[p.padding, p.padding])),
-                    ("count_include_pad", flag(p.count_include_pad)),
-                    ("ceil_mode", flag(p.ceil_mode)),
-                ],
+                vec![p.kernel_size],
+                vec![p.stride],
+                vec![p.padding],
+                ("count_include_pad", flag(p.count_include_pad)),
+                p.ceil_mode,
             ),
-            M::AvgPool2d(p) => w.simple(
+            M::AvgPool2d(p) => (
                 "AveragePool",
-                x,
-                self.out,
-                vec![
-                    ("kernel_shape", ints(&p.kernel_size)),
-                    ("strides", ints(&p.stride)),
-                    (
-                        "pads",
-                        ints(&[p.padding[0], p.padding[1], p.padding[0], p.padding[1]]),
-                    ),
-                    ("count_include_pad", flag(p.count_include_pad)),
-                    ("ceil_mode", flag(p.ceil_mode)),
-                ],
+                p.kernel_size.to_vec(),
+                p.stride.to_vec(),
+                p.padding.to_vec(),
+                ("count_include_pad", flag(p.count_include_pad)),
+                p.ceil_mode,
             ),
             M::AdaptiveAvgPool1d(_) | M::AdaptiveAvgPool2d(_) | M::AdaptiveAvgPool3d(_) => {
                 let (xs, os) = (
@@ -197,15 +177,23 @@ impl OpRule for Pool<'_> {
                     return Err(w.unmapped());
                 }
                 let k: Vec<usize> = xs.iter().zip(os).map(|(&i, &o)| i / o).collect();
-                w.simple(
+                return w.simple(
                     "AveragePool",
                     x,
                     self.out,
                     vec![("kernel_shape", ints(&k)), ("strides", ints(&k))],
-                )
+                );
             }
-            _ => Err(w.unmapped()),
-        }
+            _ => return Err(w.unmapped()),
+        };
+        let attrs = vec![
+            ("kernel_shape", ints(&kernel)),
+            ("strides", ints(&stride)),
+            ("pads", sym(&padding)),
+            own,
+            ("ceil_mode", flag(ceil_mode)),
+        ];
+        w.simple(op, x, self.out, attrs)
     }
 }
 

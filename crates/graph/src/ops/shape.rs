@@ -486,13 +486,20 @@ mod tests {
         fc: burn::nn::Linear,
     }
 
+    impl ConvFc {
+        /// A 1x1 conv (1 -> 3 channels), then a `Linear(fc_in -> 2)`.
+        fn new(fc_in: usize, d: &Device) -> Self {
+            Self {
+                conv: Conv2dConfig::new([1, 3], [1, 1]).init(d),
+                fc: LinearConfig::new(fc_in, 2).init(d),
+            }
+        }
+    }
+
     #[test]
     fn a_flatten_maps_each_channel_to_its_block_of_features_of_the_next_linear() {
         let d = Device::flex();
-        let m = ConvFc {
-            conv: Conv2dConfig::new([1, 3], [1, 1]).init(&d),
-            fc: LinearConfig::new(12, 2).init(&d),
-        };
+        let m = ConvFc::new(12, &d);
         let groups = groups_of(&m, |m, d| {
             m.fc.forward(
                 m.conv
@@ -506,10 +513,7 @@ mod tests {
     #[test]
     fn a_cat_of_two_convs_offsets_the_second_and_a_strided_slice_pins() {
         let d = Device::flex();
-        let m = ConvFc {
-            conv: Conv2dConfig::new([1, 3], [1, 1]).init(&d),
-            fc: LinearConfig::new(6, 2).init(&d),
-        };
+        let m = ConvFc::new(6, &d);
         let f = |m: &ConvFc, d: &Device| {
             let h = m.conv.forward(Tensor::<4>::zeros([1, 1, 1, 1], d));
             let h = Tensor::cat(vec![h.clone(), h], 1).reshape([1, 6]);

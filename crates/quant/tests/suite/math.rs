@@ -344,20 +344,16 @@ fn ranges_are_widened_to_zero_and_scales_floored_at_eps() {
 #[test]
 fn affine_zero_points_round_half_to_even_and_are_clamped() {
     let int8 = QuantDtype::parse("int8").unwrap();
+    let affine = |mn: f32, mx: f32| {
+        let scalar = |v: f32| Dense::new(vec![], vec![v]);
+        qparams_from_range(&scalar(mn), &scalar(mx), int8, QuantScheme::Affine)
+    };
     // [-1.5, 125.5] over 254 steps: scale 0.5, mn / scale = -3 exactly.
-    let (mn, mx) = (
-        Dense::new(vec![], vec![-1.5f32]),
-        Dense::new(vec![], vec![125.5f32]),
-    );
-    let (scale, zp) = qparams_from_range(&mn, &mx, int8, QuantScheme::Affine);
+    let (scale, zp) = affine(-1.5, 125.5);
     assert_eq!(scale.data(), &[0.5]);
     assert_eq!(zp.data(), &[-124.0]);
     // Half-way zero points go to the even neighbour: mn / scale = -2.5 -> round -2.
-    let (mn, mx) = (
-        Dense::new(vec![], vec![-1.25f32]),
-        Dense::new(vec![], vec![125.75f32]),
-    );
-    let (scale, zp) = qparams_from_range(&mn, &mx, int8, QuantScheme::Affine);
+    let (scale, zp) = affine(-1.25, 125.75);
     assert_eq!(scale.data(), &[0.5]);
     assert_eq!(zp.data(), &[-125.0]);
 }
@@ -663,27 +659,23 @@ fn safetensors_round_trip_keeps_burn_layout_and_metadata() {
 fn validation_names_the_module_target_and_key() {
     let (_, index) = nested_model();
     let ok = || nested_calibration();
+    // `ok()` with one entry added: the calibration and its validation error.
+    let with = |module: &str, target: &str, e| {
+        let mut c = ok();
+        c.insert(module, target, e);
+        let err = c.validate(&index).unwrap_err();
+        (c, err)
+    };
+    let int8 = |scale| entry(scale, 0.0, "int8");
 
-    let mut c = ok();
-    c.insert(
-        "haed",
-        "weight",
-        entry(Dense::new(vec![], vec![0.1]), 0.0, "int8"),
-    );
-    let err = c.validate(&index).unwrap_err();
+    let (_, err) = with("haed", "weight", int8(Dense::new(vec![], vec![0.1])));
     assert!(
         matches!(err, CompressError::UnknownCalibrationModule { ref module, ref suggestion }
             if module == "haed" && suggestion.as_deref() == Some("head")),
         "{err}"
     );
 
-    let mut c = ok();
-    c.insert(
-        "head",
-        "weigth",
-        entry(Dense::new(vec![], vec![0.1]), 0.0, "int8"),
-    );
-    let err = c.validate(&index).unwrap_err();
+    let (_, err) = with("head", "weigth", int8(Dense::new(vec![], vec![0.1])));
     assert!(
         matches!(err, CompressError::UnknownCalibrationTarget { ref target, .. } if target == "weigth"),
         "{err}"
@@ -691,37 +683,23 @@ fn validation_names_the_module_target_and_key() {
     assert!(err.to_string().contains("_input_"), "{err}");
 
     // A scale with 3 rows does not divide the weight's 4 input channels.
-    let mut c = ok();
-    c.insert(
-        "head",
-        "weight",
-        entry(Dense::new(vec![3, 1], vec![0.1; 3]), 0.0, "int8"),
-    );
-    let err = c.validate(&index).unwrap_err();
+    let (_, err) = with("head", "weight", int8(Dense::new(vec![3, 1], vec![0.1; 3])));
     assert!(
         matches!(err, CompressError::CalibrationShape { ref param, key, ref found, ref param_shape }
             if param == "head.weight" && key == "scale" && found == &[3, 1] && param_shape == &[4, 3]),
         "{err}"
     );
 
-    let mut c = ok();
-    let mut e = entry(Dense::new(vec![], vec![0.1]), 0.0, "int8");
+    let mut e = int8(Dense::new(vec![], vec![0.1]));
     e.quant_bits = 4;
-    c.insert("head", "bias", e);
-    let err = c.validate(&index).unwrap_err();
+    let (_, err) = with("head", "bias", e);
     assert!(
         matches!(err, CompressError::InvalidCalibration { ref key, ref target, .. }
             if key == "quant_bits" && target == "bias"),
         "{err}"
     );
 
-    let mut c = ok();
-    c.insert(
-        "head",
-        "bias",
-        entry(Dense::new(vec![], vec![-0.1]), 0.0, "int8"),
-    );
-    let err = c.validate(&index).unwrap_err();
+    let (c, err) = with("head", "bias", int8(Dense::new(vec![], vec![-0.1])));
     assert!(err.to_string().contains("positive"), "{err}");
     // Exporting validates first.
     assert!(c.to_nni_json(&index).is_err());
