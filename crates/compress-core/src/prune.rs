@@ -113,11 +113,11 @@ pub fn prune_with_grads<M: Module>(
 }
 
 /// The host values of the parameter `path` among `handles` (what
-/// [`param_handles`](crate::index::param_handles) gathered).
+/// [`param_handles`] gathered).
 ///
 /// # Errors
 /// [`CompressError::UnknownParam`] when `handles` lacks it; as
-/// [`read_flat`](crate::index::read_flat).
+/// [`read_flat`].
 pub fn read_handle(
     handles: &BTreeMap<String, (burn::tensor::Tensor<1>, Vec<usize>)>,
     path: &str,

@@ -1,5 +1,5 @@
 //! ONNX export of a captured graph: the engine walks the recorded ops and asks each op family
-//! ([`OpRule::onnx`](crate::ops::OpRule), in `src/ops/<family>.rs`) which ONNX nodes it becomes.
+//! (`OpRule::onnx`, in `src/ops/<family>.rs`) which ONNX nodes it becomes.
 //! An op whose family has no mapping is [`GraphError::Unmapped`], naming it.
 //!
 //! What is written (opset 17, IR version 8):
