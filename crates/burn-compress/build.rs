@@ -1,7 +1,8 @@
 //! Generates `algorithms.rs`: one `pub use <crate> as <short name>;` for every algorithm crate in
 //! this crate's `[dependencies]` (names starting `prune-`, `quant-` or `distill-`), plus
 //! `CRATES`, their package names, and `BUILT_IN`, the registry names they submit (the
-//! `name: "..."` of each `AlgorithmEntry {` literal in their sources; the registry test checks
+//! `name: "..."` (or the `const NAME` literal a `name: Type::NAME` points at) of each
+//! `AlgorithmEntry {` literal in their sources; the registry test checks
 //! these against the registry itself). Naming a crate is what links it, so its registry entries
 //! (`inventory::submit!`) exist; adding an algorithm crate is then only a matter of listing it in
 //! the workspace and in this crate's `Cargo.toml`.
@@ -57,6 +58,17 @@ fn workspace_path(workspace: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The string literal of the associated `const NAME` that `path` (`Type::NAME`) names, when the
+/// file defines it in `impl ... for Type` (the registry name of a `Layerwise` distiller).
+fn const_literal(text: &str, path: &str) -> Option<String> {
+    let (ty, konst) = path.rsplit_once("::")?;
+    let body = text.split(&format!("for {ty} {{")).nth(1)?;
+    let rest = body
+        .split(&format!("const {konst}: &'static str = \""))
+        .nth(1)?;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
 /// The registry names submitted in the `.rs` files under `dir`.
 fn submitted_names(dir: &Path, names: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -70,10 +82,14 @@ fn submitted_names(dir: &Path, names: &mut Vec<String>) {
             println!("cargo::rerun-if-changed={}", path.display());
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             for block in text.split("AlgorithmEntry {").skip(1) {
-                if let Some(rest) = block.trim_start().strip_prefix("name: \"")
+                let name = block.trim_start().strip_prefix("name: ");
+                if let Some(rest) = name.and_then(|n| n.strip_prefix('"'))
                     && let Some(end) = rest.find('"')
                 {
                     names.push(rest[..end].to_string());
+                } else if let Some(path) = name.and_then(|n| n.split(',').next()) {
+                    // `name: Type::NAME`: the associated constant's literal in the same file.
+                    names.extend(const_literal(&text, path.trim()));
                 }
             }
         }
