@@ -136,15 +136,25 @@ fn main() {
     println!("cargo::rerun-if-changed={}", workspace_manifest.display());
     let workspace = std::fs::read_to_string(&workspace_manifest).unwrap_or_default();
     let mut names = Vec::new();
+    let mut per_crate = String::new();
     for name in &crates {
+        let mut own = Vec::new();
         if let Some(path) = workspace_path(&workspace, name) {
             submitted_names(
                 &Path::new(&dir).join("../..").join(path).join("src"),
-                &mut names,
+                &mut own,
             );
         }
+        own.sort();
+        let _ = write!(per_crate, "({name:?}, &{own:?}), ");
+        names.extend(own);
     }
     names.sort();
+    let _ = writeln!(
+        out,
+        "\n/// The registry names each crate in [`CRATES`] submits in its source, sorted.\n\
+         pub const SUBMITTED: &[(&str, &[&str])] = &[{per_crate}];"
+    );
     str_list(
         &mut out,
         "Registry names of the built-in algorithms (those the crates above submit), sorted.",
