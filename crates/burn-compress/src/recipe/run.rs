@@ -216,13 +216,7 @@ where
                     || t.blocks.prune.is_some()
                     || t.blocks.quantize.is_some() =>
             {
-                let config = train_config(
-                    t.epochs,
-                    t.lr,
-                    t.batch_size,
-                    t.max_steps,
-                    recipe.seed.wrapping_add(i as u64),
-                );
+                let config = t.config(recipe.seed.wrapping_add(i as u64));
                 let mut distill = match &t.blocks.distill {
                     Some(d) => Some(distillation(
                         d,
@@ -295,13 +289,7 @@ where
                 }
             }
             Step::Train(t) => {
-                let config = train_config(
-                    t.epochs,
-                    t.lr,
-                    t.batch_size,
-                    t.max_steps,
-                    recipe.seed.wrapping_add(i as u64),
-                );
+                let config = t.config(recipe.seed.wrapping_add(i as u64));
                 let forward = |m: &M, x: Tensor<4>| m.classify(x);
                 model = match masks.as_ref() {
                     // Masks stay in force while fine-tuning: pruned weights never come back.

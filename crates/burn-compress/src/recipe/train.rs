@@ -118,6 +118,11 @@ impl Default for TrainStep {
 }
 
 impl TrainStep {
+    /// The training run this step asks for, with `seed`.
+    pub(crate) fn config(&self, seed: u64) -> compress_core::train::TrainConfig {
+        super::run::train_config(self.epochs, self.lr, self.batch_size, self.max_steps, seed)
+    }
+
     /// `train` or `finetune`: the stage's name in the report.
     pub fn name(&self) -> &'static str {
         if self.finetune { "finetune" } else { "train" }
