@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 pub use evaluate::EvaluateStep;
 pub use prune::{Prune, PruneStep};
 pub use quantize::{Quantize, QuantizeStep};
-pub use report::ReportStep;
+pub use report::{ReportStep, STAGE_COLUMNS};
 pub use run::{RunOptions, RunReport, Stage, run};
 pub use speedup::SpeedupStep;
 pub use train::{Blocks, DistillBlock, TeacherSource, TrainStep};

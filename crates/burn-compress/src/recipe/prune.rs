@@ -73,6 +73,15 @@ pub struct Prune {
     pub step: PruneStep,
 }
 
+impl Prune {
+    /// The registered pruner this step names, built from its options (`ctx` names the step).
+    pub(crate) fn pruner(&self, ctx: &str) -> Result<Box<dyn compress_core::Pruner>, RecipeError> {
+        AlgorithmEntry::find(&self.algorithm)
+            .and_then(|e| e.build_pruner(&self.options))
+            .map_err(|e| err(ctx, e))
+    }
+}
+
 /// The step's config file and its algorithm: the step's `algorithm` key, else the config's
 /// `[algorithm]` name (with its options), else `default`.
 pub(super) fn config_and_algorithm(

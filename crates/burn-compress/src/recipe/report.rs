@@ -19,16 +19,19 @@ pub struct ReportStep {
     pub json: Option<PathBuf>,
 }
 
+/// The columns of a stage table, as the text table and the command line print them.
+pub const STAGE_COLUMNS: [&str; 6] = [
+    "stage",
+    "params",
+    "MACs",
+    "file bytes",
+    "latency (batch 64, CPU)",
+    "test accuracy",
+];
+
 /// The stages as an aligned text table: stage, params, MACs, file bytes, latency, accuracy.
 pub fn stage_table(stages: &[Stage]) -> String {
-    let header = [
-        "stage",
-        "params",
-        "MACs",
-        "file bytes",
-        "latency (batch 64, CPU)",
-        "test accuracy",
-    ];
+    let header = STAGE_COLUMNS;
     let rows: Vec<[String; 6]> = stages
         .iter()
         .map(|s| {

@@ -137,6 +137,15 @@ fn file_bytes(file: &std::path::Path, ctx: &str) -> Result<u64, RecipeError> {
     })
 }
 
+/// One forward of `model` on a zero batch of `image`, captured (`ctx` names the step on error).
+fn classifier_graph<M: Module + ImageClassifier>(
+    model: &M,
+    image: [usize; 4],
+    ctx: &str,
+) -> Result<compress_graph::Graph, RecipeError> {
+    capture(model, |m, d| m.classify(Tensor::zeros(image, d))).map_err(|e| err(ctx, e))
+}
+
 fn stage<M: Module + ImageClassifier + 'static>(
     name: &str,
     model: &M,
@@ -144,8 +153,7 @@ fn stage<M: Module + ImageClassifier + 'static>(
     image: [usize; 4],
 ) -> Result<Stage, RecipeError> {
     let device = Device::flex();
-    let graph =
-        capture(model, |m, d| m.classify(Tensor::zeros(image, d))).map_err(|e| err(name, e))?;
+    let graph = classifier_graph(model, image, name)?;
     let cost = count(&graph);
     Ok(Stage {
         name: name.to_string(),
@@ -230,12 +238,9 @@ where
                 };
                 let prune = match &t.blocks.prune {
                     Some(p) => {
-                        let pruner = AlgorithmEntry::find(&p.algorithm)
-                            .and_then(|e| e.build_pruner(&p.options))
-                            .map_err(|e| err(&ctx, e))?;
+                        let pruner = p.pruner(&ctx)?;
                         let inference = model.valid();
-                        let graph = capture(&inference, |m, d| m.classify(Tensor::zeros(image, d)))
-                            .map_err(|e| err(&ctx, e))?;
+                        let graph = classifier_graph(&inference, image, &ctx)?;
                         let coupled = crate::pruning::coupled_config(&inference, &graph, &p.config)
                             .map_err(|e| err(&ctx, e))?;
                         Some(crate::fusion::FusedPrune {
@@ -306,13 +311,10 @@ where
                 record(&mut report, stage(t.name(), &model.valid(), &test, image)?);
             }
             Step::Prune(p) => {
-                let pruner = AlgorithmEntry::find(&p.algorithm)
-                    .and_then(|e| e.build_pruner(&p.options))
-                    .map_err(|e| err(&ctx, e))?;
+                let pruner = p.pruner(&ctx)?;
                 let inference = model.valid();
                 // Coupled layers get one dependency group, so their masks agree up front.
-                let graph = capture(&inference, |m, d| m.classify(Tensor::zeros(image, d)))
-                    .map_err(|e| err(&ctx, e))?;
+                let graph = classifier_graph(&inference, image, &ctx)?;
                 // Scheduled pruning trains as the step says; pruners that gather gradients or
                 // learn scores run exactly their own steps at learning rate 0.
                 let config = match &p.schedule {
@@ -360,8 +362,7 @@ where
                     .take()
                     .ok_or_else(|| err(&ctx, "no masks: put a prune step before speedup"))?;
                 let inference = model.valid();
-                let graph = capture(&inference, |m, d| m.classify(Tensor::zeros(image, d)))
-                    .map_err(|e| err(&ctx, e))?;
+                let graph = classifier_graph(&inference, image, &ctx)?;
                 let deps = DependencyGraph::build(&graph).map_err(|e| err(&ctx, e))?;
                 let planned = deps
                     .plan(

@@ -28,14 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             verbose: true,
         },
     )?;
-    let mut t = table(&[
-        "stage",
-        "params",
-        "MACs",
-        "file bytes",
-        "latency (batch 64, CPU)",
-        "test accuracy",
-    ]);
+    let mut t = table(&burn_compress::recipe::STAGE_COLUMNS);
     for s in &report.stages {
         t.add_row(vec![
             s.name.clone(),
