@@ -654,3 +654,164 @@ fn quantize_refuses_a_dataset_of_another_image_size_than_the_model_takes() {
         "'data/mnist5k.safetensors' holds 28x28 images, 'mlp' takes 8x8",
     );
 }
+
+/// Runs an exported ONNX file on tract (a runtime other than Burn) for `input` of `shape`.
+fn tract_run(onnx: &Path, shape: &[usize], input: &[f32]) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let plan = tract_onnx::onnx()
+        .model_for_path(onnx)
+        .expect("tract reads the export")
+        .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape.to_vec()))
+        .unwrap()
+        .into_optimized()
+        .expect("tract optimizes the export")
+        .into_runnable()
+        .unwrap();
+    let x: TValue = Tensor::from_shape(shape, input).unwrap().into();
+    let out = plan.run(tvec!(x)).expect("tract runs the export");
+    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+}
+
+/// `n` MNIST-like inputs (a deterministic ramp in [0, 1)).
+fn ramp(n: usize) -> Vec<f32> {
+    (0..n * 784).map(|i| (i % 97) as f32 / 97.0).collect()
+}
+
+/// The bundled LeNet-5's logits for `ramp(n)`, computed by Burn.
+fn burn_logits<M>(model: &M, n: usize) -> Vec<f32>
+where
+    M: burn::module::Module,
+    M: LeNetLike,
+{
+    use burn::prelude::*;
+    let x = Tensor::<1>::from_floats(ramp(n).as_slice(), &Device::flex()).reshape([n, 1, 28, 28]);
+    model.logits(x).into_data().to_vec().unwrap()
+}
+
+/// The LeNet-5 forward, for the dense and the sped-up model alike.
+trait LeNetLike {
+    fn logits(&self, x: burn::prelude::Tensor<4>) -> burn::prelude::Tensor<2>;
+}
+impl LeNetLike for burn_compress::zoo::LeNet5 {
+    fn logits(&self, x: burn::prelude::Tensor<4>) -> burn::prelude::Tensor<2> {
+        self.forward(x)
+    }
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= tol, "largest difference {worst} > {tol}");
+}
+
+#[test]
+fn export_writes_onnx_that_tract_runs_like_burn_for_dense_sped_up_and_quantized_models() {
+    use burn::prelude::Device;
+    use burn_compress::zoo::LeNet5;
+    // Dense weights: the file runs at another batch size than the capture's (dynamic batch) and
+    // gives Burn's logits.
+    let dense = temp("lenet5-dense.onnx");
+    let o = run_on(
+        "export",
+        "lenet5",
+        LENET5,
+        &["--input-shape", "1,1,28,28", "--out", dense.to_str().unwrap()],
+    );
+    succeeded(&o);
+    assert!(stdout(&o).contains("input 'input' [1, 1, 28, 28] with a dynamic batch"));
+    let model = burn_compress::zoo::AnyModel::load(
+        "lenet5".parse().unwrap(),
+        Path::new(&root().join(LENET5)),
+        &Device::flex(),
+    )
+    .unwrap();
+    let burn_compress::zoo::AnyModel::LeNet5(model) = model else {
+        panic!("lenet5 loads as LeNet5")
+    };
+    let got = tract_run(&dense, &[3, 1, 28, 28], &ramp(3));
+    assert_close(&got, &burn_logits(&model, 3), 1e-4);
+
+    // The sped-up model `speedup` wrote (`<base>.bpk` + `<base>.plan.json`).
+    speedup_json(&[], "export");
+    let base = temp("lenet5-small-export");
+    let small = temp("lenet5-small.onnx");
+    let bpk = base.with_extension("bpk");
+    let o = run(&[
+        "export",
+        "--arch",
+        "lenet5",
+        "--model",
+        bpk.to_str().unwrap(),
+        "--input-shape",
+        "1,1,28,28",
+        "--out",
+        small.to_str().unwrap(),
+    ]);
+    succeeded(&o);
+    let pruned = burn_compress::speedup::load_pruned(LeNet5::new(&Device::flex()), &base).unwrap();
+    assert_eq!(pruned.conv2.weight.dims(), [8, 3, 5, 5]);
+    let got = tract_run(&small, &[2, 1, 28, 28], &ramp(2));
+    assert_close(&got, &burn_logits(&pruned, 2), 1e-4);
+    assert!(
+        std::fs::metadata(&small).unwrap().len() * 3 < std::fs::metadata(&dense).unwrap().len(),
+        "the sped-up export is smaller"
+    );
+
+    // A quantized model with the calibration `quantize` wrote: QDQ int8, which tract runs and
+    // whose top-1 agrees with the f32 model's on most inputs.
+    let q = temp("lenet5-export-q8.bpk");
+    let cal = temp("lenet5-export-cal.json");
+    succeeded(&quantize(
+        "lenet5",
+        LENET5,
+        &q,
+        &["--calib", "2", "--calibration-out", cal.to_str().unwrap()],
+    ));
+    let qonnx = temp("lenet5-q8.onnx");
+    let o = run(&[
+        "export",
+        "--arch",
+        "lenet5",
+        "--model",
+        q.to_str().unwrap(),
+        "--calibration",
+        cal.to_str().unwrap(),
+        "--input-shape",
+        "1,1,28,28",
+        "--out",
+        qonnx.to_str().unwrap(),
+    ]);
+    succeeded(&o);
+    assert!(stdout(&o).contains("QDQ int8"), "{}", stdout(&o));
+    let bytes = std::fs::read(&qonnx).unwrap();
+    let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(has("QuantizeLinear") && has("DequantizeLinear"));
+    let got = tract_run(&qonnx, &[1, 1, 28, 28], &ramp(1));
+    assert_close(&got, &burn_logits(&model, 1), 0.25 * got.iter().fold(0f32, |m, v| m.max(v.abs())));
+}
+
+#[test]
+fn export_refuses_a_model_file_that_does_not_fit_and_an_unknown_format() {
+    speedup_json(&[], "export-bad");
+    let bpk = temp("lenet5-small-export-bad").with_extension("bpk");
+    let out = temp("never.onnx");
+    let export = |arch: &str, rest: &[&str]| {
+        let args = [
+            &["export", "--arch", arch, "--input-shape", "1,1,28,28"][..],
+            rest,
+            &["--out", out.to_str().unwrap()],
+        ]
+        .concat();
+        run(&args)
+    };
+    // A LeNet-5 plan and weights given as a SmallCNN.
+    let o = export("small-cnn", &["--model", bpk.to_str().unwrap()]);
+    refused(&o, "loading the sped-up model");
+    let o = export("lenet5", &["--weights", LENET5, "--format", "tflite"]);
+    refused(&o, "--format 'tflite': only 'onnx' is supported");
+    assert!(!out.exists(), "nothing is written on error");
+}
