@@ -23,7 +23,26 @@ pub struct Graph {
     pub outputs: Vec<TensorId>,
 }
 
+/// `model` with Burn-native quantized (`QFloat`) parameters replaced by their dequantized f32
+/// values: the capture device holds no quantized tensors, and the graph records the forward's
+/// f32 computation (an ONNX export quantizes again on its calibration's grid).
+fn dequantized<M: Module>(model: M) -> M {
+    struct Dequantize;
+    impl compress_core::paths::PathMapper for Dequantize {
+        fn map<const D: usize>(&mut self, _path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if matches!(param.val().dtype(), burn::tensor::DType::QFloat(_)) {
+                compress_core::mask::map_param_leaf(param, |t| t.dequantize())
+            } else {
+                param
+            }
+        }
+    }
+    compress_core::paths::map_params(model, &mut Dequantize)
+}
+
 /// Record `forward` of `model` on a capture device.
+///
+/// Quantized parameters are captured as their dequantized values.
 ///
 /// `forward` receives the model moved to the capture device (a deep copy: the caller's model and
 /// its BatchNorm statistics are never touched) and the device, and returns the output. Capture
@@ -41,9 +60,8 @@ pub fn capture<M: Module, const D: usize>(
     let captured = device
         .capture_scope(|scope| {
             // `valid()` rebuilds running statistics: moving a clone would move the original's.
-            let on_capture = compress_core::mask::deep_copy(model)
-                .valid()
-                .to_device(&device);
+            let copy = compress_core::mask::deep_copy(model).valid();
+            let on_capture = dequantized(copy).to_device(&device);
             let mut collector = ParamIds {
                 ids: &mut params,
                 failure: &mut failure,

@@ -656,10 +656,10 @@ fn quantize_refuses_a_dataset_of_another_image_size_than_the_model_takes() {
 }
 
 /// Runs an exported ONNX file on tract (a runtime other than Burn) for `input` of `shape`.
-fn tract_run(onnx: &Path, shape: &[usize], input: &[f32]) -> Vec<f32> {
+fn tract_run(file: &Path, shape: &[usize], input: &[f32]) -> Vec<f32> {
     use tract_onnx::prelude::*;
     let plan = tract_onnx::onnx()
-        .model_for_path(onnx)
+        .model_for_path(file)
         .expect("tract reads the export")
         .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape.to_vec()))
         .unwrap()
