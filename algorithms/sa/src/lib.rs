@@ -371,10 +371,7 @@ impl Search for SimulatedAnnealing {
             return log.finish(NAME);
         }
         let mut current = problem.start(&mut rng);
-        let mut score = log
-            .evaluate(problem.candidate(&current))?
-            .evaluation
-            .metric;
+        let mut score = log.evaluate(problem.candidate(&current))?.evaluation.metric;
         let mut temperature = c.start_temperature;
         while temperature >= c.stop_temperature && log.trials().len() < c.max_evaluations {
             let magnitude = temperature / c.start_temperature * c.perturbation_magnitude;

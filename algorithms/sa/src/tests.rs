@@ -97,7 +97,11 @@ fn ratios_grow_with_layer_size_stay_in_zero_one_and_meet_s_05() {
     for t in &outcome.trials {
         let r = |n: &str| t.candidate.ratios[n];
         assert!(r("a") <= r("b") && r("b") <= r("c"), "{:?}", t.candidate);
-        assert!((0.0..1.0).contains(&r("a")) && r("c") < 1.0, "{:?}", t.candidate);
+        assert!(
+            (0.0..1.0).contains(&r("a")) && r("c") < 1.0,
+            "{:?}",
+            t.candidate
+        );
         // The rescale hits S = 0.5 up to the floor() in NNI's formula, never below it.
         let share = space.pruned_share(&t.candidate, Measure::Params);
         assert!((0.5 - 1e-9..0.5 + 2e-3).contains(&share), "{share}");
@@ -111,7 +115,11 @@ fn ratios_grow_with_layer_size_stay_in_zero_one_and_meet_s_05() {
 fn an_always_improving_metric_costs_exactly_17_evaluations() {
     let space = three_sizes(0.99);
     for objective in [Objective::Maximize, Objective::Minimize] {
-        let sign = if objective == Objective::Maximize { 1.0 } else { -1.0 };
+        let sign = if objective == Objective::Maximize {
+            1.0
+        } else {
+            -1.0
+        };
         let mut mock = Mock::new(&space, move |i, _| sign * i as f64);
         let outcome = sa()
             .search(&space, &params_budget(0.5), objective, &mut mock)
@@ -130,7 +138,12 @@ fn s_095_terminates_with_valid_ratios() {
         .unwrap();
     assert_eq!(outcome.trials.len(), 17);
     for t in &outcome.trials {
-        assert!(t.candidate.ratios.values().all(|r| (0.0..=0.99).contains(r)));
+        assert!(
+            t.candidate
+                .ratios
+                .values()
+                .all(|r| (0.0..=0.99).contains(r))
+        );
         assert!(space.pruned_share(&t.candidate, Measure::Params) >= 0.95 - 1e-9);
     }
 }
@@ -182,8 +195,34 @@ fn max_ratios_are_never_passed_even_when_they_bind() {
         .search(&space, &params_budget(0.25), Objective::Maximize, &mut mock)
         .unwrap();
     for t in &outcome.trials {
-        assert!(t.candidate.ratios.values().all(|r| (0.0..=0.8).contains(r)), "{:?}", t.candidate);
+        assert!(
+            t.candidate.ratios.values().all(|r| (0.0..=0.8).contains(r)),
+            "{:?}",
+            t.candidate
+        );
         assert!(space.pruned_share(&t.candidate, Measure::Params) >= 0.75 - 1e-9);
+    }
+}
+
+#[test]
+fn when_no_draw_can_be_valid_the_start_is_water_filling_and_the_search_still_ends() {
+    // The biggest layer caps at 0.3 but the sorted rescale gives it the biggest ratio, so no
+    // draw can be valid: every point is the water-filling one (c at its cap, a and b equal).
+    let mut space = three_sizes(0.9);
+    space.layers[0].max_ratio = 0.3;
+    let mut mock = Mock::new(&space, |i, _| i as f64);
+    let outcome = sa()
+        .search(&space, &params_budget(0.65), Objective::Maximize, &mut mock)
+        .unwrap();
+    assert_eq!(outcome.trials.len(), 17);
+    let t = (0.35 * 11_100.0 - 3_000.0) / 1_100.0;
+    for trial in &outcome.trials {
+        let r = &trial.candidate.ratios;
+        assert!((r["c"] - 0.3).abs() < 1e-12, "{r:?}");
+        assert!(
+            (r["a"] - t).abs() < 1e-9 && (r["b"] - t).abs() < 1e-9,
+            "{r:?}"
+        );
     }
 }
 
@@ -211,7 +250,13 @@ fn a_dense_budget_is_one_evaluation_of_the_unpruned_layers() {
         .search(&space, &params_budget(1.0), Objective::Maximize, &mut mock)
         .unwrap();
     assert_eq!(outcome.trials.len(), 1);
-    assert!(outcome.trials[0].candidate.ratios.values().all(|&r| r == 0.0));
+    assert!(
+        outcome.trials[0]
+            .candidate
+            .ratios
+            .values()
+            .all(|&r| r == 0.0)
+    );
 }
 
 #[test]

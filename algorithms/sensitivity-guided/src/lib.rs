@@ -98,7 +98,10 @@ impl SensitivityCurves {
     /// [`CompressError::InvalidValue`] naming the layer and the key for a sparsity that is not a
     /// number in `[0, 1)`, a repeated sparsity or a non-finite metric; the same for a
     /// non-finite baseline.
-    pub fn from_map(baseline: f64, table: &BTreeMap<String, BTreeMap<String, f64>>) -> Result<Self> {
+    pub fn from_map(
+        baseline: f64,
+        table: &BTreeMap<String, BTreeMap<String, f64>>,
+    ) -> Result<Self> {
         if !baseline.is_finite() {
             return Err(CompressError::InvalidValue {
                 key: "baseline".into(),
@@ -123,10 +126,18 @@ impl SensitivityCurves {
                     .ok()
                     .filter(|s: &f64| (0.0..1.0).contains(s))
                     .ok_or_else(|| {
-                        invalid(key, key.clone(), "a sparsity key must be a number in [0, 1)")
+                        invalid(
+                            key,
+                            key.clone(),
+                            "a sparsity key must be a number in [0, 1)",
+                        )
                     })?;
                 if !metric.is_finite() {
-                    return Err(invalid(key, metric.to_string(), "the metric must be finite"));
+                    return Err(invalid(
+                        key,
+                        metric.to_string(),
+                        "the metric must be finite",
+                    ));
                 }
                 curve.push((s, metric));
             }
@@ -219,7 +230,10 @@ fn interpolate(points: &[(f64, f64)], x: f64) -> Option<f64> {
     if x > last.0 + 1e-12 || x < points[0].0 {
         return None;
     }
-    let i = points.iter().position(|p| p.0 >= x).unwrap_or(points.len() - 1);
+    let i = points
+        .iter()
+        .position(|p| p.0 >= x)
+        .unwrap_or(points.len() - 1);
     if i == 0 || points[i].0 == x {
         return Some(points[i].1);
     }
@@ -372,8 +386,8 @@ impl SensitivityGuided {
         let mut pruned = 0.0;
         for ((layer, points), &s) in space.layers.iter().zip(&curves).zip(&shares) {
             let ratio = layer.compose(s).min(layer.max_ratio);
-            predicted_loss += interpolate(points, s)
-                .map_or(0.0, |m| objective.loss(self.curves.baseline, m));
+            predicted_loss +=
+                interpolate(points, s).map_or(0.0, |m| objective.loss(self.curves.baseline, m));
             pruned += layer.size(measure) * ratio;
             ratios.insert(layer.name.clone(), ratio);
         }

@@ -119,8 +119,14 @@ fn curves_interpolate_linearly_from_the_unpruned_baseline() {
     let t = table();
     close(t.metric_at("small", 0.05).unwrap(), 0.9695);
     close(t.metric_at("small", 0.25).unwrap(), 0.934);
-    close(t.predicted_loss("big", 0.55, Objective::Maximize).unwrap(), 0.0025);
-    close(t.predicted_loss("big", 0.55, Objective::Minimize).unwrap(), -0.0025);
+    close(
+        t.predicted_loss("big", 0.55, Objective::Maximize).unwrap(),
+        0.0025,
+    );
+    close(
+        t.predicted_loss("big", 0.55, Objective::Minimize).unwrap(),
+        -0.0025,
+    );
     // Past the last measured point (a sweep that stopped early) there is no prediction.
     assert_eq!(t.metric_at("small", 0.6), None);
     assert_eq!(t.last_measured("small"), Some(0.5));
@@ -270,7 +276,9 @@ fn a_layer_without_a_curve_is_named_with_a_suggestion() {
 fn bad_tables_are_refused_naming_the_layer_and_key() {
     let t = BTreeMap::from([("conv1".to_string(), curve(&[("abc", 0.9)]))]);
     assert_eq!(
-        SensitivityCurves::from_map(0.97, &t).unwrap_err().to_string(),
+        SensitivityCurves::from_map(0.97, &t)
+            .unwrap_err()
+            .to_string(),
         "key 'abc' in sensitivity table, layer 'conv1': invalid value 'abc' (a sparsity key must be a number in [0, 1))"
     );
     let t = BTreeMap::from([("conv1".to_string(), curve(&[("0.1", 0.9), ("0.10", 0.8)]))]);
@@ -300,17 +308,20 @@ fn the_registry_entry_reads_the_sensitivity_json_named_by_its_key() {
     let curves = SensitivityCurves::from_file(&path).unwrap();
     assert_eq!(curves.metric, "accuracy");
     assert_eq!(curves.layers["conv1"], [(0.1, 0.97), (0.2, 0.95)]);
-    let table: compress_core::toml::Table =
-        format!("sensitivity = {:?}\nmax_retries = 2", path.display().to_string())
-            .parse()
-            .unwrap();
+    let table: compress_core::toml::Table = format!(
+        "sensitivity = {:?}\nmax_retries = 2",
+        path.display().to_string()
+    )
+    .parse()
+    .unwrap();
     let Algorithm::Search(_) = build(&table).unwrap() else {
         panic!("not a search")
     };
     std::fs::remove_file(&path).unwrap();
     let e = build(&Default::default()).unwrap_err().to_string();
     assert!(e.contains("'sensitivity' is required"), "{e}");
-    let missing: compress_core::toml::Table = "sensitivity = \"/nonexistent/s.json\"".parse().unwrap();
+    let missing: compress_core::toml::Table =
+        "sensitivity = \"/nonexistent/s.json\"".parse().unwrap();
     let e = build(&missing).unwrap_err().to_string();
     assert!(e.starts_with("cannot access '/nonexistent/s.json'"), "{e}");
 }

@@ -142,7 +142,9 @@ impl FromStr for IterativeSchedule {
                 context: "iterative scheduler".into(),
                 value: s.to_string(),
                 reason: match crate::error::did_you_mean(s, Self::ALL.iter().map(|(_, n)| *n)) {
-                    Some(near) => format!("expected linear, agp or lottery; did you mean '{near}'?"),
+                    Some(near) => {
+                        format!("expected linear, agp or lottery; did you mean '{near}'?")
+                    }
                     None => "expected linear, agp or lottery".into(),
                 },
             })
@@ -210,7 +212,10 @@ mod tests {
             assert_eq!(s.to_string(), name);
         }
         assert_eq!(
-            "lotery".parse::<IterativeSchedule>().unwrap_err().to_string(),
+            "lotery"
+                .parse::<IterativeSchedule>()
+                .unwrap_err()
+                .to_string(),
             "key 'schedule' in iterative scheduler: invalid value 'lotery' (expected linear, agp or lottery; did you mean 'lottery'?)"
         );
     }

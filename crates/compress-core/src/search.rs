@@ -707,10 +707,8 @@ impl<'a> TrialLog<'a> {
         for (i, trial) in self.trials.iter().enumerate() {
             if trial.within_budget
                 && best.is_none_or(|b| {
-                    self.objective.better(
-                        trial.evaluation.metric,
-                        self.trials[b].evaluation.metric,
-                    )
+                    self.objective
+                        .better(trial.evaluation.metric, self.trials[b].evaluation.metric)
                 })
             {
                 best = Some(i);

@@ -85,7 +85,10 @@ fn bad_budgets_are_typed_errors_naming_the_input() {
         "{e}"
     );
     let e = Budget::parse("macs=0.5").unwrap_err().to_string();
-    assert!(e.starts_with("invalid budget 'macs=0.5': no '<=' or '/'"), "{e}");
+    assert!(
+        e.starts_with("invalid budget 'macs=0.5': no '<=' or '/'"),
+        "{e}"
+    );
     let e = Budget::parse("macs<=half").unwrap_err().to_string();
     assert!(e.contains("'half' is not a number"), "{e}");
     assert_eq!(
@@ -107,7 +110,10 @@ fn measures_read_their_names_and_print_them_back() {
     assert_eq!("MACS".parse::<Measure>().unwrap(), Measure::Macs);
     assert!(matches!(
         "speed".parse::<Measure>(),
-        Err(CompressError::UnknownMeasure { suggestion: None, .. })
+        Err(CompressError::UnknownMeasure {
+            suggestion: None,
+            ..
+        })
     ));
 }
 
@@ -126,7 +132,13 @@ fn a_cost_is_reported_as_a_fraction_of_dense_and_as_times_fewer() {
     assert_eq!(c.ratio_to(&d, Measure::Latency), None);
     let budget = Budget::times_fewer(Measure::Macs, 6.0).unwrap();
     assert!(budget.allows(&c, &d));
-    assert!(!budget.allows(&Cost { macs: 201, ..c.clone() }, &d));
+    assert!(!budget.allows(
+        &Cost {
+            macs: 201,
+            ..c.clone()
+        },
+        &d
+    ));
     assert!(!Budget::new(Measure::Latency, 1.0).unwrap().allows(&c, &d));
 }
 
@@ -141,14 +153,20 @@ fn an_empty_space_is_refused() {
 fn invalid_layers_are_refused_naming_the_layer_and_key() {
     let mut bad = layer("fc1", 10, 10);
     bad.max_ratio = 1.0;
-    let e = SearchSpace::new(vec![bad]).validate().unwrap_err().to_string();
+    let e = SearchSpace::new(vec![bad])
+        .validate()
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "key 'max_ratio' in search layer 'fc1': invalid value '1' (must be in [0, 1))"
     );
     let mut bad = layer("fc1", 10, 10);
     bad.current_ratio = 0.9;
-    let e = SearchSpace::new(vec![bad]).validate().unwrap_err().to_string();
+    let e = SearchSpace::new(vec![bad])
+        .validate()
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "key 'current_ratio' in search layer 'fc1': invalid value '0.9' (must be in [0, max_ratio = 0.8])"
@@ -169,7 +187,9 @@ fn the_required_share_accounts_for_cost_outside_the_layers() {
     // Layers hold 800 of 1000 MACs: removing 75% of dense means 93.75% of the layers.
     let b = Budget::new(Measure::Macs, 0.25).unwrap();
     assert!((space.required_share(&b, &dense(1000, 400)) - 0.9375).abs() < 1e-12);
-    assert!((space.predicted_fraction(0.9375, Measure::Macs, &dense(1000, 400)) - 0.25).abs() < 1e-12);
+    assert!(
+        (space.predicted_fraction(0.9375, Measure::Macs, &dense(1000, 400)) - 0.25).abs() < 1e-12
+    );
 }
 
 #[test]
@@ -196,7 +216,13 @@ fn candidates_outside_the_space_or_the_range_are_refused() {
         "search candidate: op name 'conv2' is not a layer of the model (did you mean 'conv1'?)"
     );
     let c = Candidate::new([("conv1".to_string(), 0.9)].into());
-    assert!(space.check(&c).unwrap_err().to_string().contains("must be in [0, max_ratio = 0.8]"));
+    assert!(
+        space
+            .check(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("must be in [0, max_ratio = 0.8]")
+    );
     assert_eq!(Candidate::uniform(&space, 0.95).ratio("conv1"), Some(0.8));
 }
 
@@ -248,6 +274,15 @@ fn objectives_compare_and_parse() {
     assert!(Objective::Minimize.better(1.0, 2.0));
     assert_eq!(Objective::Maximize.loss(0.97, 0.95), 0.97 - 0.95);
     assert_eq!(Objective::Minimize.loss(0.5, 0.7), 0.7 - 0.5);
-    assert_eq!("minimize".parse::<Objective>().unwrap(), Objective::Minimize);
-    assert!("best".parse::<Objective>().unwrap_err().to_string().contains("expected maximize or minimize"));
+    assert_eq!(
+        "minimize".parse::<Objective>().unwrap(),
+        Objective::Minimize
+    );
+    assert!(
+        "best"
+            .parse::<Objective>()
+            .unwrap_err()
+            .to_string()
+            .contains("expected maximize or minimize")
+    );
 }
