@@ -276,7 +276,7 @@ impl<'a> Annealing<'a> {
             .zip(&sorted)
             .map(|(n, s)| (n * s).floor())
             .sum();
-        if !(pruned > 0.0) {
+        if pruned.is_nan() || pruned <= 0.0 {
             return None;
         }
         let scale = self.target / (pruned / total);

@@ -27,11 +27,14 @@ fn three_sizes(max_ratio: f64) -> SearchSpace {
     SearchSpace::new(layers)
 }
 
+/// The metric of the `i`-th evaluation of a candidate.
+type Metric = Box<dyn FnMut(usize, &Candidate) -> f64>;
+
 /// Real cost = the layers' remaining size (the prediction); the metric is chosen per test.
 struct Mock {
     space: SearchSpace,
     dense: Cost,
-    metric: Box<dyn FnMut(usize, &Candidate) -> f64>,
+    metric: Metric,
     calls: usize,
 }
 
