@@ -1,5 +1,5 @@
 //! Generates `algorithms.rs`: one `pub use <crate> as <short name>;` for every algorithm crate in
-//! this crate's `[dependencies]` (names starting `prune-`, `quant-` or `distill-`), plus
+//! this crate's `[dependencies]` (names starting `prune-`, `quant-`, `distill-` or `search-`), plus
 //! `CRATES`, their package names, and `BUILT_IN`, the registry names they submit (the
 //! `name: "..."` (or the `const NAME` literal a `name: Type::NAME` points at) of each
 //! `AlgorithmEntry {` literal in their sources; the registry test checks
@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// Package-name prefixes of algorithm crates.
-const PREFIXES: [&str; 3] = ["prune-", "quant-", "distill-"];
+const PREFIXES: [&str; 4] = ["prune-", "quant-", "distill-", "search-"];
 
 /// The dependency names in the `[dependencies]` table of a Cargo manifest: `name = ...`,
 /// `name.workspace = true` and `[dependencies.name]` forms.

@@ -61,7 +61,7 @@ pub use compress_zoo as zoo;
 /// The algorithm crates this facade depends on, each re-exported under its short name
 /// (`prune-taylor` as `algorithms::taylor`). Naming each one is what links it, and so registers
 /// it. The list is generated from this crate's `Cargo.toml` by `build.rs`: every dependency named
-/// `prune-*`, `quant-*` or `distill-*` is an algorithm crate, so adding one takes no edit here.
+/// `prune-*`, `quant-*`, `distill-*` or `search-*` is an algorithm crate, so adding one takes no edit here.
 pub mod algorithms {
     include!(concat!(env!("OUT_DIR"), "/algorithms.rs"));
 }

@@ -399,6 +399,42 @@ pub enum CompressError {
         /// What is wrong.
         message: String,
     },
+    /// A search space without layers: there is nothing to allocate ratios to.
+    #[error(
+        "the search space is empty: no layer to allocate pruning ratios to (check the config's op_types / op_names)"
+    )]
+    EmptySearchSpace,
+    /// A measure name that is not `macs`, `params`, `file-bytes` or `latency`.
+    #[error("unknown measure '{value}'{}: expected one of macs, params, file-bytes, latency", suggestion_text(.suggestion))]
+    UnknownMeasure {
+        /// The name as written.
+        value: String,
+        /// The closest measure name, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A budget that cannot be parsed or is out of range.
+    #[error(
+        "invalid budget '{value}': {reason} (write '<measure><=<fraction>' for at most a fraction of dense, e.g. 'macs<=0.25', or '<measure>/<k>' for k times fewer, e.g. 'macs/6')"
+    )]
+    InvalidBudget {
+        /// The budget as written.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A budget that no candidate the search may propose meets.
+    #[error(
+        "budget {budget} cannot be met: the closest achievable is {closest:.4} of dense ({}) ({context})",
+        times_text(*.closest)
+    )]
+    BudgetUnreachable {
+        /// The budget, both ways (`macs <= 0.1667 of dense (6.00x fewer)`).
+        budget: String,
+        /// The closest achievable cost, as a fraction of dense.
+        closest: f64,
+        /// Where the closest value comes from (predicted from layer sizes, or measured).
+        context: String,
+    },
     /// A calibration file (JSON or safetensors) that cannot be parsed at all.
     #[error("calibration file '{origin}' is invalid: {message}")]
     InvalidCalibrationFile {
@@ -427,6 +463,15 @@ impl FileError {
             path: path.display().to_string(),
             message: e.to_string(),
         }
+    }
+}
+
+/// `k` as "k.kkx fewer" for a cost that is `fraction` of dense.
+fn times_text(fraction: f64) -> String {
+    if fraction > 0.0 {
+        format!("{:.2}x fewer", 1.0 / fraction)
+    } else {
+        "nothing left".to_string()
     }
 }
 

@@ -25,7 +25,8 @@
 //! | [`quantizer`] | the [`Quantizer`] contract: initialisation, fake quantization, learnable parameters, export grid |
 //! | [`mod@prune`] | one-shot masks from a pruner ([`prune()`], [`prune_with_grads`](prune::prune_with_grads)) |
 //! | [`driver`] | [`prune_model`]: one-shot, gradient, learned-score or scheduled pruning, chosen from what the pruner declares |
-//! | [`schedule`] / [`scheduled`] | NNI's sparsity schedules (Linear, AGP) and scheduled pruning during training |
+//! | [`schedule`] / [`scheduled`] | NNI's sparsity schedules (Linear, AGP; the iterative scheduler's Linear, AGP, Lottery) and scheduled pruning during training |
+//! | [`search`] | budget-driven search for per-layer ratios: [`Search`](search::Search), budgets, costs, candidates, trials |
 //! | [`scores`] | learned per-block scores (Slim, Movement) through a Burn reparameterization |
 //! | [`train`] | a small classifier trainer with [`TrainHooks`](train::TrainHooks), gradient statistics |
 //! | [`dataset`] | the bundled image datasets and their split |
@@ -89,6 +90,7 @@ pub mod registry;
 pub mod schedule;
 pub mod scheduled;
 pub mod scores;
+pub mod search;
 pub mod structure;
 pub mod targets;
 pub mod train;

@@ -1,7 +1,7 @@
 //! The algorithm traits and the registry every algorithm crate submits itself to.
 //!
 //! Burn 0.22's tensors carry no backend type, so the traits are object safe: an algorithm is a
-//! `Box<dyn Pruner>` (or `Quantizer`, `Distiller`) built from its TOML table by the constructor
+//! `Box<dyn Pruner>` (or `Quantizer`, `Distiller`, [`Search`]) built from its TOML table by the constructor
 //! in its [`AlgorithmEntry`]. A crate registers with one `inventory::submit!`; a crate is only
 //! linked (and its entry only present) when something names it, which is why the facade says
 //! `use algo as _;` for each algorithm crate.
@@ -15,6 +15,7 @@ use crate::distill::Distiller;
 use crate::error::did_you_mean;
 use crate::granularity::{Granularity, Scaling};
 use crate::quantizer::Quantizer;
+use crate::search::Search;
 use crate::targets::Target;
 use crate::{CompressError, Dense, Result};
 
@@ -27,6 +28,8 @@ pub enum AlgorithmKind {
     Quantizer,
     /// Adds a loss that pulls a student towards a teacher.
     Distiller,
+    /// Searches per-layer pruning ratios under a budget ([`Search`]).
+    Search,
 }
 
 impl fmt::Display for AlgorithmKind {
@@ -35,6 +38,7 @@ impl fmt::Display for AlgorithmKind {
             AlgorithmKind::Pruner => "pruner",
             AlgorithmKind::Quantizer => "quantizer",
             AlgorithmKind::Distiller => "distiller",
+            AlgorithmKind::Search => "search",
         })
     }
 }
@@ -140,6 +144,8 @@ pub enum Algorithm {
     Quantizer(Box<dyn Quantizer>),
     /// A distiller.
     Distiller(Box<dyn Distiller>),
+    /// A budget-driven search for per-layer ratios.
+    Search(Box<dyn Search>),
 }
 
 impl fmt::Debug for Algorithm {
@@ -148,6 +154,7 @@ impl fmt::Debug for Algorithm {
             Algorithm::Pruner(_) => "Algorithm::Pruner",
             Algorithm::Quantizer(_) => "Algorithm::Quantizer",
             Algorithm::Distiller(_) => "Algorithm::Distiller",
+            Algorithm::Search(_) => "Algorithm::Search",
         })
     }
 }
@@ -266,6 +273,17 @@ impl AlgorithmEntry {
     pub fn build_quantizer(&self, options: &toml::Table) -> Result<Box<dyn Quantizer>> {
         self.build_kind(options, AlgorithmKind::Quantizer, |a| match a {
             Algorithm::Quantizer(q) => Some(q),
+            _ => None,
+        })
+    }
+
+    /// [`build`](Self::build), requiring a search algorithm.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build); [`CompressError::WrongAlgorithmKind`] for other kinds.
+    pub fn build_search(&self, options: &toml::Table) -> Result<Box<dyn Search>> {
+        self.build_kind(options, AlgorithmKind::Search, |a| match a {
+            Algorithm::Search(s) => Some(s),
             _ => None,
         })
     }

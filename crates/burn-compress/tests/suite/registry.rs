@@ -50,7 +50,9 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "quant-dorefa",
             "quant-lsq",
             "quant-ptq",
-            "quant-qat"
+            "quant-qat",
+            "search-sa",
+            "search-sensitivity-guided"
         ]
     );
     assert_eq!(
@@ -70,6 +72,8 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "movement",
             "ptq",
             "qat",
+            "sensitivity-guided",
+            "simulated-annealing",
             "slim",
             "taylor"
         ]
@@ -89,6 +93,10 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
         of_kind(AlgorithmKind::Quantizer),
         ["bnn", "dorefa", "lsq", "lsq-plus", "ptq", "qat"]
     );
+    assert_eq!(
+        of_kind(AlgorithmKind::Search),
+        ["sensitivity-guided", "simulated-annealing"]
+    );
     assert!(AlgorithmEntry::all().iter().all(|e| !e.summary.is_empty()));
 }
 
@@ -98,9 +106,29 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("adaptive1d-layerwise, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, movement, ptq, qat, slim, taylor"),
+        msg.contains("adaptive1d-layerwise, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, taylor"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_search_algorithm_builds_as_a_search_and_not_as_a_pruner() {
+    let entry = AlgorithmEntry::find("simulated-annealing").unwrap();
+    assert_eq!(entry.kind.to_string(), "search");
+    let table: burn_compress::core::toml::Table = "seed = 4".parse().unwrap();
+    assert!(entry.build_search(&table).is_ok());
+    let err = entry.build_pruner(&table).err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "algorithm 'simulated-annealing' is a search, not a pruner"
+    );
+    let err = AlgorithmEntry::find("l1-norm")
+        .unwrap()
+        .build_search(&Default::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(err, "algorithm 'l1-norm' is a pruner, not a search");
 }
 
 #[test]
