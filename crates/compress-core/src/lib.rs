@@ -27,6 +27,7 @@
 //! | [`driver`] | [`prune_model`]: one-shot, gradient, learned-score or scheduled pruning, chosen from what the pruner declares |
 //! | [`schedule`] / [`scheduled`] | NNI's sparsity schedules (Linear, AGP) and scheduled pruning during training |
 //! | [`scores`] | learned per-block scores (Slim, Movement) through a Burn reparameterization |
+//! | [`sensitivity`] | NNI's sensitivity analysis: the metric with one layer at a time pruned to growing sparsities |
 //! | [`train`] | a small classifier trainer with [`TrainHooks`](train::TrainHooks), gradient statistics |
 //! | [`dataset`] | the bundled image datasets and their split |
 //! | [`paths`] | module traversal by dotted parameter path |
@@ -89,6 +90,7 @@ pub mod registry;
 pub mod schedule;
 pub mod scheduled;
 pub mod scores;
+pub mod sensitivity;
 pub mod structure;
 pub mod targets;
 pub mod train;
