@@ -625,10 +625,8 @@ mod tests {
         let values: Vec<f32> = (0..3)
             .flat_map(|_| (0..10).map(|c| (c + 1) as f32 / 3.0))
             .collect();
-        linear.weight = Param::from_tensor(Tensor::from_data(
-            TensorData::new(values, [3, 10]),
-            device,
-        ));
+        linear.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(values, [3, 10]), device));
         linear
     }
 
@@ -717,7 +715,10 @@ mod tests {
                 ("0.8".to_string(), 0.9),
             ])
         );
-        let r: Vec<f64> = ratios.iter().map(|(r, _)| (r * 100.0).round() / 100.0).collect();
+        let r: Vec<f64> = ratios
+            .iter()
+            .map(|(r, _)| (r * 100.0).round() / 100.0)
+            .collect();
         assert_eq!(r, [0.6, 0.7, 0.8, 0.9]);
         // Maximize(0.65) stops at the first cur > 0.65, which is recorded: 0.4 -> 0.7.
         let table = SensitivityAnalysis::new(&L1)
@@ -745,7 +746,10 @@ mod tests {
         for (stop, current, stops) in cases {
             assert_eq!(stop.stops(0.9, current), stops, "{stop} at {current}");
         }
-        assert_eq!("dropped:0.05".parse::<EarlyStop>().unwrap(), EarlyStop::Dropped(0.05));
+        assert_eq!(
+            "dropped:0.05".parse::<EarlyStop>().unwrap(),
+            EarlyStop::Dropped(0.05)
+        );
         assert_eq!(
             " raised : 2 ".parse::<EarlyStop>().unwrap(),
             EarlyStop::Raised(2.0)
@@ -768,7 +772,10 @@ mod tests {
             default_sparsities(),
             [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
         );
-        assert_eq!(parse_sparsities("0.5, 0.25,0.1,0.5").unwrap(), [0.1, 0.25, 0.5]);
+        assert_eq!(
+            parse_sparsities("0.5, 0.25,0.1,0.5").unwrap(),
+            [0.1, 0.25, 0.5]
+        );
         let keys: Vec<String> = [0.1, 0.25, 0.3, 0.05, 0.9].map(sparsity_key).to_vec();
         assert_eq!(keys, ["0.1", "0.25", "0.3", "0.05", "0.9"]);
         assert_eq!(
@@ -810,7 +817,10 @@ mod tests {
             json,
             r#"{"metric":"accuracy","baseline":0.971,"layers":{"conv1":{"0.1":0.971,"0.25":0.95},"fc1":{"0.1":0.5}}}"#
         );
-        assert_eq!(SensitivityTable::from_json(&table.to_json()).unwrap(), table);
+        assert_eq!(
+            SensitivityTable::from_json(&table.to_json()).unwrap(),
+            table
+        );
         assert_eq!(
             table.to_csv(),
             "layername,0.1,0.25\nconv1,0.971,0.95\nfc1,0.5,\n"

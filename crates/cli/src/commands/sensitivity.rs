@@ -54,7 +54,10 @@ pub struct Args {
 
 /// The pruner's registry name and its options: `--algorithm`, else the config's [algorithm],
 /// else `l1-norm`; the config's options apply when the names agree.
-fn pruner(args: &Args, config: Option<&CompressConfig>) -> anyhow::Result<(String, Box<dyn Pruner>)> {
+fn pruner(
+    args: &Args,
+    config: Option<&CompressConfig>,
+) -> anyhow::Result<(String, Box<dyn Pruner>)> {
     let section = config.and_then(|c| c.algorithm.as_ref());
     let (name, options) = match (&args.algorithm, section) {
         (Some(name), Some(s)) if *name == s.name => (name.clone(), s.options.clone()),
@@ -149,7 +152,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let cells = keys
             .iter()
             .map(|k| row.get(k).map(|v| percent(*v)).unwrap_or_default());
-        t.add_row(std::iter::once(layer.clone()).chain(cells).collect::<Vec<_>>());
+        t.add_row(
+            std::iter::once(layer.clone())
+                .chain(cells)
+                .collect::<Vec<_>>(),
+        );
     }
     println!(
         "{name} sensitivity of {arch}: test accuracy {} unpruned, one layer pruned at a time",
@@ -158,7 +165,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("{t}");
     Ok(())
 }
-
 
 /// Write `bytes` to `path`, creating its folder.
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -178,7 +184,11 @@ fn one_line_json(table: &SensitivityTable) -> anyhow::Result<String> {
             writer: &mut W,
             first: bool,
         ) -> std::io::Result<()> {
-            if first { Ok(()) } else { writer.write_all(b", ") }
+            if first {
+                Ok(())
+            } else {
+                writer.write_all(b", ")
+            }
         }
         fn begin_object_value<W: ?Sized + std::io::Write>(
             &mut self,
@@ -202,7 +212,12 @@ enum PlotFormat {
 
 /// The format of `path`: `.svg` or `.png`, anything else refused.
 fn plot_format(path: &Path) -> anyhow::Result<PlotFormat> {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("svg") => Ok(PlotFormat::Svg),
         Some("png") => Ok(PlotFormat::Png),
         _ => bail!(
@@ -226,7 +241,8 @@ fn plot(table: &SensitivityTable, format: PlotFormat, title: &str) -> anyhow::Re
     REGISTER.call_once(|| {
         // The font is a constant, so registering it cannot fail at run time but for a bad asset,
         // which the plot tests catch.
-        let _ = plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT);
+        let _ =
+            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT);
     });
     let (w, h) = PLOT_SIZE;
     match format {
@@ -319,7 +335,10 @@ where
     for (i, (layer, points)) in rows.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(fail)?
             .label(layer.as_str())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));

@@ -126,9 +126,16 @@ fn lenet5_l1_table_equals_the_independent_numpy_computation() {
         "sparsity of the pruned layer",
         "accuracy",
     ] {
-        assert!(svg.contains(&format!(">{label}<")), "no text '{label}' in the SVG");
+        // plotters writes each text on a line of its own.
+        assert!(
+            svg.contains(&format!("\n{label}\n</text>")),
+            "no text '{label}' in the SVG"
+        );
     }
-    assert_eq!(svg.matches("<polyline").count(), 5 + 1 + 5, "lines: 5 layers, baseline, legend");
+    // Width-2 polylines: one per layer, and one per legend entry.
+    assert_eq!(svg.matches(r#"stroke-width="2" points"#).count(), 5 + 5);
+    // A marker per point.
+    assert_eq!(svg.matches("<circle").count(), 45);
 }
 
 #[test]
@@ -176,14 +183,21 @@ fn a_config_restricts_the_layers_and_a_png_plot_is_written() {
         assert!(text.contains(layer), "{text}");
     }
     assert!(!text.contains("fc3"), "{text}");
-    assert!(text.find("0.25").unwrap() < text.find("0.5").unwrap(), "{text}");
+    assert!(
+        text.find("0.25").unwrap() < text.find("0.5").unwrap(),
+        "{text}"
+    );
     // conv1 at 0.5 is 93.40% in the reference table.
     assert!(text.contains("93.40%"), "{text}");
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     // IHDR: width and height, big-endian, right after the chunk header.
     assert_eq!(&bytes[16..24], &[0, 0, 3, 132, 0, 0, 2, 48]);
-    assert!(bytes.len() > 10_000, "a plot with lines and text, {} bytes", bytes.len());
+    assert!(
+        bytes.len() > 10_000,
+        "a plot with lines and text, {} bytes",
+        bytes.len()
+    );
 }
 
 #[test]
