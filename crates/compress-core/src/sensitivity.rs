@@ -393,8 +393,8 @@ impl<'a> SensitivityAnalysis<'a> {
         &self.sparsities
     }
 
-    /// The targets of `model` the analysis prunes, in config then model order, with every
-    /// other resolved pruning target (the biases that align to them) after them.
+    /// The targets of `model` the analysis prunes (in config, then model order), and the other
+    /// resolved pruning targets: the followers (biases) that align to them.
     ///
     /// # Errors
     /// Config resolution errors; [`CompressError::Algorithm`] when no target is selected.

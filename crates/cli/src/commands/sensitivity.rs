@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
+use burn_compress::core::registry::MetricNeeds;
 use burn_compress::core::sensitivity::{
     EarlyStop, SensitivityAnalysis, SensitivityTable, parse_sparsities, sparsity_key,
 };
@@ -53,7 +54,8 @@ pub struct Args {
 }
 
 /// The pruner's registry name and its options: `--algorithm`, else the config's [algorithm],
-/// else `l1-norm`; the config's options apply when the names agree.
+/// else `l1-norm`; the config's options apply when the names agree. Only one-shot pruners:
+/// the command trains nothing.
 fn pruner(
     args: &Args,
     config: Option<&CompressConfig>,
@@ -66,6 +68,13 @@ fn pruner(
         (None, None) => ("l1-norm".to_string(), Default::default()),
     };
     let pruner = AlgorithmEntry::find(&name)?.build_pruner(&options)?;
+    if pruner.needs() != MetricNeeds::Weights {
+        bail!(
+            "'{name}' scores weights from training (gradients or learned scores); `sensitivity` \
+             runs one-shot pruners (l1-norm, l2-norm, fpgm, level). From the library, \
+             SensitivityAnalysis::with_gradients takes a gradient pruner's statistics"
+        );
+    }
     Ok((name, pruner))
 }
 

@@ -211,6 +211,10 @@ fn bad_input_is_refused_naming_the_value() {
         "algorithm 'qat' is a quantizer, not a pruner",
     );
     refused(
+        &sensitivity(&["--algorithm", "taylor"]),
+        "'taylor' scores weights from training (gradients or learned scores)",
+    );
+    refused(
         &sensitivity(&["--sparsities", "0.1,1.5"]),
         "key 'sparsities' in sensitivity analysis: 1.5 is outside (0, 1)",
     );
