@@ -8,7 +8,7 @@ use burn_compress::zoo::{AnyModel, Arch, ZooError};
 use burn_compress::{CompressConfig, CompressError};
 use clap::{Parser, Subcommand};
 
-use crate::commands::{check, export, list, prune, quantize, run, speedup};
+use crate::commands::{check, export, list, prune, quantize, run, sensitivity, speedup};
 
 // Links every algorithm crate, so the registry is complete.
 use burn_compress as _;
@@ -37,6 +37,8 @@ enum Command {
     Run(run::Args),
     /// Export a zoo model (dense, sped-up or quantized) to ONNX (opset 17, f32 or QDQ int8).
     Export(export::Args),
+    /// Sensitivity analysis: test accuracy with one layer at a time pruned to each sparsity.
+    Sensitivity(sensitivity::Args),
 }
 
 /// The zoo model a command works on: `--arch` and `--weights`.
@@ -93,6 +95,7 @@ pub fn run() -> ExitCode {
         Command::Quantize(args) => quantize::run(args),
         Command::Run(args) => run::run(args),
         Command::Export(args) => export::run(args),
+        Command::Sensitivity(args) => sensitivity::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

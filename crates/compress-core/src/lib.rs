@@ -28,6 +28,7 @@
 //! | [`schedule`] / [`scheduled`] | NNI's sparsity schedules (Linear, AGP; the iterative scheduler's Linear, AGP, Lottery) and scheduled pruning during training |
 //! | [`search`] | budget-driven search for per-layer ratios: [`Search`](search::Search), budgets, costs, candidates, trials |
 //! | [`scores`] | learned per-block scores (Slim, Movement) through a Burn reparameterization |
+//! | [`sensitivity`] | NNI's sensitivity analysis: the metric with one layer at a time pruned to growing sparsities |
 //! | [`train`] | a small classifier trainer with [`TrainHooks`](train::TrainHooks), gradient statistics |
 //! | [`dataset`] | the bundled image datasets and their split |
 //! | [`paths`] | module traversal by dotted parameter path |
@@ -91,6 +92,7 @@ pub mod schedule;
 pub mod scheduled;
 pub mod scores;
 pub mod search;
+pub mod sensitivity;
 pub mod structure;
 pub mod targets;
 pub mod train;

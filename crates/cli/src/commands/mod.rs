@@ -6,4 +6,5 @@ pub mod list;
 pub mod prune;
 pub mod quantize;
 pub mod run;
+pub mod sensitivity;
 pub mod speedup;

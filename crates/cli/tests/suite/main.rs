@@ -3,3 +3,4 @@
 mod cli;
 #[cfg(feature = "gpu")]
 mod gpu;
+mod sensitivity;
