@@ -169,8 +169,11 @@ impl Ddpg {
     /// `sigma = init_delta * delta_decay^k` at the `k`-th episode after the warm-up.
     pub fn select_action(&mut self, state: &State, k: usize) -> f64 {
         let mu = self.policy(state);
-        let sigma =
-            self.config.init_delta * self.config.delta_decay.powi(k.min(i32::MAX as usize) as i32);
+        let sigma = self.config.init_delta
+            * self
+                .config
+                .delta_decay
+                .powi(k.min(i32::MAX as usize) as i32);
         truncated_normal(&mut self.rng, mu, sigma, 0.0, 1.0)
     }
 
@@ -228,7 +231,10 @@ impl Ddpg {
             })
             .collect();
         let targets = Tensor::<2>::from_data(TensorData::new(targets, [n, 1]), &self.device);
-        let states = states_tensor(&batch.iter().map(|t| t.state).collect::<Vec<_>>(), &self.device);
+        let states = states_tensor(
+            &batch.iter().map(|t| t.state).collect::<Vec<_>>(),
+            &self.device,
+        );
         let actions: Vec<f32> = batch.iter().map(|t| t.action as f32).collect();
         let actions = Tensor::<2>::from_data(TensorData::new(actions, [n, 1]), &self.device);
 
@@ -281,7 +287,10 @@ impl Ddpg {
         } else {
             (0..size).map(|_| self.rng.random_range(0..len)).collect()
         };
-        indices.into_iter().map(|i| self.memory[i].clone()).collect()
+        indices
+            .into_iter()
+            .map(|i| self.memory[i].clone())
+            .collect()
     }
 }
 
@@ -342,7 +351,7 @@ fn states_tensor(states: &[State], device: &Device) -> Tensor<2> {
 fn values(tensor: Tensor<2>) -> Vec<f64> {
     tensor
         .into_data()
-        .to_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .expect("the agent's tensors are f32")
         .into_iter()
         .map(f64::from)
@@ -387,7 +396,12 @@ mod tests {
     }
 
     fn weights(linear: &Linear) -> Vec<f32> {
-        linear.weight.val().into_data().to_vec::<f32>().unwrap()
+        linear
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap()
     }
 
     #[test]
@@ -400,11 +414,17 @@ mod tests {
         let bound = 1.0 / (STATE_DIM as f32).sqrt();
         assert!(weights(&agent.actor.fc1).iter().all(|w| w.abs() <= bound));
         let device = Device::flex();
-        let states = states_tensor(&[[0.0; STATE_DIM], [1.0; STATE_DIM], [0.5; STATE_DIM]], &device);
+        let states = states_tensor(
+            &[[0.0; STATE_DIM], [1.0; STATE_DIM], [0.5; STATE_DIM]],
+            &device,
+        );
         let actions = values(agent.actor.valid().forward(states.clone()));
         assert_eq!(actions.len(), 3);
         assert!(actions.iter().all(|a| *a > 0.0 && *a < 1.0), "{actions:?}");
-        let q = agent.critic.valid().forward(states, Tensor::zeros([3, 1], &device));
+        let q = agent
+            .critic
+            .valid()
+            .forward(states, Tensor::zeros([3, 1], &device));
         assert_eq!(q.shape().to_vec(), [3, 1]);
     }
 
@@ -429,7 +449,8 @@ mod tests {
             .collect();
         assert!(draws.iter().all(|x| (0.0..=1.0).contains(x)));
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
-        let sd = (draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / draws.len() as f64).sqrt();
+        let sd =
+            (draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / draws.len() as f64).sqrt();
         assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
         assert!((sd - 0.1).abs() < 0.01, "sd {sd}");
         // Near the edge the mass is cut off: every draw of N(0, 0.5) kept is >= 0.
@@ -459,7 +480,13 @@ mod tests {
 
     #[test]
     fn soft_updates_move_the_targets_by_tau() {
-        let mut agent = Ddpg::new(&AmcConfig { tau: 0.25, ..small() }, 50);
+        let mut agent = Ddpg::new(
+            &AmcConfig {
+                tau: 0.25,
+                ..small()
+            },
+            50,
+        );
         let before_target = weights(&agent.actor_target.fc3);
         for i in 0..4 {
             agent.observe(Transition {
@@ -510,7 +537,10 @@ mod tests {
         assert!(last < first / 10.0, "critic loss {first} -> {last}");
         // The actor moved towards smaller actions, the ones with the larger reward.
         let policy_after = agent.policy(&[0.5; STATE_DIM]);
-        assert!(policy_after < policy_before - 0.1, "{policy_before} -> {policy_after}");
+        assert!(
+            policy_after < policy_before - 0.1,
+            "{policy_before} -> {policy_after}"
+        );
         assert!((agent.moving_average().unwrap() + 0.5).abs() < 1e-12);
     }
 }

@@ -138,8 +138,14 @@ mod tests {
     fn defaults_are_nnis_and_valid() {
         let c = AmcConfig::default();
         assert_eq!((c.hidden1, c.hidden2, c.batch_size), (300, 300, 64));
-        assert_eq!((c.lr_actor, c.lr_critic, c.tau, c.discount), (1e-4, 1e-3, 0.01, 1.0));
-        assert_eq!((c.init_delta, c.delta_decay, c.moving_alpha), (0.5, 0.99, 0.5));
+        assert_eq!(
+            (c.lr_actor, c.lr_critic, c.tau, c.discount),
+            (1e-4, 1e-3, 0.01, 1.0)
+        );
+        assert_eq!(
+            (c.init_delta, c.delta_decay, c.moving_alpha),
+            (0.5, 0.99, 0.5)
+        );
         assert_eq!(c.warmup_episodes(), 100);
         assert_eq!(c.validate(), Ok(()));
     }
@@ -147,11 +153,41 @@ mod tests {
     #[test]
     fn out_of_range_keys_are_named() {
         let cases: [(AmcConfig, &str); 5] = [
-            (AmcConfig { episodes: 0, ..Default::default() }, "AMC config key `episodes` = 0 is invalid: expected at least 1"),
-            (AmcConfig { warmup: Some(401), ..Default::default() }, "AMC config key `warmup` = 401 is invalid: expected at most `episodes`"),
-            (AmcConfig { tau: 0.0, ..Default::default() }, "AMC config key `tau` = 0 is invalid: expected a number in (0, 1]"),
-            (AmcConfig { lr_actor: f64::NAN, ..Default::default() }, "AMC config key `lr_actor` = NaN is invalid: expected a finite number above 0"),
-            (AmcConfig { discount: 1.5, ..Default::default() }, "AMC config key `discount` = 1.5 is invalid: expected a number in [0, 1]"),
+            (
+                AmcConfig {
+                    episodes: 0,
+                    ..Default::default()
+                },
+                "AMC config key `episodes` = 0 is invalid: expected at least 1",
+            ),
+            (
+                AmcConfig {
+                    warmup: Some(401),
+                    ..Default::default()
+                },
+                "AMC config key `warmup` = 401 is invalid: expected at most `episodes`",
+            ),
+            (
+                AmcConfig {
+                    tau: 0.0,
+                    ..Default::default()
+                },
+                "AMC config key `tau` = 0 is invalid: expected a number in (0, 1]",
+            ),
+            (
+                AmcConfig {
+                    lr_actor: f64::NAN,
+                    ..Default::default()
+                },
+                "AMC config key `lr_actor` = NaN is invalid: expected a finite number above 0",
+            ),
+            (
+                AmcConfig {
+                    discount: 1.5,
+                    ..Default::default()
+                },
+                "AMC config key `discount` = 1.5 is invalid: expected a number in [0, 1]",
+            ),
         ];
         for (config, message) in cases {
             assert_eq!(config.validate().unwrap_err().to_string(), message);
@@ -165,6 +201,9 @@ mod tests {
             .to_string();
         assert!(err.starts_with("unknown field `epsilon`"), "{err}");
         let parsed: AmcConfig = serde_json::from_str("{\"episodes\": 10, \"seed\": 7}").unwrap();
-        assert_eq!((parsed.episodes, parsed.seed, parsed.warmup_episodes()), (10, 7, 2));
+        assert_eq!(
+            (parsed.episodes, parsed.seed, parsed.warmup_episodes()),
+            (10, 7, 2)
+        );
     }
 }

@@ -163,7 +163,14 @@ mod tests {
             ..state(&[20.0, 80.0, 300.0])
         };
         let b = action_bounds(&s, 2);
-        assert_eq!(b, ActionBounds { lower: 0.0, upper: 0.0 }, "the 200 are already removed");
+        assert_eq!(
+            b,
+            ActionBounds {
+                lower: 0.0,
+                upper: 0.0
+            },
+            "the 200 are already removed"
+        );
     }
 
     #[test]

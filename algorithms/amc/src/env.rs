@@ -79,7 +79,12 @@ impl AmcLayer {
     /// A layer with the given costs, one channel in and out, kernel, stride and input size 1,
     /// `max_ratio` 0.8 (NNI's example; AMC's paper keeps at least 20% of the channels) and no
     /// input dependency. Set the rest with the `with_*` methods.
-    pub fn new(name: impl Into<String>, op_type: impl Into<String>, macs: u64, params: u64) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        op_type: impl Into<String>,
+        macs: u64,
+        params: u64,
+    ) -> Self {
         Self {
             name: name.into(),
             op_type: op_type.into(),
@@ -172,7 +177,11 @@ impl AmcEnv {
     /// when every layer costs 0; [`AmcError::UnknownInput`] when `input_from` does not name an
     /// earlier layer; [`AmcError::InvalidBudget`] for a fraction outside (0, 1);
     /// [`AmcError::BudgetUnreachable`] when the maximum ratios cannot remove that much.
-    pub fn new(layers: &[AmcLayer], budget_fraction: f64, measure: Measure) -> Result<Self, AmcError> {
+    pub fn new(
+        layers: &[AmcLayer],
+        budget_fraction: f64,
+        measure: Measure,
+    ) -> Result<Self, AmcError> {
         if layers.is_empty() {
             return Err(AmcError::EmptySearchSpace);
         }
@@ -197,12 +206,16 @@ impl AmcEnv {
             }
             producer.push(match &layer.input_from {
                 None => None,
-                Some(input) => Some(*index.get(input.as_str()).ok_or_else(|| {
-                    AmcError::UnknownInput {
-                        layer: layer.name.clone(),
-                        input: input.clone(),
-                    }
-                })?),
+                Some(input) => {
+                    Some(
+                        *index
+                            .get(input.as_str())
+                            .ok_or_else(|| AmcError::UnknownInput {
+                                layer: layer.name.clone(),
+                                input: input.clone(),
+                            })?,
+                    )
+                }
             });
             if index.insert(layer.name.as_str(), i).is_some() {
                 return Err(AmcError::DuplicateLayer(layer.name.clone()));
@@ -335,7 +348,10 @@ impl AmcEnv {
     /// # Panics
     /// After the last layer (check [`done`](Self::done)).
     pub fn step(&mut self, action: f64) -> Step {
-        assert!(!self.done(), "AmcEnv::step after the last layer; call reset");
+        assert!(
+            !self.done(),
+            "AmcEnv::step after the last layer; call reset"
+        );
         let layer = self.layer();
         let current = self.current_costs();
         let state = self.budget_state(&current);
@@ -404,9 +420,11 @@ fn static_features(layers: &[AmcLayer]) -> Vec<State> {
         })
         .collect();
     for column in 0..7 {
-        let (lo, hi) = rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-            (lo.min(r[column]), hi.max(r[column]))
-        });
+        let (lo, hi) = rows
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                (lo.min(r[column]), hi.max(r[column]))
+            });
         for row in &mut rows {
             row[column] = if hi > lo {
                 (row[column] - lo) / (hi - lo)
@@ -433,9 +451,16 @@ mod tests {
 
     #[test]
     fn an_episode_of_the_check_values_meets_the_budget_exactly() {
-        let mut env = AmcEnv::new(&independent(&[100, 200, 300], 0.8), 0.5, Measure::Flops).unwrap();
+        let mut env =
+            AmcEnv::new(&independent(&[100, 200, 300], 0.8), 0.5, Measure::Flops).unwrap();
         env.reset();
-        assert_eq!(env.bounds(), ActionBounds { lower: 0.0, upper: 0.8 });
+        assert_eq!(
+            env.bounds(),
+            ActionBounds {
+                lower: 0.0,
+                upper: 0.8
+            }
+        );
         let s0 = env.step(0.5);
         assert_eq!(s0.ratio, 0.5);
         let s1 = env.step(0.25); // lower bound 0.3 after 50 removed: (300 - 50 - 240) / 200 = 0.05
@@ -448,13 +473,18 @@ mod tests {
         assert!((env.remaining_fraction() - 0.5).abs() < 1e-12);
         assert_eq!(
             env.ratios(),
-            BTreeMap::from([("l0".into(), 0.5), ("l1".into(), 0.25), ("l2".into(), 200.0 / 300.0)])
+            BTreeMap::from([
+                ("l0".into(), 0.5),
+                ("l1".into(), 0.25),
+                ("l2".into(), 200.0 / 300.0)
+            ])
         );
     }
 
     #[test]
     fn dynamic_features_are_reduced_rest_and_previous_action() {
-        let mut env = AmcEnv::new(&independent(&[100, 200, 300], 0.8), 0.5, Measure::Flops).unwrap();
+        let mut env =
+            AmcEnv::new(&independent(&[100, 200, 300], 0.8), 0.5, Measure::Flops).unwrap();
         let s = env.reset();
         assert_eq!(&s[7..], &[0.0, 500.0 / 600.0, 0.0]);
         let step = env.step(0.5);
@@ -466,8 +496,14 @@ mod tests {
     #[test]
     fn static_features_are_min_max_normalised_per_column() {
         let layers = vec![
-            AmcLayer::new("conv1", "Conv2d", 1000, 216).with_channels(3, 8).with_kernel(3, 1).with_input_size(1024),
-            AmcLayer::new("conv2", "Conv2d", 4000, 1152).with_channels(8, 16).with_kernel(3, 2).with_input_size(1024),
+            AmcLayer::new("conv1", "Conv2d", 1000, 216)
+                .with_channels(3, 8)
+                .with_kernel(3, 1)
+                .with_input_size(1024),
+            AmcLayer::new("conv2", "Conv2d", 4000, 1152)
+                .with_channels(8, 16)
+                .with_kernel(3, 2)
+                .with_input_size(1024),
             AmcLayer::new("fc", "Linear", 2560, 2570).with_channels(256, 10),
         ];
         let env = AmcEnv::new(&layers, 0.3, Measure::Flops).unwrap();
@@ -483,7 +519,12 @@ mod tests {
         assert_eq!(column(5), [1.0, 1.0, 0.0]);
         assert_eq!(column(6), [0.0, (1152.0 - 216.0) / 2354.0, 1.0]);
         let constant = AmcEnv::new(&independent(&[5, 5], 0.8), 0.5, Measure::Params).unwrap();
-        assert!(constant.static_features().iter().all(|r| r[1..7] == [0.0; 6]));
+        assert!(
+            constant
+                .static_features()
+                .iter()
+                .all(|r| r[1..7] == [0.0; 6])
+        );
     }
 
     #[test]
@@ -497,24 +538,67 @@ mod tests {
         env.step(0.5);
         assert_eq!(env.current_costs(), [50.0, 200.0]);
         // 250 removed of the 250 asked: b may take nothing more.
-        assert_eq!(env.bounds(), ActionBounds { lower: 0.0, upper: 0.0 });
+        assert_eq!(
+            env.bounds(),
+            ActionBounds {
+                lower: 0.0,
+                upper: 0.0
+            }
+        );
     }
 
     #[test]
     fn bad_layers_and_budgets_are_named() {
         let two = independent(&[10, 10], 0.8);
         let cases: Vec<(Vec<AmcLayer>, f64, &str)> = vec![
-            (vec![], 0.5, "AMC needs at least one layer to prune: the search space is empty"),
-            (vec![two[0].clone(), two[0].clone()], 0.5, "AMC layer `l0` is listed twice"),
-            (vec![two[0].clone().with_max_ratio(1.5)], 0.5, "AMC layer `l0`: max_ratio 1.5 is outside [0, 1]"),
-            (vec![two[0].clone().with_kernel(0, 1)], 0.5, "AMC layer `l0`: kernel 0 and stride 1 must be at least 1"),
-            (vec![two[0].clone().with_input_from("l1"), two[1].clone()], 0.5, "AMC layer `l0` takes its input from `l1`, which is not a layer listed before it"),
-            (independent(&[0, 0], 0.8), 0.5, "AMC layer `l0`: every layer has 0 FLOPs: nothing to prune"),
-            (two.clone(), 1.0, "AMC budget fraction 1 is invalid: expected the fraction of the prunable FLOPs to remove, in (0, 1)"),
-            (two.clone(), 0.9, "AMC cannot remove 0.9 of the prunable FLOPs: with these per-layer maximum ratios at most 0.800000 can be removed"),
+            (
+                vec![],
+                0.5,
+                "AMC needs at least one layer to prune: the search space is empty",
+            ),
+            (
+                vec![two[0].clone(), two[0].clone()],
+                0.5,
+                "AMC layer `l0` is listed twice",
+            ),
+            (
+                vec![two[0].clone().with_max_ratio(1.5)],
+                0.5,
+                "AMC layer `l0`: max_ratio 1.5 is outside [0, 1]",
+            ),
+            (
+                vec![two[0].clone().with_kernel(0, 1)],
+                0.5,
+                "AMC layer `l0`: kernel 0 and stride 1 must be at least 1",
+            ),
+            (
+                vec![two[0].clone().with_input_from("l1"), two[1].clone()],
+                0.5,
+                "AMC layer `l0` takes its input from `l1`, which is not a layer listed before it",
+            ),
+            (
+                independent(&[0, 0], 0.8),
+                0.5,
+                "AMC layer `l0`: every layer has 0 FLOPs: nothing to prune",
+            ),
+            (
+                two.clone(),
+                1.0,
+                "AMC budget fraction 1 is invalid: expected the fraction of the prunable FLOPs to remove, in (0, 1)",
+            ),
+            (
+                two.clone(),
+                0.9,
+                "AMC cannot remove 0.9 of the prunable FLOPs: with these per-layer maximum ratios at most 0.800000 can be removed",
+            ),
         ];
         for (layers, budget, message) in cases {
-            assert_eq!(AmcEnv::new(&layers, budget, Measure::Flops).unwrap_err().to_string(), message);
+            assert_eq!(
+                AmcEnv::new(&layers, budget, Measure::Flops)
+                    .unwrap_err()
+                    .to_string(),
+                message
+            );
         }
     }
 

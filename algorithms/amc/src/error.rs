@@ -29,7 +29,9 @@ pub enum AmcError {
         reason: String,
     },
     /// A layer's `input_from` does not name an earlier layer.
-    #[error("AMC layer `{layer}` takes its input from `{input}`, which is not a layer listed before it")]
+    #[error(
+        "AMC layer `{layer}` takes its input from `{input}`, which is not a layer listed before it"
+    )]
     UnknownInput {
         /// The consuming layer.
         layer: String,
@@ -37,7 +39,9 @@ pub enum AmcError {
         input: String,
     },
     /// The budget fraction is not in `(0, 1)`.
-    #[error("AMC budget fraction {0} is invalid: expected the fraction of the prunable {1} to remove, in (0, 1)")]
+    #[error(
+        "AMC budget fraction {0} is invalid: expected the fraction of the prunable {1} to remove, in (0, 1)"
+    )]
     InvalidBudget(f64, &'static str),
     /// The per-layer maximum ratios cannot remove as much as asked.
     #[error(

@@ -90,4 +90,4 @@ pub use config::AmcConfig;
 pub use correct::{ActionBounds, BudgetState, action_bounds, correct_action};
 pub use env::{AmcEnv, AmcLayer, Measure, STATE_DIM, STATE_FEATURES, State, Step};
 pub use error::{AmcError, SearchError};
-pub use search::{Amc, AmcEpisode, AmcOutcome};
+pub use search::{Amc, AmcEpisode, AmcOutcome, Evaluate};

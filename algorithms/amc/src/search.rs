@@ -7,6 +7,10 @@ use crate::agent::{Ddpg, Transition};
 use crate::env::{AmcEnv, AmcLayer, Measure, STATE_DIM};
 use crate::{AmcConfig, AmcError, SearchError};
 
+/// The evaluation a search calls once per episode: ratios by layer name in, a score out
+/// (higher is better).
+pub type Evaluate<'a, E> = dyn FnMut(&BTreeMap<String, f64>) -> Result<f64, E> + 'a;
+
 /// One episode: the per-layer ratios it chose and what they scored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AmcEpisode {
@@ -33,6 +37,9 @@ pub struct AmcOutcome {
     pub dense_cost: f64,
     /// The cost every episode had to remove.
     pub target_removal: f64,
+    /// The ratios the final actor picks without exploration noise, corrected like every
+    /// episode's (one more walk over the layers, not evaluated).
+    pub policy: BTreeMap<String, f64>,
 }
 
 impl AmcOutcome {
@@ -81,7 +88,7 @@ impl Amc {
         layers: &[AmcLayer],
         budget_fraction: f64,
         measure_is_flops: bool,
-        evaluate: &mut dyn FnMut(&BTreeMap<String, f64>) -> Result<f64, E>,
+        evaluate: &mut Evaluate<'_, E>,
     ) -> Result<AmcOutcome, SearchError<E>> {
         let measure = if measure_is_flops {
             Measure::Flops
@@ -114,7 +121,8 @@ impl Amc {
                 state = next_state;
             }
             let ratios = env.ratios();
-            let score = evaluate(&ratios).map_err(|source| SearchError::Evaluate { episode, source })?;
+            let score =
+                evaluate(&ratios).map_err(|source| SearchError::Evaluate { episode, source })?;
             if !score.is_finite() {
                 return Err(SearchError::NonFiniteScore { episode, score });
             }
@@ -138,11 +146,19 @@ impl Amc {
                 warmup: exploring,
             });
         }
-        let best = episodes
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, e)| if e.score > episodes[best].score { i } else { best });
+        let best = episodes.iter().enumerate().fold(0, |best, (i, e)| {
+            if e.score > episodes[best].score {
+                i
+            } else {
+                best
+            }
+        });
+        let mut state = env.reset();
+        while let Some(next) = env.step(agent.policy(&state)).next_state {
+            state = next;
+        }
         Ok(AmcOutcome {
+            policy: env.ratios(),
             episodes,
             best,
             warmup: warmup.min(config.episodes),
@@ -172,39 +188,65 @@ mod tests {
     }
 
     fn toy_score(ratios: &BTreeMap<String, f64>) -> Result<f64, Infallible> {
-        Ok(1.0 - (0..4).map(|i| ratios[&format!("layer{i}")] * WEIGHTS[i]).sum::<f64>())
-    }
-
-    fn toy_config(seed: u64) -> AmcConfig {
-        AmcConfig {
-            episodes: 120,
-            warmup: Some(20),
-            seed,
-            ..Default::default()
-        }
+        Ok(1.0
+            - (0..4)
+                .map(|i| ratios[&format!("layer{i}")] * WEIGHTS[i])
+                .sum::<f64>())
     }
 
     #[test]
     fn the_agent_beats_its_random_warm_up() {
         // Remove half the FLOPs with at most 0.8 per layer: the optimum prunes layers 0 and 2 to
-        // 0.8 and layer 3 to 0.4, scoring 1 - 0.04 - 0.08 - 0.16 = 0.72.
-        let amc = Amc::new(toy_config(0)).unwrap();
-        let outcome = amc.search(&toy_layers(), 0.5, true, &mut toy_score).unwrap();
-        let (warm, learned) = outcome.episodes.split_at(outcome.warmup);
+        // 0.8 and layer 3 to 0.4, scoring 1 - 0.04 - 0.08 - 0.16 = 0.72; pruning in layer order
+        // as far as allowed (an actor stuck at 1) scores 0.44. NNI's networks and rates, 200
+        // episodes of which 50 warm-up, three seeds: DDPG can get stuck on a seed, so the claims
+        // are on the pool. Measured: warm-up means 0.42 0.44 0.41, last-20 means 0.64 0.69 0.44;
+        // warm-up bests 0.641 0.662 0.613, agent bests 0.715 0.716 0.669.
         let best = |es: &[AmcEpisode]| es.iter().map(|e| e.score).fold(f64::MIN, f64::max);
         let mean = |es: &[AmcEpisode]| es.iter().map(|e| e.score).sum::<f64>() / es.len() as f64;
-        let last = &learned[learned.len() - 20..];
-        eprintln!(
-            "warm-up best {:.4} mean {:.4}; agent best {:.4}; last 20 mean {:.4}",
-            best(warm),
-            mean(warm),
-            best(learned),
-            mean(last)
+        let (mut warm_means, mut last_means, mut wins) = (0.0, 0.0, 0);
+        let (mut warm_best, mut agent_best) = (f64::MIN, f64::MIN);
+        for seed in 0..3 {
+            let config = AmcConfig {
+                episodes: 200,
+                warmup: Some(50),
+                seed,
+                ..Default::default()
+            };
+            let outcome = Amc::new(config)
+                .unwrap()
+                .search(&toy_layers(), 0.5, true, &mut toy_score)
+                .unwrap();
+            let (warm, learned) = outcome.episodes.split_at(outcome.warmup);
+            assert_eq!((warm.len(), learned.len()), (50, 150));
+            assert!(warm.iter().all(|e| e.warmup) && learned.iter().all(|e| !e.warmup));
+            let last = &learned[learned.len() - 20..];
+            eprintln!(
+                "seed {seed}: warm-up best {:.4} mean {:.4}; agent best {:.4}, last 20 mean {:.4}",
+                best(warm),
+                mean(warm),
+                best(learned),
+                mean(last)
+            );
+            warm_means += mean(warm) / 3.0;
+            last_means += mean(last) / 3.0;
+            wins += usize::from(best(learned) > best(warm));
+            warm_best = warm_best.max(best(warm));
+            agent_best = agent_best.max(best(learned));
+            assert!(outcome.best().score <= 0.72 + 1e-9);
+        }
+        assert!(
+            last_means > warm_means + 0.1,
+            "last-20 mean {last_means}, warm-up mean {warm_means}"
         );
-        assert!(best(learned) > best(warm));
-        assert!(mean(last) > mean(warm) + 0.05);
-        assert!(outcome.best().score <= 0.72 + 1e-9);
-        assert!(!outcome.best().warmup);
+        assert!(
+            wins >= 2,
+            "the agent's best beat the warm-up's in {wins} of 3 seeds"
+        );
+        assert!(
+            agent_best > warm_best,
+            "agent best {agent_best}, warm-up best {warm_best}"
+        );
     }
 
     #[test]
@@ -244,7 +286,10 @@ mod tests {
         let mut calls = 0;
         let outcome = Amc::new(config)
             .unwrap()
-            .search(&toy_layers(), 0.3, true, &mut |r: &BTreeMap<String, f64>| {
+            .search(&toy_layers(), 0.3, true, &mut |r: &BTreeMap<
+                String,
+                f64,
+            >| {
                 calls += 1;
                 toy_score(r)
             })
@@ -252,13 +297,26 @@ mod tests {
         assert_eq!(calls, 10);
         assert_eq!(outcome.episodes.len(), 10);
         assert_eq!(outcome.episodes.iter().filter(|e| e.warmup).count(), 5);
-        assert_eq!((outcome.dense_cost, outcome.target_removal), (4000.0, 0.3 * 4000.0));
+        assert_eq!(
+            (outcome.dense_cost, outcome.target_removal),
+            (4000.0, 0.3 * 4000.0)
+        );
         for e in &outcome.episodes {
             assert!((e.remaining - 0.7).abs() < 1e-9, "{e:?}");
             assert_eq!(e.ratios.len(), 4);
             assert_eq!(e.score, toy_score(&e.ratios).unwrap());
         }
-        let top = outcome.episodes.iter().map(|e| e.score).fold(f64::MIN, f64::max);
+        assert_eq!(outcome.policy.len(), 4);
+        let kept: f64 = outcome.policy.values().map(|r| 1000.0 * (1.0 - r)).sum();
+        assert!(
+            (kept / 4000.0 - 0.7).abs() < 1e-9,
+            "the policy's ratios meet the budget too"
+        );
+        let top = outcome
+            .episodes
+            .iter()
+            .map(|e| e.score)
+            .fold(f64::MIN, f64::max);
         assert_eq!(outcome.best().score, top);
     }
 
@@ -275,7 +333,11 @@ mod tests {
         let err = amc
             .search(&toy_layers(), 0.5, true, &mut |_| {
                 n += 1;
-                if n == 3 { Err(AmcError::EmptySearchSpace) } else { Ok(0.5) }
+                if n == 3 {
+                    Err(AmcError::EmptySearchSpace)
+                } else {
+                    Ok(0.5)
+                }
             })
             .unwrap_err();
         assert_eq!(
@@ -283,7 +345,9 @@ mod tests {
             "AMC episode 2: evaluating its ratios failed: AMC needs at least one layer to prune: the search space is empty"
         );
         let err = amc
-            .search(&toy_layers(), 0.5, true, &mut |_| Ok::<_, Infallible>(f64::NAN))
+            .search(&toy_layers(), 0.5, true, &mut |_| {
+                Ok::<_, Infallible>(f64::NAN)
+            })
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -292,6 +356,9 @@ mod tests {
         let err = amc
             .search(&[], 0.5, true, &mut |_| Ok::<_, Infallible>(1.0))
             .unwrap_err();
-        assert!(matches!(err, SearchError::Invalid(AmcError::EmptySearchSpace)));
+        assert!(matches!(
+            err,
+            SearchError::Invalid(AmcError::EmptySearchSpace)
+        ));
     }
 }
