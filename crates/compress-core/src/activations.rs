@@ -1,0 +1,156 @@
+//! Activation statistics for pruners that score output channels by what the layers produce
+//! (APoZ, mean activation: [`MetricNeeds::Activations`](crate::registry::MetricNeeds)).
+//!
+//! Burn has no forward hooks, and compress-core knows nothing about graph capture, so the
+//! layer outputs come from the **caller** through [`LayerOutputs`]: a source that runs the model
+//! forward over data batches and shows each requested layer's output. The facade implements it
+//! with compress-graph's replay taps over the training data
+//! (`burn_compress::pruning::ReplayOutputs`, used by `prune_captured`); a test or a user can
+//! implement it with any forward that exposes its layer outputs.
+//!
+//! Collection never trains: the source runs inference only, so the weights stay bit-identical
+//! (NNI's activation pruners train while collecting, a known pain point, NNI issue #5405).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use crate::prune::pruning_targets;
+use crate::registry::Pruner;
+use crate::{CompressConfig, CompressError, Dense, ModuleIndex, Result};
+
+/// Runs a model forward over data batches and shows the outputs of chosen layers.
+pub trait LayerOutputs<M> {
+    /// Run `model` forward on up to `batches` batches, without training it and without changing
+    /// any parameter, and call `visit(layer, output)` for every call of a layer in `layers`
+    /// (paths such as `conv1`), with its output as `[batch, channels, rest]` (a Linear's
+    /// `[batch, features]` as `[batch, features, 1]`). Returns the number of batches run (fewer
+    /// than `batches` when the data runs out).
+    ///
+    /// # Errors
+    /// The source's own failures (a forward that cannot be replayed), or the first error
+    /// `visit` returns.
+    fn for_each_output(
+        &self,
+        model: &M,
+        layers: &BTreeSet<String>,
+        batches: usize,
+        visit: &mut dyn FnMut(&str, Tensor<3>) -> Result<()>,
+    ) -> Result<usize>;
+}
+
+/// The per-channel activation statistic of every active pruning target of `config`: the mean
+/// over the batches `source` runs of `pruner.activation_statistic(output of the target's
+/// layer)`, keyed by target path (a `[channels]` vector each). [`Pruner::training_steps`]
+/// batches are asked for (at least one).
+///
+/// # Errors
+/// [`CompressError::Algorithm`] when the source ran no batch, when a target's layer produced
+/// no output, or when the statistic is not one value per channel; config resolution errors;
+/// the source's errors.
+pub fn activation_statistics<M: Module>(
+    model: &M,
+    config: &CompressConfig,
+    pruner: &dyn Pruner,
+    source: &dyn LayerOutputs<M>,
+) -> Result<BTreeMap<String, Dense<f32>>> {
+    let index = ModuleIndex::from_module(model);
+    let (_, active) = pruning_targets(config, &index)?;
+    let layers: BTreeSet<String> = active.iter().map(|t| t.layer.clone()).collect();
+    // Per layer: the sum of the per-batch statistics and how many outputs were seen.
+    let mut sums: BTreeMap<String, (Tensor<1>, usize)> = BTreeMap::new();
+    let batches = pruner.training_steps().max(1);
+    let ran = source.for_each_output(model, &layers, batches, &mut |layer, output| {
+        let [_, channels, _] = output.dims();
+        let statistic = pruner.activation_statistic(output);
+        if statistic.dims() != [channels] {
+            return Err(CompressError::Algorithm {
+                algorithm: "pruner".into(),
+                message: format!(
+                    "the activation statistic of '{layer}' has shape {:?}, expected [{channels}] \
+                     (one value per output channel)",
+                    statistic.dims()
+                ),
+            });
+        }
+        match sums.get_mut(layer) {
+            Some((sum, n)) => {
+                *sum = sum.clone() + statistic;
+                *n += 1;
+            }
+            None => {
+                sums.insert(layer.to_string(), (statistic, 1));
+            }
+        }
+        Ok(())
+    })?;
+    if ran == 0 {
+        return Err(CompressError::Algorithm {
+            algorithm: "pruner".into(),
+            message: "no data batch to collect layer outputs on: give it data".into(),
+        });
+    }
+    let mut stats = BTreeMap::new();
+    for t in &active {
+        let (sum, n) = sums.get(&t.layer).ok_or_else(|| CompressError::Algorithm {
+            algorithm: "pruner".into(),
+            message: format!(
+                "layer '{}' (target '{}') produced no output in the forward pass, so it has no \
+                 activation statistic",
+                t.layer, t.path
+            ),
+        })?;
+        let mean = Dense::from_tensor(sum.clone().div_scalar(*n as f64), &t.path)?;
+        stats.insert(t.path.clone(), mean);
+    }
+    Ok(stats)
+}
+
+/// A per-output-channel `statistic` (`[channels]`) as the metric of `input`'s target: one value
+/// per output channel, in the kept-dim shape of an output-channel scaling.
+///
+/// # Errors
+/// [`CompressError::Algorithm`] for `algorithm` when the granularity is not one block per output
+/// channel, the target has no output axis, or the statistic has another channel count than the
+/// weight (a Linear applied to a sequence reports its sequence axis as dim 1).
+pub fn channel_metric(
+    algorithm: &str,
+    input: &crate::registry::MetricInput<'_>,
+    statistic: &Dense<f32>,
+) -> Result<Dense<f32>> {
+    let t = input.target;
+    let refuse = |message: String| CompressError::Algorithm {
+        algorithm: algorithm.into(),
+        message,
+    };
+    let axis = t.out_axis.ok_or_else(|| {
+        refuse(format!(
+            "'{}' ({}) has no output-channel axis to score",
+            t.path, t.layer_type
+        ))
+    })?;
+    let shape = input.scaling.shrunk_shape(&t.shape, true, &t.path)?;
+    let channels = t.shape[axis];
+    let per_channel = shape
+        .iter()
+        .enumerate()
+        .all(|(d, &n)| if d == axis { n == channels } else { n == 1 });
+    if !per_channel {
+        return Err(refuse(format!(
+            "scores whole output channels of '{}': use granularity 'out_channel' (the default), \
+             not one giving blocks {shape:?}",
+            t.path
+        )));
+    }
+    if statistic.numel() != channels {
+        return Err(refuse(format!(
+            "layer '{}' has {} output channels (dim 1 of its output), the weight '{}' has \
+             {channels}",
+            t.layer,
+            statistic.numel(),
+            t.path
+        )));
+    }
+    Ok(Dense::new(shape, statistic.data().to_vec()))
+}
