@@ -154,3 +154,118 @@ pub fn channel_metric(
     }
     Ok(Dense::new(shape, statistic.data().to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use crate::registry::{MetricInput, MetricNeeds};
+
+    #[derive(Module, Debug)]
+    struct Net {
+        fc: Linear,
+        head: Linear,
+    }
+
+    /// Scores by the mean output (the trait's default statistic).
+    struct MeanOut;
+    impl Pruner for MeanOut {
+        fn needs(&self) -> MetricNeeds {
+            MetricNeeds::Activations
+        }
+        fn training_steps(&self) -> usize {
+            3
+        }
+        fn metric(&self, input: &MetricInput<'_>) -> Result<Dense<f32>> {
+            channel_metric("mean-out", input, input.observed("mean-out")?)
+        }
+    }
+
+    /// Fixed outputs of `fc` per batch, `[batch, 3, 1]`; `layer` is what it reports them as.
+    struct Fixed {
+        batches: Vec<Vec<f32>>,
+        layer: &'static str,
+    }
+    impl<M> LayerOutputs<M> for Fixed {
+        fn for_each_output(
+            &self,
+            _model: &M,
+            layers: &BTreeSet<String>,
+            batches: usize,
+            visit: &mut dyn FnMut(&str, Tensor<3>) -> Result<()>,
+        ) -> Result<usize> {
+            assert_eq!(layers.iter().collect::<Vec<_>>(), ["fc"]);
+            let mut ran = 0;
+            for values in self.batches.iter().take(batches) {
+                let b = values.len() / 3;
+                let t = Tensor::<1>::from_floats(values.as_slice(), &Device::flex())
+                    .reshape([b, 3, 1]);
+                visit(self.layer, t)?;
+                ran += 1;
+            }
+            Ok(ran)
+        }
+    }
+
+    fn setup() -> (Net, CompressConfig) {
+        let d = Device::flex();
+        let net = Net {
+            fc: LinearConfig::new(4, 3).init(&d),
+            head: LinearConfig::new(3, 2).init(&d),
+        };
+        let config =
+            CompressConfig::from_toml("[[config_list]]\nop_names = ['fc']\nsparse_ratio = 0.34\n")
+                .unwrap();
+        (net, config)
+    }
+
+    #[test]
+    fn each_batch_weighs_the_same_and_only_the_asked_batches_run() {
+        let (net, config) = setup();
+        let source = Fixed {
+            batches: vec![
+                // Two examples: per-channel means 2, 0, 4.
+                vec![1.0, 0.0, 4.0, 3.0, 0.0, 4.0],
+                // One example: 0, 6, 1.
+                vec![0.0, 6.0, 1.0],
+                vec![0.0, 6.0, 1.0],
+                // Beyond the pruner's 3 batches: never read.
+                vec![100.0, 100.0, 100.0],
+            ],
+            layer: "fc",
+        };
+        let stats = activation_statistics(&net, &config, &MeanOut, &source).unwrap();
+        assert_eq!(stats.keys().collect::<Vec<_>>(), ["fc.weight"]);
+        assert_eq!(stats["fc.weight"].data(), &[2.0 / 3.0, 4.0, 2.0]);
+        // The metric sits on the Linear's output axis (1) and the lowest channel is pruned.
+        let masks = crate::prune::prune_with_grads(&net, &config, &MeanOut, &stats)
+            .unwrap()
+            .masks;
+        let mask = masks.get("fc.weight").unwrap();
+        assert_eq!(&mask.data()[..3], &[0, 1, 1]);
+    }
+
+    #[test]
+    fn no_batch_or_no_output_of_a_target_layer_is_an_error_naming_it() {
+        let (net, config) = setup();
+        let none = Fixed {
+            batches: vec![],
+            layer: "fc",
+        };
+        let err = activation_statistics(&net, &config, &MeanOut, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no data batch to collect layer outputs on"), "{err}");
+        let elsewhere = Fixed {
+            batches: vec![vec![1.0, 2.0, 3.0]],
+            layer: "head",
+        };
+        let err = activation_statistics(&net, &config, &MeanOut, &elsewhere)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer 'fc' (target 'fc.weight') produced no output"),
+            "{err}"
+        );
+    }
+}
