@@ -82,10 +82,13 @@ fn string_option<'a>(
 ) -> Result<Option<&'a str>> {
     match options.get(key) {
         None => Ok(None),
-        Some(v) => v.as_str().map(Some).ok_or_else(|| CompressError::Algorithm {
-            algorithm: "admm".into(),
-            message: format!("'{key}' must be {expected}, found {v}"),
-        }),
+        Some(v) => v
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| CompressError::Algorithm {
+                algorithm: "admm".into(),
+                message: format!("'{key}' must be {expected}, found {v}"),
+            }),
     }
 }
 
@@ -96,6 +99,16 @@ fn string_option<'a>(
 /// [`CompressError::UnknownAlgorithm`] for an unknown `base`, or [`CompressError::Algorithm`]
 /// for a base that does not score weights alone (Taylor, Slim, APoZ, ADMM itself).
 pub fn build(options: &compress_core::toml::Table) -> Result<AdmmPruner> {
+    build_with(options, |name| {
+        AlgorithmEntry::find(name)?.build_pruner(&Default::default())
+    })
+}
+
+/// [`build`], constructing the base pruner by name with `base`.
+fn build_with(
+    options: &compress_core::toml::Table,
+    base: impl Fn(&str) -> Result<Box<dyn Pruner>>,
+) -> Result<AdmmPruner> {
     let o = AlgorithmOptions::new("admm", options);
     let rho = o.f64("rho", 1e-4, |x| x >= 0.0, "a number >= 0")?;
     let iterations = o.usize("iterations", 5, 1)?;
@@ -115,7 +128,7 @@ pub fn build(options: &compress_core::toml::Table) -> Result<AdmmPruner> {
     let base_name = string_option(options, "base", "a pruner's registry name")?
         .unwrap_or(default_base)
         .to_string();
-    let base = AlgorithmEntry::find(&base_name)?.build_pruner(&Default::default())?;
+    let base = base(&base_name)?;
     if base.needs() != MetricNeeds::Weights || base.admm().is_some() {
         return Err(CompressError::Algorithm {
             algorithm: "admm".into(),
@@ -175,23 +188,21 @@ mod tests {
             Ok(input.weight.clone())
         }
     }
-    inventory::submit! {
-        AlgorithmEntry {
-            name: "admm-test-abs",
-            kind: AlgorithmKind::Pruner,
-            summary: "test base",
-            config_keys: &[],
-            build: |_| Ok(Algorithm::Pruner(Box::new(Abs))),
+    /// The test bases by name; anything else is unknown.
+    fn lookup(name: &str) -> Result<Box<dyn Pruner>> {
+        match name {
+            "abs" => Ok(Box::new(Abs)),
+            "grads" => Ok(Box::new(Grads)),
+            other => Err(CompressError::UnknownAlgorithm {
+                name: other.into(),
+                suggestion: None,
+                registered: "abs, grads".into(),
+            }),
         }
     }
-    inventory::submit! {
-        AlgorithmEntry {
-            name: "admm-test-grads",
-            kind: AlgorithmKind::Pruner,
-            summary: "test base",
-            config_keys: &[],
-            build: |_| Ok(Algorithm::Pruner(Box::new(Grads))),
-        }
+
+    fn build(options: &compress_core::toml::Table) -> Result<AdmmPruner> {
+        build_with(options, lookup)
     }
 
     fn table(text: &str) -> compress_core::toml::Table {
@@ -200,7 +211,7 @@ mod tests {
 
     #[test]
     fn options_have_nni_defaults_and_the_base_scores_the_metric() {
-        let p = build(&table("base = 'admm-test-abs'")).unwrap();
+        let p = build(&table("base = 'abs'")).unwrap();
         assert_eq!(
             p.spec,
             AdmmSpec {
@@ -213,7 +224,7 @@ mod tests {
         assert_eq!(p.needs(), MetricNeeds::Weights);
         assert_eq!(p.admm(), Some(p.spec));
         let p = build(&table(
-            "base = 'admm-test-abs'\nrho = 2\niterations = 3\ntraining_epochs = 4\ngranularity = 'coarse-grained'",
+            "base = 'abs'\nrho = 2\niterations = 3\ntraining_epochs = 4\ngranularity = 'coarse-grained'",
         ))
         .unwrap();
         assert_eq!(
@@ -252,16 +263,18 @@ mod tests {
     #[test]
     fn bad_options_and_bases_are_refused_by_name() {
         let err = |text: &str| build(&table(text)).unwrap_err().to_string();
-        let e = err("base = 'admm-test-abs'\nrho = -1");
+        let e = err("base = 'abs'\nrho = -1");
         assert!(e.contains("'rho' must be a number >= 0, found -1"), "{e}");
-        let e = err("base = 'admm-test-abs'\ngranularity = 'medium'");
+        let e = err("base = 'abs'\ngranularity = 'medium'");
         assert!(
-            e.contains("'granularity' must be \"fine-grained\" or \"coarse-grained\", found \"medium\""),
+            e.contains(
+                "'granularity' must be \"fine-grained\" or \"coarse-grained\", found \"medium\""
+            ),
             "{e}"
         );
-        let e = err("base = 'admm-test-grads'");
+        let e = err("base = 'grads'");
         assert!(
-            e.contains("'base' must be a pruner that scores weights alone (level, l1-norm, l2-norm, fpgm), found 'admm-test-grads'"),
+            e.contains("'base' must be a pruner that scores weights alone (level, l1-norm, l2-norm, fpgm), found 'grads'"),
             "{e}"
         );
         let e = err("base = 'no-such-pruner'");

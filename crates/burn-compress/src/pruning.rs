@@ -179,8 +179,7 @@ impl<M: Module> LayerOutputs<M> for ReplayOutputs<'_, M> {
             let (x, _) = data.batch(start, end, &device);
             let shape = x.dims();
             if !replays.contains_key(&shape) {
-                let replay =
-                    Replay::capture(&model, shape, self.forward).map_err(replay_error)?;
+                let replay = Replay::capture(&model, shape, self.forward).map_err(replay_error)?;
                 if let Some(missing) = layers
                     .iter()
                     .find(|l| !replay.layers().iter().any(|io| &io.layer == *l))

@@ -158,8 +158,8 @@ pub fn channel_metric(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::nn::{Linear, LinearConfig};
     use crate::registry::{MetricInput, MetricNeeds};
+    use burn::nn::{Linear, LinearConfig};
 
     #[derive(Module, Debug)]
     struct Net {
@@ -198,8 +198,8 @@ mod tests {
             let mut ran = 0;
             for values in self.batches.iter().take(batches) {
                 let b = values.len() / 3;
-                let t = Tensor::<1>::from_floats(values.as_slice(), &Device::flex())
-                    .reshape([b, 3, 1]);
+                let t =
+                    Tensor::<1>::from_floats(values.as_slice(), &Device::flex()).reshape([b, 3, 1]);
                 visit(self.layer, t)?;
                 ran += 1;
             }
@@ -255,7 +255,10 @@ mod tests {
         let err = activation_statistics(&net, &config, &MeanOut, &none)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no data batch to collect layer outputs on"), "{err}");
+        assert!(
+            err.contains("no data batch to collect layer outputs on"),
+            "{err}"
+        );
         let elsewhere = Fixed {
             batches: vec![vec![1.0, 2.0, 3.0]],
             layer: "head",

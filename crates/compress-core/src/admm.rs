@@ -26,7 +26,7 @@ use burn::prelude::*;
 use crate::driver::Training;
 use crate::index::param_handles;
 use crate::paths::{PathVisitor, visit_params};
-use crate::prune::{pruning_targets, prune_values, read_handle};
+use crate::prune::{prune_values, pruning_targets, read_handle};
 use crate::registry::Pruner;
 use crate::train::{TrainConfig, TrainHooks, train_classifier};
 use crate::{CompressConfig, CompressError, Dense, MaskSet, ModuleIndex, Result, prune};
