@@ -178,23 +178,27 @@ impl<M: Module> LayerOutputs<M> for ReplayOutputs<'_, M> {
             let end = (start + batch_size).min(data.len());
             let (x, _) = data.batch(start, end, &device);
             let shape = x.dims();
-            if !replays.contains_key(&shape) {
-                let replay = Replay::capture(&model, shape, self.forward).map_err(replay_error)?;
-                if let Some(missing) = layers
-                    .iter()
-                    .find(|l| !replay.layers().iter().any(|io| &io.layer == *l))
-                {
-                    return Err(CompressError::Algorithm {
-                        algorithm: "activation replay".into(),
-                        message: format!(
-                            "layer '{missing}' is not called in the captured forward pass, so \
-                             its output cannot be observed"
-                        ),
-                    });
+            let replay = match replays.entry(shape) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let replay =
+                        Replay::capture(&model, shape, self.forward).map_err(replay_error)?;
+                    if let Some(missing) = layers
+                        .iter()
+                        .find(|l| !replay.layers().iter().any(|io| &io.layer == *l))
+                    {
+                        return Err(CompressError::Algorithm {
+                            algorithm: "activation replay".into(),
+                            message: format!(
+                                "layer '{missing}' is not called in the captured forward pass, \
+                                 so its output cannot be observed"
+                            ),
+                        });
+                    }
+                    e.insert(replay)
                 }
-                replays.insert(shape, replay);
-            }
-            let run = replays[&shape].run::<M, 4, 2>(&model, x, &mut tap);
+            };
+            let run = replay.run::<M, 4, 2>(&model, x, &mut tap);
             if let Some(e) = tap.error.take() {
                 return Err(e);
             }
