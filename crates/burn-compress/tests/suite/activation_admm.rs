@@ -152,6 +152,10 @@ fn apoz_and_mean_activation_give_exact_statistics_and_masks_on_a_hand_built_mode
         assert_eq!(pruned.masks.get("conv.bias").unwrap().data(), &kept);
         // Collection only ran inference: the returned model is the input, bit for bit.
         assert_bit_identical(&before, &params(&pruned.model));
+        // A model on an autodiff device (where the command line puts it) gives the same masks.
+        let tracked = Tiny::new(&device.clone().autodiff());
+        let pruned = prune_captured(tracked, &graph, &config, p, None, Some(&training)).unwrap();
+        assert_eq!(pruned.masks.get("conv.weight").unwrap().data(), &kept);
     }
 }
 
