@@ -5,16 +5,27 @@
 //! | [`MetricNeeds::Weights`] | absent | [`PruneMode::OneShot`]: [`prune()`] on the weights, no data |
 //! | [`MetricNeeds::Gradients`] (Taylor) | absent | [`PruneMode::Gradients`]: [`GradientStatistics`] over [`Pruner::training_steps`] steps, then [`prune_with_grads`] |
 //! | [`Pruner::learned_scores`] (Slim, Movement) | absent | [`PruneMode::LearnedScores`]: [`LearnedScores`] over [`ScoreSpec::total_steps`](crate::scores::ScoreSpec::total_steps) steps |
-//! | anything but learned scores | given | [`PruneMode::Scheduled`]: [`ScheduledPruning`] (AGP, Linear) while training |
+//! | [`MetricNeeds::Activations`] (APoZ, mean activation) | absent | [`PruneMode::Activations`]: [`activation_statistics`] over [`Pruner::training_steps`] batches of a caller's [`LayerOutputs`] (no training), then [`prune_with_grads`] |
+//! | [`Pruner::admm`] (ADMM) | absent | [`PruneMode::Admm`]: [`admm`](crate::admm::admm): penalised training and projections, masks from the trained weights |
+//! | anything but learned scores, activations or ADMM | given | [`PruneMode::Scheduled`]: [`ScheduledPruning`] (AGP, Linear) while training |
 //!
-//! The library, the `burn-compress` command line and recipes all call [`prune_model`], so one
-//! config, pruner, seed and data give the same masks on every route.
+//! The library, the `burn-compress` command line and recipes all call [`prune_model`] (or
+//! [`prune_model_with`], which also takes a layer-output source), so one config, pruner, seed
+//! and data give the same masks on every route.
+//!
+//! How data reaches activation pruners: [`Training`] carries the data for the modes that train;
+//! activation pruners need layer outputs, which compress-core cannot produce (Burn has no
+//! forward hooks, and graph capture lives in compress-graph), so the caller passes a
+//! [`LayerOutputs`] to [`prune_model_with`]. The facade's `pruning::prune_captured` builds one
+//! from its `Training` (the replay of the captured graph over the training data, in the order
+//! the first training epoch would see it).
 
 use std::sync::Arc;
 
 use burn::module::Module;
 use burn::prelude::*;
 
+use crate::activations::{LayerOutputs, activation_statistics};
 use crate::registry::{MetricNeeds, Pruner};
 use crate::scheduled::ScheduledPruning;
 use crate::scores::LearnedScores;
@@ -48,6 +59,12 @@ pub enum PruneMode {
     LearnedScores,
     /// Masks regenerated on a schedule while training (AGP, Linear).
     Scheduled,
+    /// Statistics of layer outputs over data batches, no training, then masks (APoZ, mean
+    /// activation).
+    Activations,
+    /// Penalised training alternating with projections onto the sparse set, then masks from
+    /// the trained weights (ADMM).
+    Admm,
 }
 
 impl PruneMode {
@@ -58,34 +75,58 @@ impl PruneMode {
     /// their own schedule (Movement's warm-up and cool-down).
     pub fn choose(pruner: &dyn Pruner, schedule: Option<&PruneSchedule>) -> Result<Self> {
         let learned = pruner.learned_scores().is_some();
-        Ok(match (schedule, learned, pruner.needs()) {
-            (Some(_), true, _) => {
-                return Err(CompressError::Algorithm {
-                    algorithm: "schedule".into(),
-                    message: "a learned-score pruner (slim, movement) follows its own schedule: \
-                              drop the schedule"
-                        .into(),
-                });
+        let admm = pruner.admm().is_some();
+        let needs = pruner.needs();
+        let refuse = |message: &str| CompressError::Algorithm {
+            algorithm: "schedule".into(),
+            message: message.into(),
+        };
+        if schedule.is_some() {
+            if learned {
+                return Err(refuse(
+                    "a learned-score pruner (slim, movement) follows its own schedule: \
+                     drop the schedule",
+                ));
             }
-            (Some(_), false, _) => PruneMode::Scheduled,
-            (None, true, _) | (None, false, MetricNeeds::LearnedScores) => PruneMode::LearnedScores,
-            (None, false, MetricNeeds::Gradients) => PruneMode::Gradients,
-            (None, false, MetricNeeds::Weights) => PruneMode::OneShot,
+            if admm {
+                return Err(refuse(
+                    "an ADMM pruner runs its own iterations: drop the schedule",
+                ));
+            }
+            if needs == MetricNeeds::Activations {
+                return Err(refuse(
+                    "an activation pruner (apoz, mean-activation) scores once from collected \
+                     layer outputs: drop the schedule",
+                ));
+            }
+            return Ok(PruneMode::Scheduled);
+        }
+        Ok(match needs {
+            _ if learned => PruneMode::LearnedScores,
+            MetricNeeds::LearnedScores => PruneMode::LearnedScores,
+            _ if admm => PruneMode::Admm,
+            MetricNeeds::Gradients => PruneMode::Gradients,
+            MetricNeeds::Activations => PruneMode::Activations,
+            MetricNeeds::Weights => PruneMode::OneShot,
         })
     }
 
-    /// Whether this mode trains, and so needs [`Training`].
+    /// Whether this mode needs data, and so [`Training`]: every mode but one-shot.
+    /// [`PruneMode::Activations`] only runs inference on the data (through a [`LayerOutputs`]
+    /// built from it); the others train.
     pub fn needs_training(self) -> bool {
         self != PruneMode::OneShot
     }
 
-    /// `one-shot`, `gradients`, `learned-scores` or `scheduled`.
+    /// `one-shot`, `gradients`, `learned-scores`, `scheduled`, `activations` or `admm`.
     pub fn name(self) -> &'static str {
         match self {
             PruneMode::OneShot => "one-shot",
             PruneMode::Gradients => "gradients",
             PruneMode::LearnedScores => "learned-scores",
             PruneMode::Scheduled => "scheduled",
+            PruneMode::Activations => "activations",
+            PruneMode::Admm => "admm",
         }
     }
 }
@@ -100,15 +141,16 @@ pub struct Training<'a, M> {
     /// How to train. [`PruneMode::Scheduled`] uses it as given. [`PruneMode::Gradients`] and
     /// [`PruneMode::LearnedScores`] use its batch size, seed, optimizer and progress flag but run
     /// exactly the steps the pruner asks for at learning rate 0, so the weights stay as trained
-    /// (fine-tune afterwards).
+    /// (fine-tune afterwards). [`PruneMode::Admm`] trains each iteration with it, `epochs`
+    /// replaced by the pruner's `training_epochs`.
     pub config: TrainConfig,
 }
 
 /// What [`prune_model`] produced.
 #[derive(Debug, Clone)]
 pub struct Pruned<M> {
-    /// The model after the pruning phase: the input unchanged for one-shot pruning, else the
-    /// model as it left training (on the input's device; scores removed).
+    /// The model after the pruning phase: the input unchanged for one-shot and activation
+    /// pruning, else the model as it left training (on the input's device; scores removed).
     pub model: M,
     /// The final masks (weights, and the biases that follow them).
     pub masks: MaskSet,
@@ -119,21 +161,39 @@ pub struct Pruned<M> {
 }
 
 /// Prune `model` with `pruner` as `config` says, running the pruner the way it declares
-/// ([`PruneMode::choose`]).
-///
-/// One-shot pruning only reads the model. The other modes train, so `model` must then live on
-/// an autodiff device and `training` must be given.
+/// ([`PruneMode::choose`]): [`prune_model_with`] without a layer-output source, so activation
+/// pruners are refused (use `burn_compress::pruning::prune_captured`, which supplies one).
 ///
 /// # Errors
-/// [`CompressError::Algorithm`] when training is needed and none is given, when a schedule does
-/// not fit in the training (fewer mask updates than `total_times`), or when a learned-score
-/// pruner is given a schedule; config resolution, metric and allocation errors.
+/// As [`prune_model_with`].
 pub fn prune_model<M: Module + 'static>(
     model: M,
     config: &CompressConfig,
     pruner: Arc<dyn Pruner>,
     schedule: Option<&PruneSchedule>,
     training: Option<&Training<'_, M>>,
+) -> Result<Pruned<M>> {
+    prune_model_with(model, config, pruner, schedule, training, None)
+}
+
+/// Prune `model` with `pruner` as `config` says, running the pruner the way it declares
+/// ([`PruneMode::choose`]); `outputs` shows layer outputs to activation pruners.
+///
+/// One-shot and activation pruning only read the model. The other modes train, so `model`
+/// must then live on an autodiff device and `training` must be given.
+///
+/// # Errors
+/// [`CompressError::Algorithm`] when training is needed and none is given, when an activation
+/// pruner has no `outputs`, when a schedule does not fit in the training (fewer mask updates
+/// than `total_times`), or when a learned-score, activation or ADMM pruner is given a schedule;
+/// config resolution, metric and allocation errors.
+pub fn prune_model_with<M: Module + 'static>(
+    model: M,
+    config: &CompressConfig,
+    pruner: Arc<dyn Pruner>,
+    schedule: Option<&PruneSchedule>,
+    training: Option<&Training<'_, M>>,
+    outputs: Option<&dyn LayerOutputs<M>>,
 ) -> Result<Pruned<M>> {
     let mode = PruneMode::choose(pruner.as_ref(), schedule)?;
     let index = ModuleIndex::from_module(&model);
@@ -187,6 +247,28 @@ pub fn prune_model<M: Module + 'static>(
                 &mut hook,
             );
             hook.finish(trained)?
+        }
+        PruneMode::Activations => {
+            let outputs = outputs.ok_or_else(|| CompressError::Algorithm {
+                algorithm: "pruner".into(),
+                message: "activation pruning reads layer outputs over data batches: give it data \
+                          (a LayerOutputs source; burn_compress::pruning::prune_captured builds \
+                          one from its training data)"
+                    .into(),
+            })?;
+            let inference = model.valid();
+            let stats = activation_statistics(&inference, config, pruner.as_ref(), outputs)?;
+            let masks = prune_with_grads(&inference, config, pruner.as_ref(), &stats)?.masks;
+            (model, masks)
+        }
+        PruneMode::Admm => {
+            let training = training.ok_or_else(needs_training)?;
+            let spec = pruner.admm().ok_or_else(|| CompressError::Algorithm {
+                algorithm: "admm".into(),
+                message: "the pruner declares no ADMM settings".into(),
+            })?;
+            let outcome = crate::admm::admm(model, config, pruner.as_ref(), &spec, training)?;
+            (outcome.model, outcome.masks)
         }
         PruneMode::Scheduled => {
             let training = training.ok_or_else(needs_training)?;

@@ -24,7 +24,9 @@
 //! | [`registry`] | the [`Pruner`] trait, [`AlgorithmEntry`], typed option reads |
 //! | [`quantizer`] | the [`Quantizer`] contract: initialisation, fake quantization, learnable parameters, export grid |
 //! | [`mod@prune`] | one-shot masks from a pruner ([`prune()`], [`prune_with_grads`](prune::prune_with_grads)) |
-//! | [`driver`] | [`prune_model`]: one-shot, gradient, learned-score or scheduled pruning, chosen from what the pruner declares |
+//! | [`driver`] | [`prune_model`]: one-shot, gradient, learned-score, activation, ADMM or scheduled pruning, chosen from what the pruner declares |
+//! | [`activations`] | per-channel statistics of layer outputs over data batches (APoZ, mean activation), from a caller's [`LayerOutputs`](activations::LayerOutputs) source |
+//! | [`admm`] | ADMM pruning: penalised training alternating with projections onto the sparse set |
 //! | [`schedule`] / [`scheduled`] | NNI's sparsity schedules (Linear, AGP; the iterative scheduler's Linear, AGP, Lottery) and scheduled pruning during training |
 //! | [`search`] | budget-driven search for per-layer ratios: [`Search`](search::Search), budgets, costs, candidates, trials |
 //! | [`scores`] | learned per-block scores (Slim, Movement) through a Burn reparameterization |
@@ -73,6 +75,8 @@
 //!   and other crates.
 #![deny(missing_docs)]
 
+pub mod activations;
+pub mod admm;
 pub mod allocate;
 pub mod config;
 pub mod dataset;

@@ -64,8 +64,16 @@ pub fn prune_with_grads<M: Module>(
     pruner: &dyn Pruner,
     grads: &BTreeMap<String, Dense<f32>>,
 ) -> Result<PruneOutcome> {
-    let index = ModuleIndex::from_module(model);
-    let mut resolved = config.resolve(&index)?;
+    prune_values(model, config, pruner, grads, &BTreeMap::new())
+}
+
+/// The config's pruning targets against `index` (rules in pruning mode only), and the active
+/// ones' paths.
+pub(crate) fn pruning_targets(
+    config: &CompressConfig,
+    index: &ModuleIndex,
+) -> Result<(Resolved, Vec<Target>)> {
+    let mut resolved = config.resolve(index)?;
     let pruning_rules: BTreeSet<usize> = config
         .rules
         .iter()
@@ -73,8 +81,36 @@ pub fn prune_with_grads<M: Module>(
         .map(|r| r.index)
         .collect();
     resolved.targets.retain(|t| pruning_rules.contains(&t.rule));
-    let active: Vec<&Target> = resolved.targets.iter().filter(|t| t.is_active()).collect();
-    let wanted: BTreeSet<&str> = active.iter().map(|t| t.path.as_str()).collect();
+    let active = resolved
+        .targets
+        .iter()
+        .filter(|t| t.is_active())
+        .cloned()
+        .collect();
+    Ok((resolved, active))
+}
+
+/// [`prune_with_grads`], scoring `values` in place of the model's own value for each path it
+/// holds (ADMM scores `Z = W + U`, not the weights). The model is still what targets resolve
+/// against.
+///
+/// # Errors
+/// As [`prune_with_grads`]; [`CompressError::ShapeMismatch`] for a value that is not in its
+/// parameter's shape.
+pub fn prune_values<M: Module>(
+    model: &M,
+    config: &CompressConfig,
+    pruner: &dyn Pruner,
+    grads: &BTreeMap<String, Dense<f32>>,
+    values: &BTreeMap<String, Dense<f32>>,
+) -> Result<PruneOutcome> {
+    let index = ModuleIndex::from_module(model);
+    let (resolved, active) = pruning_targets(config, &index)?;
+    let wanted: BTreeSet<&str> = active
+        .iter()
+        .map(|t| t.path.as_str())
+        .filter(|p| !values.contains_key(*p))
+        .collect();
     let weights = param_handles(model, |p| wanted.contains(p));
 
     let metrics = active
@@ -84,12 +120,31 @@ pub fn prune_with_grads<M: Module>(
             scaling.shrunk_shape(&t.shape, true, &t.path)?;
             // Each weight is copied to the host here and dropped after its metric, so only a
             // few layers are resident at a time.
-            let weight = &read_handle(&weights, &t.path)?;
+            let read;
+            let weight = match values.get(&t.path) {
+                Some(v) if v.shape() != t.shape.as_slice() => {
+                    return Err(CompressError::ShapeMismatch {
+                        path: t.path.clone(),
+                        expected: t.shape.clone(),
+                        found: v.shape().to_vec(),
+                    });
+                }
+                Some(v) => v,
+                None => {
+                    read = read_handle(&weights, &t.path)?;
+                    &read
+                }
+            };
             let grad = grads.get(&t.path);
-            if pruner.needs() != MetricNeeds::Weights && grad.is_none() {
+            let what = match pruner.needs() {
+                MetricNeeds::Weights => None,
+                MetricNeeds::Activations => Some("an activation statistic"),
+                MetricNeeds::Gradients | MetricNeeds::LearnedScores => Some("a gradient"),
+            };
+            if let (Some(what), None) = (what, grad) {
                 return Err(CompressError::Algorithm {
                     algorithm: "pruner".into(),
-                    message: format!("needs a gradient for '{}', and none was given", t.path),
+                    message: format!("needs {what} for '{}', and none was given", t.path),
                 });
             }
             let values = pruner.metric(&MetricInput {

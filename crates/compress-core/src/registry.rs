@@ -51,7 +51,10 @@ pub struct MetricInput<'a> {
     /// The parameter's current value, Burn layout.
     pub weight: &'a Dense<f32>,
     /// Its gradient (or an accumulated gradient statistic), when the algorithm asked for one;
-    /// for [`MetricNeeds::LearnedScores`], the learned scores in the kept-dim block shape.
+    /// for [`MetricNeeds::LearnedScores`], the learned scores in the kept-dim block shape; for
+    /// [`MetricNeeds::Activations`], the per-channel statistic of the target layer's output
+    /// (`[channels]`, see [`Pruner::activation_statistic`]; read it with
+    /// [`observed`](Self::observed)).
     pub grad: Option<&'a Dense<f32>>,
     /// The granularity to reduce to: one metric per block.
     pub scaling: &'a Scaling,
@@ -72,6 +75,24 @@ impl<'a> MetricInput<'a> {
             ),
         })
     }
+
+    /// The activation statistic of [`MetricNeeds::Activations`] (in [`grad`](Self::grad)):
+    /// without it, [`CompressError::Algorithm`] for `algorithm` saying that layer outputs must
+    /// be collected over data first.
+    ///
+    /// # Errors
+    /// That error when `grad` is `None`.
+    pub fn observed(&self, algorithm: &str) -> Result<&'a Dense<f32>> {
+        self.grad.ok_or_else(|| CompressError::Algorithm {
+            algorithm: algorithm.into(),
+            message: format!(
+                "no activation statistic for '{}': collect the layer's outputs over data batches \
+                 first (compress_core::driver::prune_model_with and a LayerOutputs source, or \
+                 burn_compress::pruning::prune_captured with training data)",
+                self.target.path
+            ),
+        })
+    }
 }
 
 /// What a pruner needs to compute its metric.
@@ -84,6 +105,11 @@ pub enum MetricNeeds {
     /// Scores learned during training ([`Pruner::learned_scores`]); [`MetricInput::grad`]
     /// then holds the target's scores in the kept-dim block shape.
     LearnedScores,
+    /// Statistics of each target layer's output over data batches, collected without training
+    /// (APoZ, mean activation): [`Pruner::activation_statistic`] per batch, averaged over
+    /// [`Pruner::training_steps`] batches into [`MetricInput::grad`] (`[channels]`). The caller
+    /// supplies the outputs ([`LayerOutputs`](crate::activations::LayerOutputs)).
+    Activations,
 }
 
 /// A pruning criterion.
@@ -109,8 +135,10 @@ pub trait Pruner: Send + Sync {
         }
     }
 
-    /// For [`MetricNeeds::Gradients`]: training steps to accumulate the gradient statistic over.
-    /// By default the [`ScoreSpec::total_steps`](crate::scores::ScoreSpec::total_steps) of
+    /// For [`MetricNeeds::Gradients`]: training steps to accumulate the gradient statistic over;
+    /// for [`MetricNeeds::Activations`]: data batches to collect layer outputs over (no
+    /// training). By default the
+    /// [`ScoreSpec::total_steps`](crate::scores::ScoreSpec::total_steps) of
     /// [`learned_scores`](Self::learned_scores), else 0.
     fn training_steps(&self) -> usize {
         self.learned_scores().map_or(0, |spec| spec.total_steps())
@@ -125,6 +153,23 @@ pub trait Pruner: Send + Sync {
     /// For [`MetricNeeds::LearnedScores`]: how the scores are attached, trained and turned into
     /// masks (see [`LearnedScores`](crate::scores::LearnedScores)).
     fn learned_scores(&self) -> Option<crate::scores::ScoreSpec> {
+        None
+    }
+
+    /// For [`MetricNeeds::Activations`]: one batch's per-channel statistic of a target layer's
+    /// output, given as `[batch, channels, rest]` (a Linear's `[batch, features]` arrives as
+    /// `[batch, features, 1]`); returns `[channels]`. The driver averages it over the batches
+    /// (every batch weighs the same, as NNI's collector does). By default the mean over batch
+    /// and space.
+    fn activation_statistic(&self, output: Tensor<3>) -> Tensor<1> {
+        let [_, channels, _] = output.dims();
+        output.mean_dim(2).mean_dim(0).reshape([channels])
+    }
+
+    /// ADMM pruning ([`AdmmSpec`](crate::admm::AdmmSpec)): when `Some`, the driver alternates
+    /// penalised training with projections scored by [`metric`](Self::metric) (see
+    /// [`admm`](crate::admm::admm)). `None` by default.
+    fn admm(&self) -> Option<crate::admm::AdmmSpec> {
         None
     }
 

@@ -169,8 +169,9 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-/// A deterministic permutation of `0..n` (SplitMix64-driven Fisher-Yates).
-pub(crate) fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+/// A deterministic permutation of `0..n` (SplitMix64-driven Fisher-Yates): the order
+/// [`train_classifier`] visits the data in epoch `e` is `shuffled(n, seed + e)`.
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);

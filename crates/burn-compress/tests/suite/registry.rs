@@ -40,6 +40,8 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "distill-adaptive1d-layerwise",
             "distill-dynamic-layerwise",
             "distill-kd",
+            "prune-activation",
+            "prune-admm",
             "prune-fpgm",
             "prune-level",
             "prune-movement",
@@ -59,6 +61,8 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
         names,
         [
             "adaptive1d-layerwise",
+            "admm",
+            "apoz",
             "bnn",
             "dorefa",
             "dynamic-layerwise",
@@ -69,6 +73,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "level",
             "lsq",
             "lsq-plus",
+            "mean-activation",
             "movement",
             "ptq",
             "qat",
@@ -106,7 +111,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("adaptive1d-layerwise, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, taylor"),
+        msg.contains("adaptive1d-layerwise, admm, apoz, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, taylor"),
         "{msg}"
     );
 }
