@@ -54,10 +54,10 @@ use compress_core::{
     train::{TrainConfig, accuracy, train_classifier},
 };
 use compress_quant::QuantError;
-use compress_quant::{CalibrationConfig, MixedPlan, MixedPrecision};
 use compress_quant::{
     AffinePolicy, QuantBits, QuantLevel, QuantSim, SimPhase, WeightQuant, quantize_weights,
 };
+use compress_quant::{CalibrationConfig, MixedPlan, MixedPrecision};
 use compress_zoo::ImageClassifier;
 
 /// What to quantize, and how.

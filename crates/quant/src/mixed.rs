@@ -44,8 +44,8 @@ use burn::prelude::*;
 
 use crate::export::packed_dim;
 use crate::{
-    AffinePolicy, MinMaxObserver, Observer, QuantBits, QuantError, QuantLevel, Result,
-    WeightQuant, burnpack_size, fake_quant_dense, quant_scaling, quantize_weights,
+    AffinePolicy, MinMaxObserver, Observer, QuantBits, QuantError, QuantLevel, Result, WeightQuant,
+    burnpack_size, fake_quant_dense, quant_scaling, quantize_weights,
 };
 use compress_core::config::{Mode, QuantDtype, QuantScheme, Rule, Selection, TargetSetting};
 use compress_core::granularity::Scaling;
@@ -103,7 +103,9 @@ impl SizeBudget {
         match unit {
             "x" | "X" => {
                 if value < 1.0 {
-                    Err(bad("a factor below 1x would allow a file larger than f32's"))
+                    Err(bad(
+                        "a factor below 1x would allow a file larger than f32's",
+                    ))
                 } else {
                     Ok(SizeBudget::TimesSmaller(value))
                 }
@@ -239,7 +241,10 @@ pub struct MixedPlan {
 impl MixedPlan {
     /// The width chosen for `layer`.
     pub fn bits(&self, layer: &str) -> Option<u32> {
-        self.layers.iter().find(|l| l.layer == layer).map(|l| l.bits)
+        self.layers
+            .iter()
+            .find(|l| l.layer == layer)
+            .map(|l| l.bits)
     }
 
     /// How many times smaller than the f32 file the exported file is.
@@ -423,8 +428,7 @@ pub fn weight_sensitivity<M: Module, const DI: usize, const DO: usize>(
 fn file_size<M: Module>(model: &M, targets: &[WeightTarget], bits: &[u32]) -> Result<u64> {
     let mut plan = BTreeMap::new();
     for (t, &b) in targets.iter().zip(bits) {
-        let value =
-            QuantBits::from_nni(&format!("int{b}")).expect("candidates are 8, 4 or 2 bits");
+        let value = QuantBits::from_nni(&format!("int{b}")).expect("candidates are 8, 4 or 2 bits");
         plan.insert(t.path.clone(), WeightQuant::new(value, level(t)?));
     }
     burnpack_size(&quantize_weights(model, &plan, AffinePolicy::Requantize)?)
@@ -440,7 +444,12 @@ pub(crate) fn knapsack(options: &[Vec<(u64, f64)>], capacity: u64) -> Option<Vec
         .map(|o| o.iter().map(|c| c.0).max().unwrap_or(0))
         .sum();
     let unit = total.div_ceil(4096).max(1);
-    let cap = (capacity / unit).min(total.div_ceil(unit)) as usize;
+    // The widest options, each rounded up, always fit a capacity above them.
+    let widest: u64 = options
+        .iter()
+        .map(|o| o.iter().map(|c| c.0.div_ceil(unit)).max().unwrap_or(0))
+        .sum();
+    let cap = (capacity / unit).min(widest) as usize;
     let inf = f64::INFINITY;
     // best[j]: least loss of the items so far within j units; choice[i][j]: item i's option.
     let mut best = vec![0.0f64; cap + 1];
@@ -497,13 +506,14 @@ pub fn choose_bits<M: Module>(
     let mut options = Vec::with_capacity(targets.len());
     let mut rows = Vec::with_capacity(targets.len());
     for t in &targets {
-        let s = sensitivity.iter().find(|s| s.path == t.path).ok_or_else(|| {
-            QuantError::InvalidMixedPrecision {
+        let s = sensitivity
+            .iter()
+            .find(|s| s.path == t.path)
+            .ok_or_else(|| QuantError::InvalidMixedPrecision {
                 key: "sensitivity",
                 value: t.path.clone(),
                 reason: "no sensitivity was measured for this weight".into(),
-            }
-        })?;
+            })?;
         let opts = candidates
             .iter()
             .map(|b| match s.loss.get(b) {
@@ -532,7 +542,8 @@ pub fn choose_bits<M: Module>(
             f32_bytes,
         });
     }
-    let data = |picked: &[usize]| -> u64 { picked.iter().zip(&options).map(|(&k, o)| o[k].0).sum() };
+    let data =
+        |picked: &[usize]| -> u64 { picked.iter().zip(&options).map(|(&k, o)| o[k].0).sum() };
     let widest = vec![0; targets.len()];
     let widest_bits: Vec<u32> = widest.iter().map(|&k| candidates[k]).collect();
     let overhead = file_size(&inference, &targets, &widest_bits)? as i64 - data(&widest) as i64;
@@ -610,10 +621,7 @@ pub fn mixed_config(
     bits: &BTreeMap<&str, u32>,
 ) -> Result<CompressConfig> {
     let targets = crate::weights::quantization_targets(config, index)?;
-    if let Some(missing) = bits
-        .keys()
-        .find(|p| !targets.iter().any(|t| t.path == **p))
-    {
+    if let Some(missing) = bits.keys().find(|p| !targets.iter().any(|t| t.path == **p)) {
         return Err(QuantError::InvalidMixedPrecision {
             key: "bits",
             value: missing.to_string(),
@@ -678,11 +686,23 @@ mod tests {
             SizeBudget::parse(" 2.5 X ").unwrap(),
             SizeBudget::TimesSmaller(2.5)
         );
-        assert_eq!(SizeBudget::parse("48000").unwrap(), SizeBudget::Bytes(48000));
+        assert_eq!(
+            SizeBudget::parse("48000").unwrap(),
+            SizeBudget::Bytes(48000)
+        );
         assert_eq!(SizeBudget::parse("48kB").unwrap(), SizeBudget::Bytes(48000));
-        assert_eq!(SizeBudget::parse("1.5MB").unwrap(), SizeBudget::Bytes(1_500_000));
-        assert_eq!(SizeBudget::parse("47KiB").unwrap(), SizeBudget::Bytes(48128));
-        assert_eq!(SizeBudget::parse("1MiB").unwrap(), SizeBudget::Bytes(1 << 20));
+        assert_eq!(
+            SizeBudget::parse("1.5MB").unwrap(),
+            SizeBudget::Bytes(1_500_000)
+        );
+        assert_eq!(
+            SizeBudget::parse("47KiB").unwrap(),
+            SizeBudget::Bytes(48128)
+        );
+        assert_eq!(
+            SizeBudget::parse("1MiB").unwrap(),
+            SizeBudget::Bytes(1 << 20)
+        );
         assert_eq!(SizeBudget::TimesSmaller(5.0).bytes(246_000), 49_200);
         assert_eq!(SizeBudget::TimesSmaller(3.0).bytes(10), 3);
         assert_eq!(SizeBudget::Bytes(7).bytes(246_000), 7);
@@ -709,7 +729,10 @@ mod tests {
         let m = m.with_candidates(&[2, 8, 2]).unwrap();
         assert_eq!(m.candidates, vec![8, 2]);
         let e = m.clone().with_candidates(&[8, 3]).unwrap_err().to_string();
-        assert_eq!(e, "invalid bits '[8, 3]': 3 bits: the widths are 8, 4 and 2");
+        assert_eq!(
+            e,
+            "invalid bits '[8, 3]': 3 bits: the widths are 8, 4 and 2"
+        );
         let e = m.with_candidates(&[]).unwrap_err().to_string();
         assert_eq!(e, "invalid bits '[]': no bit width to choose from");
     }
@@ -740,6 +763,16 @@ mod tests {
             vec![(1_000_003, 0.0), (500_001, 2.0)],
         ];
         assert_eq!(knapsack(&big, 1_502_000), Some(vec![1, 0]));
+        // A capacity above everything keeps every item at its least loss, even when rounding
+        // up to units makes the sum of the rounded costs exceed the rounded total.
+        let rounded = vec![
+            vec![(154, 1e-5), (104, 6e-4)],
+            vec![(48_004, 1e-5), (24_004, 3e-3)],
+            vec![(10_084, 1e-5), (5_044, 2e-3)],
+            vec![(844, 1e-5), (444, 5e-3)],
+            vec![(2_404, 1e-5), (1_204, 2e-3)],
+        ];
+        assert_eq!(knapsack(&rounded, u64::MAX), Some(vec![0; 5]));
         assert_eq!(knapsack(&big, 1_000_001), None);
     }
 }

@@ -181,7 +181,13 @@ fn quantize<M: Module + ImageClassifier>(
         widths.extend(
             plan.sensitivity
                 .first()
-                .map(|s| s.loss.keys().rev().map(|b| format!("loss @{b} bits")).collect())
+                .map(|s| {
+                    s.loss
+                        .keys()
+                        .rev()
+                        .map(|b| format!("loss @{b} bits"))
+                        .collect()
+                })
                 .unwrap_or_else(Vec::new),
         );
         widths.push("chosen".into());

@@ -354,7 +354,15 @@ fn quantize_bits_auto_meets_the_size_budget_in_the_written_file() {
         "lenet5",
         LENET5,
         &out,
-        &["--calib", "2", "--bits", "auto", "--size-budget", "5x", "--json"],
+        &[
+            "--calib",
+            "2",
+            "--bits",
+            "auto",
+            "--size-budget",
+            "5x",
+            "--json",
+        ],
     ));
     let mixed = &report["mixed"];
     let written = std::fs::metadata(&out).unwrap().len();
@@ -377,9 +385,17 @@ fn quantize_bits_auto_meets_the_size_budget_in_the_written_file() {
     let never = temp("never-mixed.bpk");
     let with = |extra: &[&str]| quantize("lenet5", LENET5, &never, extra);
     let o = with(&["--size-budget", "5x"]);
-    assert!(stderr(&o).contains("--size-budget needs --bits auto"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--size-budget needs --bits auto"),
+        "{}",
+        stderr(&o)
+    );
     let o = with(&["--bits", "auto"]);
-    assert!(stderr(&o).contains("--bits auto needs --size-budget"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--bits auto needs --size-budget"),
+        "{}",
+        stderr(&o)
+    );
     let o = with(&["--calib", "1", "--bits", "auto", "--size-budget", "20x"]);
     assert!(
         stderr(&o).contains("cannot be met") && stderr(&o).contains("the closest achievable"),
@@ -387,7 +403,11 @@ fn quantize_bits_auto_meets_the_size_budget_in_the_written_file() {
         stderr(&o)
     );
     let o = with(&["--bits", "auto", "--size-budget", "5y"]);
-    assert!(stderr(&o).contains("invalid size_budget '5y'"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid size_budget '5y'"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!never.exists(), "nothing is written on error");
 }
 

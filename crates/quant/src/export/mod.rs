@@ -74,8 +74,8 @@ pub use device::quantized_to_device;
 pub use file::{burnpack_size, load_quantized, save_quantized};
 pub use format::{AffinePolicy, QuantBits, QuantLevel, WeightQuant};
 use host::*;
-use packing::*;
 pub(crate) use packing::packed_dim;
+use packing::*;
 
 /// A copy of `model` whose listed parameters are Burn quantized tensors (`QuantStore::Native`,
 /// f32 scales); the others are untouched. Everything is checked before anything is converted.
