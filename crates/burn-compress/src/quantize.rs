@@ -18,6 +18,28 @@
 //! let native = quantized.export(Default::default())?; // Burn Q8S tensors
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Mixed precision: set [`QuantizeJob::mixed`] and each quantized weight gets 8, 4 or 2 bits,
+//! chosen from its sensitivity so that the exported file meets the budget
+//! ([`compress_quant::plan_mixed_precision`]); activations keep the config's settings.
+//!
+//! ```no_run
+//! # use burn::prelude::*;
+//! # use burn_compress::core::dataset::ImageDataset;
+//! # use burn_compress::quantize::{QuantizeJob, quantize_classifier};
+//! # use burn_compress::quant::{MixedPrecision, SizeBudget};
+//! # use burn_compress::zoo::LeNet5;
+//! # use burn_compress::CompressConfig;
+//! # let (train, test) = ImageDataset::load("data/mnist5k.safetensors", 255.0)?.split();
+//! # let model = LeNet5::new(&Device::flex());
+//! let config = CompressConfig::from_file("configs/lenet5-ptq-int8.toml")?;
+//! let mut job = QuantizeJob::new("ptq", config);
+//! job.mixed = Some(MixedPrecision::new(SizeBudget::parse("5x")?));
+//! let quantized = quantize_classifier(&model, &train, &job)?;
+//! let plan = quantized.mixed.as_ref().unwrap();
+//! println!("fc1: {:?} bits, file {:.2}x smaller", plan.bits("fc1"), plan.ratio());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,11 +53,11 @@ use compress_core::{
     quantizer::ExportInput,
     train::{TrainConfig, accuracy, train_classifier},
 };
-use compress_quant::CalibrationConfig;
 use compress_quant::QuantError;
 use compress_quant::{
     AffinePolicy, QuantBits, QuantLevel, QuantSim, SimPhase, WeightQuant, quantize_weights,
 };
+use compress_quant::{CalibrationConfig, MixedPlan, MixedPrecision};
 use compress_zoo::ImageClassifier;
 
 /// What to quantize, and how.
@@ -54,6 +76,11 @@ pub struct QuantizeJob {
     /// Training for the training-aware quantizers; `None` skips training (then QAT and LSQ
     /// behave as a calibrated PTQ).
     pub train: Option<TrainConfig>,
+    /// Mixed precision: choose each quantized weight's width (8, 4, 2 bits) from its
+    /// sensitivity on the calibration batches so that the exported file meets the budget; the
+    /// config's `quant_dtype` of weights is replaced, everything else (activations, schemes,
+    /// granularities) is kept. `None`: the config's widths.
+    pub mixed: Option<MixedPrecision>,
 }
 
 impl QuantizeJob {
@@ -71,6 +98,7 @@ impl QuantizeJob {
             calib_batches: 8,
             batch_size: 64,
             train: None,
+            mixed: None,
         }
     }
 }
@@ -82,6 +110,9 @@ pub struct Quantized<M> {
     pub model: M,
     /// The simulation: activation taps, calibration.
     pub sim: QuantSim,
+    /// The mixed-precision choice (per-layer widths, sensitivities, the exact file size) when
+    /// the job asked for one.
+    pub mixed: Option<MixedPlan>,
 }
 
 impl<M: Module + ImageClassifier> Quantized<M> {
@@ -193,7 +224,8 @@ impl<M: Module + ImageClassifier> Quantized<M> {
 /// # Errors
 /// Unknown or non-quantizer algorithm, config errors, `fuse_names` naming layers that are not
 /// adjacent, calibration with no data (an empty dataset), replay errors, errors recorded during
-/// training.
+/// training; with [`QuantizeJob::mixed`], [`QuantError::BudgetUnreachable`] (with the closest
+/// achievable size) and the other mixed-precision errors.
 pub fn quantize_classifier<M: Module + ImageClassifier>(
     model: &M,
     data: &ImageDataset,
@@ -219,14 +251,27 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
             m.classify(Tensor::zeros(shape, d))
         })?;
     }
-    let index = ModuleIndex::from_module(&inference);
-    let mut sim = QuantSim::new(quantizer.clone(), &job.config, &index)?;
     let batch = job.batch_size.max(1);
     let batches: Vec<Tensor<4>> = (0..job.calib_batches)
         .map(|i| (i * batch, ((i + 1) * batch).min(data.len())))
         .take_while(|(start, end)| start < end)
         .map(|(start, end)| data.batch(start, end, &device).0)
         .collect();
+    let index = ModuleIndex::from_module(&inference);
+    let (config, mixed) = match &job.mixed {
+        Some(mixed) => {
+            let plan = compress_quant::plan_mixed_precision(
+                &inference,
+                &job.config,
+                mixed,
+                &batches,
+                |m: &M, x| m.classify(x),
+            )?;
+            (plan.config(&job.config, &index)?, Some(plan))
+        }
+        None => (job.config.clone(), None),
+    };
+    let mut sim = QuantSim::new(quantizer.clone(), &config, &index)?;
     let classify = |m: &M, x: Tensor<4>| m.classify(x);
     sim.calibrate(&inference, batches.clone(), classify)?;
     if sim.wants_bias_correction() {
@@ -263,5 +308,6 @@ pub fn quantize_classifier<M: Module + ImageClassifier>(
     Ok(Quantized {
         model: simulated,
         sim,
+        mixed,
     })
 }

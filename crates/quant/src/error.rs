@@ -65,6 +65,36 @@ pub enum QuantError {
         /// Why.
         reason: String,
     },
+    /// A model-size budget that mixed precision cannot meet even with every weight at its
+    /// fewest bits; `closest` is the smallest file it can write.
+    #[error(
+        "the size budget of {budget} bytes cannot be met: with every quantized weight at \
+         {bits} bits the file is {closest} bytes ({closest_ratio:.2}x smaller than the f32 \
+         file of {f32_bytes} bytes), the closest achievable"
+    )]
+    BudgetUnreachable {
+        /// The budget in bytes.
+        budget: u64,
+        /// The smallest achievable file, in bytes.
+        closest: u64,
+        /// How many times smaller than the f32 file that is.
+        closest_ratio: f64,
+        /// The fewest bits tried.
+        bits: u32,
+        /// The f32 file's size in bytes.
+        f32_bytes: u64,
+    },
+    /// A malformed mixed-precision request (a size budget, a bit width, a config with no
+    /// weight to choose bits for).
+    #[error("invalid {key} '{value}': {reason}")]
+    InvalidMixedPrecision {
+        /// The option (`size_budget`, `bits`, `config`).
+        key: &'static str,
+        /// The value as given.
+        value: String,
+        /// Why.
+        reason: String,
+    },
     /// A file that cannot be read or written.
     #[error(transparent)]
     Io(#[from] compress_core::error::FileError),

@@ -16,7 +16,10 @@
 //!   replay of the captured forward; the user's model is never edited.
 //! - **BN folding** ([`fuse_bn`]) with adjacency checked on the captured graph.
 //! - **Export** ([`quantize_weights`], [`save_quantized`], [`load_quantized`],
-//!   [`quantized_to_device`]): Burn's native quantized tensors (Q8S/Q4S/Q2S), packed.
+//!   [`quantized_to_device`], [`burnpack_size`]): Burn's native quantized tensors
+//!   (Q8S/Q4S/Q2S), packed.
+//! - **Mixed precision** ([`plan_mixed_precision`], [`MixedPlan`]): a weight width per layer
+//!   (8/4/2 bits) from per-layer sensitivity, under a file-size budget ([`SizeBudget`]).
 //!
 //! The flow of a post-training quantizer (NNI's `PtqQuantizer`):
 //!
@@ -51,6 +54,7 @@ mod export;
 mod fake;
 mod fold;
 mod handle;
+mod mixed;
 mod observer;
 mod onnx;
 mod params;
@@ -60,8 +64,8 @@ mod weights;
 pub use calibration::{CalibrationConfig, CalibrationEntry};
 pub use error::{QuantError, Result};
 pub use export::{
-    AffinePolicy, QuantBits, QuantLevel, WeightQuant, load_quantized, quantize_layers,
-    quantize_weights, quantized_params, quantized_to_device, save_quantized,
+    AffinePolicy, QuantBits, QuantLevel, WeightQuant, burnpack_size, load_quantized,
+    quantize_layers, quantize_weights, quantized_params, quantized_to_device, save_quantized,
 };
 pub use fake::{
     FakeQuantGrad, broadcast_qparam, fake_quant, fake_quant_activation, fake_quant_blocks,
@@ -69,6 +73,10 @@ pub use fake::{
 };
 pub use fold::{FoldBatchNorm, fuse_bn};
 pub use handle::QuantizerHandle;
+pub use mixed::{
+    DEFAULT_CANDIDATES, LayerBits, LayerSensitivity, MixedPlan, MixedPrecision, SizeBudget,
+    choose_bits, mixed_config, plan_mixed_precision, weight_sensitivity,
+};
 pub use observer::{EmaObserver, MinMaxObserver, Observer, block_min_max};
 pub use onnx::{export_qdq, qdq_annotations};
 pub use params::{

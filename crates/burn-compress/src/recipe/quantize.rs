@@ -1,5 +1,6 @@
 //! `kind = "quantize"`: calibrate (and train, for the training-aware quantizers), then export
-//! the weights to Burn's native quantized tensors.
+//! the weights to Burn's native quantized tensors. `bits = "auto"` with `size_budget` (`"5x"`,
+//! `"48kB"`, ...) chooses each weight's width (8, 4, 2 bits) so the exported file fits.
 
 use std::path::PathBuf;
 
@@ -39,6 +40,14 @@ pub struct QuantizeStep {
     /// Affine weight calibrations: `"error"` (default) or `"requantize"` (symmetric instead).
     #[serde(default)]
     pub affine: Option<String>,
+    /// Weight widths: `"config"` (default: the config's `quant_dtype`) or `"auto"` (mixed
+    /// precision: 8, 4 or 2 bits per layer from its sensitivity, to meet `size_budget`).
+    #[serde(default)]
+    pub bits: Option<String>,
+    /// The exported file's budget with `bits = "auto"`: `"5x"` (times smaller than f32) or a
+    /// size (`"48000"`, `"48kB"`, `"47KiB"`).
+    #[serde(default)]
+    pub size_budget: Option<String>,
 }
 
 fn eight() -> usize {
@@ -102,6 +111,27 @@ pub(super) fn parse(
             return Err(err(
                 ctx,
                 format!("'affine' must be \"error\" or \"requantize\", found \"{other}\""),
+            ));
+        }
+    };
+    job.mixed = match (step.bits.as_deref(), step.size_budget.as_deref()) {
+        (None | Some("config"), None) => None,
+        (Some("auto"), Some(budget)) => Some(compress_quant::MixedPrecision::new(
+            compress_quant::SizeBudget::parse(budget).map_err(|e| err(ctx, e))?,
+        )),
+        (Some("auto"), None) => {
+            return Err(err(
+                ctx,
+                "'bits = \"auto\"' needs a 'size_budget' (\"5x\", \"48kB\", ...)",
+            ));
+        }
+        (None | Some("config"), Some(_)) => {
+            return Err(err(ctx, "'size_budget' needs 'bits = \"auto\"'"));
+        }
+        (Some(other), _) => {
+            return Err(err(
+                ctx,
+                format!("'bits' must be \"config\" or \"auto\", found \"{other}\""),
             ));
         }
     };

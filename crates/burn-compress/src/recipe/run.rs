@@ -277,6 +277,7 @@ where
                     let q = crate::quantize::Quantized {
                         model: fused.model.clone(),
                         sim,
+                        mixed: None,
                     };
                     row.accuracy = q.accuracy(&test).map_err(|e| err(&ctx, e))?;
                 }

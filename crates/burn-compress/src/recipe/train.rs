@@ -177,6 +177,12 @@ pub(super) fn parse(
         progress.trained = true;
         let quantize = super::quantize::parse(q, &qctx, progress)?;
         progress.trained = was;
+        if quantize.job.mixed.is_some() {
+            return Err(err(
+                &qctx,
+                "'bits = \"auto\"' (mixed precision) belongs to a quantize step, not to a training step's block",
+            ));
+        }
         // The fused run quantizes in simulation; later steps (speedup, an exporting quantize
         // step) may still follow.
         progress.quantized = false;

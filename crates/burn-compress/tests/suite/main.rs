@@ -6,6 +6,7 @@ mod distill;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod learned;
+mod mixed;
 mod nni_pruners;
 mod onnx;
 mod quantize;

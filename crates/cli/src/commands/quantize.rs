@@ -10,7 +10,9 @@ use burn_compress::core::{
     dataset::ImageDataset,
     train::{OptimizerKind, TrainConfig, accuracy},
 };
-use burn_compress::quant::{AffinePolicy, quantized_params, save_quantized};
+use burn_compress::quant::{
+    AffinePolicy, MixedPrecision, SizeBudget, quantized_params, save_quantized,
+};
 use burn_compress::quantize::{QuantizeJob, quantize_classifier};
 use burn_compress::zoo::{ImageClassifier, dispatch};
 use serde_json::json;
@@ -51,6 +53,17 @@ pub struct Args {
     /// quant_dtype, quant_scheme, quant_bits, tracked_min, tracked_max).
     #[arg(long)]
     calibration_out: Option<PathBuf>,
+    /// Weight widths: `config` (the config's quant_dtype) or `auto` (mixed precision: each
+    /// quantized weight gets 8, 4 or 2 bits, chosen from its sensitivity, the relative output
+    /// MSE on the calibration batches with only that weight quantized, so that the written file
+    /// meets --size-budget with the least summed sensitivity). Activations keep the config's
+    /// settings.
+    #[arg(long, default_value = "config", value_parser = ["config", "auto"])]
+    bits: String,
+    /// With --bits auto: the most the written file may take, as a factor (`5x`: at least 5
+    /// times smaller than the f32 file) or a size (`48000`, `48kB`, `47KiB`).
+    #[arg(long, value_name = "BUDGET")]
+    size_budget: Option<String>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -79,6 +92,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (train, test) = super::prune::load_images(&args.data, arch)?;
     let mut job = QuantizeJob::new(&algorithm, config);
     job.calib_batches = args.calib;
+    job.mixed = match (args.bits.as_str(), &args.size_budget) {
+        ("auto", Some(budget)) => Some(MixedPrecision::new(SizeBudget::parse(budget)?)),
+        ("auto", None) => bail!("--bits auto needs --size-budget (e.g. 5x or 48kB)"),
+        (_, Some(_)) => bail!("--size-budget needs --bits auto"),
+        _ => None,
+    };
     if args.epochs > 0 {
         job.train = Some(TrainConfig {
             epochs: args.epochs,
@@ -140,11 +159,51 @@ fn quantize<M: Module + ImageClassifier>(
             "size_ratio": f32_bytes as f64 / q_bytes.max(1) as f64,
             "quantized_params": params,
             "calibration_targets": calibration.len(),
+            "mixed": quantized.mixed.as_ref().map(|p| json!({
+                "budget_bytes": p.budget_bytes,
+                "file_bytes": p.file_bytes,
+                "predicted_loss": p.predicted_loss,
+                "bits": p.layers.iter().map(|l| (l.path.clone(), json!(l.bits)))
+                    .collect::<serde_json::Map<_, _>>(),
+                "sensitivity": p.sensitivity.iter().map(|s| (s.path.clone(), json!(
+                    s.loss.iter().map(|(b, l)| (b.to_string(), json!(l)))
+                        .collect::<serde_json::Map<_, _>>()
+                ))).collect::<serde_json::Map<_, _>>(),
+            })),
             "out": written,
             "calibration_out": args.calibration_out,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
+    }
+    if let Some(plan) = &quantized.mixed {
+        let mut widths: Vec<String> = vec!["parameter".into()];
+        widths.extend(
+            plan.sensitivity
+                .first()
+                .map(|s| {
+                    s.loss
+                        .keys()
+                        .rev()
+                        .map(|b| format!("loss @{b} bits"))
+                        .collect()
+                })
+                .unwrap_or_else(Vec::new),
+        );
+        widths.push("chosen".into());
+        let headers: Vec<&str> = widths.iter().map(String::as_str).collect();
+        let mut m = table(&headers);
+        for (s, l) in plan.sensitivity.iter().zip(&plan.layers) {
+            let mut row = vec![s.path.clone()];
+            row.extend(s.loss.values().rev().map(|x| format!("{x:.2e}")));
+            row.push(format!("{} bits", l.bits));
+            m.add_row(row);
+        }
+        println!("{m}");
+        println!(
+            "mixed precision: budget {} bytes, file {} bytes, predicted loss {:.2e}",
+            plan.budget_bytes, plan.file_bytes, plan.predicted_loss
+        );
     }
     let mut t = table(&["parameter", "Burn format"]);
     for (p, s) in &schemes {

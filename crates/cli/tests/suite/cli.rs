@@ -347,6 +347,70 @@ fn quantize_refuses_bad_requests_with_the_culprit_named() {
     assert!(!out.exists(), "nothing is written on error");
 }
 
+#[test]
+fn quantize_bits_auto_meets_the_size_budget_in_the_written_file() {
+    let out = temp("lenet5-mixed.bpk");
+    let report = json(&quantize(
+        "lenet5",
+        LENET5,
+        &out,
+        &[
+            "--calib",
+            "2",
+            "--bits",
+            "auto",
+            "--size-budget",
+            "5x",
+            "--json",
+        ],
+    ));
+    let mixed = &report["mixed"];
+    let written = std::fs::metadata(&out).unwrap().len();
+    assert_eq!(report["bytes_quantized"].as_u64().unwrap(), written);
+    assert_eq!(mixed["file_bytes"].as_u64().unwrap(), written);
+    assert_eq!(
+        mixed["budget_bytes"].as_u64().unwrap(),
+        report["bytes_f32"].as_u64().unwrap() / 5
+    );
+    assert!(report["size_ratio"].as_f64().unwrap() >= 5.0, "{report}");
+    // Every weight has a width, and the written format follows it.
+    let bits = mixed["bits"].as_object().unwrap();
+    assert_eq!(bits.len(), 5, "{report}");
+    for (path, b) in bits {
+        let format = report["quantized_params"][path].as_str().unwrap();
+        assert_eq!(format, format!("Q{}S", b.as_u64().unwrap()), "{path}");
+        assert_eq!(mixed["sensitivity"][path].as_object().unwrap().len(), 3);
+    }
+    // A budget without --bits auto, --bits auto without a budget, a budget that cannot be met.
+    let never = temp("never-mixed.bpk");
+    let with = |extra: &[&str]| quantize("lenet5", LENET5, &never, extra);
+    let o = with(&["--size-budget", "5x"]);
+    assert!(
+        stderr(&o).contains("--size-budget needs --bits auto"),
+        "{}",
+        stderr(&o)
+    );
+    let o = with(&["--bits", "auto"]);
+    assert!(
+        stderr(&o).contains("--bits auto needs --size-budget"),
+        "{}",
+        stderr(&o)
+    );
+    let o = with(&["--calib", "1", "--bits", "auto", "--size-budget", "20x"]);
+    assert!(
+        stderr(&o).contains("cannot be met") && stderr(&o).contains("the closest achievable"),
+        "{}",
+        stderr(&o)
+    );
+    let o = with(&["--bits", "auto", "--size-budget", "5y"]);
+    assert!(
+        stderr(&o).contains("invalid size_budget '5y'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!never.exists(), "nothing is written on error");
+}
+
 /// `burn-compress prune` on the bundled LeNet-5 with `config`, training on the bundled MNIST-5k
 /// when the pruner needs it; returns the JSON report and the masks.
 fn prune_trained(config: &str, extra: &[&str], tag: &str) -> (serde_json::Value, MaskSet) {

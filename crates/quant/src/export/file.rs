@@ -25,6 +25,28 @@ pub fn save_quantized<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<Pa
     Ok(path)
 }
 
+/// The exact size in bytes of the file [`save_quantized`] writes for `model` (quantized or not),
+/// counted by writing the same burnpack container into memory: the same header, alignment and
+/// packed 4- and 2-bit words, no file touched. For a float model this is the size of
+/// `Module::save_file`'s file (neither writes metadata).
+///
+/// # Errors
+/// [`QuantError::UnsupportedQuant`] when burn-store refuses a tensor of the model.
+pub fn burnpack_size<M: Module>(model: &M) -> Result<u64> {
+    let mut store = BurnpackStore::from_bytes(None)
+        .clear_metadata()
+        .with_to_adapter(PackSubByte);
+    let unsupported = |e: String| QuantError::UnsupportedQuant {
+        path: "<model>".into(),
+        reason: format!("burn-store cannot write it: {e}"),
+    };
+    model
+        .save_into(&mut store)
+        .map_err(|e| unsupported(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| unsupported(e.to_string()))?;
+    Ok(bytes.len() as u64)
+}
+
 /// Load what [`save_quantized`] wrote into `template`, a fresh model of the same type: every
 /// parameter takes the file's dtype (quantized or float) and values. The file must hold exactly
 /// the template's parameters, with the same shapes.

@@ -71,9 +71,10 @@ mod host;
 mod packing;
 
 pub use device::quantized_to_device;
-pub use file::{load_quantized, save_quantized};
+pub use file::{burnpack_size, load_quantized, save_quantized};
 pub use format::{AffinePolicy, QuantBits, QuantLevel, WeightQuant};
 use host::*;
+pub(crate) use packing::packed_dim;
 use packing::*;
 
 /// A copy of `model` whose listed parameters are Burn quantized tensors (`QuantStore::Native`,

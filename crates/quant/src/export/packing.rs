@@ -3,14 +3,14 @@
 use super::*;
 
 /// Values per `u32` word and bits per value.
-pub(super) fn packing(value: QuantValue) -> (usize, usize) {
+pub(crate) fn packing(value: QuantValue) -> (usize, usize) {
     let bits = value.size_bits();
     (32 / bits, bits)
 }
 
 /// The packed dimension (counted from the innermost, as `QuantStore::PackedU32` counts) that
 /// stores the fewest words, preferring the innermost on ties, and the word count.
-pub(super) fn packed_dim(shape: &[usize], per_word: usize) -> (usize, usize) {
+pub(crate) fn packed_dim(shape: &[usize], per_word: usize) -> (usize, usize) {
     let numel: usize = shape.iter().product();
     let words = |d: usize| {
         let axis = shape.len() - 1 - d;
