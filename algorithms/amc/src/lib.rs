@@ -83,6 +83,7 @@ mod config;
 mod correct;
 mod env;
 mod error;
+mod registry;
 mod search;
 
 pub use agent::{Actor, Critic, Ddpg, Transition, UpdateLosses};
@@ -90,4 +91,5 @@ pub use config::AmcConfig;
 pub use correct::{ActionBounds, BudgetState, action_bounds, correct_action};
 pub use env::{AmcEnv, AmcLayer, Measure, STATE_DIM, STATE_FEATURES, State, Step};
 pub use error::{AmcError, SearchError};
+pub use registry::AmcSearch;
 pub use search::{Amc, AmcEpisode, AmcOutcome, Evaluate};

@@ -29,7 +29,11 @@ pub struct Graph {
 fn dequantized<M: Module>(model: M) -> M {
     struct Dequantize;
     impl compress_core::paths::PathMapper for Dequantize {
-        fn map<const D: usize>(&mut self, _path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        fn map<const D: usize>(
+            &mut self,
+            _path: &str,
+            param: Param<Tensor<D>>,
+        ) -> Param<Tensor<D>> {
             if matches!(param.val().dtype(), burn::tensor::DType::QFloat(_)) {
                 compress_core::mask::map_param_leaf(param, |t| t.dequantize())
             } else {

@@ -316,17 +316,17 @@ where
                 let inference = model.valid();
                 // Coupled layers get one dependency group, so their masks agree up front.
                 let graph = classifier_graph(&inference, image, &ctx)?;
-                // Scheduled pruning trains as the step says; pruners that gather gradients or
-                // learn scores run exactly their own steps at learning rate 0.
-                let config = match &p.schedule {
-                    Some(_) => train_config(
+                // Scheduled pruning and ADMM train as the step says; pruners that gather
+                // gradients or learn scores run exactly their own steps at learning rate 0.
+                let config = match (&p.schedule, pruner.admm()) {
+                    (Some(_), _) | (None, Some(_)) => train_config(
                         p.step.epochs,
                         p.step.lr,
                         p.step.batch_size,
                         None,
                         recipe.seed.wrapping_add(i as u64),
                     ),
-                    None => train_config(1, 0.0, 64, None, recipe.seed),
+                    (None, None) => train_config(1, 0.0, 64, None, recipe.seed),
                 };
                 let training = Training {
                     data: &train,

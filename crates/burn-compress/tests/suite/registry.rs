@@ -53,6 +53,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "quant-lsq",
             "quant-ptq",
             "quant-qat",
+            "search-amc",
             "search-sa",
             "search-sensitivity-guided"
         ]
@@ -62,6 +63,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
         [
             "adaptive1d-layerwise",
             "admm",
+            "amc",
             "apoz",
             "bnn",
             "dorefa",
@@ -100,7 +102,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
     );
     assert_eq!(
         of_kind(AlgorithmKind::Search),
-        ["sensitivity-guided", "simulated-annealing"]
+        ["amc", "sensitivity-guided", "simulated-annealing"]
     );
     assert!(AlgorithmEntry::all().iter().all(|e| !e.summary.is_empty()));
 }
@@ -111,7 +113,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("adaptive1d-layerwise, admm, apoz, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, taylor"),
+        msg.contains("adaptive1d-layerwise, admm, amc, apoz, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, taylor"),
         "{msg}"
     );
 }

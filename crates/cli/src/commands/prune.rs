@@ -156,7 +156,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         epochs: args.epochs,
         max_steps: None,
         batch_size: args.batch_size,
-        lr: if schedule.is_some() { args.lr } else { 0.0 },
+        // Scheduled pruning and ADMM train with the given rate; pruners that only gather
+        // gradients or learn scores run their own steps at rate 0.
+        lr: if schedule.is_some() || matches!(mode, PruneMode::Admm) {
+            args.lr
+        } else {
+            0.0
+        },
         optimizer: OptimizerKind::Adam,
         seed: args.seed,
         progress: !args.json,

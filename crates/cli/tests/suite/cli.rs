@@ -725,7 +725,10 @@ fn tract_run(file: &Path, shape: &[usize], input: &[f32]) -> Vec<f32> {
     let plan = tract_onnx::onnx()
         .model_for_path(file)
         .expect("tract reads the export")
-        .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape.to_vec()))
+        .with_input_fact(
+            0,
+            InferenceFact::dt_shape(f32::datum_type(), shape.to_vec()),
+        )
         .unwrap()
         .into_optimized()
         .expect("tract optimizes the export")
@@ -733,7 +736,12 @@ fn tract_run(file: &Path, shape: &[usize], input: &[f32]) -> Vec<f32> {
         .unwrap();
     let x: TValue = Tensor::from_shape(shape, input).unwrap().into();
     let out = plan.run(tvec!(x)).expect("tract runs the export");
-    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// `n` MNIST-like inputs (a deterministic ramp in [0, 1)).
@@ -749,7 +757,7 @@ where
 {
     use burn::prelude::*;
     let x = Tensor::<1>::from_floats(ramp(n).as_slice(), &Device::flex()).reshape([n, 1, 28, 28]);
-    model.logits(x).into_data().to_vec().unwrap()
+    model.logits(x).into_data().try_to_vec::<f32>().unwrap()
 }
 
 /// The LeNet-5 forward, for the dense and the sped-up model alike.
@@ -783,7 +791,12 @@ fn export_writes_onnx_that_tract_runs_like_burn_for_dense_sped_up_and_quantized_
         "export",
         "lenet5",
         LENET5,
-        &["--input-shape", "1,1,28,28", "--out", dense.to_str().unwrap()],
+        &[
+            "--input-shape",
+            "1,1,28,28",
+            "--out",
+            dense.to_str().unwrap(),
+        ],
     );
     succeeded(&o);
     assert!(stdout(&o).contains("input 'input' [1, 1, 28, 28] with a dynamic batch"));
@@ -855,7 +868,11 @@ fn export_writes_onnx_that_tract_runs_like_burn_for_dense_sped_up_and_quantized_
     let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(has("QuantizeLinear") && has("DequantizeLinear"));
     let got = tract_run(&qonnx, &[1, 1, 28, 28], &ramp(1));
-    assert_close(&got, &burn_logits(&model, 1), 0.25 * got.iter().fold(0f32, |m, v| m.max(v.abs())));
+    assert_close(
+        &got,
+        &burn_logits(&model, 1),
+        0.25 * got.iter().fold(0f32, |m, v| m.max(v.abs())),
+    );
 }
 
 #[test]
