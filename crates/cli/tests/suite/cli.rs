@@ -661,7 +661,10 @@ fn tract_run(onnx: &Path, shape: &[usize], input: &[f32]) -> Vec<f32> {
     let plan = tract_onnx::onnx()
         .model_for_path(onnx)
         .expect("tract reads the export")
-        .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape.to_vec()))
+        .with_input_fact(
+            0,
+            InferenceFact::dt_shape(f32::datum_type(), shape.to_vec()),
+        )
         .unwrap()
         .into_optimized()
         .expect("tract optimizes the export")
@@ -669,7 +672,12 @@ fn tract_run(onnx: &Path, shape: &[usize], input: &[f32]) -> Vec<f32> {
         .unwrap();
     let x: TValue = Tensor::from_shape(shape, input).unwrap().into();
     let out = plan.run(tvec!(x)).expect("tract runs the export");
-    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// `n` MNIST-like inputs (a deterministic ramp in [0, 1)).
@@ -719,7 +727,12 @@ fn export_writes_onnx_that_tract_runs_like_burn_for_dense_sped_up_and_quantized_
         "export",
         "lenet5",
         LENET5,
-        &["--input-shape", "1,1,28,28", "--out", dense.to_str().unwrap()],
+        &[
+            "--input-shape",
+            "1,1,28,28",
+            "--out",
+            dense.to_str().unwrap(),
+        ],
     );
     succeeded(&o);
     assert!(stdout(&o).contains("input 'input' [1, 1, 28, 28] with a dynamic batch"));
@@ -791,7 +804,11 @@ fn export_writes_onnx_that_tract_runs_like_burn_for_dense_sped_up_and_quantized_
     let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(has("QuantizeLinear") && has("DequantizeLinear"));
     let got = tract_run(&qonnx, &[1, 1, 28, 28], &ramp(1));
-    assert_close(&got, &burn_logits(&model, 1), 0.25 * got.iter().fold(0f32, |m, v| m.max(v.abs())));
+    assert_close(
+        &got,
+        &burn_logits(&model, 1),
+        0.25 * got.iter().fold(0f32, |m, v| m.max(v.abs())),
+    );
 }
 
 #[test]

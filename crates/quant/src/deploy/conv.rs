@@ -9,9 +9,7 @@ use burn::tensor::activation::relu;
 use compress_core::Dense;
 
 use super::kernel::{ConvGeometry, ConvWeights, Epilogue, Grid, executor};
-use super::{
-    WeightInts, activation_grid, fake_quant_ops, flex_input, flex_output, param_values,
-};
+use super::{WeightInts, activation_grid, fake_quant_ops, flex_input, flex_output, param_values};
 use crate::{CalibrationConfig, QuantError, Result};
 
 /// A `Conv2d` quantized as [`QuantSim`](crate::QuantSim) simulates it, run on an int8 GEMM on

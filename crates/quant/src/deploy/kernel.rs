@@ -121,7 +121,14 @@ pub(crate) struct LinearWeights {
 impl LinearWeights {
     /// `q[k * n + c]`: the weight's integers in `[in, out]`, on a grid whose `i8` shift is
     /// `offset`; `zero[c]` its zero points.
-    pub fn new(exec: &GemmExecutor<u8, i8, i32>, q: &[i32], zero: &[i32], offset: i32, k: usize, n: usize) -> Self {
+    pub fn new(
+        exec: &GemmExecutor<u8, i8, i32>,
+        q: &[i32],
+        zero: &[i32],
+        offset: i32,
+        k: usize,
+        n: usize,
+    ) -> Self {
         let b: Vec<i8> = q.iter().map(|&v| (v + offset) as i8).collect();
         let packed = exec.prepack_b(Matrix::from_data([k, n], b.as_slice()));
         Self {
@@ -165,7 +172,9 @@ impl LinearWeights {
                 GemmInputA::Unpacked(Matrix::from_data([m, k], a.as_slice())),
                 GemmInputB::Packed(&self.packed),
                 GemmUninitOptions {
-                    a_quant: Some(QuantParams { zero_point: &a_zero }),
+                    a_quant: Some(QuantParams {
+                        zero_point: &a_zero,
+                    }),
                     ..Default::default()
                 },
             )
@@ -173,7 +182,11 @@ impl LinearWeights {
         })?;
         out.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
             for (c, v) in row.iter_mut().enumerate() {
-                let acc = if corrected { *v - row_sums[r] * self.zero[c] } else { *v };
+                let acc = if corrected {
+                    *v - row_sums[r] * self.zero[c]
+                } else {
+                    *v
+                };
                 *v = epilogue.apply(acc, c).to_bits() as i32;
             }
         });
@@ -201,9 +214,17 @@ impl ConvGeometry {
         let [pt, pl, pb, pr] = self.padding;
         let (hp, wp) = (h + pt + pb, w + pl + pr);
         let span = |k: usize, d: usize| d * (k - 1) + 1;
-        let (sh, sw) = (span(self.kernel[0], self.dilation[0]), span(self.kernel[1], self.dilation[1]));
+        let (sh, sw) = (
+            span(self.kernel[0], self.dilation[0]),
+            span(self.kernel[1], self.dilation[1]),
+        );
         (hp >= sh && wp >= sw).then(|| {
-            (hp, wp, (hp - sh) / self.stride[0] + 1, (wp - sw) / self.stride[1] + 1)
+            (
+                hp,
+                wp,
+                (hp - sh) / self.stride[0] + 1,
+                (wp - sw) / self.stride[1] + 1,
+            )
         })
     }
 }
@@ -309,7 +330,8 @@ impl ConvWeights {
         let im2cols: Vec<Im2Col<i8>> = (0..n * groups)
             .map(|ig| {
                 let start = ig * in_g * plane;
-                let view = NdTensorView::from_data([in_g, hp, wp], &image[start..start + in_g * plane]);
+                let view =
+                    NdTensorView::from_data([in_g, hp, wp], &image[start..start + in_g * plane]);
                 im2col(view, [in_g, hp, wp], &geo, oh, ow, exec)
             })
             .collect();
@@ -324,20 +346,24 @@ impl ConvWeights {
                 &a,
                 &b,
                 GemmUninitOptions {
-                    b_quant: Some(QuantParams { zero_point: &b_zero }),
+                    b_quant: Some(QuantParams {
+                        zero_point: &b_zero,
+                    }),
                     ..Default::default()
                 },
             )
             .map(|_| ())
         })?;
-        out.par_chunks_mut(pixels).enumerate().for_each(|(i, plane)| {
-            let (img, c) = (i / geo.out_channels, i % geo.out_channels);
-            let sums = &window_sums[img * groups + c / out_g];
-            let z = self.zero[c];
-            for (v, s) in plane.iter_mut().zip(sums) {
-                *v = epilogue.apply(*v - z * s, c).to_bits() as i32;
-            }
-        });
+        out.par_chunks_mut(pixels)
+            .enumerate()
+            .for_each(|(i, plane)| {
+                let (img, c) = (i / geo.out_channels, i % geo.out_channels);
+                let sums = &window_sums[img * groups + c / out_g];
+                let z = self.zero[c];
+                for (v, s) in plane.iter_mut().zip(sums) {
+                    *v = epilogue.apply(*v - z * s, c).to_bits() as i32;
+                }
+            });
         Ok((out, [oh, ow]))
     }
 }
@@ -407,10 +433,14 @@ mod tests {
 
     /// Deterministic integers in `[lo, hi]`.
     fn ints(n: usize, lo: i32, hi: i32, seed: u64) -> Vec<i32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 lo + ((s >> 33) % (hi - lo + 1) as u64) as i32
             })
             .collect()
@@ -447,10 +477,62 @@ mod tests {
         // (in, out, groups, kernel, stride, dilation, padding [t, l, b, r], h, w, input zp,
         // unsigned input, weight zero points)
         let cases = [
-            (5, 19, 1, [3, 3], [2, 2], [1, 1], [1, 2, 0, 1], 11, 13, 0, false, false),
-            (6, 10, 2, [3, 2], [1, 2], [2, 1], [2, 0, 1, 3], 9, 7, 0, false, true),
-            (3, 9, 1, [7, 7], [2, 2], [1, 1], [3, 3, 3, 3], 17, 15, 131, true, false),
-            (8, 33, 1, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0], 9, 9, -5, false, true),
+            (
+                5,
+                19,
+                1,
+                [3, 3],
+                [2, 2],
+                [1, 1],
+                [1, 2, 0, 1],
+                11,
+                13,
+                0,
+                false,
+                false,
+            ),
+            (
+                6,
+                10,
+                2,
+                [3, 2],
+                [1, 2],
+                [2, 1],
+                [2, 0, 1, 3],
+                9,
+                7,
+                0,
+                false,
+                true,
+            ),
+            (
+                3,
+                9,
+                1,
+                [7, 7],
+                [2, 2],
+                [1, 1],
+                [3, 3, 3, 3],
+                17,
+                15,
+                131,
+                true,
+                false,
+            ),
+            (
+                8,
+                33,
+                1,
+                [1, 1],
+                [2, 2],
+                [1, 1],
+                [0, 0, 0, 0],
+                9,
+                9,
+                -5,
+                false,
+                true,
+            ),
         ];
         for (i, &(cin, cout, groups, kernel, stride, dilation, padding, h, w, zx, unsigned, wz)) in
             cases.iter().enumerate()
@@ -507,8 +589,8 @@ mod tests {
                                             continue;
                                         }
                                         let ch = g * in_g + ci;
-                                        let xv = x[((img * cin + ch) * h + y as usize) * w
-                                            + xx as usize]
+                                        let xv = x
+                                            [((img * cin + ch) * h + y as usize) * w + xx as usize]
                                             - zx;
                                         let wv = wq[c * k + (ci * kernel[0] + ky) * kernel[1] + kx]
                                             - wzero[c];
@@ -517,7 +599,10 @@ mod tests {
                                 }
                             }
                             let found = out[((img * cout + c) * oh + oy) * ow + ox];
-                            assert_eq!(found as i64, acc, "case {i}: image {img} channel {c} at ({oy}, {ox})");
+                            assert_eq!(
+                                found as i64, acc,
+                                "case {i}: image {img} channel {c} at ({oy}, {ox})"
+                            );
                             checked += 1;
                         }
                     }
@@ -541,7 +626,9 @@ mod tests {
             let (qmin, qmax) = if unsigned { (0, 255) } else { (-127, 127) };
             let x = ints(m * k, qmin, qmax, i as u64);
             let wq = ints(k * n, -127, 127, 50 + i as u64);
-            let wzero: Vec<i32> = (0..n).map(|c| if wz { (c as i32 % 5) - 2 } else { 0 }).collect();
+            let wzero: Vec<i32> = (0..n)
+                .map(|c| if wz { (c as i32 % 5) - 2 } else { 0 })
+                .collect();
             let weights = LinearWeights::new(&exec, &wq, &wzero, 0, k, n);
             let grid = Grid {
                 scale: 1.0,

@@ -5,9 +5,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 use super::kernel::{Epilogue, Grid, LinearWeights, executor};
-use super::{
-    WeightInts, activation_grid, fake_quant_ops, flex_input, flex_output, param_values,
-};
+use super::{WeightInts, activation_grid, fake_quant_ops, flex_input, flex_output, param_values};
 use crate::{CalibrationConfig, Result};
 use compress_core::Dense;
 

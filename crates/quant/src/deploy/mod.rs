@@ -46,9 +46,9 @@ pub use resnet::{Int8BasicBlock, Int8ResNet};
 use burn::backend::Flex;
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::prelude::*;
-use rayon::prelude::*;
 use burn::tensor::{Bytes, DType, Shape};
 use compress_core::Dense;
+use rayon::prelude::*;
 
 use crate::{CalibrationConfig, CalibrationEntry, QuantError, Result, broadcast_qparam};
 use kernel::Grid;
