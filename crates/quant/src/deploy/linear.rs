@@ -29,8 +29,8 @@ impl Int8Linear {
     /// when present.
     ///
     /// # Errors
-    /// [`QuantError::MissingCalibration`] naming the missing entry;
-    /// [`QuantError::UnsupportedQuant`] for a grid the int8 path cannot run (see the
+    /// [`QuantError::MissingCalibration`](crate::QuantError::MissingCalibration) naming the missing entry;
+    /// [`QuantError::UnsupportedQuant`](crate::QuantError::UnsupportedQuant) for a grid the int8 path cannot run (see the
     /// [module docs](crate::deploy)).
     pub fn new(layer: &Linear, path: &str, calibration: &CalibrationConfig) -> Result<Self> {
         let weight = Dense::from_tensor(layer.weight.val(), &format!("{path}.weight"))?;
