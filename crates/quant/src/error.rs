@@ -17,6 +17,14 @@ pub enum QuantError {
         /// Why.
         reason: String,
     },
+    /// A calibration without an entry a layer needs (the int8 deploy layers).
+    #[error("the calibration has no '{target}' entry for '{module}'")]
+    MissingCalibration {
+        /// The layer path.
+        module: String,
+        /// The target name (`weight`, `_input_`).
+        target: String,
+    },
     /// A saved model file that does not fit the model it is loaded into.
     #[error("'{file}' does not match the model: {message}")]
     ModelFileMismatch {

@@ -15,6 +15,9 @@
 //! - **Simulation** ([`QuantSim`]): activations quantized at layer inputs and outputs through a
 //!   replay of the captured forward; the user's model is never edited.
 //! - **BN folding** ([`fuse_bn`]) with adjacency checked on the captured graph.
+//! - **Deploy** ([`deploy`]): opt-in int8 layers for the flex CPU backend ([`deploy::Int8Linear`],
+//!   [`deploy::Int8Conv2d`], [`deploy::Int8ResNet`]) that run QuantSim's integer semantics on an
+//!   int8 GEMM (rten-gemm, AVX-512 VNNI), with standard Burn ops on other devices.
 //! - **Export** ([`quantize_weights`], [`save_quantized`], [`load_quantized`],
 //!   [`quantized_to_device`], [`burnpack_size`]): Burn's native quantized tensors
 //!   (Q8S/Q4S/Q2S), packed.
@@ -49,6 +52,7 @@
 #![deny(missing_docs)]
 
 mod calibration;
+pub mod deploy;
 mod error;
 mod export;
 mod fake;
