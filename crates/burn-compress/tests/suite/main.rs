@@ -1,5 +1,6 @@
 //! Tests through the public API and the CLI, in one binary (each test binary links all of Burn).
 
+mod auto;
 mod common;
 mod distill;
 #[cfg(feature = "gpu")]
