@@ -122,7 +122,10 @@ fn saved_bytes<M: Module>(model: &M) -> Result<u64, AutoError> {
         path: file.clone(),
         message: e,
     };
-    model.clone().save_file(&file).map_err(|e| io(e.to_string()))?;
+    model
+        .clone()
+        .save_file(&file)
+        .map_err(|e| io(e.to_string()))?;
     let bytes = std::fs::metadata(&file)
         .map(|m| m.len())
         .map_err(|e| io(e.to_string()));
@@ -375,7 +378,7 @@ where
 
     fn evaluate(&mut self, candidate: &Candidate) -> compress_core::Result<Evaluation> {
         self.measure(candidate).map_err(|e| match e {
-            AutoError::Compress(c) => c,
+            AutoError::Compress(c) => *c,
             other => CompressError::Algorithm {
                 algorithm: "auto evaluator".into(),
                 message: other.to_string(),

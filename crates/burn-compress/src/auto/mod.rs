@@ -62,16 +62,16 @@ pub enum AutoError {
     /// Config, budget, search or pruning errors (an empty search space, a budget that cannot be
     /// met, an unknown algorithm, ...).
     #[error(transparent)]
-    Compress(#[from] CompressError),
+    Compress(Box<CompressError>),
     /// Capturing or counting the model failed.
     #[error(transparent)]
-    Graph(#[from] compress_graph::GraphError),
+    Graph(Box<compress_graph::GraphError>),
     /// Speedup (planning or applying) failed.
     #[error(transparent)]
-    Speedup(#[from] compress_speedup::SpeedupError),
+    Speedup(Box<compress_speedup::SpeedupError>),
     /// Pruning through the captured graph failed.
     #[error(transparent)]
-    Prune(#[from] crate::pruning::PruneError),
+    Prune(Box<crate::pruning::PruneError>),
     /// A metric name the tool does not support.
     #[error("unknown metric '{name}'{}: expected one of accuracy, loss", suggestion_text(.suggestion))]
     UnknownMetric {
@@ -113,6 +113,24 @@ pub enum AutoError {
     #[error("drawing the plot: {0}")]
     Plot(String),
 }
+
+/// Boxed wrappers: the wrapped errors are large, and `AutoError` travels through every `Result`.
+macro_rules! boxed_from {
+    ($($variant:ident: $ty:ty),* $(,)?) => {$(
+        impl From<$ty> for AutoError {
+            fn from(e: $ty) -> Self {
+                AutoError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Compress: CompressError,
+    Graph: compress_graph::GraphError,
+    Speedup: compress_speedup::SpeedupError,
+    Prune: crate::pruning::PruneError,
+);
 
 fn suggestion_text(s: &Option<String>) -> String {
     s.as_ref()

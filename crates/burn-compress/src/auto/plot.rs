@@ -76,7 +76,9 @@ pub fn plot_svg(report: &AutoReport, title: &str) -> Result<String, AutoError> {
                 ))
                 .map_err(|e| fail(&e))?
                 .label(format!("budget ({:.2}x fewer MACs)", 1.0 / report.fraction))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(1)));
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(1))
+                });
         }
         let blue = RGBColor(40, 100, 200);
         let grey = RGBColor(170, 170, 170);
@@ -94,7 +96,10 @@ pub fn plot_svg(report: &AutoReport, title: &str) -> Result<String, AutoError> {
                 continue;
             }
             chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.mix(0.7).filled())))
+                .draw_series(
+                    pts.iter()
+                        .map(|&p| Circle::new(p, 3, color.mix(0.7).filled())),
+                )
                 .map_err(|e| fail(&e))?
                 .label(label)
                 .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
@@ -117,7 +122,9 @@ pub fn plot_svg(report: &AutoReport, title: &str) -> Result<String, AutoError> {
         if let Some(u) = &report.uniform {
             let p = (u.macs as f64, u.metric);
             chart
-                .draw_series([EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], BLACK.filled())])
+                .draw_series([
+                    EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], BLACK.filled())
+                ])
                 .map_err(|e| fail(&e))?
                 .label(format!(
                     "uniform, fine-tuned ({:.2}x fewer MACs)",

@@ -130,9 +130,8 @@ where
         lr: settings.lr,
         batch_size: settings.batch_size,
     };
-    let pruner: Arc<dyn Pruner> = Arc::from(
-        AlgorithmEntry::find(&settings.pruner)?.build_pruner(&settings.pruner_options)?,
-    );
+    let pruner: Arc<dyn Pruner> =
+        Arc::from(AlgorithmEntry::find(&settings.pruner)?.build_pruner(&settings.pruner_options)?);
     let dense_cost = judge.cost(model, latency)?;
     let graph = judge.graph(model)?;
     let space = search_space(model, &graph, settings.config.as_ref(), settings.max_ratio)?;
@@ -275,7 +274,11 @@ impl<F: FnMut(AutoEvent<'_>)> Runner<'_, '_, F> {
     {
         let s = self.settings;
         let measure = budget.measure;
-        let phase = if search == UNIFORM { "uniform" } else { "search" };
+        let phase = if search == UNIFORM {
+            "uniform"
+        } else {
+            "search"
+        };
         (self.observe)(AutoEvent::Phase(phase));
         let dense_value = self.dense_cost.value(measure).unwrap_or(f64::NAN);
         let targets = s.schedule.targets(1.0 - budget.fraction, s.iterations);
@@ -312,8 +315,7 @@ impl<F: FnMut(AutoEvent<'_>)> Runner<'_, '_, F> {
             } else {
                 let step_budget = Budget::new(measure, relative.max(f64::MIN_POSITIVE))?;
                 let graph = self.judge.graph(&current)?;
-                let space =
-                    search_space(&current, &graph, s.config.as_ref(), s.max_ratio)?;
+                let space = search_space(&current, &graph, s.config.as_ref(), s.max_ratio)?;
                 let before = self.candidates.len();
                 let chosen = if search == UNIFORM {
                     self.bisect(&mut evaluator, &space, &step_budget, i, &current_ratios)?
@@ -451,7 +453,12 @@ impl<F: FnMut(AutoEvent<'_>)> Runner<'_, '_, F> {
             let rules: String = space
                 .layers
                 .iter()
-                .map(|l| format!("[[config_list]]\nop_names = [{:?}]\nsparse_ratio = 0.5\n", l.name))
+                .map(|l| {
+                    format!(
+                        "[[config_list]]\nop_names = [{:?}]\nsparse_ratio = 0.5\n",
+                        l.name
+                    )
+                })
                 .collect();
             let config = CompressConfig::from_toml(&rules)?;
             let table = SensitivityAnalysis::new(self.pruner.as_ref())
@@ -519,7 +526,9 @@ impl<F: FnMut(AutoEvent<'_>)> Runner<'_, '_, F> {
             };
             return Err(CompressError::BudgetUnreachable {
                 budget: budget.to_string(),
-                closest: cost.ratio_to(&reference, budget.measure).unwrap_or(f64::NAN),
+                closest: cost
+                    .ratio_to(&reference, budget.measure)
+                    .unwrap_or(f64::NAN),
                 context: format!("uniform ratio {max} on every layer, measured after speedup"),
             }
             .into());

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
+use compress_core::CompressConfig;
 use compress_core::schedule::IterativeSchedule;
 use compress_core::search::Budget;
 use compress_core::toml::Table;
-use compress_core::CompressConfig;
 use serde::{Deserialize, Serialize};
 
 use super::{Progress, RecipeError, at_least_one, err, non_negative, typed};
@@ -211,7 +211,10 @@ impl Auto {
             write(path, &text)?;
         }
         if let Some(path) = &self.step.plot {
-            let title = format!("auto: {} ({}, {})", report.budget, report.search, report.pruner);
+            let title = format!(
+                "auto: {} ({}, {})",
+                report.budget, report.search, report.pruner
+            );
             let svg = crate::auto::plot_svg(report, &title).map_err(|e| err(ctx, e))?;
             write(path, &svg)?;
         }

@@ -429,19 +429,13 @@ where
                 let mut settings = a.settings.clone();
                 settings.seed = recipe.seed.wrapping_add(i as u64);
                 let verbose = options.verbose;
-                let outcome = crate::auto::auto_compress(
-                    &inference,
-                    &train,
-                    &test,
-                    image,
-                    &settings,
-                    |e| {
+                let outcome =
+                    crate::auto::auto_compress(&inference, &train, &test, image, &settings, |e| {
                         if verbose {
                             super::auto::print_event(&e);
                         }
-                    },
-                )
-                .map_err(|e| err(&ctx, e))?;
+                    })
+                    .map_err(|e| err(&ctx, e))?;
                 record(&mut report, stage("auto", &outcome.model, &test, image)?);
                 a.write(&outcome.report, &ctx)?;
                 plan = Some(crate::auto::compose_plans(

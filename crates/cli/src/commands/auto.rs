@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
+use burn_compress::CompressConfig;
 use burn_compress::auto::{AutoEvent, AutoSettings, KeepBest, Metric, auto_compress, check_labels};
 use burn_compress::core::schedule::IterativeSchedule;
 use burn_compress::core::search::Budget;
 use burn_compress::speedup::save_pruned;
 use burn_compress::zoo::dispatch;
-use burn_compress::CompressConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ModelArgs;
@@ -121,8 +121,10 @@ impl Args {
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix}: {pos} candidates  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {prefix}: {pos} candidates  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
@@ -159,7 +161,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     bar.finish_and_clear();
 
-    let mut t = table(&["model", "MACs", "x of dense", "params", "file bytes", "accuracy"]);
+    let mut t = table(&[
+        "model",
+        "MACs",
+        "x of dense",
+        "params",
+        "file bytes",
+        "accuracy",
+    ]);
     let mut row = |name: &str, r: &burn_compress::auto::ModelRecord| {
         t.add_row(vec![
             name.to_string(),
@@ -195,8 +204,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     if let Some(path) = &args.plot {
-        let title = format!("{arch}: {} ({}, {})", report.budget, report.search, report.pruner);
-        write(path, burn_compress::auto::plot_svg(&report, &title)?.as_bytes())?;
+        let title = format!(
+            "{arch}: {} ({}, {})",
+            report.budget, report.search, report.pruner
+        );
+        write(
+            path,
+            burn_compress::auto::plot_svg(&report, &title)?.as_bytes(),
+        )?;
     }
     if saved && let Some(out) = &args.out {
         println!("model written to {}.bpk", out.display());
