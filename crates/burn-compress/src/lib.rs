@@ -12,6 +12,8 @@
 //! - [`algorithms`]: the built-in algorithm crates.
 //! - [`device`]: choose where models run by name (`cpu`, `vulkan`).
 //! - [`quantize`]: quantize an image classifier end to end (calibrate, train, export).
+//! - [`auto`]: automatic compression: per-layer ratios searched under a cost budget, an
+//!   iterative scheduler and a uniform baseline (`burn-compress auto`, recipe step `auto`).
 //! - [`pruning`]: prune a captured model the way the command line and recipes do.
 //! - [`recipe`]: whole pipelines from a TOML file (`burn-compress run`, in the
 //!   `burn-compress-cli` crate).
@@ -36,6 +38,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod auto;
 pub mod device;
 pub mod distill;
 pub mod fusion;

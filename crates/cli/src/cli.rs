@@ -8,7 +8,7 @@ use burn_compress::zoo::{AnyModel, Arch, ZooError};
 use burn_compress::{CompressConfig, CompressError};
 use clap::{Parser, Subcommand};
 
-use crate::commands::{check, export, list, prune, quantize, run, sensitivity, speedup};
+use crate::commands::{auto, check, export, list, prune, quantize, run, sensitivity, speedup};
 
 // Links every algorithm crate, so the registry is complete.
 use burn_compress as _;
@@ -39,6 +39,9 @@ enum Command {
     Export(export::Args),
     /// Sensitivity analysis: test accuracy with one layer at a time pruned to each sparsity.
     Sensitivity(sensitivity::Args),
+    /// Automatic compression: per-layer ratios searched under a budget (macs/6, params<=0.25),
+    /// iterative prune -> speedup -> fine-tune, and a uniform baseline at the same cost.
+    Auto(auto::Args),
 }
 
 /// The zoo model a command works on: `--arch` and `--weights`.
@@ -96,6 +99,7 @@ pub fn run() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Export(args) => export::run(args),
         Command::Sensitivity(args) => sensitivity::run(args),
+        Command::Auto(args) => auto::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

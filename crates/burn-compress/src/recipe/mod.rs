@@ -12,18 +12,19 @@
 //! # pixel_max = 255                     # pixel scale
 //!
 //! [[step]]
-//! kind = "train"        # train | prune | speedup | finetune | quantize | evaluate | report
+//! kind = "train"        # train | prune | speedup | finetune | quantize | evaluate | report | auto
 //! epochs = 20
 //! ```
 //!
 //! Each step kind is one typed struct in its own module ([`TrainStep`], [`PruneStep`],
-//! [`SpeedupStep`], [`QuantizeStep`], [`EvaluateStep`], [`ReportStep`]); its fields are the keys
+//! [`SpeedupStep`], [`QuantizeStep`], [`EvaluateStep`], [`ReportStep`], [`AutoStep`]); its fields are the keys
 //! the step accepts. Every table is checked before anything runs: an unknown key is refused with
 //! a did-you-mean (`unknown key 'epoch' (did you mean 'epochs'?)`), as are values of the wrong
 //! type or range, unknown kinds, a missing weights or data file, a `speedup` with no `prune`
 //! before it, and a pruner or quantizer that is not registered. Each step that changes the model
 //! records a [`Stage`] (params, MACs, file bytes, latency at batch 64, accuracy).
 
+mod auto;
 mod evaluate;
 mod prune;
 mod quantize;
@@ -38,6 +39,7 @@ use compress_core::toml::{Table, Value};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use auto::{Auto, AutoStep};
 pub use evaluate::EvaluateStep;
 pub use prune::{Prune, PruneStep};
 pub use quantize::{Quantize, QuantizeStep};
@@ -116,6 +118,9 @@ pub enum Step {
     Evaluate(EvaluateStep),
     /// Write the stages so far as a table and/or JSON.
     Report(ReportStep),
+    /// Search per-layer ratios under a budget, prune iteratively, fine-tune, and measure a
+    /// uniform baseline ([`crate::auto`]).
+    Auto(Box<Auto>),
 }
 
 /// A parsed, checked recipe.
@@ -136,10 +141,10 @@ pub struct Recipe {
 }
 
 /// The step kinds, for messages.
-const KINDS: &str = "train, prune, speedup, finetune, quantize, evaluate, report";
+const KINDS: &str = "train, prune, speedup, finetune, quantize, evaluate, report, auto";
 
-const KIND_LIST: [&str; 7] = [
-    "train", "prune", "speedup", "finetune", "quantize", "evaluate", "report",
+const KIND_LIST: [&str; 8] = [
+    "train", "prune", "speedup", "finetune", "quantize", "evaluate", "report", "auto",
 ];
 
 /// ` (did you mean 'x'?)` when a candidate is close to `word`, through compress-core's key check.
@@ -408,6 +413,7 @@ impl Recipe {
                 "quantize" => Step::Quantize(Box::new(quantize::parse(t, &ctx, &mut progress)?)),
                 "evaluate" => Step::Evaluate(typed(t, &["kind"], &ctx)?),
                 "report" => Step::Report(typed(t, &["kind"], &ctx)?),
+                "auto" => Step::Auto(Box::new(auto::parse(t, &ctx, &mut progress)?)),
                 other => {
                     let suggestion = suggest(other, &KIND_LIST);
                     return Err(err(

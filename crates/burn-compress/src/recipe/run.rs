@@ -44,6 +44,12 @@ pub struct RunReport {
     pub stages: Vec<Stage>,
     /// Wall time of the whole run.
     pub seconds: f64,
+    /// The uniform baseline of the last `auto` step: `{"macs", "params", "accuracy"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uniform: Option<crate::auto::UniformSummary>,
+    /// The full report of the last `auto` step (every candidate, the chosen model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::auto::AutoReport>,
 }
 
 impl RunReport {
@@ -198,6 +204,8 @@ where
     let mut report = RunReport {
         stages: Vec::new(),
         seconds: 0.0,
+        uniform: None,
+        auto: None,
     };
     let mut native: Option<M> = None;
     // The model as the last plain train step left it: the "dense" teacher.
@@ -412,6 +420,32 @@ where
                     None => model.valid(),
                 };
                 record(&mut report, stage("evaluate", &inference, &test, image)?);
+            }
+            Step::Auto(a) => {
+                // Pending masks (a prune without speedup) are folded in first.
+                let inference = match masks.take() {
+                    Some(m) => m.apply_hard(&model.valid()).map_err(|e| err(&ctx, e))?,
+                    None => model.valid(),
+                };
+                let mut settings = a.settings.clone();
+                settings.seed = recipe.seed.wrapping_add(i as u64);
+                let verbose = options.verbose;
+                let outcome =
+                    crate::auto::auto_compress(&inference, &train, &test, image, &settings, |e| {
+                        if verbose {
+                            super::auto::print_event(&e);
+                        }
+                    })
+                    .map_err(|e| err(&ctx, e))?;
+                record(&mut report, stage("auto", &outcome.model, &test, image)?);
+                a.write(&outcome.report, &ctx)?;
+                plan = Some(crate::auto::compose_plans(
+                    &plan.take().unwrap_or_default(),
+                    &outcome.plan,
+                ));
+                model = outcome.model.train();
+                report.uniform = outcome.report.uniform_summary();
+                report.auto = Some(outcome.report);
             }
             Step::Report(r) => {
                 report.seconds = started.elapsed().as_secs_f64();

@@ -1,6 +1,7 @@
 //! Tests through the public API and the CLI, in one binary (each test binary links all of Burn).
 
 mod activation_admm;
+mod auto;
 mod common;
 mod distill;
 #[cfg(feature = "gpu")]

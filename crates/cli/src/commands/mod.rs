@@ -1,5 +1,6 @@
 //! The subcommands, one file each.
 
+pub mod auto;
 pub mod check;
 pub mod export;
 pub mod list;

@@ -1,5 +1,6 @@
 //! Tests of the `burn-compress` binary, in one integration-test binary (each links all of Burn).
 
+mod auto;
 mod cli;
 #[cfg(feature = "gpu")]
 mod gpu;
