@@ -1,13 +1,10 @@
 //! `burn-compress auto`: a short searched run with its report and plot, and bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::cli::{run, stderr};
 
 /// `burn-compress auto` on the bundled LeNet-5 and MNIST-5k, then `rest`.
 fn auto(rest: &[&str]) -> Output {
@@ -20,15 +17,7 @@ fn auto(rest: &[&str]) -> Output {
         "--data",
         "data/mnist5k.safetensors",
     ];
-    Command::new(env!("CARGO_BIN_EXE_burn-compress"))
-        .args(base.iter().chain(rest))
-        .current_dir(root())
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    run(&[&base[..], rest].concat())
 }
 
 #[test]

@@ -5,11 +5,11 @@ use std::process::{Command, Output};
 
 use burn_compress::MaskSet;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_burn-compress"))
         .args(args)
         .current_dir(root())
@@ -17,16 +17,16 @@ fn run(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts the command failed with exit code 2 and said `needle` on stderr.
-fn refused(out: &Output, needle: &str) {
+pub(crate) fn refused(out: &Output, needle: &str) {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
     assert!(stderr(out).contains(needle), "{}", stderr(out));
 }

@@ -2,14 +2,12 @@
 //! (`scripts/sensitivity-check.py`, numpy), early stop, config targets, CSV, plots, errors.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::cli::{refused, root, run, stderr, stdout};
 
 /// `burn-compress sensitivity` on the bundled LeNet-5 and MNIST-5k, then `rest`.
 fn sensitivity(rest: &[&str]) -> Output {
@@ -22,25 +20,7 @@ fn sensitivity(rest: &[&str]) -> Output {
         "--data",
         "data/mnist5k.safetensors",
     ];
-    Command::new(env!("CARGO_BIN_EXE_burn-compress"))
-        .args(base.iter().chain(rest))
-        .current_dir(root())
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts the command failed with exit code 2 and said `needle` on stderr.
-fn refused(out: &Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
-    assert!(stderr(out).contains(needle), "{}", stderr(out));
+    run(&[&base[..], rest].concat())
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -238,19 +218,15 @@ fn bad_input_is_refused_naming_the_value() {
             .unwrap();
     let unlabelled = temp("unlabelled.safetensors");
     safetensors::serialize_to_file([("images", view)], &None, &unlabelled).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_burn-compress"))
-        .args([
-            "sensitivity",
-            "--arch",
-            "lenet5",
-            "--weights",
-            "data/lenet5-mnist5k.safetensors",
-            "--data",
-            unlabelled.to_str().unwrap(),
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let out = run(&[
+        "sensitivity",
+        "--arch",
+        "lenet5",
+        "--weights",
+        "data/lenet5-mnist5k.safetensors",
+        "--data",
+        unlabelled.to_str().unwrap(),
+    ]);
     refused(
         &out,
         &format!(
