@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -20,6 +19,7 @@ use compress_zoo::ImageClassifier;
 
 use super::{AutoError, Metric};
 use crate::pruning::prune_captured;
+use crate::recipe::latency_ms;
 
 /// Bisection steps of the budget fill (a factor resolution of 2^-10).
 const FILL_STEPS: usize = 10;
@@ -131,20 +131,6 @@ fn saved_bytes<M: Module>(model: &M) -> Result<u64, AutoError> {
         .map_err(|e| io(e.to_string()));
     let _ = std::fs::remove_file(&file);
     bytes
-}
-
-/// Median CPU latency of a batch of 64, milliseconds.
-fn latency_ms<M: ImageClassifier>(model: &M, image: [usize; 4]) -> f64 {
-    let x = Tensor::<4>::ones([64, image[1], image[2], image[3]], &Device::flex());
-    let mut times: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            let _ = model.classify(x.clone()).into_data();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
 }
 
 /// A config with one pruning rule per layer whose ratio is above 0 (`op_names = [layer]`,

@@ -44,6 +44,7 @@ pub use evaluate::EvaluateStep;
 pub use prune::{Prune, PruneStep};
 pub use quantize::{Quantize, QuantizeStep};
 pub use report::{ReportStep, STAGE_COLUMNS};
+pub(crate) use run::latency_ms;
 pub use run::{RunOptions, RunReport, Stage, run};
 pub use speedup::SpeedupStep;
 pub use train::{Blocks, DistillBlock, TeacherSource, TrainStep};

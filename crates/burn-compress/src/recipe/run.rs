@@ -171,8 +171,8 @@ fn stage<M: Module + ImageClassifier + 'static>(
     })
 }
 
-/// Median CPU latency of a batch of 64, milliseconds.
-fn latency_ms<M: ImageClassifier>(model: &M, image: [usize; 4]) -> f64 {
+/// Median CPU latency of a batch of 64, milliseconds (the stage table's and `auto`'s).
+pub(crate) fn latency_ms<M: ImageClassifier>(model: &M, image: [usize; 4]) -> f64 {
     let x = Tensor::<4>::ones([64, image[1], image[2], image[3]], &Device::flex());
     let mut times: Vec<f64> = (0..7)
         .map(|_| {

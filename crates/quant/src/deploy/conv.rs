@@ -9,7 +9,7 @@ use burn::tensor::activation::relu;
 use compress_core::Dense;
 
 use super::kernel::{ConvGeometry, ConvWeights, Epilogue, Grid, executor};
-use super::{WeightInts, activation_grid, fake_quant_ops, flex_input, flex_output, param_values};
+use super::{LayerQuant, WeightInts, fake_quant_ops, flex_input, flex_output};
 use crate::{CalibrationConfig, QuantError, Result};
 
 /// A `Conv2d` quantized as [`QuantSim`](crate::QuantSim) simulates it, run on an int8 GEMM on
@@ -67,15 +67,11 @@ impl Int8Conv2d {
             padding,
         };
         let ints = WeightInts::new(&weight, 0, calibration, path)?;
-        let input = activation_grid(calibration, path, "_input_")?;
-        let output = match calibration.get(path, "_output_") {
-            Some(_) => Some(activation_grid(calibration, path, "_output_")?),
-            None => None,
-        };
-        let bias = match &layer.bias {
-            Some(b) => Some(param_values(b.val(), calibration, path, "bias")?),
-            None => None,
-        };
+        let LayerQuant {
+            input,
+            bias,
+            epilogue,
+        } = LayerQuant::new(&ints, layer.bias.as_ref(), out_channels, calibration, path)?;
         let exec = executor();
         let weights = ConvWeights::new(
             &exec,
@@ -84,15 +80,6 @@ impl Int8Conv2d {
             ints.grid().u8_offset(),
             geometry,
         );
-        let epilogue = Epilogue {
-            mul: ints.scale.iter().map(|s| input.scale * s).collect(),
-            add: bias
-                .as_ref()
-                .map_or_else(|| vec![0.0; out_channels], |b| b.data().to_vec()),
-            output,
-            post: None,
-            relu: false,
-        };
         let device = layer.weight.val().device();
         let reference = Conv2d {
             weight: Param::from_tensor(ints.dequantized.to_tensor(&device)),

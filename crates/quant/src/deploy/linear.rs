@@ -5,7 +5,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 use super::kernel::{Epilogue, Grid, LinearWeights, executor};
-use super::{WeightInts, activation_grid, fake_quant_ops, flex_input, flex_output, param_values};
+use super::{LayerQuant, WeightInts, fake_quant_ops, flex_input, flex_output};
 use crate::{CalibrationConfig, Result};
 use compress_core::Dense;
 
@@ -36,15 +36,11 @@ impl Int8Linear {
         let weight = Dense::from_tensor(layer.weight.val(), &format!("{path}.weight"))?;
         let [in_features, out_features] = [weight.shape()[0], weight.shape()[1]];
         let ints = WeightInts::new(&weight, 1, calibration, path)?;
-        let input = activation_grid(calibration, path, "_input_")?;
-        let output = match calibration.get(path, "_output_") {
-            Some(_) => Some(activation_grid(calibration, path, "_output_")?),
-            None => None,
-        };
-        let bias = match &layer.bias {
-            Some(b) => Some(param_values(b.val(), calibration, path, "bias")?),
-            None => None,
-        };
+        let LayerQuant {
+            input,
+            bias,
+            epilogue,
+        } = LayerQuant::new(&ints, layer.bias.as_ref(), out_features, calibration, path)?;
         let exec = executor();
         let weights = LinearWeights::new(
             &exec,
@@ -54,15 +50,6 @@ impl Int8Linear {
             in_features,
             out_features,
         );
-        let epilogue = Epilogue {
-            mul: ints.scale.iter().map(|s| input.scale * s).collect(),
-            add: bias
-                .as_ref()
-                .map_or_else(|| vec![0.0; out_features], |b| b.data().to_vec()),
-            output,
-            post: None,
-            relu: false,
-        };
         let device = layer.weight.val().device();
         let reference = Linear {
             weight: Param::from_tensor(ints.dequantized.to_tensor(&device)),
@@ -72,8 +59,8 @@ impl Int8Linear {
             path: path.to_string(),
             weights,
             input,
+            output: epilogue.output,
             epilogue,
-            output,
             reference,
             in_features,
             out_features,

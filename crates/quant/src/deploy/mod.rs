@@ -124,6 +124,49 @@ fn activation_grid(calibration: &CalibrationConfig, module: &str, target: &str) 
     })
 }
 
+/// What an int8 Conv2d and Linear share: the `_input_` grid, the optional `_output_` grid, the bias
+/// values (fake-quantized when calibrated), and the epilogue that rescales the i32 accumulators
+/// (`input scale x weight scale` per output channel, plus the bias).
+struct LayerQuant {
+    input: Grid,
+    bias: Option<Dense<f32>>,
+    epilogue: kernel::Epilogue,
+}
+
+impl LayerQuant {
+    fn new(
+        ints: &WeightInts,
+        bias: Option<&burn::module::Param<Tensor<1>>>,
+        out_channels: usize,
+        calibration: &CalibrationConfig,
+        path: &str,
+    ) -> Result<Self> {
+        let input = activation_grid(calibration, path, "_input_")?;
+        let output = match calibration.get(path, "_output_") {
+            Some(_) => Some(activation_grid(calibration, path, "_output_")?),
+            None => None,
+        };
+        let bias = match bias {
+            Some(b) => Some(param_values(b.val(), calibration, path, "bias")?),
+            None => None,
+        };
+        let epilogue = kernel::Epilogue {
+            mul: ints.scale.iter().map(|s| input.scale * s).collect(),
+            add: bias
+                .as_ref()
+                .map_or_else(|| vec![0.0; out_channels], |b| b.data().to_vec()),
+            output,
+            post: None,
+            relu: false,
+        };
+        Ok(Self {
+            input,
+            bias,
+            epilogue,
+        })
+    }
+}
+
 /// A weight on its calibrated grid: integers in the weight's layout, one scale and zero point
 /// per output channel, and the dequantized values QuantSim computes with.
 struct WeightInts {
