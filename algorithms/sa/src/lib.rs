@@ -23,7 +23,11 @@
 //!
 //! Layer size is `params` for [`Measure::Params`] and [`Measure::FileBytes`], `macs` for
 //! [`Measure::Macs`] and [`Measure::Latency`] ([`SearchLayer::size`]); the evaluator's real
-//! cost decides whether a trial is within budget.
+//! cost decides whether a trial is within budget. With `size = "params"` the layers are *ordered*
+//! by their weight counts whatever the budget counts, as NNI orders them (its `n_i` is
+//! `weight.numel()`), while the rescale still weights them by the budget's measure so the
+//! predicted cost meets it: under a MACs budget that lets a many-MACs conv with few weights keep
+//! more channels than the large Linear layers, which the MACs ordering never allows.
 //!
 //! ## Where NNI loops forever, and what happens here
 //! - The start draw (NNI #3865, targets above 0.8): at most 200 draws (by then `low` is within
@@ -46,6 +50,7 @@
 //! | `perturbation_magnitude` | the perturbation at `T0`, > 0 (default 0.35) |
 //! | `seed` | the random stream (ChaCha8), an integer >= 0 (default 0) |
 //! | `max_evaluations` | an upper bound on evaluations, >= 1 (default 100) |
+//! | `size` | what orders the layers (a bigger one gets a bigger ratio): `budget` (the budget's measure, default), `params` (NNI's weight counts) or `macs` |
 //!
 //! ```
 //! use compress_core::search::{Budget, Candidate, Cost, Evaluation, Evaluator, Measure,
@@ -109,6 +114,9 @@ pub struct SimulatedAnnealingConfig {
     pub seed: u64,
     /// Upper bound on evaluations, >= 1 (default 100).
     pub max_evaluations: usize,
+    /// What orders the layers in the rescale (bigger gets a bigger ratio): `None` for the
+    /// budget's measure (default), `Some(Measure::Params)` for NNI's weight counts.
+    pub size: Option<Measure>,
 }
 
 impl Default for SimulatedAnnealingConfig {
@@ -120,6 +128,7 @@ impl Default for SimulatedAnnealingConfig {
             perturbation_magnitude: 0.35,
             seed: 0,
             max_evaluations: 100,
+            size: None,
         }
     }
 }
@@ -160,6 +169,7 @@ impl SimulatedAnnealingConfig {
             )?,
             seed: o.usize("seed", 0, 0)? as u64,
             max_evaluations: o.usize("max_evaluations", d.max_evaluations, 1)?,
+            size: size_option(table)?,
         };
         config.validate()?;
         Ok(config)
@@ -245,10 +255,12 @@ struct Annealing<'a> {
 }
 
 impl<'a> Annealing<'a> {
-    fn new(space: &'a SearchSpace, measure: Measure, share: f64) -> Self {
+    /// Layers sorted by their remaining size under `order`, weighted by `measure`.
+    fn new(space: &'a SearchSpace, measure: Measure, order: Measure, share: f64) -> Self {
         let mut layers: Vec<&SearchLayer> = space.layers.iter().collect();
         let left = |l: &SearchLayer| l.size(measure) * (1.0 - l.current_ratio);
-        layers.sort_by(|a, b| left(a).total_cmp(&left(b)));
+        let rank = |l: &SearchLayer| l.size(order) * (1.0 - l.current_ratio);
+        layers.sort_by(|a, b| rank(a).total_cmp(&rank(b)));
         let remaining: Vec<f64> = layers.iter().map(|l| left(l)).collect();
         let total = space.total(measure);
         let masked = space
@@ -363,7 +375,12 @@ impl Search for SimulatedAnnealing {
         let c = &self.config;
         let mut log = TrialLog::new(space, budget, objective, evaluator);
         let share = space.reachable_share(budget, log.dense())?;
-        let problem = Annealing::new(space, budget.measure, share);
+        let problem = Annealing::new(
+            space,
+            budget.measure,
+            c.size.unwrap_or(budget.measure),
+            share,
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
         if problem.target <= 0.0 {
             // Nothing to prune (NNI: every layer at 0, no perturbation): one evaluation.
@@ -392,6 +409,23 @@ impl Search for SimulatedAnnealing {
     }
 }
 
+/// The `size` option: `budget` (or absent) -> `None`, otherwise a [`Measure`] name.
+fn size_option(table: &compress_core::toml::Table) -> Result<Option<Measure>> {
+    let Some(value) = table.get("size") else {
+        return Ok(None);
+    };
+    let invalid = || CompressError::Algorithm {
+        algorithm: NAME.into(),
+        message: format!("'size' must be \"budget\", \"params\" or \"macs\", found {value}"),
+    };
+    match value.as_str().ok_or_else(invalid)? {
+        "budget" => Ok(None),
+        "params" => Ok(Some(Measure::Params)),
+        "macs" => Ok(Some(Measure::Macs)),
+        _ => Err(invalid()),
+    }
+}
+
 fn build(options: &compress_core::toml::Table) -> Result<Algorithm> {
     Ok(Algorithm::Search(Box::new(
         SimulatedAnnealingConfig::from_table(options)?.init()?,
@@ -410,6 +444,7 @@ inventory::submit! {
             "perturbation_magnitude",
             "seed",
             "max_evaluations",
+            "size",
         ],
         build,
     }

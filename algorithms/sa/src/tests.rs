@@ -30,7 +30,8 @@ fn three_sizes(max_ratio: f64) -> SearchSpace {
 /// The metric of the `i`-th evaluation of a candidate.
 type Metric = Box<dyn FnMut(usize, &Candidate) -> f64>;
 
-/// Real cost = the layers' remaining size (the prediction); the metric is chosen per test.
+/// Real cost = the layers' remaining params and MACs (the prediction); the metric is chosen
+/// per test.
 struct Mock {
     space: SearchSpace,
     dense: Cost,
@@ -44,7 +45,7 @@ impl Mock {
         Self {
             space: space.clone(),
             dense: Cost {
-                macs: params * 10,
+                macs: space.total(Measure::Macs) as u64,
                 params,
                 file_bytes: params * 4,
                 latency_ms: None,
@@ -67,12 +68,18 @@ impl Evaluator for Mock {
             .map(|l| l.params as f64 * (1.0 - c.ratios[&l.name]))
             .sum();
         let params = left.round() as u64;
+        let macs: f64 = self
+            .space
+            .layers
+            .iter()
+            .map(|l| l.macs as f64 * (1.0 - c.ratios[&l.name]))
+            .sum();
         let metric = (self.metric)(self.calls, c);
         self.calls += 1;
         Ok(Evaluation {
             metric,
             cost: Cost {
-                macs: params * 10,
+                macs: macs.round() as u64,
                 params,
                 file_bytes: params * 4,
                 latency_ms: None,
@@ -338,5 +345,44 @@ fn out_of_range_options_are_refused_naming_the_key() {
     assert_eq!(
         err("max_evaluations = 0"),
         "algorithm 'simulated-annealing': 'max_evaluations' must be an integer >= 1, found 0"
+    );
+}
+
+#[test]
+fn size_params_orders_layers_by_weights_under_a_macs_budget() {
+    // "conv" has few weights but the most MACs; "fc" many weights and few MACs.
+    let mut conv = layer("conv", 100);
+    conv.macs = 100_000;
+    let mut fc = layer("fc", 10_000);
+    fc.macs = 10_000;
+    let space = SearchSpace::new(vec![conv, fc]);
+    let budget = Budget::new(Measure::Macs, 0.6).unwrap();
+    let run = |size: &str| {
+        let table: compress_core::toml::Table = format!("size = \"{size}\"").parse().unwrap();
+        let mut mock = Mock::new(&space, |i, _| i as f64);
+        SimulatedAnnealingConfig::from_table(&table)
+            .unwrap()
+            .init()
+            .unwrap()
+            .search(&space, &budget, Objective::Maximize, &mut mock)
+            .unwrap_or_else(|e| panic!("size = {size}: {e}"))
+    };
+    for t in run("budget").trials {
+        let r = &t.candidate.ratios;
+        assert!(r["conv"] >= r["fc"], "MACs order: {r:?}");
+    }
+    for t in run("params").trials {
+        let r = &t.candidate.ratios;
+        assert!(r["fc"] >= r["conv"], "weight order: {r:?}");
+        // Still weighted by MACs: the predicted MACs share meets the budget.
+        let share = space.pruned_share(&t.candidate, Measure::Macs);
+        assert!((0.4 - 1e-9..0.4 + 2e-3).contains(&share), "{share}");
+    }
+    let table: compress_core::toml::Table = "size = \"flops\"".parse().unwrap();
+    assert_eq!(
+        SimulatedAnnealingConfig::from_table(&table)
+            .unwrap_err()
+            .to_string(),
+        "algorithm 'simulated-annealing': 'size' must be \"budget\", \"params\" or \"macs\", found \"flops\""
     );
 }

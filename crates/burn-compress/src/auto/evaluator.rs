@@ -23,6 +23,8 @@ use crate::recipe::latency_ms;
 
 /// Bisection steps of the budget fill (a factor resolution of 2^-10).
 const FILL_STEPS: usize = 10;
+/// At most this many channels are given back by the fill's top-up.
+const TOP_UP_STEPS: usize = 64;
 
 /// How candidates are fine-tuned and judged: shared by the evaluator and the scheduler.
 #[derive(Clone, Copy)]
@@ -219,9 +221,11 @@ where
     /// pruning a layer's outputs also shrinks the next layer's inputs, so its candidates tend
     /// to land well under the budget. With a fill budget, every candidate's ratios are scaled
     /// by the smallest common factor in `[0, 1]` whose measured cost still meets it (a
-    /// bisection), and that scaled candidate is the one pruned and judged
-    /// ([`filled`](Self::filled) maps one to the other). A candidate over the budget is measured
-    /// as it is.
+    /// bisection), then channels are given back one at a time (at most 64) to the layer that
+    /// keeps the smallest share of its output channels while the measured cost still meets
+    /// it (the slack a common factor leaves is often worth several channels of a thin layer),
+    /// and that candidate is the one pruned and judged ([`filled`](Self::filled) maps one to
+    /// the other). A candidate over the budget is measured as it is.
     pub fn set_fill(&mut self, budget: Option<Budget>) {
         self.fill = budget;
         self.filled.clear();
@@ -268,6 +272,41 @@ where
                     lo = mid;
                 }
             }
+            // Top-up: the common factor leaves what one layer's channel costs unspent; give
+            // channels back one at a time to the layer that keeps the smallest share of its
+            // channels, as long as the measured cost still meets the budget.
+            let channels: BTreeMap<String, usize> =
+                super::search_space(&self.model, &self.graph, None, 1.0)?
+                    .layers
+                    .into_iter()
+                    .map(|l| (l.name, l.out_channels))
+                    .collect();
+            for _ in 0..TOP_UP_STEPS {
+                let mut order: Vec<(f64, &String, f64)> = best
+                    .ratios
+                    .iter()
+                    .filter_map(|(name, &r)| {
+                        let c = *channels.get(name)? as f64;
+                        // The allocator prunes floor(c * r) channels.
+                        let pruned = (c * r + 1e-9).floor();
+                        (pruned >= 1.0).then(|| ((c - pruned) / c, name, (pruned - 0.5) / c))
+                    })
+                    .collect();
+                order.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let mut grown = None;
+                for (_, name, ratio) in order {
+                    let mut c = best.clone();
+                    c.ratios.insert(name.clone(), ratio.max(0.0));
+                    if meets(self, &c)? {
+                        grown = Some(c);
+                        break;
+                    }
+                }
+                match grown {
+                    Some(c) => best = c,
+                    None => break,
+                }
+            }
         }
         self.filled.push((candidate.clone(), best.clone()));
         Ok(best)
@@ -279,8 +318,9 @@ where
     }
 
     /// The model pruned by `candidate` and sped up, with the plan that did it (an empty plan
-    /// when nothing is pruned). Training pruners get one pass over the training split at
-    /// learning rate 0 to gather what they need.
+    /// when nothing is pruned). Pruners that gather a statistic (Taylor) get one pass over the
+    /// training split at learning rate 0; pruners that train the weights (ADMM, learned scores)
+    /// train at the run's learning rate for as long as their own options say.
     ///
     /// # Errors
     /// Config, pruning and speedup errors.
@@ -294,6 +334,9 @@ where
             return Ok((self.model.clone(), Plan::default()));
         };
         let trainable = compress_core::mask::deep_copy(&self.model).train();
+        // Pruners that train the weights (ADMM, learned scores) train at the run's learning
+        // rate; statistic gatherers (Taylor) see the data at learning rate 0.
+        let trains = self.pruner.admm().is_some() || self.pruner.learned_scores().is_some();
         let training = Training {
             data: self.judge.train,
             forward: &|m: &M, x: Tensor<4>| m.classify(x),
@@ -301,7 +344,7 @@ where
                 epochs: 1,
                 max_steps: None,
                 batch_size: self.judge.batch_size,
-                lr: 0.0,
+                lr: if trains { self.judge.lr } else { 0.0 },
                 optimizer: OptimizerKind::Adam,
                 seed: self.seed,
                 progress: false,

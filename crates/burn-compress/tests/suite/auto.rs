@@ -219,6 +219,81 @@ fn a_searched_schedule_meets_the_budget_and_reports_every_candidate_and_the_unif
     assert!(svg.starts_with("<svg") && svg.contains("chosen") && svg.contains("uniform"));
 }
 
+/// LeNet-5's MACs with `a`, `b`, `c`, `d` output channels kept in conv1, conv2, fc1, fc2.
+fn lenet_macs(a: u64, b: u64, c: u64, d: u64) -> u64 {
+    a * 28 * 28 * 25 + b * a * 10 * 10 * 25 + c * b * 25 + d * c + 10 * d
+}
+
+#[test]
+fn the_budget_fill_gives_back_every_channel_that_still_fits() {
+    let model = lenet();
+    let (train, test) = data(128, 100);
+    let mut s = settings("macs/6");
+    s.iterations = 1;
+    s.final_epochs = 0;
+    s.uniform_baseline = false;
+    s.search_options = "max_evaluations = 3\nsize = \"params\"".parse().unwrap();
+    let outcome = auto_compress(&model, &train, &test, IMAGE, &s, |_| {}).unwrap();
+    let r = &outcome.report;
+    let limit = r.dense.macs / 6;
+    let channels = [6u64, 16, 120, 84];
+    let layers = ["conv1", "conv2", "fc1", "fc2"];
+    let search: Vec<_> = r
+        .candidates
+        .iter()
+        .filter(|c| c.phase == "search" && c.within_budget)
+        .collect();
+    assert!(!search.is_empty());
+    for c in search {
+        // The allocator prunes floor(n * ratio) channels.
+        let kept: Vec<u64> = layers
+            .iter()
+            .zip(channels)
+            .map(|(l, n)| n - (n as f64 * c.ratios[*l] + 1e-9).floor() as u64)
+            .collect();
+        let macs = |k: &[u64]| lenet_macs(k[0], k[1], k[2], k[3]);
+        assert_eq!(macs(&kept), c.macs, "{:?}", c.ratios);
+        assert!(c.macs <= limit);
+        // No layer can take one more channel within the budget.
+        for (i, n) in channels.iter().enumerate() {
+            if kept[i] < *n {
+                let mut more = kept.clone();
+                more[i] += 1;
+                assert!(macs(&more) > limit, "{} could keep {:?}", layers[i], more);
+            }
+        }
+    }
+}
+
+#[test]
+fn autocompress_is_annealing_with_admm_on_the_lottery_schedule() {
+    let model = lenet();
+    let (train, test) = data(128, 100);
+    let mut s = settings("macs/3");
+    s.search = "simulated-annealing".into();
+    s.search_options = "max_evaluations = 2".parse().unwrap();
+    s.pruner = "admm".into();
+    // Channels, so that speedup removes them (ADMM defaults to fine-grained, as NNI).
+    s.pruner_options = "iterations = 2\ntraining_epochs = 1\ngranularity = \"coarse-grained\""
+        .parse()
+        .unwrap();
+    s.schedule = IterativeSchedule::Lottery;
+    s.iterations = 2;
+    s.uniform_baseline = false;
+    let outcome = auto_compress(&model, &train, &test, IMAGE, &s, |_| {}).unwrap();
+    let r = &outcome.report;
+    assert_eq!(
+        (r.search.as_str(), r.pruner.as_str()),
+        ("simulated-annealing", "admm")
+    );
+    assert_eq!(r.schedule, "lottery");
+    assert_eq!(r.schedule_log.len(), 2);
+    assert!(r.chosen.macs * 3 <= r.dense.macs, "{}", r.chosen.macs);
+    let graph = capture(&outcome.model, |m, d| m.classify(Tensor::zeros(IMAGE, d))).unwrap();
+    assert_eq!(burn_compress::graph::count(&graph).macs, r.chosen.macs);
+    assert!(r.uniform.is_none());
+}
+
 #[test]
 fn a_budget_that_cannot_be_met_names_the_closest_achievable_cost() {
     let model = lenet();
