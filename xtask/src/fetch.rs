@@ -511,7 +511,7 @@ pub fn run(args: &[String], workspace: &Path) -> Result<(), String> {
             name => names.push(name.to_string()),
         }
     }
-    for pin in select(&names).map_err(|e| e.to_string())? {
+    for pin in select(&names).map_err(|e| format!("fetch: {e}"))? {
         let started = std::time::Instant::now();
         match fetch(pin, &options) {
             Ok(outcome) => {
