@@ -64,7 +64,9 @@ impl ImageFolder {
             })
             .collect();
         if files.is_empty() {
-            return Err(read(format!("no image named '{start}*' (.jpg, .jpeg or .png)")));
+            return Err(read(format!(
+                "no image named '{start}*' (.jpg, .jpeg or .png)"
+            )));
         }
         files.sort();
         let mut folder = Self {
@@ -151,8 +153,8 @@ pub fn decode_image(path: &Path, size: usize) -> Result<Vec<f32>, ZooError> {
         message,
     };
     let bytes = std::fs::read(path).map_err(|e| image_error(e.to_string()))?;
-    let format = image::guess_format(&bytes)
-        .map_err(|e| image_error(format!("does not decode: {e}")))?;
+    let format =
+        image::guess_format(&bytes).map_err(|e| image_error(format!("does not decode: {e}")))?;
     // zune-jpeg (through `image`) decodes a truncated JPEG into a partly grey picture without
     // an error; PIL refuses it ("image file is truncated"), and so do we.
     if format == image::ImageFormat::Jpeg && !jpeg_is_complete(&bytes) {
@@ -204,10 +206,14 @@ mod tests {
 
     #[test]
     fn a_jpeg_is_complete_when_its_end_marker_follows_its_last_scan() {
-        assert!(jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 0xFF, 0, 2, 0xFF, 0xD9]));
+        assert!(jpeg_is_complete(&[
+            0xFF, 0xD8, 0xFF, 0xDA, 1, 0xFF, 0, 2, 0xFF, 0xD9
+        ]));
         assert!(!jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 0xFF, 0, 2]));
         // A thumbnail's end marker before the main scan does not count.
-        assert!(!jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xD9, 0xFF, 0xDA, 1, 2]));
+        assert!(!jpeg_is_complete(&[
+            0xFF, 0xD8, 0xFF, 0xD9, 0xFF, 0xDA, 1, 2
+        ]));
     }
 
     #[test]

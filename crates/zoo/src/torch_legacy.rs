@@ -139,11 +139,15 @@ impl<'a> Cursor<'a> {
     }
 
     fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn line(&mut self) -> Result<String, String> {
@@ -181,9 +185,9 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TorchTensor>, String> {
         other => return Err(format!("unsupported torch.save protocol version {other:?}")),
     }
     if let Value::Dict(info) = unpickle(&mut cursor)? {
-        let big_endian = info.iter().any(|(k, v)| {
-            matches!((k, v), (Value::Str(k), Value::Bool(false)) if k == "little_endian")
-        });
+        let big_endian = info.iter().any(
+            |(k, v)| matches!((k, v), (Value::Str(k), Value::Bool(false)) if k == "little_endian"),
+        );
         if big_endian {
             return Err("big-endian checkpoints are not supported".into());
         }
@@ -352,7 +356,9 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
             let shape = as_usizes(&args[2], "tensor size")?;
             let stride = as_usizes(&args[3], "tensor stride")?;
             if shape.len() != stride.len() {
-                return Err(format!("size {shape:?} and stride {stride:?} differ in rank"));
+                return Err(format!(
+                    "size {shape:?} and stride {stride:?} differ in rank"
+                ));
             }
             Ok(Value::Tensor(View {
                 storage,
@@ -371,7 +377,11 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
 fn unpickle(cursor: &mut Cursor) -> Result<Value, String> {
     let mut stack: Vec<Value> = Vec::new();
     let mut memo: HashMap<u32, Value> = HashMap::new();
-    let pop = |stack: &mut Vec<Value>| stack.pop().ok_or_else(|| "pickle stack underflow".to_string());
+    let pop = |stack: &mut Vec<Value>| {
+        stack
+            .pop()
+            .ok_or_else(|| "pickle stack underflow".to_string())
+    };
     let pop_mark = |stack: &mut Vec<Value>| -> Result<Vec<Value>, String> {
         let mark = stack
             .iter()
@@ -387,7 +397,9 @@ fn unpickle(cursor: &mut Cursor) -> Result<Value, String> {
             0x80 => {
                 let proto = cursor.u8()?;
                 if proto > 2 {
-                    return Err(format!("pickle protocol {proto} (legacy torch.save uses 2)"));
+                    return Err(format!(
+                        "pickle protocol {proto} (legacy torch.save uses 2)"
+                    ));
                 }
             }
             b'.' => return pop(&mut stack),
@@ -427,7 +439,10 @@ fn unpickle(cursor: &mut Cursor) -> Result<Value, String> {
             }
             b'r' => {
                 let key = cursor.u32()?;
-                memo.insert(key, stack.last().ok_or("LONG_BINPUT on an empty stack")?.clone());
+                memo.insert(
+                    key,
+                    stack.last().ok_or("LONG_BINPUT on an empty stack")?.clone(),
+                );
             }
             b'h' | b'j' => {
                 let key = if op == b'h' {
@@ -588,6 +603,9 @@ mod tests {
     #[test]
     fn a_zip_checkpoint_is_refused_with_a_hint() {
         let err = read_state_dict(b"PK\x03\x04rest").unwrap_err();
-        assert!(err.starts_with("not a legacy (non-zip) torch.save file"), "{err}");
+        assert!(
+            err.starts_with("not a legacy (non-zip) torch.save file"),
+            "{err}"
+        );
     }
 }

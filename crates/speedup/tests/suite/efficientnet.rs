@@ -14,10 +14,13 @@ use compress_zoo::{EfficientNetLite0, ImageFolder};
 use crate::common::max_abs_diff;
 use crate::groups::L1;
 
-const EXPANSIONS: &str = "[[config_list]]\nop_names_re = ['_blocks\\.[0-9]+\\._expand_conv']\nsparse_ratio = 0.3\n";
+const EXPANSIONS: &str =
+    "[[config_list]]\nop_names_re = ['_blocks\\.[0-9]+\\._expand_conv']\nsparse_ratio = 0.3\n";
 
 fn repo(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 #[test]
@@ -47,13 +50,20 @@ fn lite0_with_30_percent_of_its_expansions_pruned_equals_the_propagated_masks() 
         let k = block._depthwise_conv.weight.dims()[2];
         let expand = block._expand_conv.as_ref().unwrap();
         assert_eq!(expand.weight.dims()[0], kept, "block {n}");
-        assert_eq!(block._depthwise_conv.weight.dims(), [kept, 1, k, k], "block {n}");
+        assert_eq!(
+            block._depthwise_conv.weight.dims(),
+            [kept, 1, k, k],
+            "block {n}"
+        );
         assert_eq!(block._depthwise_conv.groups, kept, "block {n}");
         assert_eq!(block._bn1.gamma.dims(), [kept], "block {n}");
         assert_eq!(block._project_conv.weight.dims()[1], kept, "block {n}");
     }
     // Block 0 has no expansion: untouched.
-    assert_eq!(small._blocks[0]._depthwise_conv.weight.dims(), [32, 1, 3, 3]);
+    assert_eq!(
+        small._blocks[0]._depthwise_conv.weight.dims(),
+        [32, 1, 3, 3]
+    );
 
     let propagated = report.plan.to_masks().apply_hard(&model).unwrap();
     let (ours, reference) = (small.forward(x.clone()), propagated.forward(x));

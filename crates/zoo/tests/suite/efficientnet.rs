@@ -9,7 +9,9 @@ use burn::prelude::*;
 use compress_zoo::{AnyModel, Arch, EfficientNetLite0, ImageClassifier, ImageFolder, ZooError};
 
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 fn weights() -> PathBuf {
@@ -62,8 +64,16 @@ fn dense_lite0_gets_17_of_20_top1_and_20_of_20_top5_on_foolbox_imagenet() {
         "efficientnet-lite0: dense forward of 20 images at 224x224 in {:.2} s",
         start.elapsed().as_secs_f64()
     );
-    let top1 = top.iter().zip(&images.labels).filter(|(t, l)| t[0] == **l).count();
-    let top5 = top.iter().zip(&images.labels).filter(|(t, l)| t.contains(l)).count();
+    let top1 = top
+        .iter()
+        .zip(&images.labels)
+        .filter(|(t, l)| t[0] == **l)
+        .count();
+    let top5 = top
+        .iter()
+        .zip(&images.labels)
+        .filter(|(t, l)| t.contains(l))
+        .count();
     assert_eq!((top1, top5), (17, 20), "top-5 per image: {top:?}");
 }
 
@@ -83,8 +93,15 @@ fn flipped_images_are_mirrored_and_classified_through_the_image_classifier_trait
     // A mirrored photo keeps its class: most flips stay in the top 5 of their label.
     let logits = model.classify(flipped.images(&device).narrow(0, 0, 5));
     let top = top_k(&logits, 5);
-    let hits = top.iter().zip(&flipped.labels).filter(|(t, l)| t.contains(l)).count();
-    assert!(hits >= 4, "flips in their label's top 5: {hits} of 5 ({top:?})");
+    let hits = top
+        .iter()
+        .zip(&flipped.labels)
+        .filter(|(t, l)| t.contains(l))
+        .count();
+    assert!(
+        hits >= 4,
+        "flips in their label's top 5: {hits} of 5 ({top:?})"
+    );
 }
 
 /// `scripts/reference/efficientnet_lite0.py`: pixel (c, y, x) = 0.5 + 0.5 sin(0.1 (c + 1) x +
@@ -118,11 +135,17 @@ fn logits_equal_the_independent_numpy_forward() {
     let values = logits.to_data().try_to_vec::<f32>().unwrap();
     for (class, expected) in TOP5.iter().zip(TOP5_LOGITS) {
         let got = values[*class];
-        assert!((got - expected).abs() < 1e-3, "class {class}: {got} vs {expected}");
+        assert!(
+            (got - expected).abs() < 1e-3,
+            "class {class}: {got} vs {expected}"
+        );
     }
     for (class, expected) in FIRST4.iter().enumerate() {
         let got = values[class];
-        assert!((got - expected).abs() < 1e-3, "class {class}: {got} vs {expected}");
+        assert!(
+            (got - expected).abs() < 1e-3,
+            "class {class}: {got} vs {expected}"
+        );
     }
 }
 
@@ -152,7 +175,12 @@ fn parameter_paths_are_the_checkpoint_keys() {
     ] {
         assert!(visitor.paths.iter().any(|p| p == key), "no '{key}'");
     }
-    assert!(!visitor.paths.iter().any(|p| p == "_blocks.0._expand_conv.weight"));
+    assert!(
+        !visitor
+            .paths
+            .iter()
+            .any(|p| p == "_blocks.0._expand_conv.weight")
+    );
 }
 
 #[derive(Default)]
@@ -209,7 +237,8 @@ fn a_folder_without_matching_images_or_a_missing_one_is_an_error() {
     );
     let err = ImageFolder::load(&repo("data/external/no-such-set"), 224, "x").unwrap_err();
     assert!(
-        err.to_string().ends_with("run `cargo xtask fetch no-such-set`"),
+        err.to_string()
+            .ends_with("run `cargo xtask fetch no-such-set`"),
         "{err}"
     );
 }
