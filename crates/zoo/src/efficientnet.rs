@@ -140,8 +140,10 @@ impl MBConvBlock {
 ///
 /// Parameter paths equal the checkpoint's keys (`_conv_stem.weight`,
 /// `_blocks.3._depthwise_conv.weight`, `_fc.bias`, ...), with Burn's `gamma`/`beta` for BatchNorm
-/// `weight`/`bias` and without `num_batches_tracked`. The forward takes normalised images: run
-/// [`EfficientNetLite0::preprocess`] on RGB images in `[0, 1]` first.
+/// `weight`/`bias` and without `num_batches_tracked`. [`EfficientNetLite0::forward`] takes
+/// normalised images (run [`EfficientNetLite0::preprocess`] on RGB in `[0, 1]` first);
+/// [`crate::ImageClassifier::classify`] and [`crate::AnyModel::forward`] take RGB in `[0, 1]`
+/// and normalise it themselves.
 #[derive(Module, Debug)]
 pub struct EfficientNetLite0 {
     /// `_conv_stem`: `Conv2d(3 -> 32, k3, stride 2, no bias)`, weight `[32, 3, 3, 3]`.

@@ -90,18 +90,14 @@ fn flipped_images_are_mirrored_and_classified_through_the_image_classifier_trait
         let at = |x: usize| ((c * 224) + y) * 224 + x;
         assert_eq!(b[at(x)], a[at(223 - x)]);
     }
-    // A mirrored photo keeps its class: most flips stay in the top 5 of their label.
-    let logits = model.classify(flipped.images(&device).narrow(0, 0, 5));
+    // A mirrored photo keeps its class: the flips stay in their label's top 5 about as often
+    // as the originals (20 of 20).
+    let logits = model.classify(flipped.images(&device));
     let top = top_k(&logits, 5);
-    let hits = top
-        .iter()
-        .zip(&flipped.labels)
-        .filter(|(t, l)| t.contains(l))
-        .count();
-    assert!(
-        hits >= 4,
-        "flips in their label's top 5: {hits} of 5 ({top:?})"
-    );
+    let top1 = top.iter().zip(&flipped.labels).filter(|(t, l)| t[0] == **l).count();
+    let top5 = top.iter().zip(&flipped.labels).filter(|(t, l)| t.contains(l)).count();
+    eprintln!("efficientnet-lite0 on the 20 flipped images: top-1 {top1}/20, top-5 {top5}/20");
+    assert!(top5 >= 18, "flips in their label's top 5: {top5} of 20 ({top:?})");
 }
 
 /// `scripts/reference/efficientnet_lite0.py`: pixel (c, y, x) = 0.5 + 0.5 sin(0.1 (c + 1) x +
