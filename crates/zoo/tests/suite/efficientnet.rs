@@ -94,10 +94,21 @@ fn flipped_images_are_mirrored_and_classified_through_the_image_classifier_trait
     // as the originals (20 of 20).
     let logits = model.classify(flipped.images(&device));
     let top = top_k(&logits, 5);
-    let top1 = top.iter().zip(&flipped.labels).filter(|(t, l)| t[0] == **l).count();
-    let top5 = top.iter().zip(&flipped.labels).filter(|(t, l)| t.contains(l)).count();
+    let top1 = top
+        .iter()
+        .zip(&flipped.labels)
+        .filter(|(t, l)| t[0] == **l)
+        .count();
+    let top5 = top
+        .iter()
+        .zip(&flipped.labels)
+        .filter(|(t, l)| t.contains(l))
+        .count();
     eprintln!("efficientnet-lite0 on the 20 flipped images: top-1 {top1}/20, top-5 {top5}/20");
-    assert!(top5 >= 18, "flips in their label's top 5: {top5} of 20 ({top:?})");
+    assert!(
+        top5 >= 18,
+        "flips in their label's top 5: {top5} of 20 ({top:?})"
+    );
 }
 
 /// `scripts/reference/efficientnet_lite0.py`: pixel (c, y, x) = 0.5 + 0.5 sin(0.1 (c + 1) x +
@@ -143,6 +154,28 @@ fn logits_equal_the_independent_numpy_forward() {
             "class {class}: {got} vs {expected}"
         );
     }
+}
+
+#[test]
+fn the_real_weights_round_trip_through_pytorch_safetensors_at_any_image_size() {
+    use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+    let device = Device::flex();
+    let model = EfficientNetLite0::load(&weights(), &device).unwrap();
+    let path = scratch("effnet_safetensors").join("lite0.safetensors");
+    let mut store = SafetensorsStore::from_file(&path).with_to_adapter(BurnToPyTorchAdapter);
+    model.save_into(&mut store).unwrap();
+    // Not a legacy pickle: AnyModel::load reads it as PyTorch-named safetensors.
+    let loaded = AnyModel::load(Arch::EfficientNetLite0, &path, &device).unwrap();
+    // 100x100: odd feature maps (25, 13, 7) after the stride-2 convs, so "same" padding puts
+    // the extra row at the bottom on some and none on others.
+    let x = synthetic_image(&device).narrow(2, 0, 100).narrow(3, 0, 100);
+    let expected = model.classify(x.clone());
+    let got = loaded.forward(x);
+    assert_eq!(got.dims(), [1, 1000]);
+    got.into_data().assert_approx_eq::<f32>(
+        &expected.into_data(),
+        burn::tensor::Tolerance::absolute(1e-6),
+    );
 }
 
 #[test]
