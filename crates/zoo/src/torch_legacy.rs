@@ -1,10 +1,10 @@
 //! A reader for PyTorch's legacy (pre-1.6, non-zip) `torch.save` format, enough for a
 //! `state_dict` of float tensors.
 //!
-//! burn-store's `PytorchStore` delegates to the `pytorch-reader` crate, which documents legacy
-//! support, but it sits behind burn's `pytorch` feature: enabling it changes the workspace's one
-//! burn feature set (a rebuild of burn for every crate) and adds a crate the lock file does not
-//! have. This reader is the documented conversion instead: it turns the checkpoint into
+//! burn-store 0.22.1's `PytorchStore` delegates to the `pytorch-reader` crate (upstream's reader
+//! documents legacy-format support; that crate's source is not in this workspace's registry), and
+//! it sits behind burn's `pytorch` feature: enabling it changes the workspace's one burn feature
+//! set (a rebuild of burn for every crate) and adds a crate the lock file does not have. This reader is the documented conversion instead: it turns the checkpoint into
 //! PyTorch-named float tensors, which [`crate::load`] writes into an in-memory safetensors
 //! buffer and loads through burn-store's `SafetensorsStore` with its `PyTorchToBurnAdapter`,
 //! exactly as the zoo loads every other PyTorch checkpoint.
