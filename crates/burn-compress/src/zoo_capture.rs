@@ -44,6 +44,13 @@ pub fn capture_zoo(model: &AnyModel, shape: &[usize]) -> compress_graph::Result<
         (AnyModel::MobileNetV2(m), &[b, c, h, w]) => {
             capture(m, |m, d| m.forward(Tensor::zeros([b, c, h, w], d)))
         }
+        // As `AnyModel::forward`: RGB in [0, 1], normalised by the model's preprocessing.
+        (AnyModel::EfficientNetLite0(m), &[b, c, h, w]) => capture(m, |m, d| {
+            m.forward(compress_zoo::EfficientNetLite0::preprocess(Tensor::zeros(
+                [b, c, h, w],
+                d,
+            )))
+        }),
         _ => Err(bad("image models take [batch, channels, height, width]")),
     }
 }

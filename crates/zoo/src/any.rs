@@ -8,8 +8,8 @@ use burn::prelude::*;
 
 use crate::load::safetensors_shape;
 use crate::{
-    BasicBlock, Bottleneck, LeNet5, LeNet300100, Mlp, MobileNetV2, ResNet, SmallCnn,
-    TinyTransformer, ZooError, load_pytorch_safetensors,
+    BasicBlock, Bottleneck, EfficientNetLite0, LeNet5, LeNet300100, Mlp, MobileNetV2, ResNet,
+    SmallCnn, TinyTransformer, ZooError, load_pytorch_safetensors, torch_legacy,
 };
 
 /// A zoo architecture, by its CLI name.
@@ -31,11 +31,13 @@ pub enum Arch {
     MobileNetV2,
     /// `tiny-transformer`
     TinyTransformer,
+    /// `efficientnet-lite0`
+    EfficientNetLite0,
 }
 
 impl Arch {
     /// Every architecture.
-    pub const ALL: [Arch; 8] = [
+    pub const ALL: [Arch; 9] = [
         Arch::SmallCnn,
         Arch::Mlp,
         Arch::LeNet5,
@@ -44,6 +46,7 @@ impl Arch {
         Arch::ResNet50,
         Arch::MobileNetV2,
         Arch::TinyTransformer,
+        Arch::EfficientNetLite0,
     ];
 
     /// The CLI name.
@@ -57,6 +60,7 @@ impl Arch {
             Arch::ResNet50 => "resnet50",
             Arch::MobileNetV2 => "mobilenet_v2",
             Arch::TinyTransformer => "tiny-transformer",
+            Arch::EfficientNetLite0 => "efficientnet-lite0",
         }
     }
 
@@ -70,7 +74,8 @@ impl Arch {
     /// The image batch shape [`AnyModel::forward`] takes for a batch of `n`: 8x8 images
     /// (UCI digits) for `small-cnn` and `mlp`, 28x28 (MNIST) for the LeNets, 64x64 RGB for the
     /// ImageNet models (`resnet18`, `resnet50`, `mobilenet_v2`; they take any size of at least
-    /// 32x32, 224x224 being ImageNet's).
+    /// 32x32, 224x224 being ImageNet's), 224x224 RGB for `efficientnet-lite0` (its weights are
+    /// real ImageNet ones).
     ///
     /// # Panics
     /// For `tiny-transformer`, which takes token ids (see [`Arch::takes_tokens`] and
@@ -80,6 +85,10 @@ impl Arch {
             Arch::SmallCnn | Arch::Mlp => [n, 1, 8, 8],
             Arch::LeNet5 | Arch::LeNet300100 => [n, 1, 28, 28],
             Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV2 => [n, 3, 64, 64],
+            Arch::EfficientNetLite0 => {
+                let side = EfficientNetLite0::IMAGE_SIZE;
+                [n, 3, side, side]
+            }
             Arch::TinyTransformer => {
                 panic!("'tiny-transformer' takes token ids, not images: use Arch::token_shape")
             }
@@ -93,10 +102,10 @@ impl Arch {
     }
 
     /// The number of classes [`AnyModel::init`] builds: 1000 (ImageNet) for `resnet18`,
-    /// `resnet50` and `mobilenet_v2`, 10 for the others.
+    /// `resnet50`, `mobilenet_v2` and `efficientnet-lite0`, 10 for the others.
     pub fn default_num_classes(self) -> usize {
         match self {
-            Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV2 => 1000,
+            Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV2 | Arch::EfficientNetLite0 => 1000,
             Arch::SmallCnn
             | Arch::Mlp
             | Arch::LeNet5
@@ -108,12 +117,14 @@ impl Arch {
     /// The PyTorch name of the classifier weight (`[num_classes, in]`) from which
     /// [`AnyModel::load`] reads the number of classes, for the architectures whose class count
     /// is not fixed: `fc.weight` (ResNets), `classifier.1.weight` (MobileNetV2), `head.weight`
-    /// (tiny-transformer). `None` for the 10-class digit models.
+    /// (tiny-transformer), `_fc.weight` (efficientnet-lite0). `None` for the 10-class digit
+    /// models.
     pub fn classifier_weight(self) -> Option<&'static str> {
         match self {
             Arch::ResNet18 | Arch::ResNet50 => Some("fc.weight"),
             Arch::MobileNetV2 => Some("classifier.1.weight"),
             Arch::TinyTransformer => Some("head.weight"),
+            Arch::EfficientNetLite0 => Some("_fc.weight"),
             Arch::SmallCnn | Arch::Mlp | Arch::LeNet5 | Arch::LeNet300100 => None,
         }
     }
@@ -175,6 +186,8 @@ any_model! {
     MobileNetV2(MobileNetV2),
     /// [`TinyTransformer`].
     TinyTransformer(TinyTransformer),
+    /// [`EfficientNetLite0`].
+    EfficientNetLite0(EfficientNetLite0),
 }
 
 /// Run `$body` with `$m` bound to the concrete model inside an [`AnyModel`]:
@@ -198,6 +211,7 @@ macro_rules! dispatch {
             $crate::AnyModel::ResNet18($m) => $body,
             $crate::AnyModel::ResNet50($m) => $body,
             $crate::AnyModel::MobileNetV2($m) => $body,
+            $crate::AnyModel::EfficientNetLite0($m) => $body,
             $crate::AnyModel::TinyTransformer($t) => $tokens,
         }
     };
@@ -226,10 +240,15 @@ impl AnyModel {
             Arch::TinyTransformer => {
                 AnyModel::TinyTransformer(TinyTransformer::new(num_classes, device))
             }
+            Arch::EfficientNetLite0 => {
+                AnyModel::EfficientNetLite0(EfficientNetLite0::new(num_classes, device))
+            }
         }
     }
 
-    /// A model loaded from PyTorch-named safetensors. For the architectures with an
+    /// A model loaded from PyTorch-named safetensors, or, for `efficientnet-lite0`, from its
+    /// shipped legacy `.pth` checkpoint ([`EfficientNetLite0::load`]; a file that starts like a
+    /// legacy `torch.save` one is read that way). For the architectures with an
     /// [`Arch::classifier_weight`], the number of classes is that tensor's first dimension
     /// (PyTorch layout `[num_classes, in]`), read from the file's header before the model is
     /// built.
@@ -238,6 +257,9 @@ impl AnyModel {
     /// As [`load_pytorch_safetensors`]; also [`ZooError::Read`] when the header cannot be read
     /// and [`ZooError::Mismatch`] when the classifier weight is missing or not 2-D.
     pub fn load(arch: Arch, weights: &Path, device: &Device) -> Result<Self, ZooError> {
+        if arch == Arch::EfficientNetLite0 && torch_legacy::is_legacy_file(weights) {
+            return EfficientNetLite0::load(weights, device).map(AnyModel::from);
+        }
         let name = arch.name();
         let num_classes = match arch.classifier_weight() {
             Some(key) => {
@@ -273,10 +295,13 @@ impl AnyModel {
             AnyModel::ResNet50(_) => Arch::ResNet50,
             AnyModel::MobileNetV2(_) => Arch::MobileNetV2,
             AnyModel::TinyTransformer(_) => Arch::TinyTransformer,
+            AnyModel::EfficientNetLite0(_) => Arch::EfficientNetLite0,
         }
     }
 
     /// Logits for an image batch in [`Arch::input_shape`]; the MLPs flatten it.
+    /// `efficientnet-lite0` takes RGB in `[0, 1]` here and normalises it
+    /// ([`EfficientNetLite0::preprocess`]).
     ///
     /// # Panics
     /// If the image size does not fit the architecture (a programmer error; use
@@ -291,6 +316,7 @@ impl AnyModel {
             AnyModel::ResNet18(m) => m.forward(x),
             AnyModel::ResNet50(m) => m.forward(x),
             AnyModel::MobileNetV2(m) => m.forward(x),
+            AnyModel::EfficientNetLite0(m) => m.forward(EfficientNetLite0::preprocess(x)),
             AnyModel::TinyTransformer(_) => {
                 panic!("'tiny-transformer' takes token ids: use AnyModel::forward_tokens")
             }

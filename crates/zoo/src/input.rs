@@ -105,7 +105,12 @@ impl Arch {
                 max_len: TinyTransformer::MAX_LEN,
                 vocab: TinyTransformer::VOCAB,
             },
-            Arch::SmallCnn | Arch::LeNet5 | Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV2 => {
+            Arch::SmallCnn
+            | Arch::LeNet5
+            | Arch::ResNet18
+            | Arch::ResNet50
+            | Arch::MobileNetV2
+            | Arch::EfficientNetLite0 => {
                 let [_, channels, height, width] = self.input_shape(1);
                 InputKind::Image {
                     channels,

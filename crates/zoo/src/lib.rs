@@ -14,27 +14,36 @@
 //! | `resnet18` | [`ResNet`]`<`[`BasicBlock`]`>` ([`ResNet::resnet18`]) | `[N, 3, H, W]`, `H, W >= 32` (224 for ImageNet, 64 in [`Arch::input_shape`]) |
 //! | `resnet50` | [`ResNet`]`<`[`Bottleneck`]`>` ([`ResNet::resnet50`]) | `[N, 3, H, W]`, as ResNet-18 |
 //! | `mobilenet_v2` | [`MobileNetV2`] | `[N, 3, H, W]`, as ResNet-18 |
+//! | `efficientnet-lite0` | [`EfficientNetLite0`] | `[N, 3, H, W]` normalised ([`EfficientNetLite0::preprocess`]), 224x224 |
 //! | `tiny-transformer` | [`TinyTransformer`] | token ids `[N, S]` (`Int`), `S <= 32`, ids `< 100` |
 //!
 //! The ResNets and MobileNetV2 match torchvision's `resnet18`, `resnet50` and `mobilenet_v2`
 //! (`state_dict` keys minus `num_batches_tracked`); their class count (1000 from
 //! [`AnyModel::init`]) is read from the classifier weight by [`AnyModel::load`].
-//! `tiny-transformer` has no PyTorch twin; its paths are burn-nn's.
+//! `tiny-transformer` has no PyTorch twin; its paths are burn-nn's. EfficientNet-Lite0's paths
+//! are the keys of its shipped legacy `.pth` checkpoint, which [`EfficientNetLite0::load`] reads.
+//!
+//! [`ImageFolder`] decodes labelled image folders (foolbox's `imagenet_00_243.jpg` samples).
 //!
 //! [`AnyModel`] holds any of them for code (like the CLI) that picks a model by name; it runs
 //! images through [`AnyModel::forward`] and token ids through [`AnyModel::forward_tokens`].
 #![warn(missing_docs)]
 
 mod any;
+mod efficientnet;
+mod images;
 mod input;
 mod lenet;
 mod load;
 mod mobilenet;
 mod resnet;
 mod small;
+mod torch_legacy;
 mod transformer;
 
 pub use any::{AnyModel, Arch};
+pub use efficientnet::{EfficientNetLite0, MBConvBlock};
+pub use images::{ImageFolder, decode_image};
 pub use input::InputKind;
 pub use lenet::{LeNet5, LeNet300100};
 pub use load::{ZooError, load_pytorch_safetensors, safetensors_shape};
@@ -48,6 +57,7 @@ mod structure {
     //! (depthwise `groups`, attention heads), for speedup.
     use compress_core::{FixStructure, impl_fix_structure};
 
+    use crate::efficientnet::{EfficientNetLite0, MBConvBlock};
     use crate::mobilenet::{DepthwiseSeparable, Features, InvertedResidual};
     use crate::resnet::{BasicBlock, Bottleneck};
     use crate::{LeNet5, LeNet300100, Mlp, MobileNetV2, ResNet, SmallCnn, TinyTransformer};
@@ -97,6 +107,23 @@ mod structure {
     impl_fix_structure!(MobileNetV2 {
         features,
         classifier
+    });
+    impl_fix_structure!(MBConvBlock {
+        _expand_conv,
+        _bn0,
+        _depthwise_conv,
+        _bn1,
+        _project_conv,
+        _bn2
+    });
+    impl_fix_structure!(EfficientNetLite0 {
+        _conv_stem,
+        _bn0,
+        _blocks,
+        _conv_head,
+        _bn1,
+        _dropout,
+        _fc
     });
     impl_fix_structure!(TinyTransformer {
         tokens,
@@ -150,4 +177,6 @@ image_classifier!(
     ResNet<BasicBlock> => |m, x| m.forward(x),
     ResNet<Bottleneck> => |m, x| m.forward(x),
     MobileNetV2 => |m, x| m.forward(x),
+    // RGB in [0, 1]: the model's normalisation is part of classifying.
+    EfficientNetLite0 => |m, x| m.forward(EfficientNetLite0::preprocess(x)),
 );

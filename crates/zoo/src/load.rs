@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use safetensors::tensor::Metadata;
+use safetensors::tensor::{Dtype, Metadata, TensorView};
+
+use crate::torch_legacy::TorchTensor;
 
 /// What can go wrong when building or loading a zoo model.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,22 @@ pub enum ZooError {
         /// The architecture.
         arch: String,
         /// What does not fit (shape mismatches name the tensor, missing tensors are listed).
+        message: String,
+    },
+    /// A data file the project fetches (`data/external/NAME/...`) is not there.
+    #[error("'{}' not found: run `cargo xtask fetch {fetch}`", .path.display())]
+    MissingData {
+        /// The file or folder looked for.
+        path: PathBuf,
+        /// The name to give `cargo xtask fetch`.
+        fetch: String,
+    },
+    /// An image that does not decode, or whose file name carries no label.
+    #[error("image '{}': {message}", .path.display())]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
         message: String,
     },
     /// An input shape the architecture does not take.
@@ -134,4 +152,84 @@ pub fn safetensors_shape(path: &Path, name: &str) -> Result<Option<Vec<usize>>, 
     let metadata: Metadata = serde_json::from_slice(&header)
         .map_err(|e| read_error(format!("not a safetensors file (header: {e})")))?;
     Ok(metadata.info(name).map(|info| info.shape.clone()))
+}
+
+/// [`ZooError::MissingData`] when `path` lies under `data/external/NAME/` (the fetched data's
+/// layout), so the message names `cargo xtask fetch NAME`; [`ZooError::Read`] otherwise.
+pub(crate) fn missing(path: &Path) -> ZooError {
+    let parts: Vec<_> = path.components().map(|c| c.as_os_str()).collect();
+    let fetch = parts
+        .windows(3)
+        .find(|w| w[0] == "data" && w[1] == "external")
+        .map(|w| w[2].to_string_lossy().into_owned());
+    match fetch {
+        Some(fetch) => ZooError::MissingData {
+            path: path.to_path_buf(),
+            fetch,
+        },
+        None => ZooError::Read {
+            path: path.to_path_buf(),
+            message: "no such file".into(),
+        },
+    }
+}
+
+/// Load PyTorch-named float tensors (read from a legacy `torch.save` file by
+/// [`crate::torch_legacy`]) into `model`, through an in-memory safetensors buffer and
+/// burn-store's `PyTorchToBurnAdapter`, as [`load_pytorch_safetensors`] does. Every shape is
+/// checked; a tensor the model needs but the file lacks is an error naming its PyTorch key
+/// (BatchNorm's `weight`/`bias`, not Burn's `gamma`/`beta`). Tensors the model does not have are
+/// ignored.
+///
+/// # Errors
+/// [`ZooError::Mismatch`] for missing tensors and shape mismatches.
+pub(crate) fn load_torch_tensors<M: Module>(
+    model: M,
+    tensors: &[TorchTensor],
+    path: &Path,
+    arch: &str,
+) -> Result<M, ZooError> {
+    let mismatch = |message: String| ZooError::Mismatch {
+        path: path.to_path_buf(),
+        arch: arch.to_string(),
+        message,
+    };
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            TensorView::new(Dtype::F32, t.shape.clone(), b)
+                .map(|view| (t.name.clone(), view))
+                .map_err(|e| mismatch(format!("tensor '{}': {e}", t.name)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let buffer = safetensors::serialize(views, &None)
+        .map_err(|e| mismatch(format!("cannot convert to safetensors: {e}")))?;
+    let mut model = model;
+    let mut store = SafetensorsStore::from_bytes(Some(buffer))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true)
+        .validate(false);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| mismatch(e.to_string()))?;
+    let mut problems: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+    problems.extend(result.missing.iter().map(|(p, _)| {
+        // Back to the PyTorch key the adapter renamed (norm `weight`/`bias` -> `gamma`/`beta`).
+        let key = match p.rsplit_once('.') {
+            Some((prefix, "gamma")) => format!("{prefix}.weight"),
+            Some((prefix, "beta")) => format!("{prefix}.bias"),
+            _ => p.clone(),
+        };
+        format!("missing tensor '{key}'")
+    }));
+    if problems.is_empty() {
+        Ok(model)
+    } else {
+        Err(mismatch(problems.join("; ")))
+    }
 }

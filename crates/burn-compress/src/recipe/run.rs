@@ -110,6 +110,7 @@ pub fn run(recipe: &Recipe, options: &RunOptions) -> Result<RunReport, RecipeErr
         AnyModel::ResNet18(m) => run_model(m, recipe, options, image),
         AnyModel::ResNet50(m) => run_model(m, recipe, options, image),
         AnyModel::MobileNetV2(m) => run_model(m, recipe, options, image),
+        AnyModel::EfficientNetLite0(m) => run_model(m, recipe, options, image),
         AnyModel::TinyTransformer(_) => Err(err(
             "[model]",
             "tiny-transformer takes token ids; recipes train image classifiers",
@@ -516,6 +517,7 @@ where
                 AnyModel::ResNet18(m) => Teacher::new(m, input, |m, x| m.classify(x)),
                 AnyModel::ResNet50(m) => Teacher::new(m, input, |m, x| m.classify(x)),
                 AnyModel::MobileNetV2(m) => Teacher::new(m, input, |m, x| m.classify(x)),
+                AnyModel::EfficientNetLite0(m) => Teacher::new(m, input, |m, x| m.classify(x)),
                 AnyModel::TinyTransformer(_) => {
                     return Err(err(
                         ctx,

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod efficientnet;
 mod equivalence;
 mod groups;
 mod module_linear;

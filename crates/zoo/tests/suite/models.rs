@@ -260,11 +260,12 @@ fn new_names_parse() {
         ("mobilenet_v2", Arch::MobileNetV2),
         ("tiny-transformer", Arch::TinyTransformer),
         ("small-cnn", Arch::SmallCnn),
+        ("efficientnet-lite0", Arch::EfficientNetLite0),
     ] {
         assert_eq!(name.parse::<Arch>().unwrap(), arch);
         assert_eq!(arch.to_string(), name);
     }
-    assert_eq!(Arch::ALL.len(), 8);
+    assert_eq!(Arch::ALL.len(), 9);
 }
 
 /// Shifts every float tensor by a random amount in `[0, 0.5)`, so BatchNorm's `gamma`, `beta`
