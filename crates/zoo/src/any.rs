@@ -8,8 +8,8 @@ use burn::prelude::*;
 
 use crate::load::safetensors_shape;
 use crate::{
-    BasicBlock, Bottleneck, LeNet5, LeNet300100, Mlp, MobileNetV2, ResNet, SmallCnn,
-    TinyTransformer, ZooError, load_pytorch_safetensors,
+    BasicBlock, BertConfig, Bottleneck, LeNet5, LeNet300100, MiniLm, Mlp, MobileNetV2, ResNet,
+    SmallCnn, TinyTransformer, ZooError, load_pytorch_safetensors,
 };
 
 /// A zoo architecture, by its CLI name.
@@ -31,11 +31,13 @@ pub enum Arch {
     MobileNetV2,
     /// `tiny-transformer`
     TinyTransformer,
+    /// `minilm-l6` (all-MiniLM-L6-v2, [`MiniLm`])
+    MiniLmL6,
 }
 
 impl Arch {
     /// Every architecture.
-    pub const ALL: [Arch; 8] = [
+    pub const ALL: [Arch; 9] = [
         Arch::SmallCnn,
         Arch::Mlp,
         Arch::LeNet5,
@@ -44,6 +46,7 @@ impl Arch {
         Arch::ResNet50,
         Arch::MobileNetV2,
         Arch::TinyTransformer,
+        Arch::MiniLmL6,
     ];
 
     /// The CLI name.
@@ -57,14 +60,15 @@ impl Arch {
             Arch::ResNet50 => "resnet50",
             Arch::MobileNetV2 => "mobilenet_v2",
             Arch::TinyTransformer => "tiny-transformer",
+            Arch::MiniLmL6 => "minilm-l6",
         }
     }
 
     /// Whether the model takes token ids ([`AnyModel::forward_tokens`], shape
     /// [`Arch::token_shape`]) rather than images ([`AnyModel::forward`], shape
-    /// [`Arch::input_shape`]). Only `tiny-transformer` does.
+    /// [`Arch::input_shape`]): `tiny-transformer` and `minilm-l6`.
     pub fn takes_tokens(self) -> bool {
-        matches!(self, Arch::TinyTransformer)
+        matches!(self, Arch::TinyTransformer | Arch::MiniLmL6)
     }
 
     /// The image batch shape [`AnyModel::forward`] takes for a batch of `n`: 8x8 images
@@ -73,7 +77,7 @@ impl Arch {
     /// 32x32, 224x224 being ImageNet's).
     ///
     /// # Panics
-    /// For `tiny-transformer`, which takes token ids (see [`Arch::takes_tokens`] and
+    /// For the token models (`tiny-transformer`, `minilm-l6`; see [`Arch::takes_tokens`] and
     /// [`Arch::token_shape`]).
     pub fn input_shape(self, n: usize) -> [usize; 4] {
         match self {
@@ -83,17 +87,25 @@ impl Arch {
             Arch::TinyTransformer => {
                 panic!("'tiny-transformer' takes token ids, not images: use Arch::token_shape")
             }
+            Arch::MiniLmL6 => {
+                panic!("'minilm-l6' takes token ids, not images: use Arch::token_shape")
+            }
         }
     }
 
     /// The token-id batch shape [`AnyModel::forward_tokens`] takes for a batch of `n`
-    /// (`[n, 32]`, the longest sequence; shorter ones work too), or `None` for the image models.
+    /// (`[n, longest]`: 32 for `tiny-transformer`, 512 for `minilm-l6`; shorter ones work too),
+    /// or `None` for the image models.
     pub fn token_shape(self, n: usize) -> Option<[usize; 2]> {
-        self.takes_tokens().then_some([n, TinyTransformer::MAX_LEN])
+        match self.input_kind() {
+            crate::InputKind::Tokens { max_len, .. } => Some([n, max_len]),
+            _ => None,
+        }
     }
 
     /// The number of classes [`AnyModel::init`] builds: 1000 (ImageNet) for `resnet18`,
-    /// `resnet50` and `mobilenet_v2`, 10 for the others.
+    /// `resnet50` and `mobilenet_v2`, 10 for the others; for `minilm-l6`, which has no classes,
+    /// the embedding width (384).
     pub fn default_num_classes(self) -> usize {
         match self {
             Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV2 => 1000,
@@ -102,19 +114,22 @@ impl Arch {
             | Arch::LeNet5
             | Arch::LeNet300100
             | Arch::TinyTransformer => 10,
+            Arch::MiniLmL6 => BertConfig::minilm_l6().hidden_size,
         }
     }
 
     /// The PyTorch name of the classifier weight (`[num_classes, in]`) from which
     /// [`AnyModel::load`] reads the number of classes, for the architectures whose class count
     /// is not fixed: `fc.weight` (ResNets), `classifier.1.weight` (MobileNetV2), `head.weight`
-    /// (tiny-transformer). `None` for the 10-class digit models.
+    /// (tiny-transformer). `None` for the 10-class digit models and `minilm-l6`.
     pub fn classifier_weight(self) -> Option<&'static str> {
         match self {
             Arch::ResNet18 | Arch::ResNet50 => Some("fc.weight"),
             Arch::MobileNetV2 => Some("classifier.1.weight"),
             Arch::TinyTransformer => Some("head.weight"),
-            Arch::SmallCnn | Arch::Mlp | Arch::LeNet5 | Arch::LeNet300100 => None,
+            Arch::SmallCnn | Arch::Mlp | Arch::LeNet5 | Arch::LeNet300100 | Arch::MiniLmL6 => {
+                None
+            }
         }
     }
 }
@@ -175,6 +190,8 @@ any_model! {
     MobileNetV2(MobileNetV2),
     /// [`TinyTransformer`].
     TinyTransformer(TinyTransformer),
+    /// [`MiniLm`].
+    MiniLm(MiniLm),
 }
 
 /// Run `$body` with `$m` bound to the concrete model inside an [`AnyModel`]:
@@ -182,7 +199,7 @@ any_model! {
 /// - `dispatch!(map model, m => expr)`: `expr` returns a model (in a `Result`), rebuilt into an
 ///   [`AnyModel`] (through its `From` impls);
 /// - `dispatch!(images model, m => expr, t => tokens)`: `expr` for each image classifier,
-///   `tokens` for the token model (`tiny-transformer`, bound to `t`).
+///   `tokens` for the token models (`tiny-transformer`, `minilm-l6`, bound to `t`).
 #[macro_export]
 macro_rules! dispatch {
     // `map` first: `map &model` would otherwise parse as the expression `map & model`.
@@ -199,6 +216,7 @@ macro_rules! dispatch {
             $crate::AnyModel::ResNet50($m) => $body,
             $crate::AnyModel::MobileNetV2($m) => $body,
             $crate::AnyModel::TinyTransformer($t) => $tokens,
+            $crate::AnyModel::MiniLm($t) => $tokens,
         }
     };
     ($model:expr, $m:ident => $body:expr) => {
@@ -226,6 +244,7 @@ impl AnyModel {
             Arch::TinyTransformer => {
                 AnyModel::TinyTransformer(TinyTransformer::new(num_classes, device))
             }
+            Arch::MiniLmL6 => AnyModel::MiniLm(BertConfig::minilm_l6().init(device)),
         }
     }
 
@@ -234,10 +253,17 @@ impl AnyModel {
     /// (PyTorch layout `[num_classes, in]`), read from the file's header before the model is
     /// built.
     ///
+    ///
+    /// `minilm-l6` loads as the model ships: `weights` is the model directory (or its
+    /// `model.safetensors`), see [`MiniLm::load`].
+    ///
     /// # Errors
     /// As [`load_pytorch_safetensors`]; also [`ZooError::Read`] when the header cannot be read
     /// and [`ZooError::Mismatch`] when the classifier weight is missing or not 2-D.
     pub fn load(arch: Arch, weights: &Path, device: &Device) -> Result<Self, ZooError> {
+        if arch == Arch::MiniLmL6 {
+            return MiniLm::load(weights, device).map(AnyModel::MiniLm);
+        }
         let name = arch.name();
         let num_classes = match arch.classifier_weight() {
             Some(key) => {
@@ -273,6 +299,7 @@ impl AnyModel {
             AnyModel::ResNet50(_) => Arch::ResNet50,
             AnyModel::MobileNetV2(_) => Arch::MobileNetV2,
             AnyModel::TinyTransformer(_) => Arch::TinyTransformer,
+            AnyModel::MiniLm(_) => Arch::MiniLmL6,
         }
     }
 
@@ -280,8 +307,8 @@ impl AnyModel {
     ///
     /// # Panics
     /// If the image size does not fit the architecture (a programmer error; use
-    /// [`Arch::input_shape`]), and for `tiny-transformer`, which takes token ids: use
-    /// [`AnyModel::forward_tokens`] for it (and [`Arch::takes_tokens`] to tell).
+    /// [`Arch::input_shape`]), and for the token models (`tiny-transformer`, `minilm-l6`): use
+    /// [`AnyModel::forward_tokens`] for them (and [`Arch::takes_tokens`] to tell).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             AnyModel::SmallCnn(m) => m.forward(x),
@@ -294,14 +321,19 @@ impl AnyModel {
             AnyModel::TinyTransformer(_) => {
                 panic!("'tiny-transformer' takes token ids: use AnyModel::forward_tokens")
             }
+            AnyModel::MiniLm(_) => {
+                panic!("'minilm-l6' takes token ids: use AnyModel::forward_tokens")
+            }
         }
     }
 
-    /// Logits for a batch of token ids in [`Arch::token_shape`] (`[N, S]`, `S <= 32`), or `None`
-    /// for the image models, which take [`AnyModel::forward`].
+    /// Logits (`tiny-transformer`, `[N, classes]`) or unit-length sentence embeddings
+    /// (`minilm-l6`, `[N, 384]`, every token real) for a batch of token ids in
+    /// [`Arch::token_shape`], or `None` for the image models, which take [`AnyModel::forward`].
     pub fn forward_tokens(&self, x: Tensor<2, Int>) -> Option<Tensor<2>> {
         match self {
             AnyModel::TinyTransformer(m) => Some(m.forward(x)),
+            AnyModel::MiniLm(m) => Some(m.forward(x)),
             _ => None,
         }
     }
