@@ -7,5 +7,6 @@ mod core_config_resolution;
 mod core_driver;
 mod core_masks;
 mod core_nni_allocation;
+mod minilm;
 mod models;
 mod pruners;
