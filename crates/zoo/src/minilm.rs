@@ -738,8 +738,8 @@ mod tests {
         ] {
             assert!(paths.contains(&key.to_string()), "{key} not in {paths:?}");
         }
-        // 4 embedding tensors + 16 per layer.
-        assert_eq!(paths.len(), 4 + 16 * 2);
+        // 3 embedding tables and their LayerNorm's 2 vectors, 16 tensors per layer.
+        assert_eq!(paths.len(), 5 + 16 * 2);
         assert_eq!(list_param_ids(&model).len(), paths.len());
         assert_eq!(Module::num_params(&model), Module::num_params(&model.valid()));
     }
