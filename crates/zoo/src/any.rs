@@ -127,9 +127,7 @@ impl Arch {
             Arch::ResNet18 | Arch::ResNet50 => Some("fc.weight"),
             Arch::MobileNetV2 => Some("classifier.1.weight"),
             Arch::TinyTransformer => Some("head.weight"),
-            Arch::SmallCnn | Arch::Mlp | Arch::LeNet5 | Arch::LeNet300100 | Arch::MiniLmL6 => {
-                None
-            }
+            Arch::SmallCnn | Arch::Mlp | Arch::LeNet5 | Arch::LeNet300100 | Arch::MiniLmL6 => None,
         }
     }
 }

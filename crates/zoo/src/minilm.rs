@@ -451,7 +451,10 @@ impl MiniLm {
             "sequence of {seq} tokens, the model has {} positions",
             self.max_len()
         );
-        let bias = mask.sub_scalar(1.0).mul_scalar(10000.0).reshape([batch, 1, 1, seq]);
+        let bias = mask
+            .sub_scalar(1.0)
+            .mul_scalar(10000.0)
+            .reshape([batch, 1, 1, seq]);
         let mut x = self.embeddings.forward(ids);
         for layer in &self.encoder.layer {
             x = layer.forward(x, bias.clone());
@@ -741,7 +744,10 @@ mod tests {
         // 3 embedding tables and their LayerNorm's 2 vectors, 16 tensors per layer.
         assert_eq!(paths.len(), 5 + 16 * 2);
         assert_eq!(list_param_ids(&model).len(), paths.len());
-        assert_eq!(Module::num_params(&model), Module::num_params(&model.valid()));
+        assert_eq!(
+            Module::num_params(&model),
+            Module::num_params(&model.valid())
+        );
     }
 
     #[test]
@@ -756,10 +762,7 @@ mod tests {
         let (padded, mask) = pad_batch(&[vec![3, 5, 7], vec![1, 2, 3, 4, 5, 6]], &device);
         let batched = model.forward_masked(padded, mask);
         let first = batched.clone().slice([0..1, 0..8]);
-        let diff = (first - alone.clone())
-            .abs()
-            .max()
-            .into_scalar::<f32>();
+        let diff = (first - alone.clone()).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-5, "padded and unpadded differ by {diff}");
         let norm = alone.powi_scalar(2).sum().sqrt().into_scalar::<f32>();
         assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");

@@ -34,12 +34,10 @@ impl TextTokenizer {
             message: format!("not a tokenizer.json: {e}"),
         })?;
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| ZooError::Read {
-                path: path.to_path_buf(),
-                message: format!("cannot turn truncation off: {e}"),
-            })?;
+        inner.with_truncation(None).map_err(|e| ZooError::Read {
+            path: path.to_path_buf(),
+            message: format!("cannot turn truncation off: {e}"),
+        })?;
         Ok(Self {
             inner,
             path: path.to_path_buf(),

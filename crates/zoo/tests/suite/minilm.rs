@@ -98,7 +98,11 @@ fn cosines_of_the_reference_pairs_match_numpy() {
         -0.054385,
     ];
     for (j, want) in first.into_iter().enumerate() {
-        assert!((e[0][j] - want).abs() < 1e-5, "e[{j}] = {}, reference {want}", e[0][j]);
+        assert!(
+            (e[0][j] - want).abs() < 1e-5,
+            "e[{j}] = {}, reference {want}",
+            e[0][j]
+        );
     }
     for row in &e {
         assert_eq!(row.len(), 384);
@@ -108,8 +112,20 @@ fn cosines_of_the_reference_pairs_match_numpy() {
 
 /// 100 sentences of 6 to 30 words (more than one `EMBED_BATCH`, of varied lengths).
 fn sentences() -> Vec<String> {
-    let subjects = ["Elizabeth", "Mr. Darcy", "The old housekeeper", "Her youngest sister", "Jane"];
-    let verbs = ["walked to", "wrote about", "could not forgive", "laughed at", "spoke of"];
+    let subjects = [
+        "Elizabeth",
+        "Mr. Darcy",
+        "The old housekeeper",
+        "Her youngest sister",
+        "Jane",
+    ];
+    let verbs = [
+        "walked to",
+        "wrote about",
+        "could not forgive",
+        "laughed at",
+        "spoke of",
+    ];
     let tails = [
         "Netherfield.",
         "the letter she had received that morning from London.",
@@ -173,7 +189,10 @@ fn the_architecture_resolves_and_loads_the_model_directory() {
         let model = AnyModel::load(arch, &path, &device).unwrap();
         assert_eq!(model.arch(), Arch::MiniLmL6);
         let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(vec![101i64, 1037, 2158, 2003, 5983, 2833, 1012, 102], [1, 8]),
+            TensorData::new(
+                vec![101i64, 1037, 2158, 2003, 5983, 2833, 1012, 102],
+                [1, 8],
+            ),
             &device,
         );
         let e = model.forward_tokens(ids).unwrap();
@@ -194,7 +213,8 @@ fn the_architecture_resolves_and_loads_the_model_directory() {
 /// A config of a 2-layer BERT with hidden 8, written with `tensors` (HF names and layouts) into
 /// a fresh directory; returns it.
 fn tiny_model_dir(name: &str, config: &str, skip: Option<&str>) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("compress-zoo-minilm-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("compress-zoo-minilm-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.json"), config).unwrap();
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
@@ -227,13 +247,20 @@ fn tiny_model_dir(name: &str, config: &str, skip: Option<&str>) -> PathBuf {
         .filter(|(k, _)| Some(k.as_str()) != skip)
         .map(|(k, s)| {
             let n: usize = s.iter().product();
-            let data = (0..n).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
+            let data = (0..n)
+                .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
+                .collect();
             (k, s, data)
         })
         .collect();
     let views: HashMap<String, TensorView> = bytes
         .iter()
-        .map(|(k, s, d)| (k.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(k, s, d)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, &None, &dir.join("model.safetensors")).unwrap();
     dir
@@ -274,7 +301,8 @@ fn a_bert_of_any_config_loads_and_a_missing_key_is_named() {
 #[test]
 fn bad_model_directories_are_typed_errors_naming_the_culprit() {
     let device = Device::flex();
-    let empty = std::env::temp_dir().join(format!("compress-zoo-minilm-{}-empty", std::process::id()));
+    let empty =
+        std::env::temp_dir().join(format!("compress-zoo-minilm-{}-empty", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     let message = MiniLm::load(&empty, &device).unwrap_err().to_string();
     assert!(message.contains("config.json"), "{message}");
