@@ -349,9 +349,10 @@ impl MiniLm {
 
     /// Unit-length sentence embeddings of `sentences`.
     ///
-    /// Sentences are tokenized one by one and run in batches of up to [`MiniLm::EMBED_BATCH`],
-    /// each padded on the right with `[PAD]` (id 0) to its longest sentence under an attention
-    /// mask; padding changes no embedding (beyond float rounding: a test holds batched and
+    /// Sentences are tokenized one by one, sorted by length and run in batches of up to
+    /// [`MiniLm::EMBED_BATCH`], each padded on the right with `[PAD]` (id 0) to its longest
+    /// sentence under an attention mask; the rows come back in the order of `sentences`.
+    /// Padding changes no embedding (beyond float rounding: a test holds batched and
     /// one-at-a-time embeddings within 1e-5).
     ///
     /// # Shapes
@@ -380,14 +381,25 @@ impl MiniLm {
         if ids.is_empty() {
             return Ok(Tensor::zeros([0, self.hidden_size()], &device));
         }
-        let batches = ids
+        // Batches of similar lengths waste less on padding: run in order of length, then put
+        // the rows back in the caller's order.
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let batches = order
             .chunks(Self::EMBED_BATCH)
             .map(|chunk| {
-                let (ids, mask) = pad_batch(chunk, &device);
+                let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+                let (ids, mask) = pad_batch(&rows, &device);
                 self.forward_masked(ids, mask)
             })
             .collect();
-        Ok(Tensor::cat(batches, 0))
+        let mut position = vec![0i64; ids.len()];
+        for (sorted, &i) in order.iter().enumerate() {
+            position[i] = sorted as i64;
+        }
+        let n = position.len();
+        let position = Tensor::<1, Int>::from_data(TensorData::new(position, [n]), &device);
+        Ok(Tensor::cat(batches, 0).select(0, position))
     }
 
     /// Sentences per forward pass in [`MiniLm::embed`].
@@ -474,8 +486,8 @@ fn model_files(path: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Right-pad `ids` with 0 (`[PAD]`) to the longest; the mask is 1 on real tokens.
-fn pad_batch(ids: &[Vec<u32>], device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
-    let len = ids.iter().map(Vec::len).max().unwrap_or(0);
+fn pad_batch(ids: &[&[u32]], device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
+    let len = ids.iter().map(|t| t.len()).max().unwrap_or(0);
     let mut flat = vec![0i64; ids.len() * len];
     let mut mask = vec![0f32; ids.len() * len];
     for (row, tokens) in ids.iter().enumerate() {
@@ -759,7 +771,7 @@ mod tests {
             Tensor::<2, Int>::from_data(TensorData::new(v, [1, n]), &device)
         };
         let alone = model.forward(ids(vec![3, 5, 7]));
-        let (padded, mask) = pad_batch(&[vec![3, 5, 7], vec![1, 2, 3, 4, 5, 6]], &device);
+        let (padded, mask) = pad_batch(&[&[3, 5, 7], &[1, 2, 3, 4, 5, 6]], &device);
         let batched = model.forward_masked(padded, mask);
         let first = batched.clone().slice([0..1, 0..8]);
         let diff = (first - alone.clone()).abs().max().into_scalar::<f32>();
