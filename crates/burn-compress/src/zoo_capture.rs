@@ -5,7 +5,8 @@ use compress_graph::{Graph, GraphError, capture};
 use compress_zoo::AnyModel;
 
 /// Record one forward pass on an example input of `shape` (`[batch, channels, height,
-/// width]` for image models, `[batch, seq]` token ids for tiny-transformer), for speedup.
+/// width]` for image models, `[batch, seq]` token ids for tiny-transformer and minilm-l6), for
+/// speedup.
 ///
 /// # Errors
 /// A shape of the wrong rank, or the capture's own errors.
@@ -18,6 +19,10 @@ pub fn capture_zoo(model: &AnyModel, shape: &[usize]) -> compress_graph::Result<
         (AnyModel::TinyTransformer(_), _) => {
             Err(bad("tiny-transformer takes token ids [batch, seq]"))
         }
+        (AnyModel::MiniLm(m), &[b, s]) => {
+            capture(m, |m, d| m.forward(Tensor::<2, Int>::zeros([b, s], d)))
+        }
+        (AnyModel::MiniLm(_), _) => Err(bad("minilm-l6 takes token ids [batch, seq]")),
         // The MLPs take feature vectors [batch, features], or images flattened.
         (AnyModel::Mlp(m), &[b, f]) => capture(m, |m, d| m.forward(Tensor::<2>::zeros([b, f], d))),
         (AnyModel::LeNet300100(m), &[b, f]) => {

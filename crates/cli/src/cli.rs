@@ -48,7 +48,7 @@ enum Command {
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
     /// Zoo architecture: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2,
-    /// tiny-transformer.
+    /// tiny-transformer, minilm-l6 (its weights: the model directory as shipped).
     #[arg(long)]
     pub arch: String,
     /// Weights with PyTorch state_dict names (safetensors).

@@ -8,8 +8,9 @@ use burn::prelude::*;
 
 use crate::load::safetensors_shape;
 use crate::{
-    BasicBlock, Bottleneck, EfficientNetLite0, LeNet5, LeNet300100, Mlp, MobileNetV2, ResNet,
-    SmallCnn, TinyTransformer, ZooError, load_pytorch_safetensors, torch_legacy,
+    BasicBlock, BertConfig, Bottleneck, EfficientNetLite0, LeNet5, LeNet300100, MiniLm, Mlp,
+    MobileNetV2, ResNet, SmallCnn, TinyTransformer, ZooError, load_pytorch_safetensors,
+    torch_legacy,
 };
 
 /// A zoo architecture, by its CLI name.
@@ -33,11 +34,13 @@ pub enum Arch {
     TinyTransformer,
     /// `efficientnet-lite0`
     EfficientNetLite0,
+    /// `minilm-l6` (all-MiniLM-L6-v2, [`MiniLm`])
+    MiniLmL6,
 }
 
 impl Arch {
     /// Every architecture.
-    pub const ALL: [Arch; 9] = [
+    pub const ALL: [Arch; 10] = [
         Arch::SmallCnn,
         Arch::Mlp,
         Arch::LeNet5,
@@ -47,6 +50,7 @@ impl Arch {
         Arch::MobileNetV2,
         Arch::TinyTransformer,
         Arch::EfficientNetLite0,
+        Arch::MiniLmL6,
     ];
 
     /// The CLI name.
@@ -61,14 +65,15 @@ impl Arch {
             Arch::MobileNetV2 => "mobilenet_v2",
             Arch::TinyTransformer => "tiny-transformer",
             Arch::EfficientNetLite0 => "efficientnet-lite0",
+            Arch::MiniLmL6 => "minilm-l6",
         }
     }
 
     /// Whether the model takes token ids ([`AnyModel::forward_tokens`], shape
     /// [`Arch::token_shape`]) rather than images ([`AnyModel::forward`], shape
-    /// [`Arch::input_shape`]). Only `tiny-transformer` does.
+    /// [`Arch::input_shape`]): `tiny-transformer` and `minilm-l6`.
     pub fn takes_tokens(self) -> bool {
-        matches!(self, Arch::TinyTransformer)
+        matches!(self, Arch::TinyTransformer | Arch::MiniLmL6)
     }
 
     /// The image batch shape [`AnyModel::forward`] takes for a batch of `n`: 8x8 images
@@ -78,7 +83,7 @@ impl Arch {
     /// real ImageNet ones).
     ///
     /// # Panics
-    /// For `tiny-transformer`, which takes token ids (see [`Arch::takes_tokens`] and
+    /// For the token models (`tiny-transformer`, `minilm-l6`; see [`Arch::takes_tokens`] and
     /// [`Arch::token_shape`]).
     pub fn input_shape(self, n: usize) -> [usize; 4] {
         match self {
@@ -92,17 +97,25 @@ impl Arch {
             Arch::TinyTransformer => {
                 panic!("'tiny-transformer' takes token ids, not images: use Arch::token_shape")
             }
+            Arch::MiniLmL6 => {
+                panic!("'minilm-l6' takes token ids, not images: use Arch::token_shape")
+            }
         }
     }
 
     /// The token-id batch shape [`AnyModel::forward_tokens`] takes for a batch of `n`
-    /// (`[n, 32]`, the longest sequence; shorter ones work too), or `None` for the image models.
+    /// (`[n, longest]`: 32 for `tiny-transformer`, 512 for `minilm-l6`; shorter ones work too),
+    /// or `None` for the image models.
     pub fn token_shape(self, n: usize) -> Option<[usize; 2]> {
-        self.takes_tokens().then_some([n, TinyTransformer::MAX_LEN])
+        match self.input_kind() {
+            crate::InputKind::Tokens { max_len, .. } => Some([n, max_len]),
+            _ => None,
+        }
     }
 
     /// The number of classes [`AnyModel::init`] builds: 1000 (ImageNet) for `resnet18`,
-    /// `resnet50`, `mobilenet_v2` and `efficientnet-lite0`, 10 for the others.
+    /// `resnet50`, `mobilenet_v2` and `efficientnet-lite0`, 10 for the others; for `minilm-l6`,
+    /// which has no classes, the embedding width (384).
     pub fn default_num_classes(self) -> usize {
         match self {
             Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV2 | Arch::EfficientNetLite0 => 1000,
@@ -111,6 +124,7 @@ impl Arch {
             | Arch::LeNet5
             | Arch::LeNet300100
             | Arch::TinyTransformer => 10,
+            Arch::MiniLmL6 => BertConfig::minilm_l6().hidden_size,
         }
     }
 
@@ -118,14 +132,14 @@ impl Arch {
     /// [`AnyModel::load`] reads the number of classes, for the architectures whose class count
     /// is not fixed: `fc.weight` (ResNets), `classifier.1.weight` (MobileNetV2), `head.weight`
     /// (tiny-transformer), `_fc.weight` (efficientnet-lite0). `None` for the 10-class digit
-    /// models.
+    /// models and `minilm-l6`.
     pub fn classifier_weight(self) -> Option<&'static str> {
         match self {
             Arch::ResNet18 | Arch::ResNet50 => Some("fc.weight"),
             Arch::MobileNetV2 => Some("classifier.1.weight"),
             Arch::TinyTransformer => Some("head.weight"),
             Arch::EfficientNetLite0 => Some("_fc.weight"),
-            Arch::SmallCnn | Arch::Mlp | Arch::LeNet5 | Arch::LeNet300100 => None,
+            Arch::SmallCnn | Arch::Mlp | Arch::LeNet5 | Arch::LeNet300100 | Arch::MiniLmL6 => None,
         }
     }
 }
@@ -188,6 +202,8 @@ any_model! {
     TinyTransformer(TinyTransformer),
     /// [`EfficientNetLite0`].
     EfficientNetLite0(EfficientNetLite0),
+    /// [`MiniLm`].
+    MiniLm(MiniLm),
 }
 
 /// Run `$body` with `$m` bound to the concrete model inside an [`AnyModel`]:
@@ -195,7 +211,7 @@ any_model! {
 /// - `dispatch!(map model, m => expr)`: `expr` returns a model (in a `Result`), rebuilt into an
 ///   [`AnyModel`] (through its `From` impls);
 /// - `dispatch!(images model, m => expr, t => tokens)`: `expr` for each image classifier,
-///   `tokens` for the token model (`tiny-transformer`, bound to `t`).
+///   `tokens` for the token models (`tiny-transformer`, `minilm-l6`, bound to `t`).
 #[macro_export]
 macro_rules! dispatch {
     // `map` first: `map &model` would otherwise parse as the expression `map & model`.
@@ -213,6 +229,7 @@ macro_rules! dispatch {
             $crate::AnyModel::MobileNetV2($m) => $body,
             $crate::AnyModel::EfficientNetLite0($m) => $body,
             $crate::AnyModel::TinyTransformer($t) => $tokens,
+            $crate::AnyModel::MiniLm($t) => $tokens,
         }
     };
     ($model:expr, $m:ident => $body:expr) => {
@@ -243,6 +260,7 @@ impl AnyModel {
             Arch::EfficientNetLite0 => {
                 AnyModel::EfficientNetLite0(EfficientNetLite0::new(num_classes, device))
             }
+            Arch::MiniLmL6 => AnyModel::MiniLm(BertConfig::minilm_l6().init(device)),
         }
     }
 
@@ -253,12 +271,19 @@ impl AnyModel {
     /// (PyTorch layout `[num_classes, in]`), read from the file's header before the model is
     /// built.
     ///
+    ///
+    /// `minilm-l6` loads as the model ships: `weights` is the model directory (or its
+    /// `model.safetensors`), see [`MiniLm::load`].
+    ///
     /// # Errors
     /// As [`load_pytorch_safetensors`]; also [`ZooError::Read`] when the header cannot be read
     /// and [`ZooError::Mismatch`] when the classifier weight is missing or not 2-D.
     pub fn load(arch: Arch, weights: &Path, device: &Device) -> Result<Self, ZooError> {
         if arch == Arch::EfficientNetLite0 && torch_legacy::is_legacy_file(weights) {
             return EfficientNetLite0::load(weights, device).map(AnyModel::from);
+        }
+        if arch == Arch::MiniLmL6 {
+            return MiniLm::load(weights, device).map(AnyModel::MiniLm);
         }
         let name = arch.name();
         let num_classes = match arch.classifier_weight() {
@@ -296,6 +321,7 @@ impl AnyModel {
             AnyModel::MobileNetV2(_) => Arch::MobileNetV2,
             AnyModel::TinyTransformer(_) => Arch::TinyTransformer,
             AnyModel::EfficientNetLite0(_) => Arch::EfficientNetLite0,
+            AnyModel::MiniLm(_) => Arch::MiniLmL6,
         }
     }
 
@@ -305,8 +331,8 @@ impl AnyModel {
     ///
     /// # Panics
     /// If the image size does not fit the architecture (a programmer error; use
-    /// [`Arch::input_shape`]), and for `tiny-transformer`, which takes token ids: use
-    /// [`AnyModel::forward_tokens`] for it (and [`Arch::takes_tokens`] to tell).
+    /// [`Arch::input_shape`]), and for the token models (`tiny-transformer`, `minilm-l6`): use
+    /// [`AnyModel::forward_tokens`] for them (and [`Arch::takes_tokens`] to tell).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             AnyModel::SmallCnn(m) => m.forward(x),
@@ -320,14 +346,19 @@ impl AnyModel {
             AnyModel::TinyTransformer(_) => {
                 panic!("'tiny-transformer' takes token ids: use AnyModel::forward_tokens")
             }
+            AnyModel::MiniLm(_) => {
+                panic!("'minilm-l6' takes token ids: use AnyModel::forward_tokens")
+            }
         }
     }
 
-    /// Logits for a batch of token ids in [`Arch::token_shape`] (`[N, S]`, `S <= 32`), or `None`
-    /// for the image models, which take [`AnyModel::forward`].
+    /// Logits (`tiny-transformer`, `[N, classes]`) or unit-length sentence embeddings
+    /// (`minilm-l6`, `[N, 384]`, every token real) for a batch of token ids in
+    /// [`Arch::token_shape`], or `None` for the image models, which take [`AnyModel::forward`].
     pub fn forward_tokens(&self, x: Tensor<2, Int>) -> Option<Tensor<2>> {
         match self {
             AnyModel::TinyTransformer(m) => Some(m.forward(x)),
+            AnyModel::MiniLm(m) => Some(m.forward(x)),
             _ => None,
         }
     }

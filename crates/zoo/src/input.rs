@@ -4,7 +4,7 @@ use std::fmt;
 
 use burn::prelude::*;
 
-use crate::{AnyModel, Arch, TinyTransformer, ZooError};
+use crate::{AnyModel, Arch, BertConfig, TinyTransformer, ZooError};
 
 /// The kind of input a zoo model takes, with its fixed extents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,8 @@ impl fmt::Display for InputKind {
 
 impl Arch {
     /// What the architecture takes: images for the CNNs, feature vectors `[N, 64]` (`mlp`) and
-    /// `[N, 784]` (`lenet-300-100`), token ids for `tiny-transformer`.
+    /// `[N, 784]` (`lenet-300-100`), token ids for `tiny-transformer` and `minilm-l6` (up to 512
+    /// tokens, vocabulary 30522).
     pub fn input_kind(self) -> InputKind {
         match self {
             Arch::Mlp => InputKind::Features { features: 64 },
@@ -105,6 +106,13 @@ impl Arch {
                 max_len: TinyTransformer::MAX_LEN,
                 vocab: TinyTransformer::VOCAB,
             },
+            Arch::MiniLmL6 => {
+                let config = BertConfig::minilm_l6();
+                InputKind::Tokens {
+                    max_len: config.max_position_embeddings,
+                    vocab: config.vocab_size,
+                }
+            }
             Arch::SmallCnn
             | Arch::LeNet5
             | Arch::ResNet18
@@ -135,6 +143,7 @@ impl AnyModel {
             (AnyModel::TinyTransformer(m), &[b, s]) => {
                 m.forward(Tensor::<2, Int>::zeros([b, s], device))
             }
+            (AnyModel::MiniLm(m), &[b, s]) => m.forward(Tensor::<2, Int>::zeros([b, s], device)),
             (_, &[b, f]) => self.forward(Tensor::<2>::ones([b, f], device).reshape([b, 1, 1, f])),
             (_, &[b, c, h, w]) => self.forward(Tensor::ones([b, c, h, w], device)),
             _ => {

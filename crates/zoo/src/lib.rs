@@ -16,12 +16,15 @@
 //! | `mobilenet_v2` | [`MobileNetV2`] | `[N, 3, H, W]`, as ResNet-18 |
 //! | `efficientnet-lite0` | [`EfficientNetLite0`] | `[N, 3, H, W]` normalised ([`EfficientNetLite0::preprocess`]), 224x224 |
 //! | `tiny-transformer` | [`TinyTransformer`] | token ids `[N, S]` (`Int`), `S <= 32`, ids `< 100` |
+//! | `minilm-l6` | [`MiniLm`] (all-MiniLM-L6-v2, any BERT [`BertConfig`]) | token ids `[N, S]`, `S <= 512`; sentences through [`MiniLm::embed`] and a [`TextTokenizer`] |
 //!
 //! The ResNets and MobileNetV2 match torchvision's `resnet18`, `resnet50` and `mobilenet_v2`
 //! (`state_dict` keys minus `num_batches_tracked`); their class count (1000 from
 //! [`AnyModel::init`]) is read from the classifier weight by [`AnyModel::load`].
 //! `tiny-transformer` has no PyTorch twin; its paths are burn-nn's. EfficientNet-Lite0's paths
 //! are the keys of its shipped legacy `.pth` checkpoint, which [`EfficientNetLite0::load`] reads.
+//! `minilm-l6` has the HF `BertModel` keys and loads from the model directory as shipped
+//! ([`MiniLm::load`]).
 //!
 //! [`ImageFolder`] decodes labelled image folders (foolbox's `imagenet_00_243.jpg` samples).
 //!
@@ -35,10 +38,12 @@ mod images;
 mod input;
 mod lenet;
 mod load;
+mod minilm;
 mod mobilenet;
 mod resnet;
 mod small;
 mod torch_legacy;
+mod tokenize;
 mod transformer;
 
 pub use any::{AnyModel, Arch};
@@ -47,9 +52,14 @@ pub use images::{ImageFolder, decode_image};
 pub use input::InputKind;
 pub use lenet::{LeNet5, LeNet300100};
 pub use load::{ZooError, load_pytorch_safetensors, safetensors_shape};
+pub use minilm::{
+    BertAttention, BertConfig, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer,
+    BertOutput, BertSelfAttention, BertSelfOutput, MiniLm,
+};
 pub use mobilenet::{ConvBn, DepthwiseSeparable, Features, InvertedResidual, MobileNetV2};
 pub use resnet::{BasicBlock, Bottleneck, ResNet, ResidualBlock};
 pub use small::{Mlp, SmallCnn};
+pub use tokenize::TextTokenizer;
 pub use transformer::TinyTransformer;
 
 mod structure {

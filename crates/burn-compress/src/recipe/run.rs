@@ -115,6 +115,10 @@ pub fn run(recipe: &Recipe, options: &RunOptions) -> Result<RunReport, RecipeErr
             "[model]",
             "tiny-transformer takes token ids; recipes train image classifiers",
         )),
+        AnyModel::MiniLm(_) => Err(err(
+            "[model]",
+            "minilm-l6 takes token ids; recipes train image classifiers",
+        )),
     }
 }
 
@@ -522,6 +526,12 @@ where
                     return Err(err(
                         ctx,
                         "tiny-transformer takes token ids; it cannot teach an image classifier",
+                    ));
+                }
+                AnyModel::MiniLm(_) => {
+                    return Err(err(
+                        ctx,
+                        "minilm-l6 takes token ids; it cannot teach an image classifier",
                     ));
                 }
             }

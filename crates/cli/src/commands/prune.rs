@@ -176,7 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         m => {
             let pruned = prune_captured(m, &graph, &config, pruner.clone(), schedule, None)?;
             report_warnings(&pruned);
-            (pruned.masks, AnyModel::TinyTransformer(pruned.model))
+            (pruned.masks, AnyModel::from(pruned.model))
         }
     );
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -174,7 +174,7 @@ fn prune_refuses_an_unknown_arch() {
     let out = prune("resnet9", "w", LENET5_L1, "m", &[]);
     refused(
         &out,
-        "unknown architecture 'resnet9' (available: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2, tiny-transformer, efficientnet-lite0)",
+        "unknown architecture 'resnet9' (available: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2, tiny-transformer, efficientnet-lite0, minilm-l6)",
     );
 }
 

@@ -9,5 +9,6 @@ mod core_driver;
 mod core_masks;
 mod core_nni_allocation;
 mod efficientnet;
+mod minilm;
 mod models;
 mod pruners;

@@ -265,7 +265,7 @@ fn new_names_parse() {
         assert_eq!(name.parse::<Arch>().unwrap(), arch);
         assert_eq!(arch.to_string(), name);
     }
-    assert_eq!(Arch::ALL.len(), 9);
+    assert_eq!(Arch::ALL.len(), 10);
 }
 
 /// Shifts every float tensor by a random amount in `[0, 0.5)`, so BatchNorm's `gamma`, `beta`
