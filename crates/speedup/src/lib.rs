@@ -47,9 +47,11 @@ mod plan;
 
 pub use apply::{apply, check_plan};
 pub use error::{Result, SpeedupError};
-pub use groups::{Channel, DependencyGraph, DependencyGroup};
+pub use groups::{Channel, DependencyGraph, DependencyGroup, HeadGroup};
 pub use persist::{load_pruned, save_pruned};
-pub use plan::{AxisKeep, ConflictPolicy, Plan, PlanReport, Skipped};
+pub use plan::{
+    AxisKeep, ConflictPolicy, HeadsRemoved, LayerNormPolicy, Plan, PlanOptions, PlanReport, Skipped,
+};
 
 // The pieces a speedup user needs from the other crates, under one name.
 pub use compress_core::{FixStructure, impl_fix_structure};

@@ -103,9 +103,17 @@ impl OpRule for Linear<'_> {
                     })),
                 );
             }
-            (Value::Act(lm), Value::Act(rm)) if !self.module => {
-                // Two activations (attention scores): contracted channels cannot be removed
-                // safely from one side only; batch/row/column channels carry over.
+            (Value::Const, Value::Const) => a.set(out, Value::Const),
+            (lv, rv)
+                if !self.module
+                    && !matches!(lv, Value::Param { .. })
+                    && !matches!(rv, Value::Param { .. }) =>
+            {
+                // Two activations (attention scores), or an activation and a constant:
+                // contracted channels cannot be removed safely from one side only; batch, row
+                // and column channels carry over, and channels on the same batch axis of both
+                // sides (attention heads: q with k, the scores with v) are coupled.
+                let (lm, rm) = (a.map(lhs), a.map(rhs));
                 let mut out_map = None;
                 if let Some(m) = lm {
                     if m.axis == rank - 1 {
@@ -115,8 +123,16 @@ impl OpRule for Linear<'_> {
                     }
                 }
                 if let Some(m) = rm {
+                    let batch_pair = out_map.as_ref().is_some_and(|o: &Map| {
+                        o.axis == m.axis && m.axis + 2 < rank && o.slots.len() == m.slots.len()
+                    });
                     if m.axis == rank - 2 {
                         a.pin_map(&Some(m), "contracted by a matmul of two activations".into());
+                    } else if batch_pair {
+                        let o = out_map.clone().expect("checked by batch_pair");
+                        for (&l, &r) in o.slots.iter().zip(&m.slots) {
+                            a.union(l, r);
+                        }
                     } else if out_map.is_none() {
                         out_map = Some(m);
                     } else {
@@ -125,7 +141,6 @@ impl OpRule for Linear<'_> {
                 }
                 a.set(out, Value::Act(out_map));
             }
-            (Value::Const, Value::Const) => a.set(out, Value::Const),
             _ => return Err(a.unsupported(index, op)),
         }
         Ok(())

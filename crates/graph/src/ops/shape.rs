@@ -1,6 +1,12 @@
 //! Shape ops: reshape, swap_dims, permute, expand (which also carry parameter views: a
 //! Linear's bias reshaped to `[1, out]`), slice, cat, cast, and tensor creation (zeros, ones,
 //! empty, full), whose outputs are constants.
+//!
+//! A reshape that splits the channel axis into `[heads, head_dim]` (attention) is a head-group
+//! rule: each head's channels join one class and the channels continue on the heads axis; a
+//! reshape that merges the heads axis with trailing dims (`[b, s, h, hd] -> [b, s, h * hd]`, or
+//! GQA's `[b, kvh, g, s, hd] -> [b, kvh * g, s, hd]` after an expand) maps each output channel
+//! back to its head.
 
 use burn_backend::ops::{FloatTensorOps, IntTensorOps};
 use burn_dispatch::{Dispatch, DispatchTensor};
@@ -366,15 +372,18 @@ fn reshape(a: &mut Analysis, input: &TensorIr, out: &TensorIr) {
                             slots: (0..ob).map(|j| m.slots[j / per]).collect(),
                         });
                     } else if len % ob == 0 {
-                        // Split: the leading factor must hold whole channels.
+                        // Split (`[.., h * hd] -> [.., h, hd, ..]`): every element of channel
+                        // `c` lands in row `c / per` of axis `b`, and each row holds whole runs
+                        // of `per` channels. A run is one head: its slots join one class, so
+                        // it leaves whole (rows of axis `b`) or stays.
                         let per = len / ob;
                         let uniform = m.slots.chunks(per).all(|c| c.iter().all(|&s| s == c[0]));
-                        if uniform {
-                            mapped = Some(Map {
-                                axis: b,
-                                slots: m.slots.iter().step_by(per).copied().collect(),
-                            });
-                        }
+                        let slots = if uniform {
+                            m.slots.iter().step_by(per).copied().collect()
+                        } else {
+                            a.join_heads(&m.slots, per)
+                        };
+                        mapped = Some(Map { axis: b, slots });
                     }
                     break;
                 }

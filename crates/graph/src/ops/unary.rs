@@ -1,11 +1,12 @@
-//! Elementwise unary ops: activations, ops with a scalar operand, and float math. Channels pass
-//! through, except a softmax over the channel axis, which mixes them (pinned).
+//! Elementwise unary ops: activations, ops with a scalar operand, float math, and `mask_fill`
+//! with a constant mask (a causal attention mask). Channels pass through, except a softmax over
+//! the channel axis, which mixes them, and a mask that varies along the channel axis (pinned).
 
 use burn_backend::ops::{ActivationOps, FloatTensorOps};
 use burn_dispatch::{Dispatch, DispatchTensor};
 use burn_ir::{
-    ActivationOperationIr as A, FloatOperationIr as F, NumericOperationIr as N, OperationIr,
-    TensorIr,
+    ActivationOperationIr as A, BaseOperationIr as Base, FloatOperationIr as F,
+    NumericOperationIr as N, OperationIr, TensorIr,
 };
 
 use super::{Exec, OpCost, OpRule, Row, numel};
@@ -86,6 +87,7 @@ impl<'a> Unary<'a> {
                 F::PowfScalar(s) => unary(&s.lhs, &s.out),
                 _ => return None,
             },
+            OperationIr::BaseFloat(Base::MaskFill(m)) => unary(&m.tensor, &m.out),
             _ => return None,
         })
     }
@@ -95,6 +97,20 @@ impl OpRule for Unary<'_> {
     fn channels(&self, a: &mut Analysis, _: usize, _: &OperationIr) -> Result<()> {
         if let Some(axis) = self.softmax {
             a.pin_axis(self.input, axis, "normalized by a softmax over channels");
+        }
+        if let OperationIr::BaseFloat(Base::MaskFill(m)) = self.ir
+            && let Some(map) = a.map(self.input)
+        {
+            // The mask broadcasts from the right; where it varies along the channel axis, a
+            // removed (zero) channel would have been filled in the masked model.
+            let shift = self.input.shape.num_dims() - m.mask.shape.num_dims();
+            let varies = map
+                .axis
+                .checked_sub(shift)
+                .is_some_and(|ax| m.mask.shape[ax] != 1);
+            if varies {
+                a.pin_map(&Some(map), "filled by a mask that has these channels".into());
+            }
         }
         a.pass(self.input, self.out);
         Ok(())
@@ -145,6 +161,9 @@ impl OpRule for Unary<'_> {
                 F::PowfScalar(s) => B::float_powf_scalar(x, s.rhs.into()),
                 _ => return Err(e.refuse()),
             },
+            OperationIr::BaseFloat(Base::MaskFill(m)) => {
+                B::float_mask_fill(x, e.get(&m.mask)?, m.value.into())
+            }
             _ => return Err(e.refuse()),
         })
     }
@@ -268,6 +287,11 @@ impl OpRule for Unary<'_> {
                 F::PowfScalar(s) => with_scalar(w, "Pow", s.rhs.elem()),
                 _ => Err(w.unmapped()),
             },
+            OperationIr::BaseFloat(Base::MaskFill(m)) => {
+                let (mask, v) = (w.input(&m.mask)?, w.scalar(m.value.elem(), dtype)?);
+                w.node("Where", vec![mask, v, x.clone()], vec![out.clone()], vec![]);
+                Ok(())
+            }
             _ => Err(w.unmapped()),
         }
     }
