@@ -203,3 +203,28 @@ impl<A: FixStructure, B: FixStructure, C: FixStructure, D: FixStructure> FixStru
         self.3.fix_structure();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::RmsNormConfig;
+    use burn::prelude::Device;
+
+    #[test]
+    fn an_rms_norm_claims_its_epsilon_factor_once_inside_the_scope_and_leaves_others_unclaimed() {
+        let d = Device::flex();
+        let mut a = RmsNormConfig::new(3).with_epsilon(1e-5).init(&d);
+        let b = RmsNormConfig::new(3).init(&d);
+        let factors = HashMap::from([(a.gamma.id, 1.5), (b.gamma.id, 2.0)]);
+        let ((), left) = with_epsilon_factors(factors, || {
+            a.fix_structure();
+            a.fix_structure();
+        });
+        assert!((a.epsilon - 1.5e-5).abs() < 1e-18, "claimed once: {}", a.epsilon);
+        assert_eq!(left, [b.gamma.id]);
+        // Outside the scope nothing changes.
+        a.fix_structure();
+        assert!((a.epsilon - 1.5e-5).abs() < 1e-18);
+        assert_eq!(epsilon_factor(&a.gamma), None);
+    }
+}

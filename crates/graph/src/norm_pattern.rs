@@ -215,3 +215,57 @@ impl Analysis {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::{LinearConfig, RmsNormConfig};
+    use burn::prelude::*;
+
+    #[derive(Module, Debug)]
+    struct FcNorm {
+        fc: burn::nn::Linear,
+        norm: burn::nn::RmsNorm,
+    }
+
+    fn analysis(forward: impl FnOnce(&FcNorm, &Device) -> Tensor<2>) -> crate::Analysis {
+        let d = Device::flex();
+        let m = FcNorm {
+            fc: LinearConfig::new(3, 4).init(&d),
+            norm: RmsNormConfig::new(4).init(&d),
+        };
+        crate::Analysis::run(&crate::capture(&m, forward).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn burn_nns_rms_norm_is_recognized_and_its_channels_stay_prunable() {
+        let mut a = analysis(|m, d| m.norm.forward(m.fc.forward(Tensor::zeros([2, 3], d))));
+        assert_eq!(a.rms_norms, ["norm.gamma"]);
+        let classes = a.classes();
+        assert!(classes.iter().all(|c| c.pins.is_empty()));
+        let norm_members = classes
+            .iter()
+            .filter(|c| c.members.iter().any(|m| m.param == "norm.gamma"))
+            .count();
+        assert_eq!(norm_members, 4);
+    }
+
+    #[test]
+    fn an_rms_statistic_read_twice_or_left_without_a_gamma_pins_the_channels() {
+        // The rms itself is also an output: a mean over channels leaks out.
+        let mut a = analysis(|m, d| {
+            let x = m.fc.forward(Tensor::zeros([2, 3], d));
+            let rms = (x.clone().square().mean_dim(1) + 1e-5).sqrt();
+            x / rms.clone() + rms
+        });
+        assert!(a.rms_norms.is_empty());
+        let pins: Vec<String> = a.classes().into_iter().flat_map(|c| c.pins).collect();
+        assert!(pins.contains(&"reduced by a mean over channels".to_string()), "{pins:?}");
+        // Normalized but never multiplied by a per-channel gamma.
+        let mut a = analysis(|m, d| {
+            let x = m.fc.forward(Tensor::zeros([2, 3], d));
+            x.clone() / (x.square().mean_dim(1) + 1e-5).sqrt()
+        });
+        assert!(a.rms_norms.is_empty());
+        assert!(a.classes().iter().any(|c| !c.pins.is_empty()));
+    }
+}

@@ -275,6 +275,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batched_matmul_couples_the_head_axes_of_both_sides() {
+        let d = Device::flex();
+        let m = mlp(&d);
+        // Two heads of `a` (4 features = 2 heads of 2) against two heads of `b`'s input side:
+        // q = a(x) split into heads, k = the same split of another call; q @ k^T.
+        let graph = crate::capture(&m, |m, d| {
+            let split = |t: Tensor<3>| t.reshape([1, 5, 2, 2]).swap_dims(1, 2);
+            let q = split(m.a.forward(Tensor::<3>::zeros([1, 5, 3], d)));
+            let k = split(m.a.forward(Tensor::<3>::ones([1, 5, 3], d)));
+            q.matmul(k.swap_dims(2, 3))
+        })
+        .unwrap();
+        let mut a = crate::Analysis::run(&graph).unwrap();
+        assert_eq!(a.head_splits.len(), 2);
+        let (h0, h1) = (a.head_splits[0].slots.clone(), a.head_splits[1].slots.clone());
+        for (q, k) in h0.into_iter().zip(h1) {
+            assert_eq!(a.find(q), a.find(k), "head of q and k in one class");
+        }
+        assert!(a.classes().iter().all(|c| c.pins.is_empty()));
+    }
+
+    #[test]
     fn a_matmul_of_two_activations_pins_the_contracted_channels_and_is_a_full_mode_row() {
         let d = Device::flex();
         let m = mlp(&d);

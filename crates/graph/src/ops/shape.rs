@@ -520,6 +520,41 @@ mod tests {
     }
 
     #[test]
+    fn a_head_split_joins_each_heads_channels_and_merging_the_heads_back_maps_them_per_head() {
+        let d = Device::flex();
+        // fc: 2 -> 6 features = 3 heads of 2; `[1, 2, 6] -> [1, 2, 3, 2]`, swap, and back.
+        let m = ConvFc::new(2, &d);
+        let m = ConvFc {
+            conv: m.conv,
+            fc: LinearConfig::new(2, 6).init(&d),
+        };
+        let graph = crate::capture(&m, |m, d| {
+            let h = m.fc.forward(Tensor::<3>::zeros([1, 2, 2], d));
+            let heads = h.reshape([1, 2, 3, 2]).swap_dims(1, 2);
+            heads.swap_dims(1, 2).reshape([1, 2, 6])
+        })
+        .unwrap();
+        let mut a = crate::Analysis::run(&graph).unwrap();
+        assert_eq!(a.head_splits.len(), 1);
+        let split = a.head_splits[0].clone();
+        assert_eq!(
+            (split.layer.as_str(), split.heads, split.head_dim),
+            ("fc", 3, 2)
+        );
+        let classes = a.classes();
+        let with_members: Vec<_> = classes.iter().filter(|c| !c.members.is_empty()).collect();
+        assert_eq!(with_members.len(), 3, "one class per head");
+        let cols: Vec<usize> = with_members[1]
+            .members
+            .iter()
+            .filter(|m| m.param == "fc.weight")
+            .map(|m| m.index)
+            .collect();
+        assert_eq!(cols, [2, 3]);
+        assert!(classes.iter().all(|c| c.pins.is_empty()));
+    }
+
+    #[test]
     fn a_cat_of_two_convs_offsets_the_second_and_a_strided_slice_pins() {
         let d = Device::flex();
         let m = ConvFc::new(6, &d);

@@ -287,11 +287,6 @@ impl OpRule for Unary<'_> {
                 F::PowfScalar(s) => with_scalar(w, "Pow", s.rhs.elem()),
                 _ => Err(w.unmapped()),
             },
-            OperationIr::BaseFloat(Base::MaskFill(m)) => {
-                let (mask, v) = (w.input(&m.mask)?, w.scalar(m.value.elem(), dtype)?);
-                w.node("Where", vec![mask, v, x.clone()], vec![out.clone()], vec![]);
-                Ok(())
-            }
             _ => Err(w.unmapped()),
         }
     }
@@ -321,6 +316,37 @@ mod tests {
             rows.iter().find(|r| r.module_type == "Relu").unwrap().flops,
             8
         );
+    }
+
+    #[test]
+    fn a_mask_fill_passes_channels_unless_its_mask_varies_along_them_and_replays() {
+        let d = Device::flex();
+        let fc = LinearConfig::new(3, 4).init(&d);
+        // A mask over `[1, 4, 2, 1]` (channels on axis 1), constant along the channels or not.
+        let fill = |per_channel: bool| {
+            move |m: &burn::nn::Linear, x: Tensor<3>| {
+                let dev = x.device();
+                let h = m.forward(x).swap_dims(1, 2).reshape([1, 4, 2, 1]);
+                let shape = if per_channel { [1, 4, 2, 1] } else { [1, 1, 2, 1] };
+                let n = shape.iter().product::<usize>();
+                let bits: Vec<bool> = (0..n).map(|i| i % 2 == 1).collect();
+                let mask = Tensor::<4, Bool>::from_data(TensorData::new(bits, shape), &dev);
+                h.mask_fill(mask, -1e9)
+            }
+        };
+        let plain = fill(false);
+        let pins = pins_of(&fc, |m, d| plain(m, Tensor::<3>::ones([1, 2, 3], d)));
+        assert!(pins.is_empty(), "{pins:?}");
+        let per = fill(true);
+        let pins = pins_of(&fc, |m, d| per(m, Tensor::<3>::ones([1, 2, 3], d)));
+        assert!(pins.contains("filled by a mask that has these channels"), "{pins:?}");
+
+        let x = Tensor::<3>::random([1, 2, 3], burn::tensor::Distribution::Default, &d);
+        let replay = crate::Replay::capture(&fc, [1, 2, 3], |m, x| plain(m, x)).unwrap();
+        let out: Tensor<4> = replay.run(&fc, x.clone(), &mut crate::NoTap).unwrap();
+        let direct = plain(&fc, x);
+        let diff = (out - direct).abs().max().into_scalar::<f32>();
+        assert_eq!(diff, 0.0);
     }
 
     #[test]
