@@ -217,7 +217,14 @@ impl DependencyGraph {
                         .is_some_and(|a| group.params.contains(&(t.path.clone(), a)))
                 })
                 .collect();
-            if owners.len() < 2 {
+            // One shared mask needs one output length: GQA's query and KV projections share
+            // a group of heads but not a width, so they keep their own rules (the plan still
+            // removes a KV group only when all its members' masks agree).
+            let widths: BTreeSet<usize> = owners
+                .iter()
+                .filter_map(|t| t.out_axis.and_then(|a| t.shape.get(a).copied()))
+                .collect();
+            if owners.len() < 2 || widths.len() > 1 {
                 continue;
             }
             let id = GroupId(format!("dep{}", splits.len()));

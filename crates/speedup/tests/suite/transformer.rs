@@ -787,3 +787,41 @@ fn a_mean_over_channels_that_is_not_an_rms_norm_still_pins_them() {
     assert_eq!(report.removed, 0);
     assert_eq!(report.skipped[0].reasons, ["reduced by a mean over channels"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Automatic dependency groups
+
+/// The dependency group ids of `config`'s rules after `auto_dependency_groups` on `model`.
+fn auto_ids<M: Module, const D: usize>(
+    model: &M,
+    forward: impl FnOnce(&M, &Device) -> Tensor<D>,
+) -> (Vec<String>, compress_core::CompressConfig) {
+    let config = compress_core::CompressConfig::from_toml(
+        "[[config_list]]\nop_names_re = ['layers\\.0\\.(query|key|value|q|k|v)$']\nsparse_ratio = 0.5\n",
+    )
+    .unwrap();
+    let deps = DependencyGraph::build(&capture(model, forward).unwrap()).unwrap();
+    let out = deps
+        .auto_dependency_groups(&config, &ModuleIndex::from_module(model))
+        .unwrap();
+    let ids = out
+        .rules
+        .iter()
+        .filter_map(|r| r.shortcut.dependency_group_id.as_ref())
+        .map(|g| g.0.clone())
+        .collect();
+    (ids, out)
+}
+
+#[test]
+fn auto_dependency_groups_join_bert_q_k_v_and_leave_gqa_projections_of_different_widths_apart() {
+    let device = Device::flex();
+    let (ids, _) = auto_ids(&Bert::new(&device), bert_capture);
+    assert_eq!(ids, ["dep0", "dep0", "dep0"], "q, k and v share a head group");
+    let llama = Llama::new(&device);
+    let (ids, config) = auto_ids(&llama, llama_capture);
+    assert!(ids.is_empty(), "{ids:?}");
+    // The pruner still runs on them (one shared mask would need one width: 24 vs 8).
+    let outcome = compress_core::prune(&llama, &config, &crate::groups::L1).unwrap();
+    assert_eq!(outcome.masks.get("layers.0.q.weight").unwrap().shape(), [32, 24]);
+}
