@@ -106,7 +106,10 @@ pub fn with_epsilon_factors<R>(
     let previous = EPSILON_FACTORS.with(|f| f.replace(Some(factors)));
     let out = fix();
     let left = EPSILON_FACTORS.with(|f| f.replace(previous));
-    (out, left.map(|m| m.into_keys().collect()).unwrap_or_default())
+    (
+        out,
+        left.map(|m| m.into_keys().collect()).unwrap_or_default(),
+    )
 }
 
 /// The epsilon factor [`with_epsilon_factors`] holds for the norm whose gamma is `gamma`, taken
@@ -220,7 +223,11 @@ mod tests {
             a.fix_structure();
             a.fix_structure();
         });
-        assert!((a.epsilon - 1.5e-5).abs() < 1e-18, "claimed once: {}", a.epsilon);
+        assert!(
+            (a.epsilon - 1.5e-5).abs() < 1e-18,
+            "claimed once: {}",
+            a.epsilon
+        );
         assert_eq!(left, [b.gamma.id]);
         // Outside the scope nothing changes.
         a.fix_structure();

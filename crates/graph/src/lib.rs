@@ -51,8 +51,8 @@
 mod capture;
 mod count;
 mod error;
-pub mod onnx;
 mod norm_pattern;
+pub mod onnx;
 mod ops;
 mod replay;
 mod rules;

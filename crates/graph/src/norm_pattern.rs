@@ -162,7 +162,9 @@ impl Analysis {
             (Stage::Mean, OperationIr::NumericFloat(_, N::AddScalar(s))) => {
                 Some(Next::Stage(Stage::Eps, &s.out))
             }
-            (Stage::Eps, OperationIr::Float(_, F::Sqrt(u))) => Some(Next::Stage(Stage::Rms, &u.out)),
+            (Stage::Eps, OperationIr::Float(_, F::Sqrt(u))) => {
+                Some(Next::Stage(Stage::Rms, &u.out))
+            }
             (Stage::Rms, OperationIr::NumericFloat(_, N::Div(b)))
                 if b.rhs.id == id
                     && (b.lhs.id == inst.x
@@ -259,7 +261,10 @@ mod tests {
         });
         assert!(a.rms_norms.is_empty());
         let pins: Vec<String> = a.classes().into_iter().flat_map(|c| c.pins).collect();
-        assert!(pins.contains(&"reduced by a mean over channels".to_string()), "{pins:?}");
+        assert!(
+            pins.contains(&"reduced by a mean over channels".to_string()),
+            "{pins:?}"
+        );
         // Normalized but never multiplied by a per-channel gamma.
         let mut a = analysis(|m, d| {
             let x = m.fc.forward(Tensor::zeros([2, 3], d));

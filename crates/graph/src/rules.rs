@@ -203,7 +203,9 @@ impl Analysis {
             .first()
             .and_then(|&s| {
                 let r = self.find(s);
-                self.members[r].first().map(|m| layer_of(&m.param).to_string())
+                self.members[r]
+                    .first()
+                    .map(|m| layer_of(&m.param).to_string())
             })
             .unwrap_or_default();
         for c in slots.chunks(per) {

@@ -289,7 +289,10 @@ mod tests {
         .unwrap();
         let mut a = crate::Analysis::run(&graph).unwrap();
         assert_eq!(a.head_splits.len(), 2);
-        let (h0, h1) = (a.head_splits[0].slots.clone(), a.head_splits[1].slots.clone());
+        let (h0, h1) = (
+            a.head_splits[0].slots.clone(),
+            a.head_splits[1].slots.clone(),
+        );
         for (q, k) in h0.into_iter().zip(h1) {
             assert_eq!(a.find(q), a.find(k), "head of q and k in one class");
         }

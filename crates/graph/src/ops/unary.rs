@@ -109,7 +109,10 @@ impl OpRule for Unary<'_> {
                 .checked_sub(shift)
                 .is_some_and(|ax| m.mask.shape[ax] != 1);
             if varies {
-                a.pin_map(&Some(map), "filled by a mask that has these channels".into());
+                a.pin_map(
+                    &Some(map),
+                    "filled by a mask that has these channels".into(),
+                );
             }
         }
         a.pass(self.input, self.out);
@@ -327,7 +330,11 @@ mod tests {
             move |m: &burn::nn::Linear, x: Tensor<3>| {
                 let dev = x.device();
                 let h = m.forward(x).swap_dims(1, 2).reshape([1, 4, 2, 1]);
-                let shape = if per_channel { [1, 4, 2, 1] } else { [1, 1, 2, 1] };
+                let shape = if per_channel {
+                    [1, 4, 2, 1]
+                } else {
+                    [1, 1, 2, 1]
+                };
                 let n = shape.iter().product::<usize>();
                 let bits: Vec<bool> = (0..n).map(|i| i % 2 == 1).collect();
                 let mask = Tensor::<4, Bool>::from_data(TensorData::new(bits, shape), &dev);
@@ -339,7 +346,10 @@ mod tests {
         assert!(pins.is_empty(), "{pins:?}");
         let per = fill(true);
         let pins = pins_of(&fc, |m, d| per(m, Tensor::<3>::ones([1, 2, 3], d)));
-        assert!(pins.contains("filled by a mask that has these channels"), "{pins:?}");
+        assert!(
+            pins.contains("filled by a mask that has these channels"),
+            "{pins:?}"
+        );
 
         let x = Tensor::<3>::random([1, 2, 3], burn::tensor::Distribution::Default, &d);
         let replay = crate::Replay::capture(&fc, [1, 2, 3], |m, x| plain(m, x)).unwrap();

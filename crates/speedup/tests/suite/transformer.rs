@@ -31,9 +31,7 @@ fn vector(n: usize, lo: f64, hi: f64, device: &Device) -> Param<Tensor<1>> {
 }
 
 fn layer_norm(d: usize, device: &Device) -> LayerNorm {
-    let mut ln = LayerNormConfig::new(d)
-        .with_epsilon(LN_EPS)
-        .init(device);
+    let mut ln = LayerNormConfig::new(d).with_epsilon(LN_EPS).init(device);
     ln.gamma = vector(d, 0.5, 1.5, device);
     ln.beta = Some(vector(d, -0.5, 0.5, device));
     ln
@@ -57,7 +55,10 @@ fn norm(ln: &LayerNorm, x: Tensor<3>, keep: Option<&Tensor<1>>) -> Tensor<3> {
     let mean = (x.clone() * k.clone()).sum_dim(2).div_scalar(n);
     let c = (x - mean) * k;
     let var = c.clone().square().sum_dim(2).div_scalar(n);
-    let beta = ln.beta.as_ref().expect("the mirror's LayerNorms have a beta");
+    let beta = ln
+        .beta
+        .as_ref()
+        .expect("the mirror's LayerNorms have a beta");
     c / (var + LN_EPS).sqrt() * ln.gamma.val().reshape([1, 1, d]) + beta.val().reshape([1, 1, d])
 }
 
@@ -144,7 +145,13 @@ impl Bert {
         let [b, s] = ids.dims();
         let device = ids.device();
         let bias: Vec<f32> = (0..b * s)
-            .map(|i| if i / s == 1 && i % s >= s - pad { -1e4 } else { 0.0 })
+            .map(|i| {
+                if i / s == 1 && i % s >= s - pad {
+                    -1e4
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, s]), &device);
         let pos = Tensor::<1, Int>::arange(0..s as i64, &device).reshape([1, s]);
@@ -286,9 +293,8 @@ impl Llama {
                 sin.push(angle.sin() as f32);
             }
         }
-        let table = |v: Vec<f32>| {
-            Tensor::<5>::from_data(TensorData::new(v, [1, 1, s, hd / 2, 1]), &device)
-        };
+        let table =
+            |v: Vec<f32>| Tensor::<5>::from_data(TensorData::new(v, [1, 1, s, hd / 2, 1]), &device);
         let (cos, sin) = (table(cos), table(sin));
         let mut x = self.embed.forward(ids);
         for l in &self.layers {
@@ -403,13 +409,28 @@ fn bert_whole_heads_leave_q_k_v_and_the_output_projection_and_the_output_is_unch
     let kept_cols: Vec<usize> = range(0..8).into_iter().chain(16..24).collect();
     for p in ["query", "key", "value"] {
         let path = format!("layers.0.{p}.weight");
-        assert_eq!(kept(&report, &path), [AxisKeep { axis: 1, kept: kept_cols.clone() }]);
+        assert_eq!(
+            kept(&report, &path),
+            [AxisKeep {
+                axis: 1,
+                kept: kept_cols.clone()
+            }]
+        );
         let bias = format!("layers.0.{p}.bias");
-        assert_eq!(kept(&report, &bias), [AxisKeep { axis: 0, kept: kept_cols.clone() }]);
+        assert_eq!(
+            kept(&report, &bias),
+            [AxisKeep {
+                axis: 0,
+                kept: kept_cols.clone()
+            }]
+        );
     }
     assert_eq!(
         kept(&report, "layers.0.output.weight"),
-        [AxisKeep { axis: 0, kept: kept_cols }]
+        [AxisKeep {
+            axis: 0,
+            kept: kept_cols
+        }]
     );
     assert!(kept(&report, "layers.0.output.bias").is_empty());
 
@@ -424,14 +445,23 @@ fn bert_whole_heads_leave_q_k_v_and_the_output_projection_and_the_output_is_unch
 
     let x = ids(2, 6, &device);
     let masked = report.plan.to_masks().apply_hard(&model).unwrap();
-    let diff = max_abs_diff(small.forward(x.clone(), 2, None), masked.forward(x, 2, None));
-    assert!(diff < 1e-4, "sped-up differs from the masked model by {diff}");
+    let diff = max_abs_diff(
+        small.forward(x.clone(), 2, None),
+        masked.forward(x, 2, None),
+    );
+    assert!(
+        diff < 1e-4,
+        "sped-up differs from the masked model by {diff}"
+    );
 
     // MACs removed, batch 2 x 6 tokens: q, k, v lose 16 outputs (12 x 32 x 16 each), the
     // output projection 16 inputs (12 x 16 x 32), and both attention matmuls two heads
     // (2 x 2 heads x 6 x 6 x 8 each).
     let after = count(&capture(&small, bert_capture).unwrap()).macs;
-    assert_eq!(macs - after, 3 * 12 * 32 * 16 + 12 * 16 * 32 + 2 * (2 * 2 * 6 * 6 * 8));
+    assert_eq!(
+        macs - after,
+        3 * 12 * 32 * 16 + 12 * 16 * 32 + 2 * (2 * 2 * 6 * 6 * 8)
+    );
 }
 
 #[test]
@@ -468,11 +498,17 @@ fn bert_ffn_channels_are_equivalent_and_cheaper() {
     let keep = complement(64, &cut);
     assert_eq!(
         kept(&report, "layers.1.ffn_in.weight"),
-        [AxisKeep { axis: 1, kept: keep.clone() }]
+        [AxisKeep {
+            axis: 1,
+            kept: keep.clone()
+        }]
     );
     assert_eq!(
         kept(&report, "layers.1.ffn_out.weight"),
-        [AxisKeep { axis: 0, kept: keep }]
+        [AxisKeep {
+            axis: 0,
+            kept: keep
+        }]
     );
     let small = apply(&model, &report.plan).unwrap();
     assert_eq!(small.layers[1].ffn_in.weight.dims(), [32, 59]);
@@ -480,8 +516,14 @@ fn bert_ffn_channels_are_equivalent_and_cheaper() {
     assert_eq!(small.layers[1].ffn_out.weight.dims(), [59, 32]);
     let x = ids(2, 6, &device);
     let masked = report.plan.to_masks().apply_hard(&model).unwrap();
-    let diff = max_abs_diff(small.forward(x.clone(), 2, None), masked.forward(x, 2, None));
-    assert!(diff < 1e-4, "sped-up differs from the masked model by {diff}");
+    let diff = max_abs_diff(
+        small.forward(x.clone(), 2, None),
+        masked.forward(x, 2, None),
+    );
+    assert!(
+        diff < 1e-4,
+        "sped-up differs from the masked model by {diff}"
+    );
     let after = count(&capture(&small, bert_capture).unwrap()).macs;
     assert_eq!(macs - after, 2 * (12 * 32 * 5));
 }
@@ -513,7 +555,12 @@ fn bert_hidden_channels_stay_by_default_and_under_normalize_kept_match_the_kept_
     let (_, report, macs) = plan(&model, &m, options, bert_capture);
     assert_eq!(report.removed, 3);
     let keep = complement(32, &cut);
-    let axis = |axis| [AxisKeep { axis, kept: keep.clone() }];
+    let axis = |axis| {
+        [AxisKeep {
+            axis,
+            kept: keep.clone(),
+        }]
+    };
     assert_eq!(kept(&report, "word.weight"), axis(1));
     assert_eq!(kept(&report, "position.weight"), axis(1));
     assert_eq!(kept(&report, "emb_norm.gamma"), axis(0));
@@ -538,10 +585,13 @@ fn bert_hidden_channels_stay_by_default_and_under_normalize_kept_match_the_kept_
     // The reference: the masked model whose LayerNorms normalize over the kept channels.
     let x = ids(2, 6, &device);
     let masked = report.plan.to_masks().apply_hard(&model).unwrap();
-    let k: Vec<f32> = (0..32).map(|c| if cut.contains(&c) { 0.0 } else { 1.0 }).collect();
+    let k: Vec<f32> = (0..32)
+        .map(|c| if cut.contains(&c) { 0.0 } else { 1.0 })
+        .collect();
     let k = Tensor::<1>::from_data(TensorData::new(k, [32]), &device);
     let reference = masked.forward(x.clone(), 2, Some(&k));
-    let removed_idx = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 11, 30], [3]), &device);
+    let removed_idx =
+        Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 11, 30], [3]), &device);
     let zeros = reference.clone().select(2, removed_idx).abs().max();
     assert_eq!(zeros.into_scalar::<f32>(), 0.0);
     let kept_idx: Vec<i64> = keep.iter().map(|&i| i as i64).collect();
@@ -575,15 +625,24 @@ fn llama_a_kv_head_leaves_with_its_query_group() {
     assert_eq!(removed_heads(&report, "layers.1.q"), Vec::<usize>::new());
     assert_eq!(
         kept(&report, "layers.0.q.weight"),
-        [AxisKeep { axis: 1, kept: range(0..12) }]
+        [AxisKeep {
+            axis: 1,
+            kept: range(0..12)
+        }]
     );
     assert_eq!(
         kept(&report, "layers.0.k.weight"),
-        [AxisKeep { axis: 1, kept: range(0..4) }]
+        [AxisKeep {
+            axis: 1,
+            kept: range(0..4)
+        }]
     );
     assert_eq!(
         kept(&report, "layers.0.o.weight"),
-        [AxisKeep { axis: 0, kept: range(0..12) }]
+        [AxisKeep {
+            axis: 0,
+            kept: range(0..12)
+        }]
     );
     let small = apply(&model, &report.plan).unwrap();
     let l0 = &small.layers[0];
@@ -595,7 +654,10 @@ fn llama_a_kv_head_leaves_with_its_query_group() {
     let x = ids(2, 5, &device);
     let masked = report.plan.to_masks().apply_hard(&model).unwrap();
     let diff = max_abs_diff(small.forward(x.clone()), masked.forward(x));
-    assert!(diff < 1e-4, "sped-up differs from the masked model by {diff}");
+    assert!(
+        diff < 1e-4,
+        "sped-up differs from the masked model by {diff}"
+    );
     let after = count(&capture(&small, llama_capture).unwrap()).macs;
     // q loses 12 outputs, k and v 4 each, o 12 inputs (10 tokens x 32 each); the attention
     // matmuls lose 3 of 6 heads (2 x 3 x 5 x 5 x 4 each).
@@ -635,12 +697,18 @@ fn llama_swiglu_channels_are_equivalent_and_cheaper() {
     for p in ["gate", "up"] {
         assert_eq!(
             kept(&report, &format!("layers.1.{p}.weight")),
-            [AxisKeep { axis: 1, kept: keep.clone() }]
+            [AxisKeep {
+                axis: 1,
+                kept: keep.clone()
+            }]
         );
     }
     assert_eq!(
         kept(&report, "layers.1.down.weight"),
-        [AxisKeep { axis: 0, kept: keep }]
+        [AxisKeep {
+            axis: 0,
+            kept: keep
+        }]
     );
     let small = apply(&model, &report.plan).unwrap();
     assert_eq!(small.layers[1].up.weight.dims(), [32, 45]);
@@ -648,7 +716,10 @@ fn llama_swiglu_channels_are_equivalent_and_cheaper() {
     let x = ids(2, 5, &device);
     let masked = report.plan.to_masks().apply_hard(&model).unwrap();
     let diff = max_abs_diff(small.forward(x.clone()), masked.forward(x));
-    assert!(diff < 1e-4, "sped-up differs from the masked model by {diff}");
+    assert!(
+        diff < 1e-4,
+        "sped-up differs from the masked model by {diff}"
+    );
     let after = count(&capture(&small, llama_capture).unwrap()).macs;
     assert_eq!(macs - after, 3 * (10 * 32 * 3));
 }
@@ -663,7 +734,12 @@ fn llama_hidden_channels_leave_the_whole_residual_stream_exactly() {
     assert_eq!(deps.rms_norms.len(), 5, "{:?}", deps.rms_norms);
     assert_eq!(report.removed, 3, "{:?}", report.skipped);
     let keep = complement(32, &cut);
-    let axis = |axis| [AxisKeep { axis, kept: keep.clone() }];
+    let axis = |axis| {
+        [AxisKeep {
+            axis,
+            kept: keep.clone(),
+        }]
+    };
     assert_eq!(kept(&report, "embed.weight"), axis(1));
     assert_eq!(kept(&report, "norm.gamma"), axis(0));
     for l in 0..2 {
@@ -688,7 +764,12 @@ fn llama_hidden_channels_leave_the_whole_residual_stream_exactly() {
     assert_eq!(model.norm.epsilon, RMS_EPS, "the original is untouched");
     let kept_idx: Vec<i64> = keep.iter().map(|&i| i as i64).collect();
     let kept_idx = Tensor::<1, Int>::from_data(TensorData::new(kept_idx, [29]), &device);
-    let expected_gamma = model.norm.gamma.val().select(0, kept_idx).mul_scalar(ratio.sqrt());
+    let expected_gamma = model
+        .norm
+        .gamma
+        .val()
+        .select(0, kept_idx)
+        .mul_scalar(ratio.sqrt());
     assert!(max_abs_diff(small.norm.gamma.val(), expected_gamma) < 1e-6);
 
     let x = ids(2, 5, &device);
@@ -696,7 +777,10 @@ fn llama_hidden_channels_leave_the_whole_residual_stream_exactly() {
     let out = small.forward(x.clone());
     assert_eq!(out.dims(), [2, 5, VOCAB]);
     let diff = max_abs_diff(out, masked.forward(x));
-    assert!(diff < 1e-4, "sped-up differs from the masked model by {diff}");
+    assert!(
+        diff < 1e-4,
+        "sped-up differs from the masked model by {diff}"
+    );
     let after = count(&capture(&small, llama_capture).unwrap()).macs;
     assert!(after < macs, "{after} >= {macs}");
 }
@@ -736,14 +820,19 @@ fn an_rms_norm_losing_a_channel_matches_numpy() {
     // scripts/reference/rms_norm_hidden_prune.py
     let expected = Tensor::<3>::from_data(
         TensorData::new(
-            vec![1.04743f32, -1.396573, 0.261857, 1.379266, 0.459755, -0.919511],
+            vec![
+                1.04743f32, -1.396573, 0.261857, 1.379266, 0.459755, -0.919511,
+            ],
             [1, 2, 3],
         ),
         &device,
     );
     let diff = max_abs_diff(emb_norm_forward(&small, &device), expected);
     assert!(diff < 1e-5, "differs from NumPy by {diff}");
-    let gamma = Tensor::<1>::from_data(TensorData::new(vec![1.385641f32, 0.92376, 0.69282], [3]), &device);
+    let gamma = Tensor::<1>::from_data(
+        TensorData::new(vec![1.385641f32, 0.92376, 0.69282], [3]),
+        &device,
+    );
     assert!(max_abs_diff(small.norm.gamma.val(), gamma) < 1e-5);
     assert!((small.norm.epsilon - 1.3333333333333335e-05).abs() < 1e-18);
 }
@@ -769,8 +858,14 @@ fn a_model_whose_fix_structure_misses_its_rms_norm_is_an_error_naming_the_norm()
         m.norm.forward(m.embed.forward(ids))
     });
     let err = apply(&model, &report.plan).unwrap_err();
-    assert!(matches!(err, SpeedupError::UnfixedNorm { ref layer } if layer == "norm"), "{err}");
-    assert!(err.to_string().starts_with("RMS norm 'norm' lost channels"), "{err}");
+    assert!(
+        matches!(err, SpeedupError::UnfixedNorm { ref layer } if layer == "norm"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("RMS norm 'norm' lost channels"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -785,7 +880,10 @@ fn a_mean_over_channels_that_is_not_an_rms_norm_still_pins_them() {
         x.clone().square().mean_dim(2) + x
     });
     assert_eq!(report.removed, 0);
-    assert_eq!(report.skipped[0].reasons, ["reduced by a mean over channels"]);
+    assert_eq!(
+        report.skipped[0].reasons,
+        ["reduced by a mean over channels"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -817,11 +915,18 @@ fn auto_ids<M: Module, const D: usize>(
 fn auto_dependency_groups_join_bert_q_k_v_and_leave_gqa_projections_of_different_widths_apart() {
     let device = Device::flex();
     let (ids, _) = auto_ids(&Bert::new(&device), bert_capture);
-    assert_eq!(ids, ["dep0", "dep0", "dep0"], "q, k and v share a head group");
+    assert_eq!(
+        ids,
+        ["dep0", "dep0", "dep0"],
+        "q, k and v share a head group"
+    );
     let llama = Llama::new(&device);
     let (ids, config) = auto_ids(&llama, llama_capture);
     assert!(ids.is_empty(), "{ids:?}");
     // The pruner still runs on them (one shared mask would need one width: 24 vs 8).
     let outcome = compress_core::prune(&llama, &config, &crate::groups::L1).unwrap();
-    assert_eq!(outcome.masks.get("layers.0.q.weight").unwrap().shape(), [32, 24]);
+    assert_eq!(
+        outcome.masks.get("layers.0.q.weight").unwrap().shape(),
+        [32, 24]
+    );
 }
