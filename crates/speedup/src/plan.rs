@@ -208,6 +208,19 @@ fn rms_block(gamma: &str, index: &ModuleIndex) -> Option<String> {
     })
 }
 
+/// Why a channel that would shrink a parameter of burn-nn's `MultiHeadAttention` stays: its
+/// forward reshapes the heads' context to its input width (`d_model`), so it runs neither with
+/// fewer heads nor with a smaller residual stream.
+fn mha_block(param: &str, index: &ModuleIndex) -> Option<String> {
+    let layer = param.rsplit_once('.')?.0;
+    let parent = layer.rsplit_once('.').map_or("", |(p, _)| p);
+    (index.module_type(parent) == Some("MultiHeadAttention")).then(|| {
+        format!(
+            "a parameter of burn-nn MultiHeadAttention '{parent}', whose forward needs its heads' total width to equal its input width"
+        )
+    })
+}
+
 impl DependencyGraph {
     /// Turn masks into a plan: a channel is removed when the masks of its group say so (per
     /// `policy`), unless it is pinned or normalized by a LayerNorm. See [`Self::plan_with`].
@@ -233,8 +246,10 @@ impl DependencyGraph {
     /// channel's slices on that axis: over one index for a plain channel, over a whole head
     /// (every column of it) for a head, so a fine-grained mask inside a head removes nothing.
     /// A channel is removed when the opinions say so (per `options.conflict`), unless it is
-    /// pinned, normalized by a LayerNorm under [`LayerNormPolicy::Pin`], or normalized by an RMS
-    /// norm that is not burn-nn's `RmsNorm`.
+    /// pinned, normalized by a LayerNorm under [`LayerNormPolicy::Pin`], normalized by an RMS
+    /// norm that is not burn-nn's `RmsNorm`, or would shrink a burn-nn `MultiHeadAttention`
+    /// (its forward cannot run with fewer heads or a smaller input width; models that keep their
+    /// own head counts, as the zoo's BERT and Llama do, are not limited).
     ///
     /// # Errors
     /// Masks for unknown parameters or of the wrong shape, a layer left with no channels
@@ -300,6 +315,12 @@ impl DependencyGraph {
                         .iter()
                         .filter(|(p, _, _)| self.rms_norms.contains(p))
                         .filter_map(|(p, _, _)| rms_block(p, index)),
+                );
+                blocked.extend(
+                    channel
+                        .slices
+                        .iter()
+                        .filter_map(|(p, _, _)| mha_block(p, index)),
                 );
                 blocked.sort();
                 blocked.dedup();

@@ -930,3 +930,33 @@ fn auto_dependency_groups_join_bert_q_k_v_and_leave_gqa_projections_of_different
         [32, 24]
     );
 }
+
+#[test]
+fn heads_of_burn_nns_multi_head_attention_stay_because_its_forward_needs_them_all() {
+    // burn-nn's MultiHeadAttention reshapes the heads' context to its input width, so it cannot
+    // run with fewer heads: the plan keeps them and says why.
+    let device = Device::flex();
+    let model = compress_zoo::TinyTransformer::new(10, &device);
+    let p = "encoder.layers.0.mha";
+    // Head 1 of 4 (d_k 16): columns 16..32 of q, k and v.
+    let m = masks(&[
+        (&format!("{p}.query.weight"), [64, 64], range(16..32)),
+        (&format!("{p}.key.weight"), [64, 64], range(16..32)),
+        (&format!("{p}.value.weight"), [64, 64], range(16..32)),
+    ]);
+    let (_, report, _) = plan(&model, &m, PlanOptions::default(), |m, d| {
+        m.forward(Tensor::<2, Int>::zeros([1, 8], d))
+    });
+    assert_eq!(report.removed, 0);
+    assert_eq!(
+        removed_heads(&report, &format!("{p}.query")),
+        Vec::<usize>::new()
+    );
+    assert_eq!(report.skipped.len(), 1, "one head asked for");
+    assert_eq!(
+        report.skipped[0].reasons,
+        [format!(
+            "a parameter of burn-nn MultiHeadAttention '{p}', whose forward needs its heads' total width to equal its input width"
+        )]
+    );
+}
