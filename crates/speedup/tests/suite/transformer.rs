@@ -783,6 +783,20 @@ fn llama_hidden_channels_leave_the_whole_residual_stream_exactly() {
     );
     let after = count(&capture(&small, llama_capture).unwrap()).macs;
     assert!(after < macs, "{after} >= {macs}");
+
+    // Saved and loaded into a fresh template: the plan alone rescales the epsilons again (they
+    // are not in the weights file), so the loaded model computes the same logits.
+    let dir = std::env::temp_dir().join(format!("bc-llama-hidden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    compress_speedup::save_pruned(&small, &report.plan, dir.join("llama")).unwrap();
+    let loaded = compress_speedup::load_pruned(Llama::new(&device), dir.join("llama")).unwrap();
+    assert_eq!(loaded.norm.epsilon, small.norm.epsilon);
+    let x = ids(2, 5, &device);
+    assert_eq!(
+        loaded.forward(x.clone()).into_data(),
+        small.forward(x).into_data()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
