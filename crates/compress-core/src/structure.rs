@@ -6,6 +6,11 @@
 //! [`impl_fix_structure!`](crate::impl_fix_structure). It lives in compress-core so that model
 //! crates (the zoo, users' models) depend on the contracts crate only.
 
+use std::collections::HashMap;
+
+use burn::module::{Param, ParamId};
+use burn::prelude::Tensor;
+
 /// Fields that are not tensors but must follow the tensors' new sizes (a depthwise conv's
 /// `groups`, a GroupNorm's `num_channels`, ...).
 ///
@@ -37,7 +42,6 @@ no_structure!(
     burn::nn::Linear,
     burn::nn::BatchNorm,
     burn::nn::LayerNorm,
-    burn::nn::RmsNorm,
     burn::nn::Embedding,
     burn::nn::PRelu,
     burn::nn::Dropout,
@@ -78,6 +82,51 @@ weight_structure!(|s, dims| {
     burn::nn::conv::ConvTranspose2d,
     burn::nn::conv::ConvTranspose3d
 );
+
+thread_local! {
+    /// The epsilon factors of the norms being fixed, by gamma id (see [`with_epsilon_factors`]).
+    static EPSILON_FACTORS: std::cell::RefCell<Option<HashMap<ParamId, f64>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `fix` (a model's [`FixStructure::fix_structure`]) with per-norm epsilon factors keyed by
+/// the norm's gamma id; returns `fix`'s result and the ids nobody claimed.
+///
+/// Why a scope and not an argument: removing zero channels from an RMS norm is exact only if its
+/// epsilon is rescaled by `d / d'` (`d'` kept of `d`), and only the speedup knows `d`. Epsilon is
+/// a plain field, beyond a `ModuleMapper`, and `fix_structure` takes no arguments because every
+/// model forwards it to its fields by hand; a scope keyed by the gamma's [`ParamId`] reaches the
+/// norm through any of those impls. burn-nn `RmsNorm`'s impl claims its factor with
+/// [`epsilon_factor`]; a model with its own RMS norm calls it too. An unclaimed id is returned,
+/// so the caller reports it instead of leaving a norm silently wrong.
+pub fn with_epsilon_factors<R>(
+    factors: HashMap<ParamId, f64>,
+    fix: impl FnOnce() -> R,
+) -> (R, Vec<ParamId>) {
+    let previous = EPSILON_FACTORS.with(|f| f.replace(Some(factors)));
+    let out = fix();
+    let left = EPSILON_FACTORS.with(|f| f.replace(previous));
+    (
+        out,
+        left.map(|m| m.into_keys().collect()).unwrap_or_default(),
+    )
+}
+
+/// The epsilon factor [`with_epsilon_factors`] holds for the norm whose gamma is `gamma`, taken
+/// (a second call returns `None`). Outside that scope, always `None`.
+pub fn epsilon_factor(gamma: &Param<Tensor<1>>) -> Option<f64> {
+    EPSILON_FACTORS.with(|f| f.borrow_mut().as_mut()?.remove(&gamma.id))
+}
+
+impl FixStructure for burn::nn::RmsNorm {
+    /// Scales `epsilon` by the factor of a speedup that removed channels (see
+    /// [`with_epsilon_factors`]); the gamma was rescaled with the tensors.
+    fn fix_structure(&mut self) {
+        if let Some(f) = epsilon_factor(&self.gamma) {
+            self.epsilon *= f;
+        }
+    }
+}
 
 impl FixStructure for burn::nn::GroupNorm {
     fn fix_structure(&mut self) {
@@ -155,5 +204,34 @@ impl<A: FixStructure, B: FixStructure, C: FixStructure, D: FixStructure> FixStru
         self.1.fix_structure();
         self.2.fix_structure();
         self.3.fix_structure();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::RmsNormConfig;
+    use burn::prelude::Device;
+
+    #[test]
+    fn an_rms_norm_claims_its_epsilon_factor_once_inside_the_scope_and_leaves_others_unclaimed() {
+        let d = Device::flex();
+        let mut a = RmsNormConfig::new(3).with_epsilon(1e-5).init(&d);
+        let b = RmsNormConfig::new(3).init(&d);
+        let factors = HashMap::from([(a.gamma.id, 1.5), (b.gamma.id, 2.0)]);
+        let ((), left) = with_epsilon_factors(factors, || {
+            a.fix_structure();
+            a.fix_structure();
+        });
+        assert!(
+            (a.epsilon - 1.5e-5).abs() < 1e-18,
+            "claimed once: {}",
+            a.epsilon
+        );
+        assert_eq!(left, [b.gamma.id]);
+        // Outside the scope nothing changes.
+        a.fix_structure();
+        assert!((a.epsilon - 1.5e-5).abs() < 1e-18);
+        assert_eq!(epsilon_factor(&a.gamma), None);
     }
 }

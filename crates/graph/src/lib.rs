@@ -51,6 +51,7 @@
 mod capture;
 mod count;
 mod error;
+mod norm_pattern;
 pub mod onnx;
 mod ops;
 mod replay;
@@ -63,7 +64,7 @@ pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_param
 pub use error::{GraphError, Result};
 pub use ops::{CustomOpRule, RuleKind};
 pub use replay::{LayerIo, NoTap, ReparamParts, ReparamRebuild, Replay, Site, Tap};
-pub use rules::{Analysis, GroupedConv, Member, op_name};
+pub use rules::{Analysis, Class, GroupedConv, HeadSplit, Member, op_name};
 pub use views::{LayerCall, LayerKind, layer_calls};
 
 // Re-exported so custom op rules and reparameterization rebuilds register with the same version.

@@ -9,9 +9,18 @@
 //!
 //! Ops with no rule are errors that name the op and where it sits, never silently treated as
 //! pass-through (the known failure of Torch-Pruning's and NNI's tracers). Known ops whose channel
-//! pattern cannot be pruned safely (a reshape that splits a channel axis, a softmax over channels,
-//! the input of a grouped conv) *pin* their slots with a reason: pinned channels are kept, and the
-//! plan reports why.
+//! pattern cannot be pruned safely (a softmax over channels, the input of a grouped conv, a mean
+//! over channels that is not an RMS norm) *pin* their slots with a reason: pinned channels are
+//! kept, and the plan reports why.
+//!
+//! Transformers: a reshape that splits a channel axis into `[heads, head_dim]` joins each head's
+//! slots into one class ([`HeadSplit`]), so a head leaves whole or not at all; a batched matmul
+//! couples the head axes of its operands (q with k through the scores, the scores with v); an
+//! expand + reshape that repeats KV heads (GQA) joins each KV head with its query group. An RMS
+//! norm over channels (burn-nn `RmsNorm`'s ops) is recognized (`norm_pattern.rs`) and listed in
+//! [`Analysis::rms_norms`]: removing zero channels from it is exact once its gamma and epsilon are
+//! rescaled. A LayerNorm over channels marks them ([`Class::layer_norms`]): the plan keeps them
+//! unless asked to normalize over the kept channels.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +28,7 @@ use burn_ir::{OperationIr, TensorId, TensorIr};
 
 use crate::capture::Graph;
 use crate::ops::{Op, OpRule};
-use crate::views::ParamViews;
+use crate::views::{ParamViews, layer_of};
 use crate::{GraphError, Result};
 
 /// One parameter slice hanging on a channel slot: `param[.., index, ..]` along `axis`.
@@ -90,6 +99,34 @@ pub struct GroupedConv {
     pub out_slots: Vec<usize>,
 }
 
+/// A reshape that split a layer's output channels into `heads` runs of `head_dim` (attention
+/// heads): each head's slots form one class, removed whole or kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadSplit {
+    /// The layer that produced the split channels (its first parameter's layer: `attn.query`).
+    pub layer: String,
+    /// Heads.
+    pub heads: usize,
+    /// Channels per head.
+    pub head_dim: usize,
+    /// One slot per head (see [`Analysis::find`]).
+    pub slots: Vec<usize>,
+}
+
+/// One class of coupled channel slots, as [`Analysis::classes`] lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Class {
+    /// The root slot.
+    pub root: usize,
+    /// The parameter slices that hang on it; the first is its producer's.
+    pub members: Vec<Member>,
+    /// Why it cannot be removed (sorted, deduplicated); empty when it can.
+    pub pins: Vec<String>,
+    /// The LayerNorm layers that normalize it (sorted): removing it changes their mean and
+    /// variance, so it is removed only when the plan is asked to normalize over kept channels.
+    pub layer_norms: Vec<String>,
+}
+
 /// The result of running every op's channel rule over a graph: a union-find of channel slots,
 /// the parameter slices that hang on each class, and the reasons a class is pinned.
 #[derive(Debug, Default)]
@@ -97,11 +134,21 @@ pub struct Analysis {
     parent: Vec<usize>,
     members: Vec<Vec<Member>>,
     pins: Vec<Vec<String>>,
+    layer_norms: Vec<Vec<String>>,
     values: HashMap<TensorId, Value>,
     views: ParamViews,
     pub(crate) last_layer: Option<String>,
+    /// Parameters whose rows an embedding gathers by id: their axis 0 is never removed.
+    pub(crate) gathered: Vec<String>,
+    pub(crate) rms: crate::norm_pattern::RmsPatterns,
     /// Grouped (not depthwise) convs met on the way.
     pub grouped_convs: Vec<GroupedConv>,
+    /// Reshapes that split channels into heads.
+    pub head_splits: Vec<HeadSplit>,
+    /// The gammas (parameter paths) of the RMS norms over channels that were recognized: a
+    /// channel removed from one must rescale its gamma by `sqrt(d / d')` and its epsilon by
+    /// `d / d'` (`d'` kept of `d`) for the smaller norm to compute what the masked one did.
+    pub rms_norms: Vec<String>,
 }
 
 impl Analysis {
@@ -113,6 +160,10 @@ impl Analysis {
         let mut a = Analysis::default();
         for (i, op) in graph.ops.iter().enumerate() {
             a.views.step(op, graph);
+            if a.rms_observe(op) {
+                // The mean of an RMS norm: no pin, the plan rescales the norm instead.
+                continue;
+            }
             match (op, Op::of(op)) {
                 (OperationIr::Init(init), _) => {
                     if a.views.get(&init.out).is_none() {
@@ -124,6 +175,7 @@ impl Analysis {
                 (_, None) => a.no_rule(i, op)?,
             }
         }
+        a.rms_finish(&graph.outputs);
         Ok(a)
     }
 
@@ -131,7 +183,43 @@ impl Analysis {
         self.parent.push(self.parent.len());
         self.members.push(Vec::new());
         self.pins.push(Vec::new());
+        self.layer_norms.push(Vec::new());
         self.parent.len() - 1
+    }
+
+    /// The slots of `map` are normalized by the LayerNorm `layer`.
+    pub(crate) fn mark_layer_norm(&mut self, map: &Map, layer: &str) {
+        for &s in &map.slots {
+            let r = self.find(s);
+            self.layer_norms[r].push(layer.to_string());
+        }
+    }
+
+    /// Join each run of `per` consecutive slots of `slots` into one class (a head); returns one
+    /// slot per run.
+    pub(crate) fn join_heads(&mut self, slots: &[usize], per: usize) -> Vec<usize> {
+        let heads: Vec<usize> = slots.chunks(per).map(|c| c[0]).collect();
+        let layer = heads
+            .first()
+            .and_then(|&s| {
+                let r = self.find(s);
+                self.members[r]
+                    .first()
+                    .map(|m| layer_of(&m.param).to_string())
+            })
+            .unwrap_or_default();
+        for c in slots.chunks(per) {
+            for &s in &c[1..] {
+                self.union(c[0], s);
+            }
+        }
+        self.head_splits.push(HeadSplit {
+            layer,
+            heads: heads.len(),
+            head_dim: per,
+            slots: heads.clone(),
+        });
+        heads
     }
 
     /// The class (root slot) of slot `s`.
@@ -151,6 +239,8 @@ impl Analysis {
             self.members[ra].extend(m);
             let p = std::mem::take(&mut self.pins[rb]);
             self.pins[ra].extend(p);
+            let n = std::mem::take(&mut self.layer_norms[rb]);
+            self.layer_norms[ra].extend(n);
         }
     }
 
@@ -172,8 +262,8 @@ impl Analysis {
         }
     }
 
-    /// Classes of coupled slots: (members, pin reasons), by root, in creation order.
-    pub fn classes(&mut self) -> Vec<(usize, Vec<Member>, Vec<String>)> {
+    /// Classes of coupled slots, by root, in creation order.
+    pub fn classes(&mut self) -> Vec<Class> {
         let mut out = BTreeMap::new();
         for s in 0..self.parent.len() {
             let r = self.find(s);
@@ -183,15 +273,29 @@ impl Analysis {
             .map(|r| {
                 // Order-preserving dedup: the first member is the producer (a conv's weight).
                 let mut seen = std::collections::HashSet::new();
-                let m: Vec<Member> = self.members[r]
+                let members: Vec<Member> = self.members[r]
                     .iter()
                     .filter(|x| seen.insert((*x).clone()))
                     .cloned()
                     .collect();
-                let mut p = self.pins[r].clone();
-                p.sort();
-                p.dedup();
-                (r, m, p)
+                let mut pins = self.pins[r].clone();
+                // An embedding gathers its weight's rows by id: they cannot be renumbered.
+                for m in &members {
+                    if m.axis == 0 && self.gathered.contains(&m.param) {
+                        pins.push(format!("rows of '{}' gathered by an embedding", m.param));
+                    }
+                }
+                pins.sort();
+                pins.dedup();
+                let mut layer_norms = self.layer_norms[r].clone();
+                layer_norms.sort();
+                layer_norms.dedup();
+                Class {
+                    root: r,
+                    members,
+                    pins,
+                    layer_norms,
+                }
             })
             .collect()
     }

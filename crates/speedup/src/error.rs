@@ -34,6 +34,14 @@ pub enum SpeedupError {
         /// Kept channels per group.
         counts: Vec<usize>,
     },
+    /// An RMS norm lost channels but the model's `FixStructure` never rescaled its epsilon.
+    #[error(
+        "RMS norm '{layer}' lost channels but its epsilon was not rescaled: the model's FixStructure does not reach it (forward fix_structure to the RmsNorm, or call compress_core::structure::epsilon_factor in your own norm's impl)"
+    )]
+    UnfixedNorm {
+        /// The norm's layer path.
+        layer: String,
+    },
     /// A plan that does not fit the model it is applied to.
     #[error("the plan does not fit the model: {0}")]
     PlanMismatch(String),

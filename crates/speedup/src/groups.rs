@@ -18,6 +18,9 @@ pub struct Channel {
     pub slices: Vec<(String, usize, usize)>,
     /// Why it cannot be removed, if anything pins it.
     pub pinned: Vec<String>,
+    /// The LayerNorm layers that normalize it: removed only under
+    /// [`LayerNormPolicy::NormalizeKept`](crate::LayerNormPolicy::NormalizeKept).
+    pub layer_norms: Vec<String>,
 }
 
 /// Channels that couple the same parameters (a conv's outputs with its BatchNorm, the next
@@ -43,7 +46,7 @@ impl DependencyGroup {
             .collect()
     }
 
-    /// Whether every channel is pinned.
+    /// Whether every channel is pinned (LayerNorm marks aside).
     pub fn is_pinned(&self) -> bool {
         self.channels.iter().all(|c| !c.pinned.is_empty())
     }
@@ -62,6 +65,11 @@ impl fmt::Display for DependencyGroup {
             let r: Vec<&str> = reasons.into_iter().map(String::as_str).collect();
             write!(f, " (pinned: {})", r.join("; "))?;
         }
+        let norms: BTreeSet<&String> = self.channels.iter().flat_map(|c| &c.layer_norms).collect();
+        if !norms.is_empty() {
+            let n: Vec<&str> = norms.into_iter().map(String::as_str).collect();
+            write!(f, " (normalized by LayerNorm {})", n.join(", "))?;
+        }
         Ok(())
     }
 }
@@ -70,11 +78,30 @@ impl fmt::Display for DependencyGroup {
 /// of each of its output channels, in order.
 pub(crate) type GroupedConvChannels = (String, usize, Vec<(usize, usize)>);
 
+/// A layer's outputs split into attention heads: each head is one channel of a group (with GQA,
+/// one channel holds a KV head and its query group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadGroup {
+    /// The layer whose outputs are split (`layers.0.attn.query`).
+    pub layer: String,
+    /// Its heads.
+    pub heads: usize,
+    /// Channels per head.
+    pub head_dim: usize,
+    /// Per head, its (group, channel) in [`DependencyGraph::groups`].
+    pub channels: Vec<(usize, usize)>,
+}
+
 /// The dependency structure of a captured model.
 #[derive(Debug, Clone)]
 pub struct DependencyGraph {
     /// Groups, in creation order.
     pub groups: Vec<DependencyGroup>,
+    /// Layers whose outputs are split into heads, in graph order.
+    pub heads: Vec<HeadGroup>,
+    /// Gammas of the RMS norms over channels (recognized in the graph): removing channels from
+    /// one rescales it (see [`apply`](crate::apply)).
+    pub rms_norms: Vec<String>,
     /// Grouped (not depthwise) convs and where their outputs sit.
     pub(crate) grouped_convs: Vec<GroupedConvChannels>,
 }
@@ -92,7 +119,8 @@ impl DependencyGraph {
         let mut by_signature: BTreeMap<Vec<(String, usize)>, usize> = BTreeMap::new();
         let mut groups: Vec<DependencyGroup> = Vec::new();
         let mut position: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-        for (root, members, pins) in classes {
+        for class in classes {
+            let (root, members) = (class.root, class.members);
             if members.is_empty() {
                 continue;
             }
@@ -115,7 +143,8 @@ impl DependencyGraph {
                     .into_iter()
                     .map(|m| (m.param, m.axis, m.index))
                     .collect(),
-                pinned: pins,
+                pinned: class.pins,
+                layer_norms: class.layer_norms,
             });
         }
         let grouped_convs = analysis
@@ -131,8 +160,23 @@ impl DependencyGraph {
                 (gc.layer, gc.groups, pos)
             })
             .collect();
+        let heads = std::mem::take(&mut analysis.head_splits)
+            .into_iter()
+            .map(|h| HeadGroup {
+                channels: h
+                    .slots
+                    .iter()
+                    .filter_map(|&s| position.get(&analysis.find(s)).copied())
+                    .collect(),
+                layer: h.layer,
+                heads: h.heads,
+                head_dim: h.head_dim,
+            })
+            .collect();
         Ok(Self {
             groups,
+            heads,
+            rms_norms: std::mem::take(&mut analysis.rms_norms),
             grouped_convs,
         })
     }
@@ -173,7 +217,14 @@ impl DependencyGraph {
                         .is_some_and(|a| group.params.contains(&(t.path.clone(), a)))
                 })
                 .collect();
-            if owners.len() < 2 {
+            // One shared mask needs one output length: GQA's query and KV projections share
+            // a group of heads but not a width, so they keep their own rules (the plan still
+            // removes a KV group only when all its members' masks agree).
+            let widths: BTreeSet<usize> = owners
+                .iter()
+                .filter_map(|t| t.out_axis.and_then(|a| t.shape.get(a).copied()))
+                .collect();
+            if owners.len() < 2 || widths.len() > 1 {
                 continue;
             }
             let id = GroupId(format!("dep{}", splits.len()));

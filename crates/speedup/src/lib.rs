@@ -5,13 +5,18 @@
 //! 1. [`capture`]: record one forward pass on `Device::capture()` (Burn's graph capture), with
 //!    every parameter's tensor mapped to its dotted path.
 //! 2. [`DependencyGraph::build`]: run a channel rule for every op (pass-through, residual
-//!    coupling, concat offsets, flatten strides, depthwise and grouped convs, Linear matmuls). An
-//!    op without a rule is an error naming it; channels that cannot be removed safely are pinned
-//!    with a reason. The result is a list of [`DependencyGroup`]s.
-//! 3. [`DependencyGraph::plan`]: masks -> a [`Plan`] (per parameter, the kept indices of each
-//!    axis), with a documented [`ConflictPolicy`] when a group's masks disagree.
+//!    coupling, concat offsets, flatten strides, depthwise and grouped convs, Linear matmuls,
+//!    attention heads and GQA groups, RMS norms). An op without a rule is an error naming it;
+//!    channels that cannot be removed safely are pinned with a reason. The result is a list of
+//!    [`DependencyGroup`]s (a head, or a KV head with its query group, is one channel) and the
+//!    layers split into heads ([`HeadGroup`]).
+//! 3. [`DependencyGraph::plan`] / [`DependencyGraph::plan_with`]: masks -> a [`Plan`] (per
+//!    parameter, the kept indices of each axis), with a documented [`ConflictPolicy`] when a
+//!    group's masks disagree and a [`LayerNormPolicy`] for channels a LayerNorm normalizes; the
+//!    report counts heads removed per layer ([`HeadsRemoved`]).
 //! 4. [`apply`]: the same Rust type with smaller tensors, on a deep copy, non-tensor fields fixed
-//!    through [`FixStructure`] (a compress-core trait).
+//!    through [`FixStructure`] (a compress-core trait); an RMS norm that lost channels is
+//!    rescaled (gamma and epsilon) so that it computes what the masked one did.
 //! 5. [`save_pruned`] / [`load_pruned`]: weights plus plan, replayed onto a fresh template.
 //!
 //! Capture and the op rules live in `compress-graph`; quantized export and BN folding in
@@ -47,9 +52,11 @@ mod plan;
 
 pub use apply::{apply, check_plan};
 pub use error::{Result, SpeedupError};
-pub use groups::{Channel, DependencyGraph, DependencyGroup};
+pub use groups::{Channel, DependencyGraph, DependencyGroup, HeadGroup};
 pub use persist::{load_pruned, save_pruned};
-pub use plan::{AxisKeep, ConflictPolicy, Plan, PlanReport, Skipped};
+pub use plan::{
+    AxisKeep, ConflictPolicy, HeadsRemoved, LayerNormPolicy, Plan, PlanOptions, PlanReport, Skipped,
+};
 
 // The pieces a speedup user needs from the other crates, under one name.
 pub use compress_core::{FixStructure, impl_fix_structure};

@@ -30,6 +30,7 @@ impl OpRule for Embedding<'_> {
             return Err(a.unsupported(index, op));
         };
         a.last_layer = Some(layer_of(&w).to_string());
+        a.gathered.push(w.clone());
         let slots: Vec<usize> = (0..e.weights.shape[1]).map(|_| a.new_slot()).collect();
         for (j, &s) in slots.iter().enumerate() {
             a.attach(s, &w, 1, j);

@@ -103,9 +103,17 @@ impl OpRule for Linear<'_> {
                     })),
                 );
             }
-            (Value::Act(lm), Value::Act(rm)) if !self.module => {
-                // Two activations (attention scores): contracted channels cannot be removed
-                // safely from one side only; batch/row/column channels carry over.
+            (Value::Const, Value::Const) => a.set(out, Value::Const),
+            (lv, rv)
+                if !self.module
+                    && !matches!(lv, Value::Param { .. })
+                    && !matches!(rv, Value::Param { .. }) =>
+            {
+                // Two activations (attention scores), or an activation and a constant:
+                // contracted channels cannot be removed safely from one side only; batch, row
+                // and column channels carry over, and channels on the same batch axis of both
+                // sides (attention heads: q with k, the scores with v) are coupled.
+                let (lm, rm) = (a.map(lhs), a.map(rhs));
                 let mut out_map = None;
                 if let Some(m) = lm {
                     if m.axis == rank - 1 {
@@ -115,8 +123,16 @@ impl OpRule for Linear<'_> {
                     }
                 }
                 if let Some(m) = rm {
+                    let batch_pair = out_map.as_ref().is_some_and(|o: &Map| {
+                        o.axis == m.axis && m.axis + 2 < rank && o.slots.len() == m.slots.len()
+                    });
                     if m.axis == rank - 2 {
                         a.pin_map(&Some(m), "contracted by a matmul of two activations".into());
+                    } else if batch_pair {
+                        let o = out_map.clone().expect("checked by batch_pair");
+                        for (&l, &r) in o.slots.iter().zip(&m.slots) {
+                            a.union(l, r);
+                        }
                     } else if out_map.is_none() {
                         out_map = Some(m);
                     } else {
@@ -125,7 +141,6 @@ impl OpRule for Linear<'_> {
                 }
                 a.set(out, Value::Act(out_map));
             }
-            (Value::Const, Value::Const) => a.set(out, Value::Const),
             _ => return Err(a.unsupported(index, op)),
         }
         Ok(())
@@ -257,6 +272,31 @@ mod tests {
             macs(&m, |m, d| m.a.forward(Tensor::<3>::zeros([2, 5, 3], d))),
             10 * 4 * 3
         );
+    }
+
+    #[test]
+    fn a_batched_matmul_couples_the_head_axes_of_both_sides() {
+        let d = Device::flex();
+        let m = mlp(&d);
+        // Two heads of `a` (4 features = 2 heads of 2) against two heads of `b`'s input side:
+        // q = a(x) split into heads, k = the same split of another call; q @ k^T.
+        let graph = crate::capture(&m, |m, d| {
+            let split = |t: Tensor<3>| t.reshape([1, 5, 2, 2]).swap_dims(1, 2);
+            let q = split(m.a.forward(Tensor::<3>::zeros([1, 5, 3], d)));
+            let k = split(m.a.forward(Tensor::<3>::ones([1, 5, 3], d)));
+            q.matmul(k.swap_dims(2, 3))
+        })
+        .unwrap();
+        let mut a = crate::Analysis::run(&graph).unwrap();
+        assert_eq!(a.head_splits.len(), 2);
+        let (h0, h1) = (
+            a.head_splits[0].slots.clone(),
+            a.head_splits[1].slots.clone(),
+        );
+        for (q, k) in h0.into_iter().zip(h1) {
+            assert_eq!(a.find(q), a.find(k), "head of q and k in one class");
+        }
+        assert!(a.classes().iter().all(|c| c.pins.is_empty()));
     }
 
     #[test]

@@ -70,10 +70,14 @@ impl OpRule for Norm<'_> {
             _ => {
                 let last = self.x.shape.num_dims() - 1;
                 match a.map(self.x) {
-                    // The norm's statistics mix the channels it normalizes.
+                    // The norm's statistics mix the channels it normalizes: they are marked
+                    // (kept unless the plan normalizes over kept channels), and its gamma and
+                    // beta hang on them.
                     Some(m) if m.axis == last => {
-                        a.pin_map(&Some(m), "normalized by a LayerNorm".into());
-                        a.pass(self.x, self.out);
+                        let layer = self.params.first().and_then(|p| a.param(p));
+                        let layer = layer.as_deref().map_or("", layer_of).to_string();
+                        a.mark_layer_norm(&m, &layer);
+                        self.per_channel(a, last);
                     }
                     _ => self.per_channel(a, usize::MAX),
                 }
@@ -157,7 +161,7 @@ mod tests {
     use burn::nn::{BatchNormConfig, LayerNormConfig, LinearConfig};
     use burn::prelude::*;
 
-    use crate::ops::testing::{full_rows, groups_of, macs, pins_of};
+    use crate::ops::testing::{full_rows, groups_of, macs};
 
     #[derive(Module, Debug)]
     struct ConvBn {
@@ -190,15 +194,23 @@ mod tests {
     }
 
     #[test]
-    fn a_layer_norm_over_the_features_pins_them() {
+    fn a_layer_norm_over_the_features_marks_them_and_hangs_its_gamma_and_beta_on_them() {
         let d = Device::flex();
         let m = LinNorm {
             fc: LinearConfig::new(3, 4).init(&d),
             norm: LayerNormConfig::new(4).init(&d),
         };
-        let pins = pins_of(&m, |m, d| {
+        let graph = crate::capture(&m, |m, d| {
             m.norm.forward(m.fc.forward(Tensor::<2>::zeros([2, 3], d)))
-        });
-        assert!(pins.contains("normalized by a LayerNorm"), "{pins:?}");
+        })
+        .unwrap();
+        let classes = crate::Analysis::run(&graph).unwrap().classes();
+        assert_eq!(classes.len(), 4);
+        for c in &classes {
+            assert_eq!(c.layer_norms, ["norm"]);
+            assert!(c.pins.is_empty(), "{:?}", c.pins);
+            let params: Vec<&str> = c.members.iter().map(|m| m.param.as_str()).collect();
+            assert_eq!(params, ["fc.weight", "fc.bias", "norm.gamma", "norm.beta"]);
+        }
     }
 }

@@ -1,6 +1,12 @@
 //! Shape ops: reshape, swap_dims, permute, expand (which also carry parameter views: a
 //! Linear's bias reshaped to `[1, out]`), slice, cat, cast, and tensor creation (zeros, ones,
 //! empty, full), whose outputs are constants.
+//!
+//! A reshape that splits the channel axis into `[heads, head_dim]` (attention) is a head-group
+//! rule: each head's channels join one class and the channels continue on the heads axis; a
+//! reshape that merges the heads axis with trailing dims (`[b, s, h, hd] -> [b, s, h * hd]`, or
+//! GQA's `[b, kvh, g, s, hd] -> [b, kvh * g, s, hd]` after an expand) maps each output channel
+//! back to its head.
 
 use burn_backend::ops::{FloatTensorOps, IntTensorOps};
 use burn_dispatch::{Dispatch, DispatchTensor};
@@ -366,15 +372,18 @@ fn reshape(a: &mut Analysis, input: &TensorIr, out: &TensorIr) {
                             slots: (0..ob).map(|j| m.slots[j / per]).collect(),
                         });
                     } else if len % ob == 0 {
-                        // Split: the leading factor must hold whole channels.
+                        // Split (`[.., h * hd] -> [.., h, hd, ..]`): every element of channel
+                        // `c` lands in row `c / per` of axis `b`, and each row holds whole runs
+                        // of `per` channels. A run is one head: its slots join one class, so
+                        // it leaves whole (rows of axis `b`) or stays.
                         let per = len / ob;
                         let uniform = m.slots.chunks(per).all(|c| c.iter().all(|&s| s == c[0]));
-                        if uniform {
-                            mapped = Some(Map {
-                                axis: b,
-                                slots: m.slots.iter().step_by(per).copied().collect(),
-                            });
-                        }
+                        let slots = if uniform {
+                            m.slots.iter().step_by(per).copied().collect()
+                        } else {
+                            a.join_heads(&m.slots, per)
+                        };
+                        mapped = Some(Map { axis: b, slots });
                     }
                     break;
                 }
@@ -508,6 +517,41 @@ mod tests {
             )
         });
         assert!(groups[0].contains(&("fc.weight".into(), 0)), "{groups:?}");
+    }
+
+    #[test]
+    fn a_head_split_joins_each_heads_channels_and_merging_the_heads_back_maps_them_per_head() {
+        let d = Device::flex();
+        // fc: 2 -> 6 features = 3 heads of 2; `[1, 2, 6] -> [1, 2, 3, 2]`, swap, and back.
+        let m = ConvFc::new(2, &d);
+        let m = ConvFc {
+            conv: m.conv,
+            fc: LinearConfig::new(2, 6).init(&d),
+        };
+        let graph = crate::capture(&m, |m, d| {
+            let h = m.fc.forward(Tensor::<3>::zeros([1, 2, 2], d));
+            let heads = h.reshape([1, 2, 3, 2]).swap_dims(1, 2);
+            heads.swap_dims(1, 2).reshape([1, 2, 6])
+        })
+        .unwrap();
+        let mut a = crate::Analysis::run(&graph).unwrap();
+        assert_eq!(a.head_splits.len(), 1);
+        let split = a.head_splits[0].clone();
+        assert_eq!(
+            (split.layer.as_str(), split.heads, split.head_dim),
+            ("fc", 3, 2)
+        );
+        let classes = a.classes();
+        let with_members: Vec<_> = classes.iter().filter(|c| !c.members.is_empty()).collect();
+        assert_eq!(with_members.len(), 3, "one class per head");
+        let cols: Vec<usize> = with_members[1]
+            .members
+            .iter()
+            .filter(|m| m.param == "fc.weight")
+            .map(|m| m.index)
+            .collect();
+        assert_eq!(cols, [2, 3]);
+        assert!(classes.iter().all(|c| c.pins.is_empty()));
     }
 
     #[test]

@@ -15,8 +15,9 @@ pub fn groups_of<M: Module, const D: usize>(
     let graph = capture(model, forward).unwrap();
     let mut a = Analysis::run(&graph).unwrap();
     let mut out: Vec<Vec<(String, usize)>> = Vec::new();
-    for (_, members, _) in a.classes() {
-        let sig: Vec<(String, usize)> = members
+    for class in a.classes() {
+        let sig: Vec<(String, usize)> = class
+            .members
             .into_iter()
             .map(|m| (m.param, m.axis))
             .collect::<BTreeSet<_>>()
@@ -36,7 +37,7 @@ pub fn pins_of<M: Module, const D: usize>(
 ) -> BTreeSet<String> {
     let graph = capture(model, forward).unwrap();
     let mut a = Analysis::run(&graph).unwrap();
-    a.classes().into_iter().flat_map(|(_, _, p)| p).collect()
+    a.classes().into_iter().flat_map(|c| c.pins).collect()
 }
 
 /// The MACs of a forward.

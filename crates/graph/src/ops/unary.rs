@@ -1,11 +1,12 @@
-//! Elementwise unary ops: activations, ops with a scalar operand, and float math. Channels pass
-//! through, except a softmax over the channel axis, which mixes them (pinned).
+//! Elementwise unary ops: activations, ops with a scalar operand, float math, and `mask_fill`
+//! with a constant mask (a causal attention mask). Channels pass through, except a softmax over
+//! the channel axis, which mixes them, and a mask that varies along the channel axis (pinned).
 
 use burn_backend::ops::{ActivationOps, FloatTensorOps};
 use burn_dispatch::{Dispatch, DispatchTensor};
 use burn_ir::{
-    ActivationOperationIr as A, FloatOperationIr as F, NumericOperationIr as N, OperationIr,
-    TensorIr,
+    ActivationOperationIr as A, BaseOperationIr as Base, FloatOperationIr as F,
+    NumericOperationIr as N, OperationIr, TensorIr,
 };
 
 use super::{Exec, OpCost, OpRule, Row, numel};
@@ -86,6 +87,7 @@ impl<'a> Unary<'a> {
                 F::PowfScalar(s) => unary(&s.lhs, &s.out),
                 _ => return None,
             },
+            OperationIr::BaseFloat(Base::MaskFill(m)) => unary(&m.tensor, &m.out),
             _ => return None,
         })
     }
@@ -95,6 +97,23 @@ impl OpRule for Unary<'_> {
     fn channels(&self, a: &mut Analysis, _: usize, _: &OperationIr) -> Result<()> {
         if let Some(axis) = self.softmax {
             a.pin_axis(self.input, axis, "normalized by a softmax over channels");
+        }
+        if let OperationIr::BaseFloat(Base::MaskFill(m)) = self.ir
+            && let Some(map) = a.map(self.input)
+        {
+            // The mask broadcasts from the right; where it varies along the channel axis, a
+            // removed (zero) channel would have been filled in the masked model.
+            let shift = self.input.shape.num_dims() - m.mask.shape.num_dims();
+            let varies = map
+                .axis
+                .checked_sub(shift)
+                .is_some_and(|ax| m.mask.shape[ax] != 1);
+            if varies {
+                a.pin_map(
+                    &Some(map),
+                    "filled by a mask that has these channels".into(),
+                );
+            }
         }
         a.pass(self.input, self.out);
         Ok(())
@@ -145,6 +164,9 @@ impl OpRule for Unary<'_> {
                 F::PowfScalar(s) => B::float_powf_scalar(x, s.rhs.into()),
                 _ => return Err(e.refuse()),
             },
+            OperationIr::BaseFloat(Base::MaskFill(m)) => {
+                B::float_mask_fill(x, e.get(&m.mask)?, m.value.into())
+            }
             _ => return Err(e.refuse()),
         })
     }
@@ -297,6 +319,44 @@ mod tests {
             rows.iter().find(|r| r.module_type == "Relu").unwrap().flops,
             8
         );
+    }
+
+    #[test]
+    fn a_mask_fill_passes_channels_unless_its_mask_varies_along_them_and_replays() {
+        let d = Device::flex();
+        let fc = LinearConfig::new(3, 4).init(&d);
+        // A mask over `[1, 4, 2, 1]` (channels on axis 1), constant along the channels or not.
+        let fill = |per_channel: bool| {
+            move |m: &burn::nn::Linear, x: Tensor<3>| {
+                let dev = x.device();
+                let h = m.forward(x).swap_dims(1, 2).reshape([1, 4, 2, 1]);
+                let shape = if per_channel {
+                    [1, 4, 2, 1]
+                } else {
+                    [1, 1, 2, 1]
+                };
+                let n = shape.iter().product::<usize>();
+                let bits: Vec<bool> = (0..n).map(|i| i % 2 == 1).collect();
+                let mask = Tensor::<4, Bool>::from_data(TensorData::new(bits, shape), &dev);
+                h.mask_fill(mask, -1e9)
+            }
+        };
+        let plain = fill(false);
+        let pins = pins_of(&fc, |m, d| plain(m, Tensor::<3>::ones([1, 2, 3], d)));
+        assert!(pins.is_empty(), "{pins:?}");
+        let per = fill(true);
+        let pins = pins_of(&fc, |m, d| per(m, Tensor::<3>::ones([1, 2, 3], d)));
+        assert!(
+            pins.contains("filled by a mask that has these channels"),
+            "{pins:?}"
+        );
+
+        let x = Tensor::<3>::random([1, 2, 3], burn::tensor::Distribution::Default, &d);
+        let replay = crate::Replay::capture(&fc, [1, 2, 3], |m, x| plain(m, x)).unwrap();
+        let out: Tensor<4> = replay.run(&fc, x.clone(), &mut crate::NoTap).unwrap();
+        let direct = plain(&fc, x);
+        let diff = (out - direct).abs().max().into_scalar::<f32>();
+        assert_eq!(diff, 0.0);
     }
 
     #[test]

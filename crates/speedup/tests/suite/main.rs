@@ -9,3 +9,4 @@ mod module_linear;
 mod nni_parity;
 mod persist;
 mod real_minilm;
+mod transformer;
