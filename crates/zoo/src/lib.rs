@@ -21,15 +21,24 @@
 //! [`AnyModel::init`]) is read from the classifier weight by [`AnyModel::load`].
 //! `tiny-transformer` has no PyTorch twin; its paths are burn-nn's.
 //!
+//! Language models from GGUF files (llama.cpp's format): [`Llama`] (alias [`SmolLm`] for
+//! SmolLM2-135M) loads with [`Llama::load`] through the [`gguf`] reader (Q4_1 / Q8_0 / Q4_0 /
+//! Q6_K / F16 / F32 dequantized to f32), its tokenizer with [`LlamaTokenizer::from_gguf`], and
+//! [`perplexity`] scores a text over non-overlapping windows.
+//!
 //! [`AnyModel`] holds any of them for code (like the CLI) that picks a model by name; it runs
 //! images through [`AnyModel::forward`] and token ids through [`AnyModel::forward_tokens`].
 #![warn(missing_docs)]
 
 mod any;
+pub mod gguf;
 mod input;
 mod lenet;
+mod llama;
+mod llama_tokenizer;
 mod load;
 mod mobilenet;
+mod perplexity;
 mod resnet;
 mod small;
 mod transformer;
@@ -37,8 +46,14 @@ mod transformer;
 pub use any::{AnyModel, Arch};
 pub use input::InputKind;
 pub use lenet::{LeNet5, LeNet300100};
+pub use llama::{
+    Llama, LlamaAttention, LlamaConfig, LlamaDecoderLayer, LlamaError, LlamaMlp, LlamaModel,
+    SmolLm,
+};
+pub use llama_tokenizer::LlamaTokenizer;
 pub use load::{ZooError, load_pytorch_safetensors, safetensors_shape};
 pub use mobilenet::{ConvBn, DepthwiseSeparable, Features, InvertedResidual, MobileNetV2};
+pub use perplexity::{Perplexity, perplexity};
 pub use resnet::{BasicBlock, Bottleneck, ResNet, ResidualBlock};
 pub use small::{Mlp, SmallCnn};
 pub use transformer::TinyTransformer;

@@ -9,3 +9,4 @@ mod core_masks;
 mod core_nni_allocation;
 mod models;
 mod pruners;
+mod smollm;
