@@ -297,7 +297,9 @@ impl Cursor<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], GgufError> {
         let end = self.pos.checked_add(N).filter(|&e| e <= self.bytes.len());
         let end = end.ok_or_else(|| self.error(format!("file ends inside a {N}-byte value")))?;
-        let out = self.bytes[self.pos..end].try_into().expect("slice of N bytes");
+        let out = self.bytes[self.pos..end]
+            .try_into()
+            .expect("slice of N bytes");
         self.pos = end;
         Ok(out)
     }
@@ -348,9 +350,7 @@ impl Cursor<'_> {
             9 => {
                 let elem = self.u32()?;
                 let n = self.count(1, "array length")?;
-                let items = (0..n)
-                    .map(|_| self.value(elem))
-                    .collect::<Result<_, _>>()?;
+                let items = (0..n).map(|_| self.value(elem)).collect::<Result<_, _>>()?;
                 GgufValue::Array(items)
             }
             10 => GgufValue::U64(self.u64()?),
@@ -440,17 +440,17 @@ impl GgufFile {
             bytes,
         };
         for t in &file.tensors {
-            if let Some(range) = file.byte_range(t) {
-                if range.end > file.bytes.len() {
-                    return Err(GgufError::Format {
-                        path: path.to_path_buf(),
-                        offset: file.bytes.len(),
-                        message: format!(
-                            "tensor '{}' ({} {:?}) ends at byte {}, past the end of the file",
-                            t.name, t.ty, t.dims, range.end
-                        ),
-                    });
-                }
+            if let Some(range) = file.byte_range(t)
+                && range.end > file.bytes.len()
+            {
+                return Err(GgufError::Format {
+                    path: path.to_path_buf(),
+                    offset: file.bytes.len(),
+                    message: format!(
+                        "tensor '{}' ({} {:?}) ends at byte {}, past the end of the file",
+                        t.name, t.ty, t.dims, range.end
+                    ),
+                });
             }
         }
         Ok(file)
@@ -483,7 +483,10 @@ impl GgufFile {
     pub fn get_usize(&self, key: &str) -> Result<usize, GgufError> {
         let v = self.get(key)?;
         v.as_u64().map(|v| v as usize).ok_or_else(|| {
-            self.metadata_error(key, format!("is {} {v:?}, expected an unsigned integer", v.type_name()))
+            self.metadata_error(
+                key,
+                format!("is {} {v:?}, expected an unsigned integer", v.type_name()),
+            )
         })
     }
 
@@ -507,7 +510,10 @@ impl GgufFile {
         v.as_array()
             .and_then(|a| a.iter().map(GgufValue::as_str).collect::<Option<Vec<_>>>())
             .ok_or_else(|| {
-                self.metadata_error(key, format!("is {}, expected an array of strings", v.type_name()))
+                self.metadata_error(
+                    key,
+                    format!("is {}, expected an array of strings", v.type_name()),
+                )
             })
     }
 
@@ -522,7 +528,9 @@ impl GgufFile {
     /// Where a tensor's bytes lie, or `None` for an unsupported type.
     fn byte_range(&self, t: &GgufTensorInfo) -> Option<std::ops::Range<usize>> {
         let (per_block, block_bytes) = t.ty.block()?;
-        let start = self.data_start.checked_add(usize::try_from(t.offset).ok()?)?;
+        let start = self
+            .data_start
+            .checked_add(usize::try_from(t.offset).ok()?)?;
         let len = t.numel().div_ceil(per_block).checked_mul(block_bytes)?;
         Some(start..start.checked_add(len)?)
     }
@@ -546,7 +554,10 @@ impl GgufFile {
             ty: t.ty,
         };
         let (per_block, _) = t.ty.block().ok_or_else(unsupported)?;
-        if t.dims.first().is_some_and(|&d| d as usize % per_block != 0) {
+        if t.dims
+            .first()
+            .is_some_and(|&d| !(d as usize).is_multiple_of(per_block))
+        {
             return Err(GgufError::Format {
                 path: self.path.clone(),
                 offset: self.data_start + t.offset as usize,
@@ -850,7 +861,10 @@ mod tests {
         let f = GgufFile::parse(Path::new("tiny.gguf"), tiny()).unwrap();
         assert_eq!(f.version, 3);
         assert_eq!(f.metadata.len(), 13);
-        assert_eq!(f.get("general.architecture").unwrap().as_str(), Some("llama"));
+        assert_eq!(
+            f.get("general.architecture").unwrap().as_str(),
+            Some("llama")
+        );
         assert_eq!(f.get("a.u8").unwrap(), &GgufValue::U8(7));
         assert_eq!(f.get("a.i8").unwrap(), &GgufValue::I8(-7));
         assert_eq!(f.get("a.u16").unwrap(), &GgufValue::U16(700));
@@ -878,7 +892,13 @@ mod tests {
     fn an_unsupported_tensor_type_is_refused_with_the_tensor_name() {
         let f = GgufFile::parse(Path::new("tiny.gguf"), tiny()).unwrap();
         let err = f.tensor_f32("blk.0.ffn_up.weight").unwrap_err();
-        assert!(matches!(err, GgufError::UnsupportedType { ty: GgmlType(12), .. }));
+        assert!(matches!(
+            err,
+            GgufError::UnsupportedType {
+                ty: GgmlType(12),
+                ..
+            }
+        ));
         assert_eq!(
             err.to_string(),
             "tensor 'blk.0.ffn_up.weight' has GGML type Q4_K, which is not supported \

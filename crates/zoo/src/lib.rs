@@ -47,8 +47,7 @@ pub use any::{AnyModel, Arch};
 pub use input::InputKind;
 pub use lenet::{LeNet5, LeNet300100};
 pub use llama::{
-    Llama, LlamaAttention, LlamaConfig, LlamaDecoderLayer, LlamaError, LlamaMlp, LlamaModel,
-    SmolLm,
+    Llama, LlamaAttention, LlamaConfig, LlamaDecoderLayer, LlamaError, LlamaMlp, LlamaModel, SmolLm,
 };
 pub use llama_tokenizer::LlamaTokenizer;
 pub use load::{ZooError, load_pytorch_safetensors, safetensors_shape};

@@ -106,7 +106,9 @@ impl LlamaConfig {
         };
         let arch = f.get("general.architecture")?;
         if arch.as_str() != Some("llama") {
-            return Err(bad(format!("general.architecture is {arch:?}, expected \"llama\"")));
+            return Err(bad(format!(
+                "general.architecture is {arch:?}, expected \"llama\""
+            )));
         }
         let heads = f.get_usize("llama.attention.head_count")?;
         let config = Self {
@@ -128,13 +130,16 @@ impl LlamaConfig {
                 .and_then(|t| t.shape().first().copied())
                 .ok_or_else(|| bad("no tensor 'token_embd.weight'".into()))?,
         };
-        if heads == 0 || config.hidden % heads != 0 || (config.hidden / heads) % 2 != 0 {
+        if heads == 0
+            || !config.hidden.is_multiple_of(heads)
+            || !(config.hidden / heads).is_multiple_of(2)
+        {
             return Err(bad(format!(
                 "llama.embedding_length {} is not llama.attention.head_count {heads} times an even head size",
                 config.hidden
             )));
         }
-        if config.kv_heads == 0 || heads % config.kv_heads != 0 {
+        if config.kv_heads == 0 || !heads.is_multiple_of(config.kv_heads) {
             return Err(bad(format!(
                 "llama.attention.head_count {heads} is not a multiple of llama.attention.head_count_kv {}",
                 config.kv_heads
@@ -180,9 +185,21 @@ impl LlamaAttention {
         let [b, s, _] = x.dims();
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
         let device = x.device();
-        let q = self.q_proj.forward(x.clone()).reshape([b, s, h, hd]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone()).reshape([b, s, kvh, hd]).swap_dims(1, 2);
-        let v = self.v_proj.forward(x).reshape([b, s, kvh, hd]).swap_dims(1, 2);
+        let q = self
+            .q_proj
+            .forward(x.clone())
+            .reshape([b, s, h, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .k_proj
+            .forward(x.clone())
+            .reshape([b, s, kvh, hd])
+            .swap_dims(1, 2);
+        let v = self
+            .v_proj
+            .forward(x)
+            .reshape([b, s, kvh, hd])
+            .swap_dims(1, 2);
         let (cos, sin) = rope_tables(s, hd, self.rope_base, &device);
         let q = rope(q, cos.clone(), sin.clone());
         let k = rope(k, cos, sin);
@@ -196,7 +213,10 @@ impl LlamaAttention {
         let (k, v) = (repeat(k), repeat(v));
         let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
         let scores = scores + causal_mask(s, &device);
-        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, s, h * hd]);
+        let out = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, s, h * hd]);
         self.o_proj.forward(out)
     }
 }
@@ -229,7 +249,13 @@ fn rope(x: Tensor<4>, cos: Tensor<5>, sin: Tensor<5>) -> Tensor<4> {
 /// `[1, 1, s, s]`: 0 on and below the diagonal, -inf above.
 fn causal_mask(s: usize, device: &Device) -> Tensor<4> {
     let v: Vec<f32> = (0..s * s)
-        .map(|i| if i % s > i / s { f32::NEG_INFINITY } else { 0.0 })
+        .map(|i| {
+            if i % s > i / s {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
         .collect();
     Tensor::<4>::from_data(TensorData::new(v, [1, 1, s, s]), device)
 }
@@ -349,7 +375,13 @@ fn load_linear(
     })
 }
 
-fn load_norm(f: &GgufFile, name: &str, d: usize, eps: f64, device: &Device) -> Result<RmsNorm, LlamaError> {
+fn load_norm(
+    f: &GgufFile,
+    name: &str,
+    d: usize,
+    eps: f64,
+    device: &Device,
+) -> Result<RmsNorm, LlamaError> {
     Ok(RmsNorm {
         gamma: Param::from_tensor(load_tensor(f, name, [d], device)?),
         epsilon: eps,
@@ -401,7 +433,13 @@ impl Llama {
                         down_proj: linear("ffn_down", c.ffn, d)?,
                     },
                     input_layernorm: load_norm(f, &name("attn_norm"), d, c.rms_eps, device)?,
-                    post_attention_layernorm: load_norm(f, &name("ffn_norm"), d, c.rms_eps, device)?,
+                    post_attention_layernorm: load_norm(
+                        f,
+                        &name("ffn_norm"),
+                        d,
+                        c.rms_eps,
+                        device,
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>, LlamaError>>()?;
@@ -454,7 +492,12 @@ impl Llama {
     ///
     /// # Errors
     /// [`LlamaError::Argument`] for an empty prompt or an id outside the vocabulary.
-    pub fn generate_greedy(&self, prompt: &[u32], steps: usize, device: &Device) -> Result<Vec<u32>, LlamaError> {
+    pub fn generate_greedy(
+        &self,
+        prompt: &[u32],
+        steps: usize,
+        device: &Device,
+    ) -> Result<Vec<u32>, LlamaError> {
         check_ids(prompt, self.vocab_size())?;
         let mut seq = prompt.to_vec();
         for _ in 0..steps {
@@ -473,7 +516,11 @@ pub(crate) fn check_ids(ids: &[u32], vocab: usize) -> Result<(), LlamaError> {
     if ids.is_empty() {
         return Err(LlamaError::Argument("empty token sequence".into()));
     }
-    if let Some((i, id)) = ids.iter().enumerate().find(|(_, id)| **id as usize >= vocab) {
+    if let Some((i, id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, id)| **id as usize >= vocab)
+    {
         return Err(LlamaError::Argument(format!(
             "token {i} has id {id}, outside the vocabulary of {vocab}"
         )));
@@ -490,9 +537,13 @@ pub(crate) fn ids_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
 impl compress_core::FixStructure for LlamaAttention {
     fn fix_structure(&mut self) {
         // Head pruning removes whole heads: head_dim stays, the counts follow the projections.
-        if self.head_dim > 0 {
-            self.heads = self.q_proj.weight.lazy_shape()[1] / self.head_dim;
-            self.kv_heads = self.k_proj.weight.lazy_shape()[1] / self.head_dim;
+        let q = self.q_proj.weight.lazy_shape()[1];
+        let kv = self.k_proj.weight.lazy_shape()[1];
+        if let (Some(heads), Some(kv_heads)) =
+            (q.checked_div(self.head_dim), kv.checked_div(self.head_dim))
+        {
+            self.heads = heads;
+            self.kv_heads = kv_heads;
         }
     }
 }

@@ -40,7 +40,11 @@ impl LlamaTokenizer {
                 "tokenizer.ggml.model is {model:?}; only byte-level BPE (\"gpt2\") is supported"
             )));
         }
-        let digits = match f.metadata.get("tokenizer.ggml.pre").and_then(|v| v.as_str()) {
+        let digits = match f
+            .metadata
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+        {
             Some("smollm") => true,
             Some("gpt2") | Some("default") | None => false,
             Some(other) => {
@@ -56,7 +60,11 @@ impl LlamaTokenizer {
             .map(|m| {
                 m.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| err(format!("merge '{m}' is not two tokens separated by a space")))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "merge '{m}' is not two tokens separated by a space"
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let vocab: Vocab = tokens

@@ -7,3 +7,4 @@ mod groups;
 mod module_linear;
 mod nni_parity;
 mod persist;
+mod real_smollm;

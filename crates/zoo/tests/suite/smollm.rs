@@ -57,7 +57,7 @@ const FIXTURE_FIRST_IDS: [u32; 16] = [
 const FIXTURE_TOKENS: usize = 813;
 const PPL_256: f64 = 17.343926304408225;
 const LOGITS_FIRST: [f32; 5] = [15.309635, 6.038535, 9.577412, 4.380846, 5.814512];
-const LOGITS_LAST: [f32; 5] = [7.607261, -7.175810, -4.307220, -8.409695, -9.322470];
+const LOGITS_LAST: [f32; 5] = [7.607261, -7.17581, -4.30722, -8.409695, -9.32247];
 const PROMPT: &str = "The capital of France is";
 const PROMPT_IDS: [u32; 5] = [504, 3575, 282, 4649, 314];
 const GREEDY: [u32; 8] = [7042, 30, 198, 198, 504, 2988, 314, 42];
@@ -73,7 +73,10 @@ fn smollm2_tokenizer_matches_the_independent_python_bpe() {
     assert_eq!(ids.len(), FIXTURE_TOKENS);
     assert_eq!(ids[..16], FIXTURE_FIRST_IDS);
     assert_eq!(tok.decode(&ids).unwrap(), text);
-    assert_eq!((tok.bos_id(), tok.eos_id(), tok.vocab_size()), (Some(1), Some(2), 49152));
+    assert_eq!(
+        (tok.bos_id(), tok.eos_id(), tok.vocab_size()),
+        (Some(1), Some(2), 49152)
+    );
     // Control tokens match whole instead of being split into bytes.
     assert_eq!(tok.encode("<|im_start|>user").unwrap(), [1, 4093]);
 }
@@ -99,7 +102,10 @@ fn smollm2_perplexity_on_pride_and_prejudice_matches_the_numpy_reference_within_
         (&logits[255 * vocab..255 * vocab + 5], LOGITS_LAST),
     ] {
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 2e-3 * w.abs().max(1.0), "logit {g} vs NumPy {w}");
+            assert!(
+                (g - w).abs() < 2e-3 * w.abs().max(1.0),
+                "logit {g} vs NumPy {w}"
+            );
         }
     }
     let p = perplexity(model, &ids, 256, Some(256)).unwrap();
@@ -136,7 +142,11 @@ fn smollm2_parameter_paths_read_like_hugging_face_llama() {
             self.0.pop();
         }
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            self.1.push(format!("{} {:?}", self.0.join("."), p.lazy_shape().dims::<D>()));
+            self.1.push(format!(
+                "{} {:?}",
+                self.0.join("."),
+                p.lazy_shape().dims::<D>()
+            ));
         }
     }
     let (model, _) = smollm();
@@ -162,7 +172,10 @@ fn smollm2_parameter_paths_read_like_hugging_face_llama() {
     let attn = &model.model.layers[29].self_attn;
     assert_eq!((attn.heads, attn.kv_heads, attn.head_dim), (9, 3, 64));
     assert_eq!(attn.rope_base, 100_000.0);
-    assert!(model.lm_head.is_none(), "SmolLM2 ties its output head to the embeddings");
+    assert!(
+        model.lm_head.is_none(),
+        "SmolLM2 ties its output head to the embeddings"
+    );
 }
 
 /// Deterministic small weights.
@@ -182,12 +195,20 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 /// `blk.1.ffn_up.weight` of type `up_type` (raw zero bytes when it is not F32).
 fn tiny_llama(up_type: GgmlType) -> Vec<u8> {
     let (d, ffn, vocab) = (8, 12, 16);
-    let mut tensors = vec![RawTensor::f32("token_embd.weight", &[vocab, d], &values(vocab * d, 1))];
+    let mut tensors = vec![RawTensor::f32(
+        "token_embd.weight",
+        &[vocab, d],
+        &values(vocab * d, 1),
+    )];
     for l in 0..2 {
         let mut add = |name: &str, shape: &[usize]| {
             let n = shape.iter().product();
             let seed = tensors.len() as u32;
-            tensors.push(RawTensor::f32(&format!("blk.{l}.{name}.weight"), shape, &values(n, seed)));
+            tensors.push(RawTensor::f32(
+                &format!("blk.{l}.{name}.weight"),
+                shape,
+                &values(n, seed),
+            ));
         };
         add("attn_norm", &[d]);
         add("attn_q", &[d, d]);
@@ -217,7 +238,10 @@ fn tiny_llama(up_type: GgmlType) -> Vec<u8> {
             ("llama.attention.head_count", GgufValue::U32(2)),
             ("llama.attention.head_count_kv", GgufValue::U32(1)),
             ("llama.rope.freq_base", GgufValue::F32(10000.0)),
-            ("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(1e-5)),
+            (
+                "llama.attention.layer_norm_rms_epsilon",
+                GgufValue::F32(1e-5),
+            ),
         ],
         &tensors,
     )
@@ -257,16 +281,28 @@ fn text_shorter_than_one_window_is_refused() {
     std::fs::remove_file(&path).unwrap();
     let ids: Vec<u32> = (0..100).map(|i| i % 16).collect();
     let err = perplexity(&model, &ids, 256, None).unwrap_err();
-    assert!(matches!(err, LlamaError::TooShort { tokens: 100, window: 256 }));
+    assert!(matches!(
+        err,
+        LlamaError::TooShort {
+            tokens: 100,
+            window: 256
+        }
+    ));
     assert_eq!(
         err.to_string(),
         "text of 100 tokens is shorter than one window of 256 tokens"
     );
     // max_tokens cuts the text before the windows are counted.
     let err = perplexity(&model, &ids, 64, Some(50)).unwrap_err();
-    assert_eq!(err.to_string(), "text of 50 tokens is shorter than one window of 64 tokens");
+    assert_eq!(
+        err.to_string(),
+        "text of 50 tokens is shorter than one window of 64 tokens"
+    );
     let err = perplexity(&model, &[3, 16, 2], 2, None).unwrap_err();
-    assert_eq!(err.to_string(), "token 1 has id 16, outside the vocabulary of 16");
+    assert_eq!(
+        err.to_string(),
+        "token 1 has id 16, outside the vocabulary of 16"
+    );
     // Two whole windows of 40; the last 20 tokens are dropped.
     let p = perplexity(&model, &ids, 40, None).unwrap();
     assert_eq!((p.window_nll.len(), p.scored), (2, 78));
@@ -280,18 +316,28 @@ fn the_tiny_llama_is_causal_and_its_heads_follow_pruning() {
     let device = Device::flex();
     let mut model = Llama::load(&path, &device).unwrap();
     std::fs::remove_file(&path).unwrap();
-    let ids = |v: &[i64]| Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), [1, v.len()]), &device);
+    let ids =
+        |v: &[i64]| Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), [1, v.len()]), &device);
     let a = model.forward(ids(&[1, 2, 3, 4]));
     let b = model.forward(ids(&[1, 2, 3, 9]));
     // Changing the last token changes only the last position's logits.
-    let diff = (a.clone() - b.clone()).abs().sum_dim(2).into_data().try_to_vec::<f32>().unwrap();
+    let diff = (a.clone() - b.clone())
+        .abs()
+        .sum_dim(2)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert_eq!(&diff[..3], &[0.0; 3]);
     assert!(diff[3] > 1e-3);
     assert_eq!(a.dims(), [1, 4, 16]);
     // Drop one query head (4 of q_proj's outputs, 4 of o_proj's inputs): heads follow.
     let attn = &mut model.model.layers[0].self_attn;
     let keep = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 3], [4]), &device);
-    attn.q_proj.weight = attn.q_proj.weight.clone().map(|w| w.select(1, keep.clone()));
+    attn.q_proj.weight = attn
+        .q_proj
+        .weight
+        .clone()
+        .map(|w| w.select(1, keep.clone()));
     attn.o_proj.weight = attn.o_proj.weight.clone().map(|w| w.select(0, keep));
     model.fix_structure();
     let attn = &model.model.layers[0].self_attn;
