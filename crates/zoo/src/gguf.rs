@@ -28,7 +28,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{bf16, f16};
+mod dequant;
+pub mod write;
+
+pub use dequant::dequantize;
 
 /// What can go wrong reading a GGUF file.
 #[derive(Debug, thiserror::Error)]
@@ -573,184 +576,11 @@ impl GgufFile {
     }
 }
 
-/// Dequantize `n` values of type `ty` from `bytes` (exactly the tensor's blocks), or `None`
-/// for an unsupported type.
-pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Option<Vec<f32>> {
-    let half = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]).to_f32();
-    let mut out = Vec::with_capacity(n);
-    match ty {
-        GgmlType::F32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        ),
-        GgmlType::F16 => out.extend(bytes.chunks_exact(2).map(half)),
-        GgmlType::BF16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
-        ),
-        GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let with_min = ty == GgmlType::Q4_1;
-            for block in bytes.chunks_exact(if with_min { 20 } else { 18 }) {
-                let d = half(&block[0..2]);
-                let (m, qs) = if with_min {
-                    (half(&block[2..4]), &block[4..20])
-                } else {
-                    (-8.0 * d, &block[2..18])
-                };
-                out.extend(qs.iter().map(|&q| f32::from(q & 0x0F) * d + m));
-                out.extend(qs.iter().map(|&q| f32::from(q >> 4) * d + m));
-            }
-        }
-        GgmlType::Q8_0 => {
-            for block in bytes.chunks_exact(34) {
-                let d = half(&block[0..2]);
-                out.extend(block[2..].iter().map(|&q| f32::from(q as i8) * d));
-            }
-        }
-        GgmlType::Q6_K => {
-            for block in bytes.chunks_exact(210) {
-                let (ql, rest) = block.split_at(128);
-                let (qh, rest) = rest.split_at(64);
-                let (scales, d) = rest.split_at(16);
-                let d = half(d);
-                let mut y = [0f32; 256];
-                // ggml's dequantize_row_q6_K: two halves of 128 values.
-                for half_block in 0..2 {
-                    let (ql, qh) = (&ql[64 * half_block..], &qh[32 * half_block..]);
-                    let sc = &scales[8 * half_block..];
-                    let y = &mut y[128 * half_block..];
-                    for l in 0..32 {
-                        let is = l / 16;
-                        let q = |low: u8, shift: u8| {
-                            f32::from(((low | (((qh[l] >> shift) & 3) << 4)) as i8) - 32)
-                        };
-                        let s = |k: usize| d * f32::from(sc[is + k] as i8);
-                        y[l] = s(0) * q(ql[l] & 0xF, 0);
-                        y[l + 32] = s(2) * q(ql[l + 32] & 0xF, 2);
-                        y[l + 64] = s(4) * q(ql[l] >> 4, 4);
-                        y[l + 96] = s(6) * q(ql[l + 32] >> 4, 6);
-                    }
-                }
-                out.extend_from_slice(&y);
-            }
-        }
-        _ => return None,
-    }
-    out.truncate(n);
-    Some(out)
-}
-
-/// Writing GGUF files, for tests and tools that build small models (F32 / F16 / Q8_0 / Q4_1
-/// and any raw type, so a reader's refusal can be tested).
-pub mod write {
-    use super::{GgmlType, GgufValue};
-
-    /// A tensor to write: name, GGUF dims (innermost first), type and its raw bytes.
-    #[derive(Debug, Clone)]
-    pub struct RawTensor {
-        /// The name.
-        pub name: String,
-        /// The dims, innermost first.
-        pub dims: Vec<u64>,
-        /// The type.
-        pub ty: GgmlType,
-        /// The encoded data.
-        pub data: Vec<u8>,
-    }
-
-    impl RawTensor {
-        /// An `F32` tensor from row-major `values` with row-major `shape` (dims reversed).
-        pub fn f32(name: &str, shape: &[usize], values: &[f32]) -> Self {
-            Self {
-                name: name.into(),
-                dims: shape.iter().rev().map(|&d| d as u64).collect(),
-                ty: GgmlType::F32,
-                data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            }
-        }
-    }
-
-    fn put_string(out: &mut Vec<u8>, s: &str) {
-        out.extend((s.len() as u64).to_le_bytes());
-        out.extend(s.as_bytes());
-    }
-
-    fn type_id(v: &GgufValue) -> u32 {
-        match v {
-            GgufValue::U8(_) => 0,
-            GgufValue::I8(_) => 1,
-            GgufValue::U16(_) => 2,
-            GgufValue::I16(_) => 3,
-            GgufValue::U32(_) => 4,
-            GgufValue::I32(_) => 5,
-            GgufValue::F32(_) => 6,
-            GgufValue::Bool(_) => 7,
-            GgufValue::String(_) => 8,
-            GgufValue::Array(_) => 9,
-            GgufValue::U64(_) => 10,
-            GgufValue::I64(_) => 11,
-            GgufValue::F64(_) => 12,
-        }
-    }
-
-    fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
-        match v {
-            GgufValue::U8(x) => out.extend(x.to_le_bytes()),
-            GgufValue::I8(x) => out.extend(x.to_le_bytes()),
-            GgufValue::U16(x) => out.extend(x.to_le_bytes()),
-            GgufValue::I16(x) => out.extend(x.to_le_bytes()),
-            GgufValue::U32(x) => out.extend(x.to_le_bytes()),
-            GgufValue::I32(x) => out.extend(x.to_le_bytes()),
-            GgufValue::F32(x) => out.extend(x.to_le_bytes()),
-            GgufValue::Bool(x) => out.push(u8::from(*x)),
-            GgufValue::String(s) => put_string(out, s),
-            GgufValue::Array(items) => {
-                // An empty array is written as an array of u8.
-                out.extend(items.first().map_or(0, type_id).to_le_bytes());
-                out.extend((items.len() as u64).to_le_bytes());
-                items.iter().for_each(|i| put_value(out, i));
-            }
-            GgufValue::U64(x) => out.extend(x.to_le_bytes()),
-            GgufValue::I64(x) => out.extend(x.to_le_bytes()),
-            GgufValue::F64(x) => out.extend(x.to_le_bytes()),
-        }
-    }
-
-    /// GGUF v3 bytes holding `metadata` and `tensors`, data aligned to 32 bytes.
-    pub fn gguf_bytes(metadata: &[(&str, GgufValue)], tensors: &[RawTensor]) -> Vec<u8> {
-        const ALIGN: usize = 32;
-        let mut out = b"GGUF".to_vec();
-        out.extend(3u32.to_le_bytes());
-        out.extend((tensors.len() as u64).to_le_bytes());
-        out.extend((metadata.len() as u64).to_le_bytes());
-        for (k, v) in metadata {
-            put_string(&mut out, k);
-            out.extend(type_id(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        for t in tensors {
-            put_string(&mut out, &t.name);
-            out.extend((t.dims.len() as u32).to_le_bytes());
-            t.dims.iter().for_each(|d| out.extend(d.to_le_bytes()));
-            out.extend(t.ty.0.to_le_bytes());
-            out.extend((offset as u64).to_le_bytes());
-            offset += t.data.len().div_ceil(ALIGN) * ALIGN;
-        }
-        for t in tensors {
-            out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
-            out.extend(&t.data);
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::write::{RawTensor, gguf_bytes};
     use super::*;
+    use burn::tensor::f16;
 
     fn f16_bytes(v: f32) -> [u8; 2] {
         f16::from_f32(v).to_le_bytes()

@@ -76,5 +76,14 @@ fn smollm2_ffn_channel_pruning_speeds_up_to_the_masked_models_logits() {
         "SmolLM2 FFN 25% pruned: MACs {} -> {}, params {} -> {}",
         before.macs, after.macs, before.params, after.params
     );
-    assert!(after.macs < before.macs && after.params < before.params);
+    // Per token: 30 x (q, o: 576x576; k, v: 576x192; gate, up, down: 576x1536) = 106,168,320
+    // plus the tied head 576x49152 = 28,311,552; per layer the 5-token attention adds
+    // 2 x 9 heads x 5 x 5 x 64 = 28,800. Params: embedding 28,311,552 + 30 x (3,538,944
+    // + two norms of 576) + the final norm.
+    assert_eq!(before.macs, 5 * (106_168_320 + 28_311_552) + 30 * 28_800);
+    assert_eq!(before.params, 28_311_552 + 30 * (3_538_944 + 1152) + 576);
+    // 384 channels of gate, up and down leave each layer: 30 x 3 x 576 x 384 per token.
+    let ffn_removed = 30 * 3 * 576 * 384;
+    assert_eq!(after.macs, before.macs - 5 * ffn_removed);
+    assert_eq!(after.params, before.params - ffn_removed);
 }
