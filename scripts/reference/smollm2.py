@@ -18,7 +18,7 @@ Prints JSON with the values copied into `crates/zoo/tests/suite/smollm.rs`:
 
 The text keeps the novel's line breaks (the R package stores one printed line per string):
 perplexity 17.34 on its first 256 tokens. Joining the non-empty lines with spaces instead gives
-21.06 (the "low 20s" quoted in the notes); with GGUF's NEOX-style (half-split) RoPE instead of
+21.06 (the "low 20s" quoted in the notes); with NEOX-style (half-split) RoPE instead of
 adjacent pairs it would be 143.9, which is how the RoPE layout was checked.
 
 `--fixture OUT` writes the first chapter text (decoded from janeaustenr's `Rdata.rdb`, lines

@@ -181,8 +181,18 @@ impl LlamaAttention {
     /// # Shapes
     /// - `x`: `[b, s, d]`
     /// - output: `[b, s, d]`
+    ///
+    /// # Panics
+    /// If `heads` is not a multiple of `kv_heads` (GQA pruning must leave every KV head the
+    /// same number of query heads).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, s, _] = x.dims();
+        assert!(
+            self.kv_heads > 0 && self.heads.is_multiple_of(self.kv_heads),
+            "{} query heads cannot share {} KV heads evenly",
+            self.heads,
+            self.kv_heads
+        );
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
         let device = x.device();
         let q = self
@@ -204,7 +214,7 @@ impl LlamaAttention {
         let q = rope(q, cos.clone(), sin.clone());
         let k = rope(k, cos, sin);
         // Hugging Face's repeat_kv: query head kv * g + j reads kv head kv.
-        let g = h / kvh.max(1);
+        let g = h / kvh;
         let repeat = |t: Tensor<4>| {
             t.reshape([b, kvh, 1, s, hd])
                 .expand([b, kvh, g, s, hd])
