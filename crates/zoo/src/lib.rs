@@ -28,22 +28,31 @@
 //!
 //! [`ImageFolder`] decodes labelled image folders (foolbox's `imagenet_00_243.jpg` samples).
 //!
+//! Language models from GGUF files (llama.cpp's format): [`Llama`] (alias [`SmolLm`] for
+//! SmolLM2-135M) loads with [`Llama::load`] through the [`gguf`] reader (Q4_1 / Q8_0 / Q4_0 /
+//! Q6_K / F16 / F32 dequantized to f32), its tokenizer with [`LlamaTokenizer::from_gguf`], and
+//! [`perplexity`] scores a text over non-overlapping windows.
+//!
 //! [`AnyModel`] holds any of them for code (like the CLI) that picks a model by name; it runs
 //! images through [`AnyModel::forward`] and token ids through [`AnyModel::forward_tokens`].
 #![warn(missing_docs)]
 
 mod any;
 mod efficientnet;
+pub mod gguf;
 mod images;
 mod input;
 mod lenet;
+mod llama;
+mod llama_tokenizer;
 mod load;
 mod minilm;
 mod mobilenet;
+mod perplexity;
 mod resnet;
 mod small;
-mod torch_legacy;
 mod tokenize;
+mod torch_legacy;
 mod transformer;
 
 pub use any::{AnyModel, Arch};
@@ -51,12 +60,17 @@ pub use efficientnet::{EfficientNetLite0, MBConvBlock};
 pub use images::{ImageFolder, decode_image};
 pub use input::InputKind;
 pub use lenet::{LeNet5, LeNet300100};
+pub use llama::{
+    Llama, LlamaAttention, LlamaConfig, LlamaDecoderLayer, LlamaError, LlamaMlp, LlamaModel, SmolLm,
+};
+pub use llama_tokenizer::LlamaTokenizer;
 pub use load::{ZooError, load_pytorch_safetensors, safetensors_shape};
 pub use minilm::{
     BertAttention, BertConfig, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer,
     BertOutput, BertSelfAttention, BertSelfOutput, MiniLm,
 };
 pub use mobilenet::{ConvBn, DepthwiseSeparable, Features, InvertedResidual, MobileNetV2};
+pub use perplexity::{Perplexity, perplexity};
 pub use resnet::{BasicBlock, Bottleneck, ResNet, ResidualBlock};
 pub use small::{Mlp, SmallCnn};
 pub use tokenize::TextTokenizer;

@@ -9,4 +9,5 @@ mod module_linear;
 mod nni_parity;
 mod persist;
 mod real_minilm;
+mod real_smollm;
 mod transformer;

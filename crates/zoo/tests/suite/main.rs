@@ -12,3 +12,4 @@ mod efficientnet;
 mod minilm;
 mod models;
 mod pruners;
+mod smollm;
