@@ -8,7 +8,9 @@ use burn_compress::zoo::{AnyModel, Arch, ZooError};
 use burn_compress::{CompressConfig, CompressError};
 use clap::{Parser, Subcommand};
 
-use crate::commands::{auto, check, eval, export, list, prune, quantize, run, sensitivity, speedup};
+use crate::commands::{
+    auto, check, eval, export, list, prune, quantize, run, sensitivity, speedup,
+};
 
 // Links every algorithm crate, so the registry is complete.
 use burn_compress as _;

@@ -197,7 +197,7 @@ fn a_quantized_lenet5_is_evaluated_against_its_dense_reference() {
         metric(&report, "top1_agreement"),
         metric(&report, "mean_kl"),
     );
-    assert!(agreement >= 0.98 && agreement < 1.0 + 1e-12, "{agreement}");
+    assert!((0.98..=1.0).contains(&agreement), "{agreement}");
     assert!(
         kl > 0.0 && kl < 0.05,
         "int8 weights move the softmax a little: {kl}"
