@@ -14,6 +14,7 @@
 //! - [`quantize`]: quantize an image classifier end to end (calibrate, train, export).
 //! - [`auto`]: automatic compression: per-layer ratios searched under a cost budget, an
 //!   iterative scheduler and a uniform baseline (`burn-compress auto`, recipe step `auto`).
+//! - [`eval`]: evaluation by task (classification, sentence similarity, perplexity).
 //! - [`pruning`]: prune a captured model the way the command line and recipes do.
 //! - [`recipe`]: whole pipelines from a TOML file (`burn-compress run`, in the
 //!   `burn-compress-cli` crate).
@@ -41,6 +42,7 @@
 pub mod auto;
 pub mod device;
 pub mod distill;
+pub mod eval;
 pub mod fusion;
 pub mod pruning;
 pub mod quantize;

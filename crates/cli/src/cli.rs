@@ -8,7 +8,9 @@ use burn_compress::zoo::{AnyModel, Arch, ZooError};
 use burn_compress::{CompressConfig, CompressError};
 use clap::{Parser, Subcommand};
 
-use crate::commands::{auto, check, export, list, prune, quantize, run, sensitivity, speedup};
+use crate::commands::{
+    auto, check, eval, export, list, prune, quantize, run, sensitivity, speedup,
+};
 
 // Links every algorithm crate, so the registry is complete.
 use burn_compress as _;
@@ -42,6 +44,9 @@ enum Command {
     /// Automatic compression: per-layer ratios searched under a budget (macs/6, params<=0.25),
     /// iterative prune -> speedup -> fine-tune, and a uniform baseline at the same cost.
     Auto(auto::Args),
+    /// Evaluate a model on real data: top-1 / top-5 of image classifiers, sentence similarity
+    /// (minilm-l6), perplexity (smollm2-135m); --reference compares with another model.
+    Eval(eval::Args),
 }
 
 /// The zoo model a command works on: `--arch` and `--weights`.
@@ -100,6 +105,7 @@ pub fn run() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Sensitivity(args) => sensitivity::run(args),
         Command::Auto(args) => auto::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! The `burn-compress` command line: `list`, `check`, `prune`, `speedup`, `quantize`, `export`, `run`,
-//! `sensitivity`, `auto`.
+//! `sensitivity`, `auto`, `eval`.
 //! One file per subcommand under `commands/`; `cli.rs` parses and dispatches.
 // Argument docs are `--help` text (clap shows them verbatim), so TOML table names such as
 // `[algorithm]` stay bare there rather than becoming rustdoc links.

@@ -1,11 +1,11 @@
 //! `burn-compress export`: a zoo model (dense weights, a sped-up `<base>.bpk` + `<base>.plan.json`,
 //! or a quantized model from `quantize`) as an ONNX file (opset 17), f32 or QDQ int8.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
-use burn_compress::core::ModuleIndex;
+use burn_compress::core::{FixStructure, ModuleIndex};
 use burn_compress::graph::onnx::{OnnxOptions, export};
 use burn_compress::quant::{CalibrationConfig, export_qdq, load_quantized};
 use burn_compress::speedup::load_pruned;
@@ -89,14 +89,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// A sped-up model when `<base>.plan.json` sits next to the file (its plan must fit the
 /// architecture and the weights the plan), else a quantized model from `quantize`.
-fn load_model_file(template: AnyModel, path: &std::path::Path) -> anyhow::Result<AnyModel> {
+pub(crate) fn load_model_file(template: AnyModel, path: &Path) -> anyhow::Result<AnyModel> {
+    dispatch!(map template, m => load_compressed(m, path))
+}
+
+/// [`load_model_file`] for one model type: `template` shaped by the plan next to `path` and
+/// loaded, or loaded as a quantized model when there is no plan.
+pub(crate) fn load_compressed<M: Module + FixStructure>(
+    template: M,
+    path: &Path,
+) -> anyhow::Result<M> {
     let plan = path.with_extension("plan.json");
     if plan.exists() {
-        let loaded = dispatch!(map template, m => load_pruned(m, path));
-        return loaded.with_context(|| format!("loading the sped-up model {}", path.display()));
+        return load_pruned(template, path)
+            .with_context(|| format!("loading the sped-up model {}", path.display()));
     }
-    let loaded = dispatch!(map template, m => load_quantized(m, path));
-    loaded.with_context(|| {
+    load_quantized(template, path).with_context(|| {
         format!(
             "loading {} (no {} next to it)",
             path.display(),

@@ -2,6 +2,7 @@
 
 pub mod auto;
 pub mod check;
+pub mod eval;
 pub mod export;
 pub mod list;
 pub mod prune;

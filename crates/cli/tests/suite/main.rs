@@ -2,6 +2,7 @@
 
 mod auto;
 mod cli;
+mod eval;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod sensitivity;
