@@ -109,7 +109,11 @@ fn pick(
 }
 
 /// Right-padded ids and the attention mask of a batch.
-fn batch(tokenizer: &TextTokenizer, sentences: &[&str], device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
+fn batch(
+    tokenizer: &TextTokenizer,
+    sentences: &[&str],
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2>) {
     let ids: Vec<Vec<u32>> = sentences
         .iter()
         .map(|s| tokenizer.encode(s).expect("tokenized before"))
@@ -166,7 +170,11 @@ fn zero_on(shape: [usize; 2], axis: usize, removed: &[usize]) -> Dense<u8> {
     }
     let data = (0..shape[0] * shape[1])
         .map(|i| {
-            let index = if axis == 0 { i / shape[1] } else { i % shape[1] };
+            let index = if axis == 0 {
+                i / shape[1]
+            } else {
+                i % shape[1]
+            };
             u8::from(!gone[index])
         })
         .collect();
@@ -200,9 +208,15 @@ fn masks(model: &MiniLm, heads: usize, seq: usize) -> (MaskSet, usize) {
             .collect();
         let p = format!("encoder.layer.{l}.attention");
         for name in ["query", "key", "value"] {
-            set.insert(format!("{p}.self.{name}.weight"), zero_on([d, inner], 1, &cut));
+            set.insert(
+                format!("{p}.self.{name}.weight"),
+                zero_on([d, inner], 1, &cut),
+            );
         }
-        set.insert(format!("{p}.output.dense.weight"), zero_on([inner, d], 0, &cut));
+        set.insert(
+            format!("{p}.output.dense.weight"),
+            zero_on([inner, d], 0, &cut),
+        );
 
         // MACs per token: q, k, v, o (4 d kept_inner), the two attention matmuls
         // (2 seq kept_inner), the FFN (2 d kept_ffn). Keep FFN channels to reach half.
@@ -295,17 +309,28 @@ fn main() -> Result<(), Error> {
 
     // Prune and speed up.
     let probe: Vec<i64> = tokenizer
-        .encode(&heldout.iter().map(String::as_str).collect::<Vec<_>>().join(" "))?
+        .encode(
+            &heldout
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        )?
         .into_iter()
         .take(args.seq)
         .map(i64::from)
         .collect();
     let seq = probe.len();
-    let ids = move |d: &Device| Tensor::<2, Int>::from_data(TensorData::new(probe.clone(), [1, seq]), d);
+    let ids =
+        move |d: &Device| Tensor::<2, Int>::from_data(TensorData::new(probe.clone(), [1, seq]), d);
     let graph = capture(&teacher, |m, d| m.forward(ids(d)))?;
     let deps = DependencyGraph::build(&graph)?;
     let (mask_set, ffn_removed) = masks(&teacher, args.heads, seq);
-    let report = deps.plan(&mask_set, &ModuleIndex::from_module(&teacher), ConflictPolicy::Union)?;
+    let report = deps.plan(
+        &mask_set,
+        &ModuleIndex::from_module(&teacher),
+        ConflictPolicy::Union,
+    )?;
     let pruned = apply(&teacher, &report.plan)?;
     let dense_cost = count(&graph);
     let small_cost = count(&capture(&pruned, |m, d| m.forward(ids(d)))?);
@@ -320,7 +345,11 @@ fn main() -> Result<(), Error> {
     );
     let d = teacher.hidden_size();
     let fidelity = |m: &MiniLm| -> Result<f64, Error> {
-        Ok(mean_cosine(&host(m.embed(&tokenizer, &held_refs)?), &teacher_held, d))
+        Ok(mean_cosine(
+            &host(m.embed(&tokenizer, &held_refs)?),
+            &teacher_held,
+            d,
+        ))
     };
     let pruned_fidelity = fidelity(&pruned)?;
     eprintln!("held-out cosine to the original after pruning: {pruned_fidelity:.4}");
@@ -339,7 +368,9 @@ fn main() -> Result<(), Error> {
         let mut order: Vec<usize> = (0..train.len()).collect();
         let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ epoch as u64;
         for i in (1..order.len()).rev() {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             order.swap(i, (state >> 33) as usize % (i + 1));
         }
         for chunk in order.chunks(args.batch) {
@@ -365,7 +396,9 @@ fn main() -> Result<(), Error> {
     let train_s = started.elapsed().as_secs_f64();
     let tuned = student.valid();
     let tuned_fidelity = fidelity(&tuned)?;
-    eprintln!("held-out cosine after distillation ({steps} steps, {train_s:.0} s): {tuned_fidelity:.4}");
+    eprintln!(
+        "held-out cosine after distillation ({steps} steps, {train_s:.0} s): {tuned_fidelity:.4}"
+    );
 
     // int8 weights, one scale per output channel.
     let linears: Vec<String> = (0..tuned.encoder.layer.len())
@@ -398,12 +431,21 @@ fn main() -> Result<(), Error> {
         ("pruned+distilled+int8", &int8, int8_fidelity),
     ] {
         let pairs = pair_cosines(model, &tokenizer)?;
-        let cost = if name == "dense" { dense_cost } else { small_cost };
+        let cost = if name == "dense" {
+            dense_cost
+        } else {
+            small_cost
+        };
         let lat = latency(model, &tokenizer, lat_refs)?;
         let bytes = burnpack_size(model)?;
         eprintln!(
             "{name:24} cos {fid:.4}  pairs {:.4} {:.4} {:.4}  MACs {}  params {}  bytes {bytes}  {:.2} ms/sentence",
-            pairs[0], pairs[1], pairs[2], cost.macs, model.num_params(), lat * 1e3
+            pairs[0],
+            pairs[1],
+            pairs[2],
+            cost.macs,
+            model.num_params(),
+            lat * 1e3
         );
         rows.push(json!({
             "model": name,

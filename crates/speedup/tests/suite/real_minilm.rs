@@ -111,7 +111,11 @@ fn token_ids(tokenizer: &TextTokenizer, text: &str, device: &Device) -> Tensor<2
 fn zero_on(shape: [usize; 2], axis: usize, removed: &[usize]) -> Dense<u8> {
     let data = (0..shape[0] * shape[1])
         .map(|i| {
-            let index = if axis == 0 { i / shape[1] } else { i % shape[1] };
+            let index = if axis == 0 {
+                i / shape[1]
+            } else {
+                i % shape[1]
+            };
             u8::from(!removed.contains(&index))
         })
         .collect();
@@ -148,7 +152,11 @@ fn minilm_whole_heads_2_5_7_of_layer_1_leave_q_k_v_and_o_and_the_embeddings_are_
         zero_on([384, 384], 0, &channels),
     );
     let report = deps
-        .plan(&masks, &ModuleIndex::from_module(&model), ConflictPolicy::Union)
+        .plan(
+            &masks,
+            &ModuleIndex::from_module(&model),
+            ConflictPolicy::Union,
+        )
         .unwrap();
     assert_eq!(report.removed, 3, "three heads, one channel class each");
     for p in ["query", "key", "value"] {
@@ -240,7 +248,11 @@ fn encode_normalizing_kept(model: &MiniLm, ids: Tensor<2, Int>, keep: &Tensor<1>
     let positions = Tensor::<1, Int>::arange(0..s as i64, &device).reshape([1, s]);
     let types = Tensor::<2, Int>::zeros([b, s], &device);
     let x = e.word_embeddings.forward(ids) + e.token_type_embeddings.forward(types);
-    let mut x = kept_norm(&e.LayerNorm, x + e.position_embeddings.forward(positions), keep);
+    let mut x = kept_norm(
+        &e.LayerNorm,
+        x + e.position_embeddings.forward(positions),
+        keep,
+    );
     let bias = Tensor::<4>::zeros([b, 1, 1, s], &device);
     for l in &model.encoder.layer {
         let context = l.attention.self_attn.forward(x.clone(), bias.clone());
@@ -326,5 +338,8 @@ fn minilm_hidden_size_pruned_under_normalize_kept_equals_the_kept_channel_layer_
     let ours = small.encode(x.clone(), Tensor::ones([1, seq], &device));
     assert_eq!(ours.dims(), [1, seq, 352]);
     let diff = max_abs_diff(ours, reference.select(2, kept_idx));
-    assert!(diff < 1e-4, "sped-up hidden states differ from the reference by {diff}");
+    assert!(
+        diff < 1e-4,
+        "sped-up hidden states differ from the reference by {diff}"
+    );
 }
