@@ -135,7 +135,7 @@ fn batch(
 }
 
 fn host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().expect("f32")
+    t.into_data().try_to_vec::<f32>().expect("f32")
 }
 
 /// L1 norm of each group of `width` consecutive entries of `axis` of a `[rows, cols]` weight.
@@ -356,7 +356,7 @@ fn main() -> Result<(), Error> {
 
     // Distillation.
     let ad = Device::flex().autodiff();
-    let mut student = pruned.fork(&ad).train();
+    let mut student = burn_compress::core::mask::deep_copy(&pruned).fork(&ad).train();
     student.embeddings = student.embeddings.no_grad();
     let teacher_train = Tensor::<2>::from_data(teacher_train.into_data(), &ad);
     let mut optim = AdamConfig::new().init();
