@@ -19,6 +19,7 @@
 //! - [`recipe`]: whole pipelines from a TOML file (`burn-compress run`, in the
 //!   `burn-compress-cli` crate).
 //! - [`zoo_capture`]: capture a zoo model's forward for an input shape.
+//! - [`text`]: plain-text corpora (the Austen novels) split into sentences.
 //!
 //! ```
 //! use burn_compress::{AlgorithmEntry, CompressConfig, prune};
@@ -47,6 +48,7 @@ pub mod fusion;
 pub mod pruning;
 pub mod quantize;
 pub mod recipe;
+pub mod text;
 pub mod zoo_capture;
 
 pub use compress_core as core;
