@@ -356,7 +356,9 @@ fn main() -> Result<(), Error> {
 
     // Distillation.
     let ad = Device::flex().autodiff();
-    let mut student = burn_compress::core::mask::deep_copy(&pruned).fork(&ad).train();
+    let mut student = burn_compress::core::mask::deep_copy(&pruned)
+        .fork(&ad)
+        .train();
     student.embeddings = student.embeddings.no_grad();
     let teacher_train = Tensor::<2>::from_data(teacher_train.into_data(), &ad);
     let mut optim = AdamConfig::new().init();
