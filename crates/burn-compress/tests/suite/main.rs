@@ -12,6 +12,7 @@ mod nni_pruners;
 mod onnx;
 mod quantize;
 mod quantizers;
+mod real_smollm;
 mod recipes;
 mod registry;
 mod robustness;
