@@ -1,10 +1,11 @@
-//! SmolLM2-135M end to end: FFN channels and KV heads pruned by magnitude (one shot, no
+//! SmolLM2-135M end to end: FFN channels and KV heads pruned in one shot (no
 //! fine-tuning), int8 per-channel symmetric weights, and perplexity on held-out Austen text.
 //!
 //! ```text
 //! cargo run --release -p burn-compress --example smollm2 -- \
 //!     [--gguf data/external/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf] \
 //!     [--text data/external/austen/persuasion.txt] [--window 256] [--windows 8] \
+//!     [--calib data/external/austen/emma.txt] [--calib-window 128] [--calib-windows 2] \
 //!     [--json benches/results/2026-11-30-real/smollm2.json]
 //! ```
 //!
@@ -16,16 +17,18 @@
 //!
 //! - **FFN**: `l1-norm` on `mlp.gate_proj` / `mlp.up_proj`, coupled with `mlp.down_proj` by the
 //!   captured graph's dependency groups, removed by speedup.
-//! - **KV head**: per layer, the KV group (a KV head with its three query heads) with the
-//!   smallest magnitude, the sum over k, v, q and o of the mean squared weight of the group's
-//!   slices, leaves (masks on k/v columns, q columns, o rows; speedup removes the group).
+//! - **KV head**: per layer, one KV group (a KV head with its three query heads) leaves (masks
+//!   on k/v columns, q columns, o rows; speedup removes the group), chosen two ways: the
+//!   smallest magnitude (the sum over k, v, q and o of the mean squared weight of the group's
+//!   slices), or the smallest rise of the mean NLL on calibration text (`--calib`, Emma by
+//!   default: not the evaluation text) when that group alone is zeroed, 90 forwards.
 //! - **int8**: every Linear weight per output channel and the (tied) embedding per token row,
 //!   symmetric max-abs scales on Burn's `Q8S` ([`compress_quant::quantize_weights`]); the file
 //!   holds the int8 values, and the perplexity is computed with them dequantized to f32 (what
 //!   Burn's CPU backend does on every matmul anyway).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Param;
@@ -49,6 +52,9 @@ struct Args {
     text: PathBuf,
     window: usize,
     windows: usize,
+    calib: PathBuf,
+    calib_window: usize,
+    calib_windows: usize,
     json: Option<PathBuf>,
 }
 
@@ -58,6 +64,9 @@ fn parse_args() -> Result<Args, Error> {
         text: "data/external/austen/persuasion.txt".into(),
         window: 256,
         windows: 8,
+        calib: "data/external/austen/emma.txt".into(),
+        calib_window: 128,
+        calib_windows: 2,
         json: None,
     };
     let mut it = std::env::args().skip(1);
@@ -68,6 +77,9 @@ fn parse_args() -> Result<Args, Error> {
             "--text" => a.text = value()?.into(),
             "--window" => a.window = value()?.parse()?,
             "--windows" => a.windows = value()?.parse()?,
+            "--calib" => a.calib = value()?.into(),
+            "--calib-window" => a.calib_window = value()?.parse()?,
+            "--calib-windows" => a.calib_windows = value()?.parse()?,
             "--json" => a.json = Some(value()?.into()),
             other => return Err(format!("unknown argument '{other}'").into()),
         }
@@ -95,27 +107,13 @@ fn main() -> Result<(), Error> {
     let tokenizer = LlamaTokenizer::from_gguf(&file)?;
     eprintln!("loaded {} in {:.1?}", args.gguf.display(), start.elapsed());
 
-    let raw = std::fs::read_to_string(&args.text)
-        .map_err(|e| format!("cannot read '{}': {e}", args.text.display()))?;
-    let from = raw.find("Chapter 1").unwrap_or(0);
-    // Roughly four characters per token: take enough text for the windows, not the novel.
-    let need = args.window * args.windows;
-    let mut end = (from + need * 8).min(raw.len());
-    while !raw.is_char_boundary(end) {
-        end += 1;
-    }
-    let ids = tokenizer.encode(&raw[from..end])?;
-    if ids.len() < need {
-        return Err(format!(
-            "'{}' gives {} tokens, fewer than {} windows of {}",
-            args.text.display(),
-            ids.len(),
-            args.windows,
-            args.window
-        )
-        .into());
-    }
-    let ids = &ids[..need];
+    let ids = read_ids(&tokenizer, &args.text, args.window * args.windows)?;
+    let ids = &ids[..];
+    let calibration = read_ids(
+        &tokenizer,
+        &args.calib,
+        args.calib_window * args.calib_windows,
+    )?;
 
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
@@ -172,15 +170,32 @@ fn main() -> Result<(), Error> {
     rows.push(evaluate("FFN 10% pruned", &ffn10, burnpack_size(&ffn10)?)?);
     let ffn25 = prune_ffn(&dense, 0.25)?;
     rows.push(evaluate("FFN 25% pruned", &ffn25, burnpack_size(&ffn25)?)?);
+    let picks = magnitude_picks(&dense);
+    let kv = prune_kv_groups(&dense, &picks)?;
+    rows.push(evaluate(
+        "1 of 3 KV heads pruned (magnitude)",
+        &kv,
+        burnpack_size(&kv)?,
+    )?);
     let t = Instant::now();
-    let kv = prune_kv_head(&dense)?;
-    eprintln!("KV-head pruning (scores, plan, apply): {:.1?}", t.elapsed());
-    rows.push(evaluate("1 of 3 KV heads pruned", &kv, burnpack_size(&kv)?)?);
+    let picks = loss_picks(&dense, &calibration, args.calib_window)?;
+    let loss_seconds = t.elapsed().as_secs_f64();
+    eprintln!("KV-group scores on the calibration text: {loss_seconds:.1} s");
+    let kv = prune_kv_groups(&dense, &picks)?;
+    rows.push(evaluate(
+        "1 of 3 KV heads pruned (calibration loss)",
+        &kv,
+        burnpack_size(&kv)?,
+    )?);
     let (q, bytes) = int8(&ffn10)?;
     rows.push(evaluate("FFN 10% pruned + int8", &q, bytes)?);
-    let both = prune_kv_head(&ffn25)?;
+    let both = prune_kv_groups(&ffn25, &picks)?;
     let (q, bytes) = int8(&both)?;
-    rows.push(evaluate("FFN 25% + 1 KV head pruned + int8", &q, bytes)?);
+    rows.push(evaluate(
+        "FFN 25% + 1 KV head (calibration loss) pruned + int8",
+        &q,
+        bytes,
+    )?);
 
     let base = rows[0].perplexity;
     println!(
@@ -228,6 +243,11 @@ fn main() -> Result<(), Error> {
             "ffn_pruner": "l1-norm on gate_proj/up_proj (coupled with down_proj), one shot",
             "kv_head_score": "sum over k, v, q, o of the mean squared weight of the group's slices; lowest leaves, one per layer",
             "int8": "Q8S symmetric max-abs: Linear weights per output channel, tied embedding per token row; perplexity with the int8 values dequantized",
+            "kv_loss_score": "mean NLL rise on the calibration text when the group's o_proj rows are zeroed; lowest leaves, one per layer",
+            "calibration_text": args.calib.file_name().map(|n| n.to_string_lossy().to_string()),
+            "calibration_tokens": calibration.len(),
+            "calibration_window": args.calib_window,
+            "kv_loss_score_seconds": loss_seconds,
             "fine_tuning": "none",
             "variants": variants,
         });
@@ -238,6 +258,34 @@ fn main() -> Result<(), Error> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The first `need` tokens of the text at `path` from its "Chapter 1" (the title page
+/// skipped).
+fn read_ids(tokenizer: &LlamaTokenizer, path: &Path, need: usize) -> Result<Vec<u32>, Error> {
+    let raw = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read '{}' ({e}); the Austen texts come from `cargo xtask fetch austen`",
+            path.display()
+        )
+    })?;
+    let from = raw.find("Chapter 1").unwrap_or(0);
+    // Under five characters per token: take enough text for the windows, not the novel.
+    let mut end = (from + need * 8).min(raw.len());
+    while !raw.is_char_boundary(end) {
+        end += 1;
+    }
+    let mut ids = tokenizer.encode(&raw[from..end])?;
+    if ids.len() < need {
+        return Err(format!(
+            "'{}' gives {} tokens from \"Chapter 1\", fewer than the {need} needed",
+            path.display(),
+            ids.len()
+        )
+        .into());
+    }
+    ids.truncate(need);
+    Ok(ids)
 }
 
 /// `sparse_ratio` of every MLP's intermediate channels removed by `l1-norm` on gate and up.
@@ -255,70 +303,146 @@ fn prune_ffn(model: &SmolLm, ratio: f64) -> Result<SmolLm, Error> {
     Ok(apply(model, &report.plan)?)
 }
 
-/// In every layer, the KV group with the smallest magnitude leaves (see the module doc).
-fn prune_kv_head(model: &SmolLm) -> Result<SmolLm, Error> {
+/// Per layer, the KV group (KV head with its query heads) of the smallest magnitude: the sum
+/// over k, v, q and o of the mean squared weight of the group's slices.
+fn magnitude_picks(model: &SmolLm) -> Vec<usize> {
+    model
+        .model
+        .layers
+        .iter()
+        .map(|layer| {
+            let a = &layer.self_attn;
+            let (hd, g) = (a.head_dim, a.heads / a.kv_heads);
+            let (q, k, v, o) = (
+                host(&a.q_proj.weight),
+                host(&a.k_proj.weight),
+                host(&a.v_proj.weight),
+                host(&a.o_proj.weight),
+            );
+            let score = |kv: usize| {
+                let (qlo, qhi) = (kv * g * hd, (kv + 1) * g * hd);
+                mean_square(&k, 1, kv * hd..(kv + 1) * hd)
+                    + mean_square(&v, 1, kv * hd..(kv + 1) * hd)
+                    + mean_square(&q, 1, qlo..qhi)
+                    + mean_square(&o, 0, qlo..qhi)
+            };
+            argmin((0..a.kv_heads).map(score))
+        })
+        .collect()
+}
+
+/// Per layer, the KV group whose removal raises the mean NLL of `ids` (calibration text, not
+/// the evaluation text) the least, one group and one layer at a time. Zeroing the o rows of
+/// the group's query heads removes exactly the group's contribution (its k and v feed only
+/// those heads), so each trial is one forward of the model with one o_proj changed.
+fn loss_picks(model: &SmolLm, ids: &[u32], window: usize) -> Result<Vec<usize>, Error> {
+    let base = perplexity(model, ids, window, None)?.mean_nll;
+    let mut picks = Vec::new();
+    for (n, layer) in model.model.layers.iter().enumerate() {
+        let a = &layer.self_attn;
+        let (hd, g) = (a.head_dim, a.heads / a.kv_heads);
+        let o = a.o_proj.weight.val();
+        let [rows, cols] = o.dims();
+        let mut rises = Vec::new();
+        for kv in 0..a.kv_heads {
+            let keep: Vec<f32> = (0..rows)
+                .map(|r| if r / (g * hd) == kv { 0.0 } else { 1.0 })
+                .collect();
+            let keep = Tensor::<2>::from_data(TensorData::new(keep, [rows, 1]), &o.device());
+            let mut trial = model.clone();
+            trial.model.layers[n].self_attn.o_proj.weight =
+                Param::from_tensor(o.clone() * keep.expand([rows, cols]));
+            rises.push(perplexity(&trial, ids, window, None)?.mean_nll - base);
+        }
+        let pick = argmin(rises.iter().copied());
+        eprintln!(
+            "layer {n}: NLL rise per KV group {:?} -> remove {pick}",
+            rises
+                .iter()
+                .map(|r| (r * 1e4).round() / 1e4)
+                .collect::<Vec<_>>()
+        );
+        picks.push(pick);
+    }
+    Ok(picks)
+}
+
+/// Remove KV group `picks[n]` (with its query heads) from layer `n`, through speedup.
+fn prune_kv_groups(model: &SmolLm, picks: &[usize]) -> Result<SmolLm, Error> {
     let graph = capture(model, |m, d| m.forward(prompt(d)))?;
     let deps = DependencyGraph::build(&graph)?;
     let mut masks = MaskSet::default();
-    for (n, layer) in model.model.layers.iter().enumerate() {
+    for ((n, layer), &kv) in model.model.layers.iter().enumerate().zip(picks) {
         let a = &layer.self_attn;
-        let (hd, kvh) = (a.head_dim, a.kv_heads);
-        let g = a.heads / kvh;
-        let host = |w: &Param<Tensor<2>>| -> (Vec<f32>, [usize; 2]) {
-            let t = w.val();
-            let dims = t.dims();
-            (t.into_data().to_vec::<f32>().unwrap_or_default(), dims)
-        };
-        let (q, k, v, o) = (
-            host(&a.q_proj.weight),
-            host(&a.k_proj.weight),
-            host(&a.v_proj.weight),
-            host(&a.o_proj.weight),
-        );
-        // Mean square of the entries of `w` whose index along `axis` is in `lo..hi`.
-        let ms = |(w, dims): &(Vec<f32>, [usize; 2]), axis: usize, lo: usize, hi: usize| {
-            let (mut s, mut c) = (0f64, 0usize);
-            for (i, x) in w.iter().enumerate() {
-                let idx = if axis == 0 { i / dims[1] } else { i % dims[1] };
-                if (lo..hi).contains(&idx) {
-                    s += f64::from(*x) * f64::from(*x);
-                    c += 1;
-                }
-            }
-            s / c.max(1) as f64
-        };
-        let score = |kv: usize| {
-            let (qlo, qhi) = (kv * g * hd, (kv + 1) * g * hd);
-            ms(&k, 1, kv * hd, (kv + 1) * hd)
-                + ms(&v, 1, kv * hd, (kv + 1) * hd)
-                + ms(&q, 1, qlo, qhi)
-                + ms(&o, 0, qlo, qhi)
-        };
-        let scores: Vec<f64> = (0..kvh).map(score).collect();
-        let worst = (0..kvh)
-            .min_by(|&x, &y| scores[x].total_cmp(&scores[y]))
-            .unwrap_or(0);
+        let (hd, g) = (a.head_dim, a.heads / a.kv_heads);
         let p = |name: &str| format!("model.layers.{n}.self_attn.{name}_proj.weight");
-        let (qlo, qhi) = (worst * g * hd, (worst + 1) * g * hd);
-        let (klo, khi) = (worst * hd, (worst + 1) * hd);
-        masks.insert(p("k"), zero_along(k.1, 1, klo..khi));
-        masks.insert(p("v"), zero_along(v.1, 1, klo..khi));
-        masks.insert(p("q"), zero_along(q.1, 1, qlo..qhi));
-        masks.insert(p("o"), zero_along(o.1, 0, qlo..qhi));
+        let (qs, ks) = (kv * g * hd..(kv + 1) * g * hd, kv * hd..(kv + 1) * hd);
+        masks.insert(p("k"), zero_along(a.k_proj.weight.dims(), 1, ks.clone()));
+        masks.insert(p("v"), zero_along(a.v_proj.weight.dims(), 1, ks));
+        masks.insert(p("q"), zero_along(a.q_proj.weight.dims(), 1, qs.clone()));
+        masks.insert(p("o"), zero_along(a.o_proj.weight.dims(), 0, qs));
     }
     let report = deps.plan(
         &masks,
         &ModuleIndex::from_module(model),
         ConflictPolicy::Union,
     )?;
+    if report.removed != picks.len() {
+        return Err(format!(
+            "{} KV groups removed, {} asked for",
+            report.removed,
+            picks.len()
+        )
+        .into());
+    }
     Ok(apply(model, &report.plan)?)
+}
+
+fn host(w: &Param<Tensor<2>>) -> (Vec<f32>, [usize; 2]) {
+    let t = w.val();
+    let dims = t.dims();
+    (t.into_data().try_to_vec::<f32>().unwrap_or_default(), dims)
+}
+
+/// Mean square of the entries of `w` whose index along `axis` is in `range`.
+fn mean_square(
+    (w, dims): &(Vec<f32>, [usize; 2]),
+    axis: usize,
+    range: std::ops::Range<usize>,
+) -> f64 {
+    let (mut s, mut c) = (0f64, 0usize);
+    for (i, x) in w.iter().enumerate() {
+        let idx = if axis == 0 { i / dims[1] } else { i % dims[1] };
+        if range.contains(&idx) {
+            s += f64::from(*x) * f64::from(*x);
+            c += 1;
+        }
+    }
+    s / c.max(1) as f64
+}
+
+/// Index of the smallest value (the first on ties).
+fn argmin(values: impl Iterator<Item = f64>) -> usize {
+    values
+        .enumerate()
+        .fold(
+            (0, f64::INFINITY),
+            |best, (i, v)| {
+                if v < best.1 { (i, v) } else { best }
+            },
+        )
+        .0
 }
 
 /// A mask of `shape` with indices `cut` along `axis` zero.
 fn zero_along(shape: [usize; 2], axis: usize, cut: std::ops::Range<usize>) -> Dense<u8> {
     let data = (0..shape[0] * shape[1])
         .map(|i| {
-            let idx = if axis == 0 { i / shape[1] } else { i % shape[1] };
+            let idx = if axis == 0 {
+                i / shape[1]
+            } else {
+                i % shape[1]
+            };
             u8::from(!cut.contains(&idx))
         })
         .collect();
@@ -327,7 +451,10 @@ fn zero_along(shape: [usize; 2], axis: usize, cut: std::ops::Range<usize>) -> De
 
 /// A short prompt for the captures that find the dependency groups.
 fn prompt(device: &Device) -> Tensor<2, Int> {
-    Tensor::from_data(TensorData::new(vec![504i64, 3575, 282, 4649, 314], [1, 5]), device)
+    Tensor::from_data(
+        TensorData::new(vec![504i64, 3575, 282, 4649, 314], [1, 5]),
+        device,
+    )
 }
 
 /// The model with int8 weights (dequantized back to f32 for the forward) and the bytes of the

@@ -107,8 +107,14 @@ fn smollm2_int8_per_channel_weights_keep_perplexity_within_3_percent_of_float() 
         let s = wc.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
         for (a, b) in wc.iter().zip(&qc) {
             let k = b / s;
-            assert!((k - k.round()).abs() < 1e-3 && k.abs() <= 127.001, "{b} / {s}");
-            assert!((a - b).abs() <= s * 0.5001, "column {c}: {a} -> {b} (s {s})");
+            assert!(
+                (k - k.round()).abs() < 1e-3 && k.abs() <= 127.001,
+                "{b} / {s}"
+            );
+            assert!(
+                (a - b).abs() <= s * 0.5001,
+                "column {c}: {a} -> {b} (s {s})"
+            );
         }
     }
     // The embedding: one scale per token row.

@@ -65,7 +65,11 @@ fn relative_diff(small: &SmolLm, report: &PlanReport, model: &SmolLm) -> f32 {
 fn zero_along(shape: [usize; 2], axis: usize, cut: &[usize]) -> Dense<u8> {
     let data = (0..shape[0] * shape[1])
         .map(|i| {
-            let idx = if axis == 0 { i / shape[1] } else { i % shape[1] };
+            let idx = if axis == 0 {
+                i / shape[1]
+            } else {
+                i % shape[1]
+            };
             u8::from(!cut.contains(&idx))
         })
         .collect();
@@ -156,7 +160,10 @@ fn smollm2_a_kv_head_leaves_with_its_query_group_and_the_logits_are_unchanged() 
     assert_eq!(report.removed, cuts.len(), "one KV group per masked layer");
     for &(layer, g) in &cuts {
         let l = |n: &str| format!("model.layers.{layer}.self_attn.{n}_proj");
-        assert_eq!(removed_heads(&report, &l("q")), [3 * g, 3 * g + 1, 3 * g + 2]);
+        assert_eq!(
+            removed_heads(&report, &l("q")),
+            [3 * g, 3 * g + 1, 3 * g + 2]
+        );
         assert_eq!(removed_heads(&report, &l("k")), [g]);
         assert_eq!(removed_heads(&report, &l("v")), [g]);
         let keep_kv: Vec<usize> = (0..192).filter(|c| c / HEAD_DIM != g).collect();
@@ -167,10 +174,22 @@ fn smollm2_a_kv_head_leaves_with_its_query_group_and_the_logits_are_unchanged() 
                 kept: kept.clone(),
             }]
         };
-        assert_eq!(kept(&report, &format!("{}.weight", l("k"))), axis(1, &keep_kv));
-        assert_eq!(kept(&report, &format!("{}.weight", l("v"))), axis(1, &keep_kv));
-        assert_eq!(kept(&report, &format!("{}.weight", l("q"))), axis(1, &keep_q));
-        assert_eq!(kept(&report, &format!("{}.weight", l("o"))), axis(0, &keep_q));
+        assert_eq!(
+            kept(&report, &format!("{}.weight", l("k"))),
+            axis(1, &keep_kv)
+        );
+        assert_eq!(
+            kept(&report, &format!("{}.weight", l("v"))),
+            axis(1, &keep_kv)
+        );
+        assert_eq!(
+            kept(&report, &format!("{}.weight", l("q"))),
+            axis(1, &keep_q)
+        );
+        assert_eq!(
+            kept(&report, &format!("{}.weight", l("o"))),
+            axis(0, &keep_q)
+        );
     }
     assert_eq!(
         removed_heads(&report, "model.layers.1.self_attn.q_proj"),
@@ -217,10 +236,7 @@ fn smollm2_hidden_channels_leave_the_whole_residual_stream_and_the_logits_are_un
     // channels leave every norm, every Linear reading or writing it and the tied head.
     let cut = [5usize, 77, 300, 511];
     let mut masks = MaskSet::default();
-    masks.insert(
-        "model.embed_tokens.weight",
-        zero_along([VOCAB, D], 1, &cut),
-    );
+    masks.insert("model.embed_tokens.weight", zero_along([VOCAB, D], 1, &cut));
     let report = deps.plan(&masks, &index, ConflictPolicy::Union).unwrap();
     assert_eq!(report.removed, cut.len(), "{:?}", report.skipped);
     let keep: Vec<usize> = (0..D).filter(|c| !cut.contains(c)).collect();
