@@ -52,7 +52,7 @@ impl PathMapper for Dequantize {
 fn host(w: &Param<Tensor<2>>) -> (Vec<f32>, [usize; 2]) {
     let t = w.val();
     let dims = t.dims();
-    (t.into_data().to_vec::<f32>().unwrap(), dims)
+    (t.into_data().try_to_vec::<f32>().unwrap(), dims)
 }
 
 #[test]
