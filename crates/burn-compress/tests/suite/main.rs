@@ -13,6 +13,7 @@ mod onnx;
 mod quantize;
 mod quantizers;
 mod real_lm;
+mod real_smollm;
 mod recipes;
 mod registry;
 mod robustness;
