@@ -14,5 +14,6 @@ mod quantize;
 mod quantizers;
 mod recipes;
 mod registry;
+mod real_models;
 mod robustness;
 mod taylor;
