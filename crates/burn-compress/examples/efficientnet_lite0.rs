@@ -124,7 +124,12 @@ fn ranked(row: &[f32]) -> Vec<usize> {
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
+    let lse = row
+        .iter()
+        .map(|&v| (v as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+        + max;
     row.iter().map(|&v| v as f64 - lse).collect()
 }
 
@@ -142,7 +147,11 @@ fn quality(rows: &[Vec<f32>], dense: &[Vec<f32>], labels: &[usize]) -> Value {
     for (row, d) in rows.iter().zip(dense) {
         agree += usize::from(ranked(row)[0] == ranked(d)[0]);
         let (p, q) = (log_softmax(d), log_softmax(row));
-        kl += p.iter().zip(&q).map(|(lp, lq)| lp.exp() * (lp - lq)).sum::<f64>();
+        kl += p
+            .iter()
+            .zip(&q)
+            .map(|(lp, lq)| lp.exp() * (lp - lq))
+            .sum::<f64>();
     }
     json!({
         "top1": top1, "top5": top5, "labelled": labels.len(),
@@ -183,10 +192,7 @@ fn cost(model: &EfficientNetLite0) -> Result<Value, Error> {
 }
 
 /// The pruned model: L1-norm masks on the expansions at `ratio`, then speedup.
-fn prune(
-    model: &EfficientNetLite0,
-    ratio: f64,
-) -> Result<(EfficientNetLite0, Plan, Value), Error> {
+fn prune(model: &EfficientNetLite0, ratio: f64) -> Result<(EfficientNetLite0, Plan, Value), Error> {
     let graph = capture(model, |m, d| m.classify(Tensor::zeros([1, 3, 224, 224], d)))?;
     let config = CompressConfig::from_toml(&expand_config(ratio))?;
     let pruner = Arc::from(AlgorithmEntry::find("l1-norm")?.build_pruner(&Table::new())?);
@@ -320,7 +326,12 @@ fn main() -> Result<(), Error> {
     )?);
     for (name, q, native, file) in [
         ("int8", &int8, &int8_native, &int8_file),
-        ("pruned+int8", &pruned_int8, &pruned_int8_native, &pruned_int8_file),
+        (
+            "pruned+int8",
+            &pruned_int8,
+            &pruned_int8_native,
+            &pruned_int8_file,
+        ),
     ] {
         let mut v = rows(
             name,

@@ -37,7 +37,12 @@ fn images() -> (Tensor<4>, Tensor<4>) {
 
 /// The top-1 class of each row.
 fn top1(logits: Tensor<2>) -> Vec<i64> {
-    logits.argmax(1).into_data().convert::<i64>().to_vec().unwrap()
+    logits
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .to_vec()
+        .unwrap()
 }
 
 /// Conv and classifier weights symmetric int8 per output channel, their inputs affine int8 per
@@ -59,9 +64,10 @@ fn int8_ptq_keeps_the_dense_top1_on_at_least_95_percent_of_the_images_and_flips(
         .into();
     let config = CompressConfig::from_toml(PTQ_INT8).unwrap();
     let mut sim = QuantSim::new(quantizer, &config, &ModuleIndex::from_module(&model)).unwrap();
-    // 57 convs and the classifier, each with a weight and an input target.
-    assert_eq!(sim.weights().targets().len(), 58);
-    assert_eq!(sim.activation_targets().len(), 58);
+    // 49 convs (stem, 15 expansions, 16 depthwise, 16 projections, head) and the classifier,
+    // each with a weight and an input target.
+    assert_eq!(sim.weights().targets().len(), 50);
+    assert_eq!(sim.activation_targets().len(), 50);
     let calibration = sim
         .calibrate(
             &model,
@@ -100,7 +106,8 @@ fn int8_ptq_keeps_the_dense_top1_on_at_least_95_percent_of_the_images_and_flips(
 #[test]
 fn pruning_a_quarter_of_each_expansion_removes_exactly_the_macs_of_its_channels() {
     let model = lite0();
-    let example = |m: &EfficientNetLite0, d: &Device| m.classify(Tensor::zeros([1, 3, 224, 224], d));
+    let example =
+        |m: &EfficientNetLite0, d: &Device| m.classify(Tensor::zeros([1, 3, 224, 224], d));
     let graph = capture(&model, example).unwrap();
     let names: Vec<String> = (1..16)
         .map(|b| format!("'_blocks.{b}._expand_conv'"))
@@ -143,9 +150,16 @@ fn pruning_a_quarter_of_each_expansion_removes_exactly_the_macs_of_its_channels(
     for (b, (block, h)) in small._blocks.iter().zip(&hidden).enumerate().skip(1) {
         let expand = block._expand_conv.as_ref().unwrap();
         assert_eq!(expand.weight.dims()[0], *h, "block {b} expansion");
-        assert_eq!(block._depthwise_conv.groups, *h, "block {b} depthwise groups");
+        assert_eq!(
+            block._depthwise_conv.groups, *h,
+            "block {b} depthwise groups"
+        );
         assert_eq!(block._bn1.gamma.dims(), [*h], "block {b} _bn1");
-        assert_eq!(block._project_conv.weight.dims()[1], *h, "block {b} projection");
+        assert_eq!(
+            block._project_conv.weight.dims()[1],
+            *h,
+            "block {b} projection"
+        );
     }
     // A quarter of the 15 expansions' 8928 channels.
     assert_eq!(report.removed, 2232);
