@@ -41,7 +41,7 @@ fn top1(logits: Tensor<2>) -> Vec<i64> {
         .argmax(1)
         .into_data()
         .convert::<i64>()
-        .to_vec()
+        .try_to_vec::<i64>()
         .unwrap()
 }
 
