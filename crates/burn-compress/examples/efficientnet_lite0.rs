@@ -110,7 +110,7 @@ fn logits(
         let end = (start + 8).min(n);
         let y = forward(images.clone().slice(start..end))?;
         let classes = y.dims()[1];
-        let data = y.into_data().to_vec::<f32>()?;
+        let data = y.into_data().try_to_vec::<f32>()?;
         rows.extend(data.chunks(classes).map(<[f32]>::to_vec));
     }
     Ok(rows)
@@ -178,6 +178,13 @@ fn latency_ms(
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// The simulated forward of a quantized model.
+fn sim_forward(
+    q: &Quantized<EfficientNetLite0>,
+) -> impl Fn(Tensor<4>) -> Result<Tensor<2>, Error> + '_ {
+    move |x| Ok(q.forward(x)?)
 }
 
 fn file_bytes(path: &Path) -> Result<u64, Error> {
@@ -303,9 +310,6 @@ fn main() -> Result<(), Error> {
     let float_forward = |m: &EfficientNetLite0| {
         let m = m.clone();
         move |x: Tensor<4>| -> Result<Tensor<2>, Error> { Ok(m.classify(x)) }
-    };
-    let sim_forward = |q: &Quantized<EfficientNetLite0>| {
-        move |x: Tensor<4>| -> Result<Tensor<2>, Error> { Ok(q.forward(x)?) }
     };
 
     variants.push(rows(
