@@ -14,6 +14,7 @@ mod quantize;
 mod quantizers;
 mod real_lm;
 mod real_smollm;
+mod real_models;
 mod recipes;
 mod registry;
 mod robustness;
