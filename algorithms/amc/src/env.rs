@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use compress_core::search::SearchLayer;
+
 use crate::AmcError;
 use crate::correct::{ActionBounds, BudgetState, action_bounds, correct_action};
 
@@ -45,34 +47,26 @@ impl Measure {
     }
 }
 
-/// A prunable layer as AMC sees it. The ratio AMC chooses for it is the fraction of its output
-/// channels to remove.
+/// A prunable layer as AMC sees it: compress-core's [`SearchLayer`] (name, type, costs, shape,
+/// `max_ratio`; read through `Deref`) plus the earlier layer that feeds its input channels. The
+/// ratio AMC chooses for it is the fraction of its output channels to remove.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AmcLayer {
-    /// Unique name (the module path); the key of the ratios handed to the evaluation.
-    pub name: String,
-    /// Op type (`"Conv2d"`, `"Linear"`); a state feature (its index among the sorted types).
-    pub op_type: String,
-    /// Dense parameter count.
-    pub params: u64,
-    /// Dense multiply-accumulates of one forward (batch 1).
-    pub macs: u64,
-    /// Input channels (features).
-    pub in_channels: usize,
-    /// Output channels (features).
-    pub out_channels: usize,
-    /// Kernel size (1 for Linear).
-    pub kernel: usize,
-    /// Stride (1 for Linear).
-    pub stride: usize,
-    /// Spatial size of the input, `H * W` (1 for Linear).
-    pub input_size: u64,
-    /// The largest ratio this layer may take, in [0, 1], measured against its dense cost
-    /// (NNI's `max_sparsity_per_layer`). [`AmcLayer::new`] sets 0.8.
-    pub max_ratio: f64,
+    /// The layer's name, type, dense costs, shape and `max_ratio` (NNI's
+    /// `max_sparsity_per_layer`; [`AmcLayer::new`] sets 0.8). AMC starts from the dense model,
+    /// so its `current_ratio` is 0.
+    pub layer: SearchLayer,
     /// The earlier layer whose output channels are this layer's input channels, if it is
     /// searched too: pruning that layer by `r` makes this one `(1 - r)` cheaper.
     pub input_from: Option<String>,
+}
+
+impl std::ops::Deref for AmcLayer {
+    type Target = SearchLayer;
+
+    fn deref(&self) -> &SearchLayer {
+        &self.layer
+    }
 }
 
 impl AmcLayer {
@@ -86,43 +80,46 @@ impl AmcLayer {
         params: u64,
     ) -> Self {
         Self {
-            name: name.into(),
-            op_type: op_type.into(),
-            params,
-            macs,
-            in_channels: 1,
-            out_channels: 1,
-            kernel: 1,
-            stride: 1,
-            input_size: 1,
-            max_ratio: 0.8,
+            layer: SearchLayer {
+                name: name.into(),
+                op_type: op_type.into(),
+                params,
+                macs,
+                in_channels: 1,
+                out_channels: 1,
+                kernel: 1,
+                stride: 1,
+                input_size: 1,
+                max_ratio: 0.8,
+                current_ratio: 0.0,
+            },
             input_from: None,
         }
     }
 
     /// Set the channel counts.
     pub fn with_channels(mut self, in_channels: usize, out_channels: usize) -> Self {
-        self.in_channels = in_channels;
-        self.out_channels = out_channels;
+        self.layer.in_channels = in_channels;
+        self.layer.out_channels = out_channels;
         self
     }
 
     /// Set kernel size and stride.
     pub fn with_kernel(mut self, kernel: usize, stride: usize) -> Self {
-        self.kernel = kernel;
-        self.stride = stride;
+        self.layer.kernel = kernel;
+        self.layer.stride = stride;
         self
     }
 
     /// Set the input's spatial size `H * W`.
-    pub fn with_input_size(mut self, input_size: u64) -> Self {
-        self.input_size = input_size;
+    pub fn with_input_size(mut self, input_size: usize) -> Self {
+        self.layer.input_size = input_size;
         self
     }
 
     /// Set the maximum ratio.
     pub fn with_max_ratio(mut self, max_ratio: f64) -> Self {
-        self.max_ratio = max_ratio;
+        self.layer.max_ratio = max_ratio;
         self
     }
 

@@ -52,16 +52,7 @@ fn algorithm_error(message: String) -> CompressError {
 
 fn amc_layer(l: &SearchLayer) -> AmcLayer {
     AmcLayer {
-        name: l.name.clone(),
-        op_type: l.op_type.clone(),
-        params: l.params,
-        macs: l.macs,
-        in_channels: l.in_channels,
-        out_channels: l.out_channels,
-        kernel: l.kernel,
-        stride: l.stride,
-        input_size: l.input_size as u64,
-        max_ratio: l.max_ratio,
+        layer: l.clone(),
         input_from: None,
     }
 }
