@@ -174,6 +174,8 @@ pub struct PruneEvaluator<'a, M> {
     last: Option<(Candidate, M, Plan)>,
     fill: Option<Budget>,
     filled: Vec<(Candidate, Candidate)>,
+    /// Output channels per searched layer of `model`, read once for the fill's top-up.
+    channels: Option<BTreeMap<String, usize>>,
 }
 
 impl<'a, M> PruneEvaluator<'a, M>
@@ -214,6 +216,7 @@ where
             last: None,
             fill: None,
             filled: Vec::new(),
+            channels: None,
         })
     }
 
@@ -275,12 +278,19 @@ where
             // Top-up: the common factor leaves what one layer's channel costs unspent; give
             // channels back one at a time to the layer that keeps the smallest share of its
             // channels, as long as the measured cost still meets the budget.
-            let channels: BTreeMap<String, usize> =
-                super::search_space(&self.model, &self.graph, None, 1.0)?
-                    .layers
-                    .into_iter()
-                    .map(|l| (l.name, l.out_channels))
-                    .collect();
+            let channels = match &self.channels {
+                Some(c) => c.clone(),
+                None => {
+                    let c: BTreeMap<String, usize> =
+                        super::search_space(&self.model, &self.graph, None, 1.0)?
+                            .layers
+                            .into_iter()
+                            .map(|l| (l.name, l.out_channels))
+                            .collect();
+                    self.channels = Some(c.clone());
+                    c
+                }
+            };
             for _ in 0..TOP_UP_STEPS {
                 let mut order: Vec<(f64, &String, f64)> = best
                     .ratios
