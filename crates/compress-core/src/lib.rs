@@ -88,6 +88,7 @@ pub mod granularity;
 pub mod index;
 pub mod layers;
 pub mod mask;
+pub mod oneshot;
 pub mod paths;
 pub mod prune;
 pub mod quantizer;

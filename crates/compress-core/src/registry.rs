@@ -14,6 +14,7 @@ use crate::allocate::Metric;
 use crate::distill::Distiller;
 use crate::error::did_you_mean;
 use crate::granularity::{Granularity, Scaling};
+use crate::oneshot::OneShot;
 use crate::quantizer::Quantizer;
 use crate::search::Search;
 use crate::targets::Target;
@@ -30,6 +31,12 @@ pub enum AlgorithmKind {
     Distiller,
     /// Searches per-layer pruning ratios under a budget ([`Search`]).
     Search,
+    /// Prunes a pretrained model in one shot from calibration statistics, block by block
+    /// ([`OneShot`]: Wanda, SparseGPT).
+    OneShotPruner,
+    /// Quantizes a pretrained model in one shot from calibration statistics, block by block
+    /// ([`OneShot`]: GPTQ, AWQ, SmoothQuant).
+    OneShotQuantizer,
 }
 
 impl fmt::Display for AlgorithmKind {
@@ -39,6 +46,8 @@ impl fmt::Display for AlgorithmKind {
             AlgorithmKind::Quantizer => "quantizer",
             AlgorithmKind::Distiller => "distiller",
             AlgorithmKind::Search => "search",
+            AlgorithmKind::OneShotPruner => "one-shot pruner",
+            AlgorithmKind::OneShotQuantizer => "one-shot quantizer",
         })
     }
 }
@@ -191,6 +200,8 @@ pub enum Algorithm {
     Distiller(Box<dyn Distiller>),
     /// A budget-driven search for per-layer ratios.
     Search(Box<dyn Search>),
+    /// A one-shot method run block by block on calibration data.
+    OneShot(Box<dyn OneShot>),
 }
 
 impl fmt::Debug for Algorithm {
@@ -200,6 +211,7 @@ impl fmt::Debug for Algorithm {
             Algorithm::Quantizer(_) => "Algorithm::Quantizer",
             Algorithm::Distiller(_) => "Algorithm::Distiller",
             Algorithm::Search(_) => "Algorithm::Search",
+            Algorithm::OneShot(_) => "Algorithm::OneShot",
         })
     }
 }
@@ -329,6 +341,22 @@ impl AlgorithmEntry {
     pub fn build_search(&self, options: &toml::Table) -> Result<Box<dyn Search>> {
         self.build_kind(options, AlgorithmKind::Search, |a| match a {
             Algorithm::Search(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// [`build`](Self::build), requiring a one-shot method (pruner or quantizer).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build); [`CompressError::WrongAlgorithmKind`] for other kinds.
+    pub fn build_oneshot(&self, options: &toml::Table) -> Result<Box<dyn OneShot>> {
+        let wanted = if self.kind == AlgorithmKind::OneShotQuantizer {
+            AlgorithmKind::OneShotQuantizer
+        } else {
+            AlgorithmKind::OneShotPruner
+        };
+        self.build_kind(options, wanted, |a| match a {
+            Algorithm::OneShot(o) => Some(o),
             _ => None,
         })
     }
