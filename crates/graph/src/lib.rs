@@ -16,6 +16,9 @@
 //! - [`count`] / [`count_flops_params`]: MACs and parameters of a pass, NNI-style rows.
 //! - [`onnx::export`]: the graph as an ONNX model (opset 17, weights as initializers, a dynamic
 //!   batch dimension, optional QDQ quantization); each family writes its own nodes.
+//! - [`sequential`]: layer-sequential calibration for one-shot compression (Wanda, SparseGPT,
+//!   GPTQ, AWQ, SmoothQuant): a `BlockModel` walked block by block, statistics streamed from
+//!   replay taps on every Linear input, each block compressed and re-run to feed the next.
 //! - [`layer_calls`]: every call of a layer ([`LayerCall`]: conv-like, Linear, norms,
 //!   embedding), the one recognition the other parts (and BatchNorm folding) share.
 //!
@@ -56,6 +59,7 @@ pub mod onnx;
 mod ops;
 mod replay;
 mod rules;
+pub mod sequential;
 mod soft_mask;
 mod views;
 

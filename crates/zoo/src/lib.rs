@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod any;
+mod blocks;
 mod efficientnet;
 pub mod gguf;
 mod images;

@@ -152,6 +152,52 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
     }
+
+    /// A randomly initialized model of this shape (tied embeddings, gamma 1 plus noise): for
+    /// tests of code that walks a Llama without the real weights.
+    pub fn init(&self, device: &Device) -> Llama {
+        use burn::nn::{EmbeddingConfig, LinearConfig, RmsNormConfig};
+        use burn::tensor::Distribution;
+        let (d, hd) = (self.hidden, self.head_dim());
+        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+        let norm = || {
+            let mut n = RmsNormConfig::new(d)
+                .with_epsilon(self.rms_eps)
+                .init(device);
+            n.gamma =
+                Param::from_tensor(Tensor::random([d], Distribution::Uniform(0.5, 1.5), device));
+            n
+        };
+        let layers = (0..self.layers)
+            .map(|_| LlamaDecoderLayer {
+                self_attn: LlamaAttention {
+                    q_proj: linear(d, self.heads * hd),
+                    k_proj: linear(d, self.kv_heads * hd),
+                    v_proj: linear(d, self.kv_heads * hd),
+                    o_proj: linear(self.heads * hd, d),
+                    heads: self.heads,
+                    kv_heads: self.kv_heads,
+                    head_dim: hd,
+                    rope_base: self.rope_base,
+                },
+                mlp: LlamaMlp {
+                    gate_proj: linear(d, self.ffn),
+                    up_proj: linear(d, self.ffn),
+                    down_proj: linear(self.ffn, d),
+                },
+                input_layernorm: norm(),
+                post_attention_layernorm: norm(),
+            })
+            .collect();
+        Llama {
+            model: LlamaModel {
+                embed_tokens: EmbeddingConfig::new(self.vocab, d).init(device),
+                layers,
+                norm: norm(),
+            },
+            lm_head: None,
+        }
+    }
 }
 
 /// Grouped-query self-attention with RoPE.
@@ -485,7 +531,15 @@ impl Llama {
         for layer in &self.model.layers {
             x = layer.forward(x);
         }
-        let x = self.model.norm.forward(x);
+        self.logits(self.model.norm.forward(x))
+    }
+
+    /// The LM head (or the tied embedding) on final-normed hidden states.
+    ///
+    /// # Shapes
+    /// - `x`: `[b, s, hidden]`
+    /// - output: `[b, s, vocab]`
+    pub fn logits(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, s, d] = x.dims();
         match &self.lm_head {
             Some(head) => head.forward(x),

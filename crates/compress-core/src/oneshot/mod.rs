@@ -259,6 +259,9 @@ pub trait BlockModel: Module {
     fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3>;
     /// Block `i` on `x` `[batch, seq, hidden]` (full-length, unpadded sequences).
     fn block_forward(&self, i: usize, x: Tensor<3>) -> Tensor<3>;
+    /// The stage after the last block on its output (a decoder's final norm and LM head: the
+    /// logits; an encoder: the hidden states unchanged).
+    fn head(&self, x: Tensor<3>) -> Tensor<3>;
     /// The Linears of block `i` (relative paths) in "true sequential" groups: a group's inputs
     /// depend only on earlier groups (`[q, k, v], [o], [gate, up], [down]`).
     fn linear_groups(&self, i: usize) -> Vec<Vec<String>>;
@@ -284,10 +287,7 @@ pub fn owl_densities(outliers: &[f64], lambda: f64, sparsity: f64) -> Vec<f64> {
         .map(|d| (d - min) / (max - min) * 2.0 * lambda)
         .collect();
     let mean = spread.iter().sum::<f64>() / spread.len() as f64;
-    spread
-        .iter()
-        .map(|d| d - mean + (1.0 - sparsity))
-        .collect()
+    spread.iter().map(|d| d - mean + (1.0 - sparsity)).collect()
 }
 
 /// OWL's outlier fraction of one block: the share of its Wanda scores (all its Linears' scores

@@ -2,3 +2,4 @@
 
 mod ops;
 mod replay;
+mod sequential;
