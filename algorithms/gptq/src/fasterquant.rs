@@ -307,7 +307,7 @@ impl Loop<'_> {
         let Some(g) = self.group else { return };
         let cols = self.cols;
         if self.statics.is_empty() {
-            if col % g == 0 {
+            if col.is_multiple_of(g) {
                 let end = (col + g).min(cols);
                 for (r, p) in params.iter_mut().enumerate() {
                     *p = self.quantizer.fit(&tile[r * cols + col..r * cols + end]);

@@ -652,7 +652,8 @@ fn random_hessian(rng: &mut Lcg, d: usize, tokens: usize) -> Dense<f64> {
 }
 
 /// Per-Linear time on SmolLM2-135M's MLP shapes (run with `--release --ignored
-/// --nocapture`).
+/// --nocapture`): W4A16 with groups of 64 (128 does not divide 576), and the share of the
+/// inverse-Hessian factor.
 #[test]
 #[ignore]
 fn time_per_linear_on_smollm2_mlp_shapes() {
@@ -660,8 +661,16 @@ fn time_per_linear_on_smollm2_mlp_shapes() {
     for (rows, cols) in [(576, 1536), (1536, 576)] {
         let h = random_hessian(&mut rng, cols, 512);
         let w: Vec<f32> = (0..rows * cols).map(|_| rng.normal() * 0.02).collect();
+        let t = Instant::now();
+        compress_core::oneshot::hessian::prepare("gptq", &h, 0.01, None).unwrap();
+        let prepare = t.elapsed().as_secs_f64();
         for actorder in [ActOrder::Off, ActOrder::Weight] {
+            let weights = WeightScheme {
+                quantizer: Quantizer::new(4, true),
+                strategy: Strategy::Group(64),
+            };
             let c = GptqConfig {
+                weights,
                 actorder,
                 static_groups: actorder == ActOrder::Weight,
                 ..GptqConfig::default()
@@ -670,7 +679,8 @@ fn time_per_linear_on_smollm2_mlp_shapes() {
             let t = Instant::now();
             let report = fasterquant(&mut q, &h, &c, "fc").unwrap();
             println!(
-                "gptq [{rows}, {cols}] W4A16 {actorder:?}: {:.3} s on {} threads (loss {:.4e})",
+                "gptq [{rows}, {cols}] int4 sym group 64 actorder {actorder:?}: {:.3} s on {} threads \
+                 (hessian::prepare alone {prepare:.3} s; loss {:.4e})",
                 t.elapsed().as_secs_f64(),
                 rayon::current_num_threads(),
                 report.loss.unwrap()

@@ -237,7 +237,7 @@ impl WeightScheme {
             ));
         }
         if let Strategy::Group(g) = self.strategy
-            && (g == 0 || shape[1] % g != 0)
+            && (g == 0 || !shape[1].is_multiple_of(g))
         {
             return Err(mismatch(
                 vec![1, g as i64],
