@@ -463,7 +463,7 @@ fn bad_input_is_a_typed_error_naming_the_layer() {
     assert_eq!(
         err.to_string(),
         "granularity kernel [1, 3] does not fit 'model.layers.2.mlp.down_proj' of shape [4, 8]: \
-         group_size 3 does not divide the input width 8"
+         group_size 3 does not divide the input width 8 (2 does)"
     );
     let c = config(
         Quantizer::new(4, true),

@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "granularity kernel [1, 128] does not fit 'model.layers.4.self_attn.k_proj' of \
-             shape [2, 192]: group_size 128 does not divide the input width 192"
+             shape [2, 192]: group_size 128 does not divide the input width 192 (64 does)"
         );
         let data: Vec<f32> = (0..512).map(|k| [7.5, 2.5, -1.0, -1.0][k % 4]).collect();
         let mut ok = Dense::new(vec![2, 256], data);

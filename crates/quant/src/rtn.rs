@@ -242,13 +242,26 @@ impl WeightScheme {
             return Err(mismatch(
                 vec![1, g as i64],
                 format!(
-                    "group_size {g} does not divide the input width {}",
-                    shape[1]
+                    "group_size {g} does not divide the input width {}{}",
+                    shape[1],
+                    dividing_power_of_two(g, shape[1])
+                        .map(|p| format!(" ({p} does)"))
+                        .unwrap_or_default()
                 ),
             ));
         }
         Ok(())
     }
+}
+
+/// The largest power of two `<= g` that divides `width`, for the error's hint (`None` when
+/// only 1 does).
+fn dividing_power_of_two(g: usize, width: usize) -> Option<usize> {
+    let mut p = 1usize;
+    while p * 2 <= g && width.is_multiple_of(p * 2) {
+        p *= 2;
+    }
+    (p > 1 && width > 0).then_some(p)
 }
 
 /// A preset or explicit scheme: the weight grid and, for W8A8, the activation quantization.
@@ -756,7 +769,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "granularity kernel [1, 4] does not fit 'model.layers.0.mlp.down_proj' of shape \
-             [2, 6]: group_size 4 does not divide the input width 6"
+             [2, 6]: group_size 4 does not divide the input width 6 (2 does)"
         );
     }
 
