@@ -550,6 +550,36 @@ fn options_parse_with_llm_compressor_names_and_defaults() {
 }
 
 #[test]
+fn compress_linear_runs_fasterquant_on_the_slot_with_the_configured_options() {
+    let table: toml::Table = "weights = { group_size = 4 }\nactorder = \"static\"\nblock_size = 4"
+        .parse()
+        .unwrap();
+    let algo = AlgorithmEntry::find("gptq")
+        .unwrap()
+        .build_oneshot(&table)
+        .unwrap();
+    let stats = InputStats {
+        samples: 2,
+        tokens: 6,
+        hessian: Some(Dense::new(vec![8, 8], H.to_vec())),
+        ..InputStats::default()
+    };
+    let mut w = Dense::new(vec![4, 8], W.to_vec());
+    let mut bias = vec![0.5f32; 4];
+    let mut slot = LinearSlot {
+        path: "model.layers.0.mlp.up_proj",
+        weight: &mut w,
+        bias: Some(&mut bias),
+        stats: &stats,
+        sparsity: 0.0,
+    };
+    let report = algo.compress_linear(&mut slot).unwrap();
+    assert_close("slot", w.data(), &GROUP4_SYM_BLOCK4_ACTORDER_STATIC_Q);
+    assert_eq!(report.dead_columns, 1);
+    assert_eq!(bias, [0.5; 4], "the bias is left alone");
+}
+
+#[test]
 fn gptq_registers_as_a_one_shot_quantizer_that_needs_the_hessian() {
     let entry = AlgorithmEntry::find("gptq").unwrap();
     assert_eq!(entry.kind, AlgorithmKind::OneShotQuantizer);
