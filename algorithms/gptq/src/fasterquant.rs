@@ -109,6 +109,9 @@ pub fn fasterquant(
             ),
         ));
     }
+    if h.data().iter().any(|v| !v.is_finite()) {
+        return Err(fail(path, "the Hessian has a non-finite entry"));
+    }
     if config.block_size == 0 {
         return Err(fail(path, "block_size must be at least 1"));
     }
@@ -148,9 +151,12 @@ pub fn fasterquant(
             Some(p)
         }
     };
-    let factor = match hessian::prepare(NAME, h, config.dampening_frac, perm.as_deref())
-        .map_err(|e| fail(path, e))?
-    {
+    let factor = match hessian::prepare(NAME, h, config.dampening_frac, perm.as_deref()).map_err(
+        |e| match e {
+            CompressError::Algorithm { message, .. } => fail(path, message),
+            other => other,
+        },
+    )? {
         Prepared::Factor(f) => f,
         Prepared::Indefinite { damp, .. } => {
             rtn_quantize(weight, scheme, path)?;

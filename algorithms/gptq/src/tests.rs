@@ -480,6 +480,20 @@ fn bad_input_is_a_typed_error_naming_the_layer() {
          [8, 8] for the weight [4, 8]"
     );
     assert_eq!(w.data(), &W, "a refused layer is left as it was");
+    let mut nan = H.to_vec();
+    nan[9] = f64::NAN;
+    let err = fasterquant(
+        &mut w,
+        &Dense::new(vec![8, 8], nan),
+        &c,
+        "model.layers.2.mlp.up_proj",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "algorithm 'gptq': 'model.layers.2.mlp.up_proj': the Hessian has a non-finite entry"
+    );
+    assert_eq!(w.data(), &W);
     // Through the trait: no Hessian collected.
     let gptq = Gptq::from_table(&toml::Table::new()).unwrap();
     let stats = InputStats::default();
