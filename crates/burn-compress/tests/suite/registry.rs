@@ -50,9 +50,11 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "prune-taylor",
             "quant-bnn",
             "quant-dorefa",
+            "quant-gptq",
             "quant-lsq",
             "quant-ptq",
             "quant-qat",
+            "quant-rtn",
             "search-amc",
             "search-sa",
             "search-sensitivity-guided"
@@ -69,6 +71,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "dorefa",
             "dynamic-layerwise",
             "fpgm",
+            "gptq",
             "kd",
             "l1-norm",
             "l2-norm",
@@ -79,6 +82,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "movement",
             "ptq",
             "qat",
+            "rtn",
             "sensitivity-guided",
             "simulated-annealing",
             "slim",
@@ -100,6 +104,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
         of_kind(AlgorithmKind::Quantizer),
         ["bnn", "dorefa", "lsq", "lsq-plus", "ptq", "qat"]
     );
+    assert_eq!(of_kind(AlgorithmKind::OneShotQuantizer), ["gptq", "rtn"]);
     assert_eq!(
         of_kind(AlgorithmKind::Search),
         ["amc", "sensitivity-guided", "simulated-annealing"]
@@ -113,7 +118,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("adaptive1d-layerwise, admm, amc, apoz, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, taylor"),
+        msg.contains("adaptive1d-layerwise, admm, amc, apoz, bnn, dorefa, dynamic-layerwise, fpgm, gptq, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, rtn, sensitivity-guided, simulated-annealing, slim, taylor"),
         "{msg}"
     );
 }
