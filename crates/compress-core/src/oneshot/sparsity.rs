@@ -385,6 +385,46 @@ pub fn prune_n_of_m(scores: &[f32], cols: usize, keep: usize, m: usize, prune: &
         });
 }
 
+/// Zero the weights `prune` marks; returns how many weights are zero afterwards.
+///
+/// # Panics
+/// If the lengths differ (a programmer error).
+pub fn apply_mask(weight: &mut [f32], prune: &[bool]) -> usize {
+    assert_eq!(weight.len(), prune.len(), "apply_mask: lengths differ");
+    for (w, &p) in weight.iter_mut().zip(prune) {
+        if p {
+            *w = 0.0;
+        }
+    }
+    weight.iter().filter(|&&w| w == 0.0).count()
+}
+
+/// Magnitude pruning of a `[rows, cols]` weight in place (the Wanda repository's
+/// `prune_magnitude`): unstructured, the `floor(sparsity * numel)` lowest `|w|` over the whole
+/// layer; N:M, within rows. Also SparseGPT's fallback when its Hessian stays indefinite. Returns
+/// the zero count afterwards.
+///
+/// # Panics
+/// If `weight.len()` is not a multiple of `cols`, or `cols` of m under N:M (the caller checks
+/// the layer first: [`PruneOptions::check_layer`]).
+pub fn prune_magnitude(weight: &mut [f32], cols: usize, structure: MaskStructure, sparsity: f64) -> usize {
+    let scores: Vec<f32> = weight.iter().map(|w| w.abs()).collect();
+    let mut prune = vec![false; weight.len()];
+    match structure {
+        MaskStructure::Unstructured => {
+            prune_lowest(&scores, count_to_prune(weight.len(), sparsity), &mut prune)
+        }
+        MaskStructure::NofM { keep, m } => prune_n_of_m(&scores, cols, keep, m, &mut prune),
+    }
+    apply_mask(weight, &prune)
+}
+
+/// How many of `n` weights a `sparsity` zeroes: `int(n * sparsity)`, as the reference computes
+/// it (Python's `int` truncates).
+pub fn count_to_prune(n: usize, sparsity: f64) -> usize {
+    ((n as f64 * sparsity) as usize).min(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
