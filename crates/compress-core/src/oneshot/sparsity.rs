@@ -8,7 +8,7 @@
 //! | `sparsity_profile` | `"uniform"` | `"uniform"`, or `"owl"`: outlier-weighted layerwise ratios (unstructured only) |
 //! | `owl_m` | 5 | OWL's outlier threshold multiple (only with `"owl"`) |
 //! | `owl_lmbda` | 0.08 | OWL's ratio spread (only with `"owl"`) |
-//! | `block_size` | 128 | SparseGPT's column block, a multiple of m under N:M |
+//! | `block_size` | 128 | SparseGPT's column block, a multiple of m under N:M (the default rounds down to one) |
 //! | `dampening_frac` | 0.01 | SparseGPT's damping, a fraction of `mean(diag H)` |
 //!
 //! The selection rules break ties deterministically: among equal scores the lower index is
@@ -110,7 +110,7 @@ pub struct PruneOptions {
     pub structure: MaskStructure,
     /// Uniform or OWL.
     pub profile: SparsityProfile,
-    /// SparseGPT's column block (128).
+    /// SparseGPT's column block (128, or the multiple of m below it under N:M).
     pub block_size: usize,
     /// SparseGPT's relative damping (0.01).
     pub dampening_frac: f64,
@@ -235,8 +235,13 @@ impl PruneOptions {
             }
         };
 
+        let group = match structure {
+            MaskStructure::NofM { m, .. } => m,
+            MaskStructure::Unstructured => 1,
+        };
         let block_size = match table.get("block_size") {
-            None => 128,
+            // The default, 128, rounded down to a multiple of m (at least m).
+            None => (128 / group).max(1) * group,
             Some(v) => v
                 .as_integer()
                 .and_then(|n| usize::try_from(n).ok())
@@ -467,6 +472,8 @@ mod tests {
         assert_eq!(o.profile, SparsityProfile::Owl { m: 7.0, lambda: 0.1 });
         assert_eq!(parse("mask_structure = \"0:0\"").unwrap().structure, MaskStructure::Unstructured);
         assert_eq!(parse("mask_structure = \"4:4\"").unwrap().sparsity, 0.0);
+        assert_eq!(parse("mask_structure = \"2:3\"").unwrap().block_size, 126);
+        assert_eq!(parse("mask_structure = \"1:200\"").unwrap().block_size, 200);
     }
 
     #[test]
