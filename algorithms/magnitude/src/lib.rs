@@ -129,7 +129,11 @@ mod tests {
     fn mask(w: &Dense<f32>) -> String {
         w.data()
             .chunks(w.shape()[1])
-            .map(|r| r.iter().map(|&v| if v == 0.0 { '1' } else { '0' }).collect::<String>())
+            .map(|r| {
+                r.iter()
+                    .map(|&v| if v == 0.0 { '1' } else { '0' })
+                    .collect::<String>()
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -152,7 +156,13 @@ mod tests {
         let mut w = case();
         let report = run("sparsity = 0.25", &mut w, 0.25).unwrap();
         assert_eq!(mask(&w), "00000000 00100100 10011100");
-        assert_eq!(report, LinearReport { zeros: 6, ..LinearReport::default() });
+        assert_eq!(
+            report,
+            LinearReport {
+                zeros: 6,
+                ..LinearReport::default()
+            }
+        );
         // The first case of the script: the small row goes entirely.
         let mut w = Dense::new(vec![2, 4], vec![4.0, 0.5, 3.0, 5.0, 0.2, 0.1, 0.4, 0.3]);
         run("", &mut w, 0.5).unwrap();
@@ -189,7 +199,12 @@ mod tests {
             "key 'sparsity' in [algorithm] of 'magnitude': -0.5 is outside [0, 1)"
         );
         let err = run("mask_structure = \"24\"", &mut w, 0.5).unwrap_err();
-        assert!(err.to_string().starts_with("key 'mask_structure' in [algorithm] of 'magnitude': invalid value '24'"), "{err}");
+        assert!(
+            err.to_string().starts_with(
+                "key 'mask_structure' in [algorithm] of 'magnitude': invalid value '24'"
+            ),
+            "{err}"
+        );
         let err = run("", &mut w, 1.0).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -100,11 +100,17 @@ pub fn fasterprune(
     sparsity: f64,
     block_size: usize,
 ) -> f64 {
-    assert!(cols > 0 && weight.len() % cols == 0, "fasterprune: ragged weight");
+    assert!(
+        cols > 0 && weight.len().is_multiple_of(cols),
+        "fasterprune: ragged weight"
+    );
     assert_eq!(u.len(), cols * cols, "fasterprune: U is not [cols, cols]");
     assert!(block_size > 0, "fasterprune: block_size 0");
     if let MaskStructure::NofM { m, .. } = structure {
-        assert!(cols % m == 0 && block_size % m == 0, "fasterprune: groups of {m} do not tile");
+        assert!(
+            cols.is_multiple_of(m) && block_size.is_multiple_of(m),
+            "fasterprune: groups of {m} do not tile"
+        );
     }
     let rows = weight.len() / cols;
     if rows == 0 {
@@ -213,7 +219,14 @@ fn column_step(w: &mut [f32], urow: &[f32], pruned: bool) -> f32 {
 
 /// `W[:, i2:] -= Err U[i1:i2, i2:]`, in parallel over row chunks. `u_block` starts at
 /// `U[i1, i2]` (row stride `cols`).
-fn lazy_update(weight: &mut [f32], cols: usize, err: &[f32], count: usize, u_block: &[f32], i2: usize) {
+fn lazy_update(
+    weight: &mut [f32],
+    cols: usize,
+    err: &[f32],
+    count: usize,
+    u_block: &[f32],
+    i2: usize,
+) {
     let rows = weight.len() / cols;
     let n = cols - i2;
     let chunk = rows.div_ceil(rayon::current_num_threads() * 2).max(16);
@@ -280,12 +293,11 @@ impl OneShot for SparseGpt {
                 h.shape()
             )));
         }
-        let prepared = hessian::prepare(NAME, h, self.options.dampening_frac, None).map_err(
-            |e| match e {
+        let prepared =
+            hessian::prepare(NAME, h, self.options.dampening_frac, None).map_err(|e| match e {
                 CompressError::Algorithm { message, .. } => fail(message),
                 other => other,
-            },
-        )?;
+            })?;
         let structure = self.options.structure;
         let sparsity = slot.sparsity;
         let w = slot.weight.data_mut();

@@ -86,9 +86,11 @@ impl OneShot for Wanda {
             algorithm: NAME.into(),
             message: format!("layer '{}': {message}", slot.path),
         };
-        let sq_norm = slot.stats.sq_norm.as_ref().ok_or_else(|| {
-            fail("no input norms were collected (StatNeeds::sq_norm)".into())
-        })?;
+        let sq_norm = slot
+            .stats
+            .sq_norm
+            .as_ref()
+            .ok_or_else(|| fail("no input norms were collected (StatNeeds::sq_norm)".into()))?;
         if sq_norm.len() != cols {
             return Err(fail(format!(
                 "{} input norms for {cols} inputs",
@@ -134,7 +136,12 @@ mod tests {
     use compress_core::Dense;
     use compress_core::oneshot::InputStats;
 
-    fn run(options: &str, weight: &mut Dense<f32>, sq_norm: Option<Vec<f64>>, sparsity: f64) -> Result<LinearReport> {
+    fn run(
+        options: &str,
+        weight: &mut Dense<f32>,
+        sq_norm: Option<Vec<f64>>,
+        sparsity: f64,
+    ) -> Result<LinearReport> {
         let pruner = AlgorithmEntry::find(NAME)
             .unwrap()
             .build_oneshot(&options.parse().unwrap())?;
@@ -155,7 +162,11 @@ mod tests {
     fn mask(w: &Dense<f32>) -> String {
         w.data()
             .chunks(w.shape()[1])
-            .map(|r| r.iter().map(|&v| if v == 0.0 { '1' } else { '0' }).collect::<String>())
+            .map(|r| {
+                r.iter()
+                    .map(|&v| if v == 0.0 { '1' } else { '0' })
+                    .collect::<String>()
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -170,7 +181,13 @@ mod tests {
         let report = run("", &mut w, Some(vec![2.0, 32.0, 2.0, 2.0]), 0.5).unwrap();
         assert_eq!(mask(&w), "0110 1001");
         assert_eq!(w.data(), &[4.0, 0.0, 0.0, 5.0, 0.0, 0.1, 0.4, 0.0]);
-        assert_eq!(report, LinearReport { zeros: 4, ..LinearReport::default() });
+        assert_eq!(
+            report,
+            LinearReport {
+                zeros: 4,
+                ..LinearReport::default()
+            }
+        );
         // The norms matter: with equal norms row 1 would lose columns 0 and 1 instead.
         let mut w = Dense::new(vec![2, 4], original);
         run("", &mut w, Some(vec![1.0; 4]), 0.5).unwrap();

@@ -73,11 +73,20 @@ impl MaskStructure {
         };
         let (n, m) = text
             .split_once(':')
-            .and_then(|(n, m)| Some((n.trim().parse::<usize>().ok()?, m.trim().parse::<usize>().ok()?)))
-            .ok_or_else(|| invalid("expected \"n:m\" (n kept of every m) or \"0:0\" (unstructured)"))?;
+            .and_then(|(n, m)| {
+                Some((
+                    n.trim().parse::<usize>().ok()?,
+                    m.trim().parse::<usize>().ok()?,
+                ))
+            })
+            .ok_or_else(|| {
+                invalid("expected \"n:m\" (n kept of every m) or \"0:0\" (unstructured)")
+            })?;
         match (n, m) {
             (0, 0) => Ok(Self::Unstructured),
-            (n, m) if n > m => Err(invalid(&format!("it keeps {n} of every {m}: n must not exceed m"))),
+            (n, m) if n > m => Err(invalid(&format!(
+                "it keeps {n} of every {m}: n must not exceed m"
+            ))),
             (0, _) => Err(invalid("it keeps 0 of every m: n must be at least 1")),
             (keep, m) => Ok(Self::NofM { keep, m }),
         }
@@ -147,12 +156,15 @@ impl PruneOptions {
         let text = |key: &str| -> Result<Option<&str>> {
             match table.get(key) {
                 None => Ok(None),
-                Some(v) => v.as_str().map(Some).ok_or_else(|| CompressError::WrongType {
-                    key: key.into(),
-                    context: context.clone(),
-                    expected: "a string".into(),
-                    found: v.type_str().into(),
-                }),
+                Some(v) => v
+                    .as_str()
+                    .map(Some)
+                    .ok_or_else(|| CompressError::WrongType {
+                        key: key.into(),
+                        context: context.clone(),
+                        expected: "a string".into(),
+                        found: v.type_str().into(),
+                    }),
             }
         };
         let out_of_range = |key: &str, value: f64, range: &str| CompressError::OutOfRange {
@@ -246,7 +258,13 @@ impl PruneOptions {
                 .as_integer()
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|&n| n >= 1)
-                .ok_or_else(|| invalid("block_size", v.to_string(), "expected an integer >= 1".into()))?,
+                .ok_or_else(|| {
+                    invalid(
+                        "block_size",
+                        v.to_string(),
+                        "expected an integer >= 1".into(),
+                    )
+                })?,
         };
         if let MaskStructure::NofM { m, .. } = structure
             && block_size % m != 0
@@ -290,7 +308,11 @@ impl PruneOptions {
         };
         let (rows, cols) = match *slot.weight.shape() {
             [rows, cols] => (rows, cols),
-            ref other => return Err(fail(format!("expected a 2-D [out, in] weight, found {other:?}"))),
+            ref other => {
+                return Err(fail(format!(
+                    "expected a 2-D [out, in] weight, found {other:?}"
+                )));
+            }
         };
         if let MaskStructure::NofM { m, .. } = self.structure
             && cols % m != 0
@@ -301,7 +323,10 @@ impl PruneOptions {
             )));
         }
         if !(slot.sparsity.is_finite() && (0.0..1.0).contains(&slot.sparsity)) {
-            return Err(fail(format!("sparsity {} is outside [0, 1)", slot.sparsity)));
+            return Err(fail(format!(
+                "sparsity {} is outside [0, 1)",
+                slot.sparsity
+            )));
         }
         Ok((rows, cols))
     }
@@ -339,8 +364,15 @@ pub fn prune_lowest(scores: &[f32], k: usize, prune: &mut [bool]) {
 /// # Panics
 /// If the lengths differ, are not a multiple of `cols`, or `k > cols` (programmer errors).
 pub fn prune_lowest_per_row(scores: &[f32], cols: usize, k: usize, prune: &mut [bool]) {
-    assert_eq!(scores.len(), prune.len(), "prune_lowest_per_row: lengths differ");
-    assert!(cols > 0 && scores.len() % cols == 0, "prune_lowest_per_row: ragged rows");
+    assert_eq!(
+        scores.len(),
+        prune.len(),
+        "prune_lowest_per_row: lengths differ"
+    );
+    assert!(
+        cols > 0 && scores.len().is_multiple_of(cols),
+        "prune_lowest_per_row: ragged rows"
+    );
     prune
         .par_chunks_mut(cols)
         .zip(scores.par_chunks(cols))
@@ -358,12 +390,9 @@ pub fn prune_group(scores: &[f32], keep: usize, prune: &mut [bool]) {
     assert!(keep <= m, "prune_group: keep {keep} > {m}");
     prune.fill(false);
     for _ in keep..m {
-        let mut best: Option<usize> = None;
-        for i in 0..m {
-            if !prune[i] && best.is_none_or(|b| lower(scores, i, b).is_lt()) {
-                best = Some(i);
-            }
-        }
+        let best = (0..m)
+            .filter(|&i| !prune[i])
+            .min_by(|&a, &b| lower(scores, a, b));
         if let Some(b) = best {
             prune[b] = true;
         }
@@ -379,7 +408,10 @@ pub fn prune_group(scores: &[f32], keep: usize, prune: &mut [bool]) {
 /// first: [`PruneOptions::check_layer`]).
 pub fn prune_n_of_m(scores: &[f32], cols: usize, keep: usize, m: usize, prune: &mut [bool]) {
     assert_eq!(scores.len(), prune.len(), "prune_n_of_m: lengths differ");
-    assert!(m > 0 && cols % m == 0 && scores.len() % cols == 0, "prune_n_of_m: {cols} columns in groups of {m}");
+    assert!(
+        m > 0 && cols.is_multiple_of(m) && scores.len().is_multiple_of(cols),
+        "prune_n_of_m: {cols} columns in groups of {m}"
+    );
     prune
         .par_chunks_mut(cols)
         .zip(scores.par_chunks(cols))
@@ -412,7 +444,12 @@ pub fn apply_mask(weight: &mut [f32], prune: &[bool]) -> usize {
 /// # Panics
 /// If `weight.len()` is not a multiple of `cols`, or `cols` of m under N:M (the caller checks
 /// the layer first: [`PruneOptions::check_layer`]).
-pub fn prune_magnitude(weight: &mut [f32], cols: usize, structure: MaskStructure, sparsity: f64) -> usize {
+pub fn prune_magnitude(
+    weight: &mut [f32],
+    cols: usize,
+    structure: MaskStructure,
+    sparsity: f64,
+) -> usize {
     let scores: Vec<f32> = weight.iter().map(|w| w.abs()).collect();
     let mut prune = vec![false; weight.len()];
     match structure {
@@ -467,10 +504,25 @@ mod tests {
         let o = parse("mask_structure = \"1:4\"\nsparsity = 0.75").unwrap();
         assert_eq!(o.spec().sparsity, 0.75);
         let o = parse("sparsity = 0.7\nsparsity_profile = \"owl\"").unwrap();
-        assert_eq!(o.profile, SparsityProfile::Owl { m: 5.0, lambda: 0.08 });
+        assert_eq!(
+            o.profile,
+            SparsityProfile::Owl {
+                m: 5.0,
+                lambda: 0.08
+            }
+        );
         let o = parse("sparsity_profile = \"owl\"\nowl_m = 7\nowl_lmbda = 0.1").unwrap();
-        assert_eq!(o.profile, SparsityProfile::Owl { m: 7.0, lambda: 0.1 });
-        assert_eq!(parse("mask_structure = \"0:0\"").unwrap().structure, MaskStructure::Unstructured);
+        assert_eq!(
+            o.profile,
+            SparsityProfile::Owl {
+                m: 7.0,
+                lambda: 0.1
+            }
+        );
+        assert_eq!(
+            parse("mask_structure = \"0:0\"").unwrap().structure,
+            MaskStructure::Unstructured
+        );
         assert_eq!(parse("mask_structure = \"4:4\"").unwrap().sparsity, 0.0);
         assert_eq!(parse("mask_structure = \"2:3\"").unwrap().block_size, 126);
         assert_eq!(parse("mask_structure = \"1:200\"").unwrap().block_size, 200);
@@ -575,7 +627,10 @@ mod tests {
         );
         let o = parse("").unwrap();
         assert_eq!(o.check_layer("wanda", &slot).unwrap(), (2, 6));
-        let slot = LinearSlot { sparsity: 1.0, ..slot };
+        let slot = LinearSlot {
+            sparsity: 1.0,
+            ..slot
+        };
         assert_eq!(
             o.check_layer("wanda", &slot).unwrap_err().to_string(),
             "algorithm 'wanda': layer 'model.layers.0.mlp.down_proj': sparsity 1 is outside [0, 1)"
