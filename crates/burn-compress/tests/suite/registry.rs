@@ -44,10 +44,13 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "prune-admm",
             "prune-fpgm",
             "prune-level",
+            "prune-magnitude",
             "prune-movement",
             "prune-norm",
             "prune-slim",
+            "prune-sparsegpt",
             "prune-taylor",
+            "prune-wanda",
             "quant-bnn",
             "quant-dorefa",
             "quant-gptq",
@@ -78,6 +81,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "level",
             "lsq",
             "lsq-plus",
+            "magnitude",
             "mean-activation",
             "movement",
             "ptq",
@@ -86,7 +90,9 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "sensitivity-guided",
             "simulated-annealing",
             "slim",
-            "taylor"
+            "sparsegpt",
+            "taylor",
+            "wanda"
         ]
     );
     let of_kind = |kind: AlgorithmKind| -> Vec<&str> {
@@ -109,6 +115,10 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
         of_kind(AlgorithmKind::Search),
         ["amc", "sensitivity-guided", "simulated-annealing"]
     );
+    assert_eq!(
+        of_kind(AlgorithmKind::OneShotPruner),
+        ["magnitude", "sparsegpt", "wanda"]
+    );
     assert!(AlgorithmEntry::all().iter().all(|e| !e.summary.is_empty()));
 }
 
@@ -118,7 +128,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("adaptive1d-layerwise, admm, amc, apoz, bnn, dorefa, dynamic-layerwise, fpgm, gptq, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, rtn, sensitivity-guided, simulated-annealing, slim, taylor"),
+        msg.contains("adaptive1d-layerwise, admm, amc, apoz, bnn, dorefa, dynamic-layerwise, fpgm, gptq, kd, l1-norm, l2-norm, level, lsq, lsq-plus, magnitude, mean-activation, movement, ptq, qat, rtn, sensitivity-guided, simulated-annealing, slim, sparsegpt, taylor, wanda"),
         "{msg}"
     );
 }

@@ -22,6 +22,7 @@
 //!   number zeroed).
 
 pub mod hessian;
+pub mod sparsity;
 
 use burn::module::Module;
 use burn::prelude::*;
