@@ -21,6 +21,9 @@
 //! - **Export** ([`quantize_weights`], [`save_quantized`], [`load_quantized`],
 //!   [`quantized_to_device`], [`burnpack_size`]): Burn's native quantized tensors
 //!   (Q8S/Q4S/Q2S), packed.
+//! - **One-shot grid** ([`rtn`]): GPTQ's quantizer (min/max, symmetric or asymmetric, MSE
+//!   clip search), llm-compressor's weight schemes and presets (`W4A16`, `W8A8`),
+//!   round-to-nearest of `[out, in]` weights and per-token activation quantization.
 //! - **Mixed precision** ([`plan_mixed_precision`], [`MixedPlan`]): a weight width per layer
 //!   (8/4/2 bits) from per-layer sensitivity, under a file-size budget ([`SizeBudget`]).
 //!
@@ -62,6 +65,7 @@ mod mixed;
 mod observer;
 mod onnx;
 mod params;
+pub mod rtn;
 mod sim;
 mod weights;
 
