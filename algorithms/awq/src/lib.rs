@@ -154,7 +154,11 @@ pub struct AwqQuantizer {
 impl AwqQuantizer {
     /// The clip search of every balance Linear of `mappings` that [`skips_clip`] keeps, each
     /// once; returns one note per Linear.
-    fn clip_block(&self, block: &mut dyn BlockOps, mappings: &[SmoothMapping]) -> Result<Vec<String>> {
+    fn clip_block(
+        &self,
+        block: &mut dyn BlockOps,
+        mappings: &[SmoothMapping],
+    ) -> Result<Vec<String>> {
         let mut seen: Vec<&str> = Vec::new();
         let mut notes = Vec::new();
         for linear in mappings.iter().flat_map(|m| &m.balance) {

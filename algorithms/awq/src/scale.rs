@@ -130,7 +130,10 @@ pub fn search_scales(
     duo_scaling: bool,
 ) -> Result<ScaleChoice> {
     let name = mapping_name(block.path(), mapping);
-    let first = mapping.balance.first().ok_or_else(|| error(format!("{name}: no balance Linear")))?;
+    let first = mapping
+        .balance
+        .first()
+        .ok_or_else(|| error(format!("{name}: no balance Linear")))?;
     let s_x = block
         .stats(first)?
         .abs_mean

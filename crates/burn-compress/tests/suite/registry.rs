@@ -48,11 +48,13 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "prune-norm",
             "prune-slim",
             "prune-taylor",
+            "quant-awq",
             "quant-bnn",
             "quant-dorefa",
             "quant-lsq",
             "quant-ptq",
             "quant-qat",
+            "quant-smoothquant",
             "search-amc",
             "search-sa",
             "search-sensitivity-guided"
@@ -65,6 +67,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "admm",
             "amc",
             "apoz",
+            "awq",
             "bnn",
             "dorefa",
             "dynamic-layerwise",
@@ -82,6 +85,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "sensitivity-guided",
             "simulated-annealing",
             "slim",
+            "smoothquant",
             "taylor"
         ]
     );
@@ -99,6 +103,10 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
     assert_eq!(
         of_kind(AlgorithmKind::Quantizer),
         ["bnn", "dorefa", "lsq", "lsq-plus", "ptq", "qat"]
+    );
+    assert_eq!(
+        of_kind(AlgorithmKind::OneShotQuantizer),
+        ["awq", "smoothquant"]
     );
     assert_eq!(
         of_kind(AlgorithmKind::Search),
