@@ -121,7 +121,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("adaptive1d-layerwise, admm, amc, apoz, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, taylor"),
+        msg.contains("adaptive1d-layerwise, admm, amc, apoz, awq, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, smoothquant, taylor"),
         "{msg}"
     );
 }
