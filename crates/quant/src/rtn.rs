@@ -88,7 +88,8 @@ pub struct Quantizer {
     /// Bits, 2 ..= 8.
     pub bits: u32,
     /// Symmetric: `max |x|` on both sides and `zero = (maxq + 1) / 2` (the reference's choice:
-    /// the grid is `[-2^(b-1), 2^(b-1) - 1] * scale`); asymmetric: `[min, max]` (both widened
+    /// the grid is `[-2^(b-1), 2^(b-1) - 1] * scale`; as in the reference, a set with no
+    /// negative value keeps `min = 0`, so its step is `max / maxq`); asymmetric: `[min, max]` (both widened
     /// to include 0) and `zero = round(-min / scale)`.
     pub symmetric: bool,
     /// The MSE clip search, if any.
@@ -236,18 +237,31 @@ impl WeightScheme {
             ));
         }
         if let Strategy::Group(g) = self.strategy
-            && (g == 0 || shape[1] % g != 0)
+            && (g == 0 || !shape[1].is_multiple_of(g))
         {
             return Err(mismatch(
                 vec![1, g as i64],
                 format!(
-                    "group_size {g} does not divide the input width {}",
-                    shape[1]
+                    "group_size {g} does not divide the input width {}{}",
+                    shape[1],
+                    dividing_power_of_two(g, shape[1])
+                        .map(|p| format!(" ({p} does)"))
+                        .unwrap_or_default()
                 ),
             ));
         }
         Ok(())
     }
+}
+
+/// The largest power of two `<= g` that divides `width`, for the error's hint (`None` when
+/// only 1 does).
+fn dividing_power_of_two(g: usize, width: usize) -> Option<usize> {
+    let mut p = 1usize;
+    while p * 2 <= g && width.is_multiple_of(p * 2) {
+        p *= 2;
+    }
+    (p > 1 && width > 0).then_some(p)
 }
 
 /// A preset or explicit scheme: the weight grid and, for W8A8, the activation quantization.
@@ -519,6 +533,7 @@ pub fn quantize_per_token(x: &mut [f32], row_len: usize, bits: u32) {
 }
 
 #[cfg(test)]
+#[allow(clippy::excessive_precision)]
 mod tests {
     use super::*;
 
@@ -563,6 +578,186 @@ mod tests {
         assert_eq!(&x[3..], &[0.0, 0.0, 0.0]);
     }
 
+    // `python3 scripts/reference/gptq.py` (a NumPy port of GPTQ's quant.py): 4-bit on one row,
+    // and round-to-nearest of a 4 x 8 weight per group of 4.
+    const ROW_SYM_TRUE_MSE_FALSE_Q: [f32; 8] = [
+        -0.8000000715255737,
+        -0.1600000113248825,
+        0.0,
+        0.320000022649765,
+        0.48000001907348633,
+        1.1200001239776611,
+        0.0,
+        -0.320000022649765,
+    ];
+    const ROW_SYM_TRUE_MSE_TRUE_Q: [f32; 8] = [
+        -0.8000000715255737,
+        -0.1600000113248825,
+        0.0,
+        0.320000022649765,
+        0.48000001907348633,
+        1.1200001239776611,
+        0.0,
+        -0.320000022649765,
+    ];
+    const ROW_SYM_FALSE_MSE_FALSE_Q: [f32; 8] = [
+        -0.8000000715255737,
+        -0.13333334028720856,
+        0.0,
+        0.2666666805744171,
+        0.5333333611488342,
+        1.2000000476837158,
+        0.0,
+        -0.40000003576278687,
+    ];
+    const ROW_SYM_FALSE_MSE_TRUE_Q: [f32; 8] = [
+        -0.7919999957084656,
+        -0.13199999928474426,
+        0.0,
+        0.2639999985694885,
+        0.527999997138977,
+        1.187999963760376,
+        0.0,
+        -0.3959999978542328,
+    ];
+    const W: [f32; 32] = [
+        -0.59375, 0.625, 1.046875, 1.03125, 1.8125, -0.390625, 0.546875, -0.359375, -1.421875,
+        -0.703125, 0.140625, -0.921875, -0.1875, 1.125, 0.578125, 0.578125, 0.34375, -0.171875,
+        -1.875, 0.984375, -1.5, 0.21875, -0.109375, 0.140625, 0.25, -0.328125, 0.90625, -1.28125,
+        0.796875, -1.6875, 1.1875, -0.515625,
+    ];
+    const RTN_GROUP4_BITS_4_SYM_TRUE: [f32; 32] = [
+        -0.5583333373069763,
+        0.5583333373069763,
+        0.9770833253860474,
+        0.9770833253860474,
+        1.691666603088379,
+        -0.4833333194255829,
+        0.4833333194255829,
+        -0.24166665971279144,
+        -1.5166666507720947,
+        -0.7583333253860474,
+        0.18958333134651184,
+        -0.9479166269302368,
+        -0.15000000596046448,
+        1.0500000715255737,
+        0.6000000238418579,
+        0.6000000238418579,
+        0.25,
+        -0.25,
+        -2.0,
+        1.0,
+        -1.600000023841858,
+        0.20000000298023224,
+        -0.20000000298023224,
+        0.20000000298023224,
+        0.17083333432674408,
+        -0.34166666865348816,
+        0.8541666865348816,
+        -1.3666666746139526,
+        0.8999999761581421,
+        -1.7999999523162842,
+        1.125,
+        -0.44999998807907104,
+    ];
+    const RTN_GROUP4_BITS_3_SYM_FALSE: [f32; 32] = [
+        -0.703125,
+        0.703125,
+        0.9375,
+        0.9375,
+        1.8883928060531616,
+        -0.3147321343421936,
+        0.6294642686843872,
+        -0.3147321343421936,
+        -1.3392857313156128,
+        -0.6696428656578064,
+        0.2232142835855484,
+        -0.8928571343421936,
+        -0.1875,
+        1.125,
+        0.5625,
+        0.5625,
+        0.4084821343421936,
+        0.0,
+        -2.0424106121063232,
+        0.8169642686843872,
+        -1.4732142686843872,
+        0.2455357164144516,
+        0.0,
+        0.2455357164144516,
+        0.3125,
+        -0.3125,
+        0.9375,
+        -1.25,
+        0.8214285969734192,
+        -1.6428571939468384,
+        1.2321429252624512,
+        -0.4107142984867096,
+    ];
+
+    fn assert_close(got: &[f32], want: &[f32]) {
+        for (g, e) in got.iter().zip(want) {
+            assert!((g - e).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_quantizer_matches_the_reference_with_and_without_clip_search() {
+        let row = [-0.8f32, -0.1, 0.05, 0.3, 0.55, 1.2, 0.0, -0.35];
+        let cases = [
+            (true, false, 0.16, 8.0, ROW_SYM_TRUE_MSE_FALSE_Q),
+            (true, true, 0.16, 8.0, ROW_SYM_TRUE_MSE_TRUE_Q),
+            (false, false, 0.133_333_34, 6.0, ROW_SYM_FALSE_MSE_FALSE_Q),
+            (false, true, 0.132, 6.0, ROW_SYM_FALSE_MSE_TRUE_Q),
+        ];
+        for (sym, mse, scale, zero, want) in cases {
+            let q = Quantizer {
+                bits: 4,
+                symmetric: sym,
+                clip: mse.then(ClipSearch::default),
+            };
+            let p = q.fit(&row);
+            assert!(
+                (p.scale - scale).abs() < 1e-7 && p.zero == zero,
+                "{sym} {mse}: {p:?}"
+            );
+            let got: Vec<f32> = row.iter().map(|&x| p.quantize(x)).collect();
+            assert_close(&got, &want);
+        }
+    }
+
+    #[test]
+    fn round_to_nearest_per_group_matches_the_reference() {
+        for (bits, sym, want) in [
+            (4, true, RTN_GROUP4_BITS_4_SYM_TRUE),
+            (3, false, RTN_GROUP4_BITS_3_SYM_FALSE),
+        ] {
+            let mut w = Dense::new(vec![4, 8], W.to_vec());
+            let scheme = WeightScheme {
+                quantizer: Quantizer::new(bits, sym),
+                strategy: Strategy::Group(4),
+            };
+            rtn_quantize(&mut w, &scheme, "fc").unwrap();
+            assert_close(w.data(), &want);
+            let params = rtn_params(&Dense::new(vec![4, 8], W.to_vec()), &scheme, "fc").unwrap();
+            assert_eq!(params.len(), 8);
+        }
+        // Per channel and per tensor: one parameter set per row / for all.
+        let w = Dense::new(vec![4, 8], W.to_vec());
+        let channel = WeightScheme {
+            quantizer: Quantizer::new(4, true),
+            strategy: Strategy::Channel,
+        };
+        assert_eq!(rtn_params(&w, &channel, "fc").unwrap().len(), 4);
+        let tensor = WeightScheme {
+            strategy: Strategy::Tensor,
+            ..channel
+        };
+        let p = rtn_params(&w, &tensor, "fc").unwrap();
+        // max |w| = 1.875: scale 3.75 / 15 = 0.25.
+        assert_eq!((p.len(), p[0].scale, p[0].zero), (1, 0.25, 8.0));
+    }
+
     #[test]
     fn a_group_size_that_does_not_divide_the_input_width_names_the_layer() {
         let mut w = Dense::new(vec![2, 6], vec![0.5; 12]);
@@ -574,7 +769,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "granularity kernel [1, 4] does not fit 'model.layers.0.mlp.down_proj' of shape \
-             [2, 6]: group_size 4 does not divide the input width 6"
+             [2, 6]: group_size 4 does not divide the input width 6 (2 does)"
         );
     }
 

@@ -51,9 +51,11 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "quant-awq",
             "quant-bnn",
             "quant-dorefa",
+            "quant-gptq",
             "quant-lsq",
             "quant-ptq",
             "quant-qat",
+            "quant-rtn",
             "quant-smoothquant",
             "search-amc",
             "search-sa",
@@ -72,6 +74,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "dorefa",
             "dynamic-layerwise",
             "fpgm",
+            "gptq",
             "kd",
             "l1-norm",
             "l2-norm",
@@ -82,6 +85,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "movement",
             "ptq",
             "qat",
+            "rtn",
             "sensitivity-guided",
             "simulated-annealing",
             "slim",
@@ -106,7 +110,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
     );
     assert_eq!(
         of_kind(AlgorithmKind::OneShotQuantizer),
-        ["awq", "smoothquant"]
+        ["awq", "gptq", "rtn", "smoothquant"]
     );
     assert_eq!(
         of_kind(AlgorithmKind::Search),
@@ -121,7 +125,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("adaptive1d-layerwise, admm, amc, apoz, awq, bnn, dorefa, dynamic-layerwise, fpgm, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, sensitivity-guided, simulated-annealing, slim, smoothquant, taylor"),
+        msg.contains("adaptive1d-layerwise, admm, amc, apoz, awq, bnn, dorefa, dynamic-layerwise, fpgm, gptq, kd, l1-norm, l2-norm, level, lsq, lsq-plus, mean-activation, movement, ptq, qat, rtn, sensitivity-guided, simulated-annealing, slim, smoothquant, taylor"),
         "{msg}"
     );
 }
