@@ -871,11 +871,37 @@ fn the_normalised_scale_grid_matches_llm_awq() {
             );
         }
     }
-    assert!((grid_scales(&s_x, 0.5, None)[0] - std::f32::consts::FRAC_1_SQRT_2 / 0.016_817_93).abs() < 1e-3);
+    assert!(
+        (grid_scales(&s_x, 0.5, None)[0] - std::f32::consts::FRAC_1_SQRT_2 / 0.016_817_93).abs()
+            < 1e-3
+    );
     let duo = grid_scales(&s_x, 0.5, Some(&[0.5, 0.25, 1.0, 0.75]));
     for (g, w) in duo.iter().zip(GRID_DUO050) {
         assert!(close(f64::from(*g), f64::from(w), 1e-6), "duo: {duo:?}");
     }
+}
+
+/// By hand: groups of 2; row [1, -2] over its max 2 is [0.5, 1], row [0.5, 0.25] over 0.5 is
+/// [1, 0.5], the second weight's row [0, 4] is [0, 1]; means over the three rows
+/// [0.5, 0.8333] (llm-compressor's `+ 1e-6` in each denominator).
+#[test]
+fn duo_scaling_weight_means_are_group_normalised_row_means() {
+    let a = Dense::new(vec![2, 2], vec![1.0, -2.0, 0.5, 0.25]);
+    let b = Dense::new(vec![1, 2], vec![0.0, 4.0]);
+    let m = weight_means(&[a, b], 2);
+    assert!(
+        (m[0] - 0.5).abs() < 1e-6 && (m[1] - 2.5 / 3.0).abs() < 1e-6,
+        "{m:?}"
+    );
+    // The search with duo scaling keeps one of the duo grid's points.
+    let mut block = HostBlock::new();
+    let mapping = block.mappings[0].clone();
+    let s_x = block.stats[Q].abs_mean.clone().unwrap();
+    let w_mean = weight_means(&[block.weight(Q).unwrap(), block.weight(V).unwrap()], 4);
+    let duo = search_scales(&mut block, &mapping, &scheme(4), 20, true).unwrap();
+    assert!(duo.losses.iter().all(|l| l.is_finite()));
+    assert_eq!(duo.scales, grid_scales(&s_x, duo.alpha, Some(&w_mean)));
+    assert_ne!(grid_scales(&s_x, 0.0, Some(&w_mean)), [1.0; 8]);
 }
 
 #[test]
