@@ -19,7 +19,9 @@
 //! 2. **Clip search** ([`clip_search`]), for every balance Linear but the query and key
 //!    projections (the reference skips them: their error passes through `q k^T`): per row and
 //!    group, the clamp `max|w| (1 - i / 20)`, `i = 0..10`, with the least output MSE on up to
-//!    512 input tokens ([`BlockOps::input_tokens`]), applied to the weight ([`apply_clip`]).
+//!    512 input tokens ([`BlockOps::input_tokens`], which after the fold are the scaled inputs
+//!    `x / s`, as llm-awq divides its cached features before clipping), applied to the weight
+//!    ([`apply_clip`]). The Linears clipped are the balance Linears of the block's mappings.
 //! 3. [`OneShot::compress_linear`]: round-to-nearest under the scheme
 //!    ([`compress_quant::rtn::rtn_quantize`]).
 //!
