@@ -51,6 +51,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "prune-sparsegpt",
             "prune-taylor",
             "prune-wanda",
+            "quant-awq",
             "quant-bnn",
             "quant-dorefa",
             "quant-gptq",
@@ -58,6 +59,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "quant-ptq",
             "quant-qat",
             "quant-rtn",
+            "quant-smoothquant",
             "search-amc",
             "search-sa",
             "search-sensitivity-guided"
@@ -70,6 +72,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "admm",
             "amc",
             "apoz",
+            "awq",
             "bnn",
             "dorefa",
             "dynamic-layerwise",
@@ -90,6 +93,7 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
             "sensitivity-guided",
             "simulated-annealing",
             "slim",
+            "smoothquant",
             "sparsegpt",
             "taylor",
             "wanda"
@@ -110,7 +114,10 @@ fn the_registry_lists_every_built_in_algorithm_sorted_by_name() {
         of_kind(AlgorithmKind::Quantizer),
         ["bnn", "dorefa", "lsq", "lsq-plus", "ptq", "qat"]
     );
-    assert_eq!(of_kind(AlgorithmKind::OneShotQuantizer), ["gptq", "rtn"]);
+    assert_eq!(
+        of_kind(AlgorithmKind::OneShotQuantizer),
+        ["awq", "gptq", "rtn", "smoothquant"]
+    );
     assert_eq!(
         of_kind(AlgorithmKind::Search),
         ["amc", "sensitivity-guided", "simulated-annealing"]
@@ -128,7 +135,7 @@ fn an_unknown_algorithm_suggests_the_closest_name_and_lists_the_rest() {
     let msg = err.to_string();
     assert!(msg.contains("did you mean 'l1-norm'"), "{msg}");
     assert!(
-        msg.contains("adaptive1d-layerwise, admm, amc, apoz, bnn, dorefa, dynamic-layerwise, fpgm, gptq, kd, l1-norm, l2-norm, level, lsq, lsq-plus, magnitude, mean-activation, movement, ptq, qat, rtn, sensitivity-guided, simulated-annealing, slim, sparsegpt, taylor, wanda"),
+        msg.contains("adaptive1d-layerwise, admm, amc, apoz, awq, bnn, dorefa, dynamic-layerwise, fpgm, gptq, kd, l1-norm, l2-norm, level, lsq, lsq-plus, magnitude, mean-activation, movement, ptq, qat, rtn, sensitivity-guided, simulated-annealing, slim, smoothquant, sparsegpt, taylor, wanda"),
         "{msg}"
     );
 }
