@@ -21,7 +21,7 @@
 //!    group, the clamp `max|w| (1 - i / 20)`, `i = 0..10`, with the least output MSE on up to
 //!    512 input tokens ([`BlockOps::input_tokens`], which after the fold are the scaled inputs
 //!    `x / s`, as llm-awq divides its cached features before clipping), applied to the weight
-//!    ([`apply_clip`]). The Linears clipped are the balance Linears of the block's mappings.
+//!    ([`apply_clip`]). Every Linear of the block is clipped but the query and key (`BlockOps::linears`).
 //! 3. [`OneShot::compress_linear`]: round-to-nearest under the scheme
 //!    ([`compress_quant::rtn::rtn_quantize`]).
 //!
@@ -54,7 +54,7 @@ pub use clip::{CLIP_GRID, CLIP_STEPS, CLIP_TOKENS, apply_clip, clip_search};
 pub use scale::{ScaleChoice, grid_scales, quantize_scaled, search_scales, weight_means};
 
 use compress_core::oneshot::{
-    ActivationQuant, BlockOps, BlockReport, LinearReport, LinearSlot, OneShot, SmoothMapping,
+    ActivationQuant, BlockOps, BlockReport, LinearReport, LinearSlot, OneShot,
     StatNeeds,
 };
 use compress_core::registry::AlgorithmOptions;
@@ -154,20 +154,15 @@ pub struct AwqQuantizer {
 }
 
 impl AwqQuantizer {
-    /// The clip search of every balance Linear of `mappings` that [`skips_clip`] keeps, each
-    /// once; returns one note per Linear.
-    fn clip_block(
-        &self,
-        block: &mut dyn BlockOps,
-        mappings: &[SmoothMapping],
-    ) -> Result<Vec<String>> {
-        let mut seen: Vec<&str> = Vec::new();
+    /// The clip search of every Linear of the block that [`skips_clip`] keeps (llm-awq's
+    /// `auto_clip_block`: all but the query and key); returns one note per Linear.
+    fn clip_block(&self, block: &mut dyn BlockOps) -> Result<Vec<String>> {
         let mut notes = Vec::new();
-        for linear in mappings.iter().flat_map(|m| &m.balance) {
-            if seen.contains(&linear.as_str()) || skips_clip(linear) {
+        for linear in block.linears() {
+            let linear = linear.as_str();
+            if skips_clip(linear) {
                 continue;
             }
-            seen.push(linear);
             let path = format!("{}.{linear}", block.path());
             let x = block.input_tokens(linear, CLIP_TOKENS)?;
             let mut weight = block.weight(linear)?;
@@ -227,7 +222,7 @@ impl OneShot for AwqQuantizer {
             ));
         }
         if self.config.clip && weights.strategy != Strategy::Tensor {
-            notes.extend(self.clip_block(block, &mappings)?);
+            notes.extend(self.clip_block(block)?);
         }
         Ok(BlockReport { notes })
     }

@@ -784,6 +784,9 @@ impl BlockOps for HostBlock {
     fn mappings(&self) -> &[SmoothMapping] {
         &self.mappings
     }
+    fn linears(&self) -> Vec<String> {
+        self.linears.keys().cloned().collect()
+    }
     fn stats(&self, linear: &str) -> Result<&InputStats> {
         self.stats.get(linear).ok_or_else(|| unknown(linear))
     }

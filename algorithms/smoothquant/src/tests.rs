@@ -295,6 +295,12 @@ impl BlockOps for HostBlock {
     fn mappings(&self) -> &[SmoothMapping] {
         &self.mappings
     }
+    fn linears(&self) -> Vec<String> {
+        self.mappings
+            .iter()
+            .flat_map(|m| m.balance.iter().cloned())
+            .collect()
+    }
     fn stats(&self, linear: &str) -> Result<&InputStats> {
         self.stats.get(linear).ok_or_else(|| unsupported(linear))
     }

@@ -45,6 +45,7 @@ pub mod device;
 pub mod distill;
 pub mod eval;
 pub mod fusion;
+pub mod oneshot;
 pub mod pruning;
 pub mod quantize;
 pub mod recipe;

@@ -185,6 +185,7 @@ pub fn compress_sequential<M: BlockModel>(
             index: i,
             prefix: prefix.clone(),
             mappings,
+            linears: all.clone(),
             stats,
             inputs,
             reference: BTreeMap::new(),
@@ -364,6 +365,8 @@ struct StatTap {
     /// Tapped layer (full path) -> accumulator index.
     wanted: HashMap<String, usize>,
     accs: Vec<Acc>,
+    /// The current chunk's `[batch, seq]`.
+    chunk: [usize; 2],
 }
 
 impl Tap for StatTap {
@@ -371,13 +374,21 @@ impl Tap for StatTap {
         site == Site::Input && self.wanted.contains_key(layer)
     }
     fn tap(&mut self, layer: &str, _: Site, rank: usize, value: Tensor<3>) -> Result<Tensor<3>> {
-        if rank != 3 {
-            return Err(GraphError::Replay(format!(
-                "the input of '{layer}' has rank {rank}; a block's Linears take [batch, seq, features]"
-            )));
-        }
+        let [b, t] = self.chunk;
+        let dims = value.dims();
+        // Burn's Linear flattens `[batch, seq, d]` to `[batch * seq, d]` (rank 2, tapped as
+        // `[n, d, 1]`); a rank-3 input arrives as `[batch, seq, d]`.
+        let x = match rank {
+            2 if dims[0] == b * t => value.clone().reshape([b, t, dims[1]]),
+            3 if dims[0] == b && dims[1] == t => value.clone(),
+            _ => {
+                return Err(GraphError::Replay(format!(
+                    "the input of '{layer}' has shape {dims:?} (rank {rank}); a block's Linears take [{b}, {t}, features]"
+                )));
+            }
+        };
         if let Some(&k) = self.wanted.get(layer) {
-            self.accs[k].add(value.clone());
+            self.accs[k].add(x);
         }
         Ok(value)
     }
@@ -404,6 +415,7 @@ fn observe<M: BlockModel>(
     let mut tap = StatTap {
         wanted: HashMap::new(),
         accs: Vec::new(),
+        chunk: [0, 0],
     };
     let mut outs = Vec::new();
     // Which tapped layer shares which input tensor (known after the first capture).
@@ -445,6 +457,7 @@ fn observe<M: BlockModel>(
                 }
             }
         }
+        tap.chunk = [shape[0], shape[1]];
         let y: Tensor<3> = replay.run(model, x.clone(), &mut tap)?;
         if y.dims() != shape {
             return Err(GraphError::Replay(format!(
@@ -623,6 +636,7 @@ struct BlockCtx<M: BlockModel> {
     index: usize,
     prefix: String,
     mappings: Vec<SmoothMapping>,
+    linears: Vec<String>,
     stats: BTreeMap<String, InputStats>,
     inputs: BTreeMap<String, Vec<Tensor<3>>>,
     /// Full-precision outputs of each mapping's inspected scope.
@@ -749,6 +763,10 @@ impl<M: BlockModel> BlockOps for BlockCtx<M> {
 
     fn mappings(&self) -> &[SmoothMapping] {
         &self.mappings
+    }
+
+    fn linears(&self) -> Vec<String> {
+        self.linears.clone()
     }
 
     fn stats(&self, linear: &str) -> compress_core::Result<&InputStats> {

@@ -71,7 +71,7 @@ pub use minilm::{
     BertOutput, BertSelfAttention, BertSelfOutput, MiniLm,
 };
 pub use mobilenet::{ConvBn, DepthwiseSeparable, Features, InvertedResidual, MobileNetV2};
-pub use perplexity::{Perplexity, perplexity};
+pub use perplexity::{Perplexity, perplexity, perplexity_by};
 pub use resnet::{BasicBlock, Bottleneck, ResNet, ResidualBlock};
 pub use small::{Mlp, SmallCnn};
 pub use tokenize::TextTokenizer;

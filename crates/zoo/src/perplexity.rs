@@ -32,6 +32,30 @@ pub fn perplexity(
     window: usize,
     max_tokens: Option<usize>,
 ) -> Result<Perplexity, LlamaError> {
+    let device = model.model.embed_tokens.weight.device();
+    perplexity_by(
+        |x| model.forward(x),
+        model.vocab_size(),
+        &device,
+        ids,
+        window,
+        max_tokens,
+    )
+}
+
+/// [`perplexity`] with any forward pass from token ids `[1, n]` to logits `[1, n, vocab]` (a
+/// model run with quantized activations, say), over a vocabulary of `vocab` ids.
+///
+/// # Errors
+/// As [`perplexity`].
+pub fn perplexity_by(
+    mut forward: impl FnMut(Tensor<2, Int>) -> Tensor<3>,
+    vocab: usize,
+    device: &Device,
+    ids: &[u32],
+    window: usize,
+    max_tokens: Option<usize>,
+) -> Result<Perplexity, LlamaError> {
     if window < 2 {
         return Err(LlamaError::Argument(format!(
             "window of {window} tokens: a window needs at least 2 (one to predict from, one to score)"
@@ -44,11 +68,10 @@ pub fn perplexity(
             window,
         });
     }
-    check_ids(ids, model.vocab_size())?;
-    let device = model.model.embed_tokens.weight.device();
+    check_ids(ids, vocab)?;
     let window_nll = ids
         .chunks_exact(window)
-        .map(|w| window_mean_nll(model, w, &device))
+        .map(|w| window_mean_nll(forward(ids_tensor(w, device)), w, device))
         .collect::<Vec<_>>();
     let mean_nll = window_nll.iter().sum::<f64>() / window_nll.len() as f64;
     Ok(Perplexity {
@@ -59,10 +82,9 @@ pub fn perplexity(
     })
 }
 
-/// Mean NLL of tokens 2..=n of one window.
-fn window_mean_nll(model: &Llama, ids: &[u32], device: &Device) -> f64 {
+/// Mean NLL of tokens 2..=n of one window from its logits `[1, n, vocab]`.
+fn window_mean_nll(logits: Tensor<3>, ids: &[u32], device: &Device) -> f64 {
     let n = ids.len();
-    let logits = model.forward(ids_tensor(ids, device));
     let vocab = logits.dims()[2];
     let logp = log_softmax(logits.slice([0..1, 0..n - 1, 0..vocab]), 2);
     let targets: Vec<i64> = ids[1..].iter().map(|&i| i64::from(i)).collect();

@@ -210,6 +210,8 @@ pub trait BlockOps {
     fn path(&self) -> &str;
     /// The exact scale folds this block allows.
     fn mappings(&self) -> &[SmoothMapping];
+    /// Every Linear of the block that is compressed, in order (relative paths).
+    fn linears(&self) -> Vec<String>;
     /// The statistics of a Linear's input.
     ///
     /// # Errors

@@ -1,0 +1,438 @@
+//! One-shot post-training compression of the zoo's pretrained transformers (SmolLM2's Llama,
+//! MiniLM): Wanda, SparseGPT, magnitude (unstructured, N:M, OWL), round-to-nearest, GPTQ, AWQ
+//! and SmoothQuant, calibrated on text.
+//!
+//! The pieces: the algorithms are registered crates ([`AlgorithmKind::OneShotPruner`],
+//! [`AlgorithmKind::OneShotQuantizer`]); the engine is
+//! [`compress_graph::sequential::compress_sequential`] (block by block, statistics from replay
+//! taps); this module adds calibration windows drawn from a text, evaluation with quantized
+//! activations (W8A8's per-token int8 on every block Linear's input), and saving a compressed
+//! model with the sidecar that says how it must run.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use burn::prelude::*;
+//! use burn_compress::oneshot::{self, SequentialOptions};
+//! use burn_compress::zoo::{Llama, LlamaTokenizer, gguf::GgufFile};
+//!
+//! let device = Device::flex();
+//! let gguf = GgufFile::open("data/external/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//! let model = Llama::from_gguf(&gguf, &device)?;
+//! let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
+//! let text = std::fs::read_to_string("data/external/austen/emma.txt")?;
+//! let calib = oneshot::calibration_windows(&tokenizer.encode(&text)?, 32, 256, 0)?;
+//! let method = oneshot::method("sparsegpt", &"sparsity = 0.5".parse()?)?;
+//! let (pruned, report) = oneshot::compress(
+//!     model,
+//!     &calib,
+//!     method.as_ref(),
+//!     &SequentialOptions::default(),
+//!     &device,
+//! )?;
+//! println!("{} Linears in {:.0} s", report.linears.len(), report.seconds);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use compress_core::oneshot::{ActivationQuant, BlockModel, OneShot};
+use compress_core::{AlgorithmEntry, AlgorithmKind, CompressError};
+use compress_graph::{GraphError, Site, Tap};
+use compress_quant::rtn::quantize_per_token;
+use compress_zoo::{Llama, LlamaError, MiniLm, Perplexity, TextTokenizer, ZooError, perplexity_by};
+use serde::{Deserialize, Serialize};
+
+pub use compress_graph::sequential::{
+    LinearOutcome, SequentialOptions, SequentialReport, compress_sequential, forward_tapped,
+};
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum OneShotError {
+    /// The calibration text is shorter than one sample.
+    #[error(
+        "the calibration text has {tokens} tokens, shorter than one sample of {needed} (--calib-seqlen {seq_len} plus one)"
+    )]
+    TooShort {
+        /// Tokens in the text.
+        tokens: usize,
+        /// Tokens one sample needs.
+        needed: usize,
+        /// The sample length asked for.
+        seq_len: usize,
+    },
+    /// Zero samples or a zero sample length.
+    #[error("calibration needs at least one sample of at least one token ({samples} x {seq_len})")]
+    Empty {
+        /// Samples asked for.
+        samples: usize,
+        /// Tokens per sample asked for.
+        seq_len: usize,
+    },
+    /// The algorithm or its options.
+    #[error(transparent)]
+    Compress(#[from] CompressError),
+    /// The engine.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// Running the Llama model.
+    #[error(transparent)]
+    Llama(#[from] LlamaError),
+    /// Running MiniLM.
+    #[error(transparent)]
+    Zoo(#[from] ZooError),
+    /// Reading or writing a compressed model or its sidecar.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// This module's result.
+pub type Result<T> = std::result::Result<T, OneShotError>;
+
+/// `samples` calibration windows of `seq_len` tokens from `ids`, at random offsets drawn with
+/// `seed` (the reference loaders draw `randint(0, len - seq_len - 1)` per sample; windows may
+/// overlap).
+///
+/// # Errors
+/// [`OneShotError::Empty`] for zero samples or length, [`OneShotError::TooShort`] when the text
+/// has fewer than `seq_len + 1` tokens.
+pub fn calibration_windows(
+    ids: &[u32],
+    samples: usize,
+    seq_len: usize,
+    seed: u64,
+) -> Result<Vec<Vec<u32>>> {
+    use rand::{Rng, SeedableRng};
+    if samples == 0 || seq_len == 0 {
+        return Err(OneShotError::Empty { samples, seq_len });
+    }
+    if ids.len() < seq_len + 1 {
+        return Err(OneShotError::TooShort {
+            tokens: ids.len(),
+            needed: seq_len + 1,
+            seq_len,
+        });
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    Ok((0..samples)
+        .map(|_| {
+            let start = rng.random_range(0..ids.len() - seq_len);
+            ids[start..start + seq_len].to_vec()
+        })
+        .collect())
+}
+
+/// Windows of equal length as token ids `[samples, seq_len]`.
+pub fn ids_tensor(windows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
+    let seq = windows.first().map_or(0, Vec::len);
+    let v: Vec<i64> = windows
+        .iter()
+        .flat_map(|w| w.iter().map(|&i| i64::from(i)))
+        .collect();
+    Tensor::from_data(TensorData::new(v, [windows.len(), seq]), device)
+}
+
+/// A registered one-shot method by name, built from its options.
+///
+/// # Errors
+/// An unknown name (with a did-you-mean), an algorithm that is not one-shot, bad options
+/// (naming the key).
+pub fn method(name: &str, options: &compress_core::toml::Table) -> Result<Box<dyn OneShot>> {
+    let entry = AlgorithmEntry::find(name)?;
+    if !matches!(
+        entry.kind,
+        AlgorithmKind::OneShotPruner | AlgorithmKind::OneShotQuantizer
+    ) {
+        return Err(CompressError::WrongAlgorithmKind {
+            name: name.to_string(),
+            kind: entry.kind.to_string(),
+            wanted: "one-shot pruner or one-shot quantizer".into(),
+        }
+        .into());
+    }
+    Ok(entry.build_oneshot(options)?)
+}
+
+/// Compress `model` with `method` on the calibration windows (all of one length).
+///
+/// # Errors
+/// The engine's and the method's errors.
+pub fn compress<M: BlockModel>(
+    model: M,
+    windows: &[Vec<u32>],
+    method: &dyn OneShot,
+    options: &SequentialOptions,
+    device: &Device,
+) -> Result<(M, SequentialReport)> {
+    Ok(compress_sequential(
+        model,
+        ids_tensor(windows, device),
+        method,
+        options,
+    )?)
+}
+
+/// Quantizes the input of every block Linear per token (row), symmetric absmax, at run time:
+/// W8A8's activation side ([`quantize_per_token`], the one formula).
+#[derive(Debug, Clone)]
+pub struct ActivationQuantTap {
+    linears: BTreeSet<String>,
+    bits: u32,
+}
+
+impl ActivationQuantTap {
+    /// The tap for every Linear of `model`'s blocks.
+    pub fn new<M: BlockModel>(model: &M, quant: ActivationQuant) -> Self {
+        let ActivationQuant::PerTokenDynamic { bits } = quant;
+        let linears = (0..model.num_blocks())
+            .flat_map(|i| {
+                let prefix = model.block_path(i);
+                model
+                    .linear_groups(i)
+                    .into_iter()
+                    .flatten()
+                    .map(move |l| format!("{prefix}.{l}"))
+            })
+            .collect();
+        Self { linears, bits }
+    }
+}
+
+impl Tap for ActivationQuantTap {
+    fn wants(&self, layer: &str, site: Site) -> bool {
+        site == Site::Input && self.linears.contains(layer)
+    }
+
+    fn tap(
+        &mut self,
+        _layer: &str,
+        _site: Site,
+        rank: usize,
+        value: Tensor<3>,
+    ) -> compress_graph::Result<Tensor<3>> {
+        let dims = value.dims();
+        let device = value.device();
+        // A token's features: the last axis of `[batch, seq, d]`; a rank-2 `[tokens, d]`
+        // (Burn's Linear flattens its input) arrives as `[tokens, d, 1]`.
+        let row = if rank == 2 { dims[1] } else { dims[2] };
+        let mut v: Vec<f32> = value.into_data().iter::<f32>().collect();
+        quantize_per_token(&mut v, row, self.bits);
+        Ok(Tensor::from_data(TensorData::new(v, dims), &device))
+    }
+}
+
+/// Perplexity of `model` (as [`compress_zoo::perplexity`]), with `activations` quantized at
+/// run time when given.
+///
+/// # Errors
+/// As [`compress_zoo::perplexity`]; replay errors.
+pub fn llama_perplexity(
+    model: &Llama,
+    ids: &[u32],
+    window: usize,
+    max_tokens: Option<usize>,
+    activations: Option<ActivationQuant>,
+) -> Result<Perplexity> {
+    let device = model.model.embed_tokens.weight.device();
+    let Some(quant) = activations else {
+        return Ok(compress_zoo::perplexity(model, ids, window, max_tokens)?);
+    };
+    let mut tap = ActivationQuantTap::new(model, quant);
+    let mut failure = None;
+    let p = perplexity_by(
+        |x| match forward_tapped(model, x.clone(), &mut tap) {
+            Ok(logits) => logits,
+            Err(e) => {
+                failure.get_or_insert(e);
+                model.forward(x)
+            }
+        },
+        model.vocab_size(),
+        &device,
+        ids,
+        window,
+        max_tokens,
+    )?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(p),
+    }
+}
+
+/// Unit-length sentence embeddings of `model` (as [`MiniLm::embed`]), with `activations`
+/// quantized at run time when given (one sentence per pass, no padding).
+///
+/// # Errors
+/// Tokenizer and replay errors.
+pub fn minilm_embeddings(
+    model: &MiniLm,
+    tokenizer: &TextTokenizer,
+    sentences: &[&str],
+    activations: Option<ActivationQuant>,
+) -> Result<Vec<Vec<f32>>> {
+    let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
+        let [n, d] = t.dims();
+        let v: Vec<f32> = t.into_data().iter::<f32>().collect();
+        (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
+    };
+    let Some(quant) = activations else {
+        return Ok(rows(model.embed(tokenizer, sentences)?));
+    };
+    let device = model.embeddings.word_embeddings.weight.device();
+    let mut tap = ActivationQuantTap::new(model, quant);
+    let mut out = Vec::with_capacity(sentences.len());
+    for s in sentences {
+        let ids = tokenizer.encode(s)?;
+        let hidden = forward_tapped(model, ids_tensor(&[ids], &device), &mut tap)?;
+        let [_, seq, d] = hidden.dims();
+        let mean = hidden.sum_dim(1).reshape([1, d]) / seq.max(1) as f64;
+        let norm = mean
+            .clone()
+            .powi_scalar(2)
+            .sum_dim(1)
+            .sqrt()
+            .clamp_min(1e-12);
+        out.extend(rows(mean / norm));
+    }
+    Ok(out)
+}
+
+/// How a compressed model was made and how it must run: the JSON sidecar
+/// `<model>.oneshot.json` next to the saved weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OneShotMeta {
+    /// The algorithm's registry name.
+    pub algorithm: String,
+    /// Its options, as TOML.
+    pub options: String,
+    /// Bits of the per-token dynamic activation quantization every block Linear's input gets
+    /// at run time (W8A8: 8), if any.
+    pub activation_bits: Option<u32>,
+    /// Calibration sequences and their length.
+    pub calibration: [usize; 2],
+    /// Dead input columns found; Linears that fell back to round-to-nearest / magnitude.
+    pub dead_columns: usize,
+    /// Fallbacks by Linear path.
+    pub fallbacks: Vec<String>,
+}
+
+impl OneShotMeta {
+    /// The activation quantization to run with.
+    pub fn activations(&self) -> Option<ActivationQuant> {
+        self.activation_bits
+            .map(|bits| ActivationQuant::PerTokenDynamic { bits })
+    }
+
+    /// The sidecar path of a saved model.
+    pub fn path_for(model: &Path) -> PathBuf {
+        model.with_extension("oneshot.json")
+    }
+
+    /// The sidecar of `model`, if there is one.
+    ///
+    /// # Errors
+    /// [`OneShotError::File`] for a sidecar that cannot be read or parsed.
+    pub fn read(model: &Path) -> Result<Option<Self>> {
+        let path = Self::path_for(model);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let fail = |message: String| OneShotError::File {
+            path: path.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| fail(format!("not a one-shot sidecar: {e}")))
+    }
+}
+
+/// Save a one-shot compressed model: its weights (Burn's burnpack, `<path>` with the `.bpk`
+/// extension) and the sidecar [`OneShotMeta`]. Pruned weights are saved as they are (zeros
+/// in place); quantized weights as their values on the quantization grid (f32).
+///
+/// # Errors
+/// [`OneShotError::File`] when a file cannot be written.
+pub fn save<M: Module>(model: &M, path: &Path, meta: &OneShotMeta) -> Result<(PathBuf, PathBuf)> {
+    let weights = path.with_extension("bpk");
+    model
+        .clone()
+        .save_file(&weights)
+        .map_err(|e| OneShotError::File {
+            path: weights.clone(),
+            message: e.to_string(),
+        })?;
+    let sidecar = OneShotMeta::path_for(&weights);
+    let json = serde_json::to_string_pretty(meta).map_err(|e| OneShotError::File {
+        path: sidecar.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&sidecar, json).map_err(|e| OneShotError::File {
+        path: sidecar.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((weights, sidecar))
+}
+
+/// The sidecar for a run.
+pub fn meta(
+    report: &SequentialReport,
+    options: &compress_core::toml::Table,
+    activations: Option<ActivationQuant>,
+) -> OneShotMeta {
+    OneShotMeta {
+        algorithm: report.method.clone(),
+        options: options.to_string(),
+        activation_bits: activations.map(|ActivationQuant::PerTokenDynamic { bits }| bits),
+        calibration: [report.samples, report.seq_len],
+        dead_columns: report.dead_columns(),
+        fallbacks: report
+            .fallbacks()
+            .into_iter()
+            .map(|(p, why)| format!("{p}: {why}"))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_windows_are_seeded_and_refuse_a_short_text() {
+        let ids: Vec<u32> = (0..100).collect();
+        let a = calibration_windows(&ids, 4, 10, 0).unwrap();
+        assert_eq!(a, calibration_windows(&ids, 4, 10, 0).unwrap());
+        assert_ne!(a, calibration_windows(&ids, 4, 10, 1).unwrap());
+        for w in &a {
+            assert_eq!(w.len(), 10);
+            assert!(w.windows(2).all(|p| p[1] == p[0] + 1));
+            assert!(w[9] < 100);
+        }
+        let err = calibration_windows(&ids[..10], 2, 10, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the calibration text has 10 tokens, shorter than one sample of 11 (--calib-seqlen 10 plus one)"
+        );
+        assert!(matches!(
+            calibration_windows(&ids, 0, 10, 0),
+            Err(OneShotError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn method_refuses_algorithms_that_are_not_one_shot() {
+        let err = method("l1-norm", &Default::default()).err().unwrap();
+        assert!(err.to_string().contains("one-shot"), "{err}");
+        assert!(method("sparsegpt", &Default::default()).is_ok());
+    }
+}
