@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo xtask fetch efficientnet-lite0 && cargo xtask fetch foolbox
-//! cargo run --release -p burn-compress --example efficientnet_lite0 -- [--json PATH] [--ratio R] [--runs N]
+//! cargo run --release -p burn-compress --example efficientnet_lite0 -- [--json PATH] [--ratio R] [--runs N] [--criteria-only]
 //! ```
 //!
 //! - **Data**: foolbox's 20 ImageNet validation images (label in the file name) and their

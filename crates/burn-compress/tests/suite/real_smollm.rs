@@ -175,7 +175,7 @@ fn ffn_channels_removed_by_speedup_give_the_logits_of_the_model_with_them_zeroed
         || Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, ids.len()]), &device);
 
     // Channels 0, 10, ..., 1530 of each layer's 1536: 154 per layer.
-    let cut = |c: usize| c % 10 == 0;
+    let cut = |c: usize| c.is_multiple_of(10);
     let mask = |[rows, cols]: [usize; 2], axis: usize| {
         let data = (0..rows * cols)
             .map(|i| u8::from(!cut(if axis == 0 { i / cols } else { i % cols })))
