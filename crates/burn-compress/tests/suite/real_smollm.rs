@@ -148,3 +148,118 @@ fn smollm2_int8_per_channel_weights_keep_perplexity_within_3_percent_of_float() 
     // The quantization changes something: not the float model under another name.
     assert_ne!(quant.mean_nll, dense.mean_nll);
 }
+
+/// Issue #15 (FFN pruning raised perplexity 159x): the removal is not the cause. With every
+/// 10th FFN channel of every layer masked on gate, up and down, speedup removes exactly that
+/// coupled group (gate and up lose the same columns, down the same rows, nothing else changes)
+/// and the smaller model's logits equal those of the full model with the channels zeroed.
+#[test]
+fn ffn_channels_removed_by_speedup_give_the_logits_of_the_model_with_them_zeroed() {
+    use burn_compress::core::{Dense, MaskSet, ModuleIndex};
+    use burn_compress::graph::capture;
+    use burn_compress::speedup::{ConflictPolicy, DependencyGraph, apply};
+
+    let device = Device::flex();
+    let file =
+        GgufFile::open(&root().join("data/external/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let model = SmolLm::from_gguf(&file, &device).unwrap();
+    let tokenizer = LlamaTokenizer::from_gguf(&file).unwrap();
+    let ids: Vec<i64> = tokenizer
+        .encode("It is a truth universally acknowledged, that a single man in possession")
+        .unwrap()
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let tokens =
+        || Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, ids.len()]), &device);
+
+    // Channels 0, 10, ..., 1530 of each layer's 1536: 154 per layer.
+    let cut = |c: usize| c.is_multiple_of(10);
+    let mask = |[rows, cols]: [usize; 2], axis: usize| {
+        let data = (0..rows * cols)
+            .map(|i| u8::from(!cut(if axis == 0 { i / cols } else { i % cols })))
+            .collect();
+        Dense::new(vec![rows, cols], data)
+    };
+    let mut masks = MaskSet::default();
+    for (n, layer) in model.model.layers.iter().enumerate() {
+        let p = |name: &str| format!("model.layers.{n}.mlp.{name}_proj.weight");
+        masks.insert(p("gate"), mask(layer.mlp.gate_proj.weight.dims(), 1));
+        masks.insert(p("up"), mask(layer.mlp.up_proj.weight.dims(), 1));
+        masks.insert(p("down"), mask(layer.mlp.down_proj.weight.dims(), 0));
+    }
+    let graph = capture(&model, |m, d| {
+        m.forward(Tensor::from_data(
+            TensorData::new(vec![504i64, 3575, 282], [1, 3]),
+            d,
+        ))
+    })
+    .unwrap();
+    let report = DependencyGraph::build(&graph)
+        .unwrap()
+        .plan(
+            &masks,
+            &ModuleIndex::from_module(&model),
+            ConflictPolicy::Union,
+        )
+        .unwrap();
+    assert_eq!(report.removed, 30 * 154);
+    assert!(report.skipped.is_empty());
+    let kept: Vec<usize> = (0..1536).filter(|&c| !cut(c)).collect();
+    assert_eq!(
+        report.plan.params.len(),
+        30 * 3,
+        "only gate, up and down shrink"
+    );
+    for (path, axes) in &report.plan.params {
+        let axis = if path.ends_with("down_proj.weight") {
+            0
+        } else {
+            1
+        };
+        assert!(path.contains(".mlp."), "{path}");
+        assert_eq!(axes.len(), 1, "{path}");
+        assert_eq!((axes[0].axis, &axes[0].kept), (axis, &kept), "{path}");
+    }
+    let small = apply(&model, &report.plan).unwrap();
+    assert_eq!(
+        small.model.layers[7].mlp.gate_proj.weight.dims(),
+        [576, 1382]
+    );
+    assert_eq!(
+        small.model.layers[7].mlp.down_proj.weight.dims(),
+        [1382, 576]
+    );
+
+    let zeroed = masks.apply_hard(&model).unwrap();
+    let a = zeroed
+        .forward(tokens())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b = small
+        .forward(tokens())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let dense = model
+        .forward(tokens())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(a.len(), ids.len() * 49152);
+    let max_diff =
+        |x: &[f32], y: &[f32]| x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(
+        max_diff(&a, &b) < 1e-3,
+        "removed vs zeroed: {}",
+        max_diff(&a, &b)
+    );
+    // The masks do change the model (the comparison is not between two dense models).
+    assert!(
+        max_diff(&a, &dense) > 0.1,
+        "zeroed vs dense: {}",
+        max_diff(&a, &dense)
+    );
+}
