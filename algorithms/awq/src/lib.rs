@@ -54,8 +54,7 @@ pub use clip::{CLIP_GRID, CLIP_STEPS, CLIP_TOKENS, apply_clip, clip_search};
 pub use scale::{ScaleChoice, grid_scales, quantize_scaled, search_scales, weight_means};
 
 use compress_core::oneshot::{
-    ActivationQuant, BlockOps, BlockReport, LinearReport, LinearSlot, OneShot,
-    StatNeeds,
+    ActivationQuant, BlockOps, BlockReport, LinearReport, LinearSlot, OneShot, StatNeeds,
 };
 use compress_core::registry::AlgorithmOptions;
 use compress_core::{Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Result, toml};

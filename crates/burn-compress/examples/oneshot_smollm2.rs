@@ -65,8 +65,7 @@ fn args() -> Result<Args, Box<dyn std::error::Error>> {
 
 /// The rows: label, registry name, options.
 fn rows() -> Vec<(&'static str, &'static str, &'static str)> {
-    const INT4: &str =
-        "scheme = \"W4A16_ASYM\"\nweights = { num_bits = 4, symmetric = false, strategy = \"group\", group_size = 64 }";
+    const INT4: &str = "scheme = \"W4A16_ASYM\"\nweights = { num_bits = 4, symmetric = false, strategy = \"group\", group_size = 64 }";
     vec![
         ("dense", "", ""),
         ("magnitude-50", "magnitude", "sparsity = 0.5"),
@@ -79,7 +78,11 @@ fn rows() -> Vec<(&'static str, &'static str, &'static str)> {
         ("gptq-int4", "gptq", INT4),
         ("awq-int4", "awq", INT4),
         ("rtn-w8a8", "rtn", "scheme = \"W8A8\""),
-        ("smoothquant-w8a8", "smoothquant", "smoothing_strength = 0.5"),
+        (
+            "smoothquant-w8a8",
+            "smoothquant",
+            "smoothing_strength = 0.5",
+        ),
         ("wanda-70", "wanda", "sparsity = 0.7"),
         (
             "wanda-70-owl",
@@ -96,7 +99,10 @@ fn rows() -> Vec<(&'static str, &'static str, &'static str)> {
 }
 
 /// The tokens of `path` from its "Chapter 1" (the title page skipped).
-fn tokens(tokenizer: &LlamaTokenizer, path: &PathBuf) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+fn tokens(
+    tokenizer: &LlamaTokenizer,
+    path: &PathBuf,
+) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
     let raw = std::fs::read_to_string(path).map_err(|e| {
         format!(
             "cannot read '{}' ({e}); the Austen texts come from `cargo xtask fetch austen`",
@@ -213,7 +219,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "calibration": {
                 "text": args.calib, "from": "Chapter 1", "samples": args.samples,
                 "seq_len": args.seqlen, "seed": 0,
-                "sampling": "random window offsets (the reference loaders' randint)"
+                "sampling": "random window offsets (the reference loaders' randint), ChaCha8 seed 0",
+                "offsets": oneshot::calibration_offsets(calib_ids.len(), args.samples, args.seqlen, 0),
+                "text_tokens": calib_ids.len(),
+                "tokenizer": "the GGUF's BPE (no BOS)"
             },
             "evaluation": {
                 "text": args.text, "from": "Chapter 1", "tokens": args.eval_tokens,
@@ -242,7 +251,13 @@ fn sparsity(model: &Llama) -> (usize, usize) {
         let a = &layer.self_attn;
         let m = &layer.mlp;
         for w in [
-            &a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj,
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
         ] {
             let v = w.weight.val().into_data();
             let v = v.as_slice::<f32>().unwrap_or(&[]);

@@ -110,7 +110,6 @@ pub fn calibration_windows(
     seq_len: usize,
     seed: u64,
 ) -> Result<Vec<Vec<u32>>> {
-    use rand::{Rng, SeedableRng};
     if samples == 0 || seq_len == 0 {
         return Err(OneShotError::Empty { samples, seq_len });
     }
@@ -121,13 +120,21 @@ pub fn calibration_windows(
             seq_len,
         });
     }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    Ok((0..samples)
-        .map(|_| {
-            let start = rng.random_range(0..ids.len() - seq_len);
-            ids[start..start + seq_len].to_vec()
-        })
+    Ok(calibration_offsets(ids.len(), samples, seq_len, seed)
+        .into_iter()
+        .map(|start| ids[start..start + seq_len].to_vec())
         .collect())
+}
+
+/// The start offsets [`calibration_windows`] takes from a text of `len` tokens (ChaCha8 seeded
+/// with `seed`; each uniform in `0..len - seq_len`), so another implementation can be run on
+/// the same calibration tokens.
+pub fn calibration_offsets(len: usize, samples: usize, seq_len: usize, seed: u64) -> Vec<usize> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..samples)
+        .map(|_| rng.random_range(0..len.saturating_sub(seq_len).max(1)))
+        .collect()
 }
 
 /// Windows of equal length as token ids `[samples, seq_len]`.

@@ -14,6 +14,7 @@ mod quantize;
 mod quantizers;
 mod real_lm;
 mod real_models;
+mod real_oneshot;
 mod real_smollm;
 mod recipes;
 mod registry;
