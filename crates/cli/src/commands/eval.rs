@@ -144,15 +144,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => activations_of(Source::guess(path))?,
         None => None,
     };
-    if activations.is_some() || reference_activations.is_some() {
-        if let EvalArch::Zoo(a) = arch
-            && a != Arch::MiniLmL6
-        {
-            bail!(
-                "'{a}': a model with quantized activations (a one-shot W8A8 sidecar) is \
-                 evaluated as {SMOLLM2} or minilm-l6 only"
-            );
-        }
+    if (activations.is_some() || reference_activations.is_some())
+        && let EvalArch::Zoo(a) = arch
+        && a != Arch::MiniLmL6
+    {
+        bail!(
+            "'{a}': a model with quantized activations (a one-shot W8A8 sidecar) is evaluated \
+             as {SMOLLM2} or minilm-l6 only"
+        );
     }
     let acts = (activations, reference_activations);
     let report = match arch {

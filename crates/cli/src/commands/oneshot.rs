@@ -120,12 +120,14 @@ pub struct Method {
 /// A one-shot config with `[[config_list]]` rules; `--algorithm` and the config naming two
 /// different methods.
 pub fn resolve(cli_name: Option<&str>, input: &ModelConfigArgs) -> anyhow::Result<Option<Method>> {
-    // A config that cannot be read is reported by the command's own route, with its messages.
-    let table = input.algorithm_table().ok().flatten();
-    let Some(name) = cli_name
-        .map(str::to_string)
-        .or_else(|| table.as_ref().and_then(|t| t.name.clone()))
-    else {
+    // A config that cannot be read is reported by the command's own route, with its messages,
+    // unless the method turns out to be a one-shot one (below).
+    let read = input.algorithm_table();
+    let Some(name) = cli_name.map(str::to_string).or_else(|| {
+        read.as_ref()
+            .ok()
+            .and_then(|t| t.as_ref().and_then(|t| t.name.clone()))
+    }) else {
         return Ok(None);
     };
     let Ok(entry) = AlgorithmEntry::find(&name) else {
@@ -138,7 +140,7 @@ pub fn resolve(cli_name: Option<&str>, input: &ModelConfigArgs) -> anyhow::Resul
         return Ok(None);
     }
     let mut options = toml::Table::new();
-    if let Some(t) = table {
+    if let Some(t) = read? {
         let config = input.config.as_deref().unwrap_or(Path::new(""));
         if t.has_rules {
             bail!(

@@ -358,6 +358,14 @@ fn one_shot_bad_input_is_refused_naming_the_culprit() {
         "{}",
         stderr(&o)
     );
+    // A config that cannot be read is not skipped (the method would run with defaults).
+    let o = prune(
+        "minilm-l6",
+        MINILM,
+        "no-such-config.toml",
+        &["--calib", &short],
+    );
+    refused(&o, "reading the config 'no-such-config.toml'");
     // No calibration text.
     let o = prune("minilm-l6", MINILM, &wanda, &[]);
     refused(&o, "give --calib PATH");
