@@ -53,7 +53,8 @@ enum Command {
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
     /// Zoo architecture: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2,
-    /// tiny-transformer, minilm-l6 (its weights: the model directory as shipped).
+    /// tiny-transformer, minilm-l6 (its weights: the model directory as shipped); for one-shot
+    /// methods (prune / quantize with --calib) also smollm2-135m (its weights: the .gguf).
     #[arg(long)]
     pub arch: String,
     /// Weights with PyTorch state_dict names (safetensors).
