@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use compress_core::oneshot::ActivationQuant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -106,6 +107,9 @@ pub enum EvalError {
     /// The data or the reference model does not fit the model (class counts, image shapes).
     #[error("{0}")]
     Mismatch(String),
+    /// Running a model with quantized activations (W8A8) failed.
+    #[error(transparent)]
+    OneShot(#[from] crate::oneshot::OneShotError),
 }
 
 /// Labelled images as an image classifier takes them: `[N, C, H, W]` in `[0, 1]`.
@@ -434,12 +438,21 @@ pub fn parse_sentence_pairs(text: &str, path: &Path) -> Result<Vec<SentencePair>
     Ok(pairs)
 }
 
-/// Embeddings of `sentences` on the host, one row each.
+/// Embeddings of `sentences` on the host, one row each; with `activations`, every block
+/// Linear's input quantized at run time ([`crate::oneshot::minilm_embeddings`]).
 fn embed_rows(
     model: &MiniLm,
     tokenizer: &TextTokenizer,
     sentences: &[&str],
+    activations: Option<ActivationQuant>,
 ) -> Result<Vec<Vec<f64>>, EvalError> {
+    if activations.is_some() {
+        let rows = crate::oneshot::minilm_embeddings(model, tokenizer, sentences, activations)?;
+        return Ok(rows
+            .into_iter()
+            .map(|r| r.into_iter().map(f64::from).collect())
+            .collect());
+    }
     let e = model.embed(tokenizer, sentences)?;
     let d = e.dims()[1];
     let flat: Vec<f64> = e.into_data().iter::<f32>().map(f64::from).collect();
@@ -468,6 +481,26 @@ pub fn sentence_similarity(
     pairs: &[SentencePair],
     reference: Option<(&MiniLm, &TextTokenizer)>,
 ) -> Result<EvalReport, EvalError> {
+    sentence_similarity_quantized(
+        (model, None),
+        tokenizer,
+        pairs,
+        reference.map(|(m, t)| (m, t, None)),
+    )
+}
+
+/// [`sentence_similarity`] of models that run with quantized activations: each model comes
+/// with the [`ActivationQuant`] of its one-shot sidecar (W8A8: per-token int8 on every block
+/// Linear's input, [`crate::oneshot::OneShotMeta::activations`]), `None` for float.
+///
+/// # Errors
+/// As [`sentence_similarity`]; [`EvalError::OneShot`] for the quantized replay.
+pub fn sentence_similarity_quantized(
+    (model, activations): (&MiniLm, Option<ActivationQuant>),
+    tokenizer: &TextTokenizer,
+    pairs: &[SentencePair],
+    reference: Option<(&MiniLm, &TextTokenizer, Option<ActivationQuant>)>,
+) -> Result<EvalReport, EvalError> {
     if pairs.is_empty() {
         return Err(EvalError::Mismatch("no sentence pairs to evaluate".into()));
     }
@@ -482,10 +515,10 @@ pub fn sentence_similarity(
             });
         }
     }
-    let rows = embed_rows(model, tokenizer, &sentences)?;
+    let rows = embed_rows(model, tokenizer, &sentences, activations)?;
     let reference_rows = match reference {
-        Some((m, t)) => {
-            let r = embed_rows(m, t, &sentences)?;
+        Some((m, t, a)) => {
+            let r = embed_rows(m, t, &sentences, a)?;
             if r[0].len() != rows[0].len() {
                 return Err(EvalError::Mismatch(format!(
                     "the reference embeds into {} dimensions, the model into {}",
@@ -555,8 +588,39 @@ pub fn perplexity_report(
     max_tokens: Option<usize>,
     reference: Option<&Llama>,
 ) -> Result<EvalReport, EvalError> {
+    perplexity_report_quantized(
+        (model, None),
+        tokenizer,
+        text,
+        window,
+        max_tokens,
+        reference.map(|r| (r, None)),
+    )
+}
+
+/// [`perplexity_report`] of models that run with quantized activations: each model comes with
+/// the [`ActivationQuant`] of its one-shot sidecar (W8A8: per-token int8 on every block
+/// Linear's input, [`crate::oneshot::llama_perplexity`]), `None` for float.
+///
+/// # Errors
+/// As [`perplexity_report`]; [`EvalError::OneShot`] wraps the same errors on the quantized
+/// route.
+pub fn perplexity_report_quantized(
+    (model, activations): (&Llama, Option<ActivationQuant>),
+    tokenizer: &LlamaTokenizer,
+    text: &str,
+    window: usize,
+    max_tokens: Option<usize>,
+    reference: Option<(&Llama, Option<ActivationQuant>)>,
+) -> Result<EvalReport, EvalError> {
     let ids = tokenizer.encode(text)?;
-    let p = perplexity(model, &ids, window, max_tokens)?;
+    let ppl = |m: &Llama, a: Option<ActivationQuant>| -> Result<_, EvalError> {
+        Ok(match a {
+            None => perplexity(m, &ids, window, max_tokens)?,
+            a => crate::oneshot::llama_perplexity(m, &ids, window, max_tokens, a)?,
+        })
+    };
+    let p = ppl(model, activations)?;
     let per_item = p
         .window_nll
         .iter()
@@ -572,8 +636,8 @@ pub fn perplexity_report(
         ("scored_tokens".to_string(), p.scored as f64),
         ("windows".to_string(), p.window_nll.len() as f64),
     ]);
-    if let Some(r) = reference {
-        let q = perplexity(r, &ids, window, max_tokens)?;
+    if let Some((r, a)) = reference {
+        let q = ppl(r, a)?;
         metrics.insert("reference_perplexity".into(), q.perplexity);
         metrics.insert("perplexity_ratio".into(), p.perplexity / q.perplexity);
     }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::prelude::Device;
+use burn_compress::CompressConfig;
 use burn_compress::zoo::{AnyModel, Arch, ZooError};
-use burn_compress::{CompressConfig, CompressError};
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
@@ -53,7 +53,8 @@ enum Command {
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
     /// Zoo architecture: small-cnn, mlp, lenet5, lenet-300-100, resnet18, resnet50, mobilenet_v2,
-    /// tiny-transformer, minilm-l6 (its weights: the model directory as shipped).
+    /// tiny-transformer, minilm-l6 (its weights: the model directory as shipped); for one-shot
+    /// methods (prune / quantize with --calib) also smollm2-135m (its weights: the .gguf).
     #[arg(long)]
     pub arch: String,
     /// Weights with PyTorch state_dict names (safetensors).
@@ -80,16 +81,80 @@ pub struct ModelConfigArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// The config file (TOML with NNI's config_list keys: sparse_ratio, op_types, ... for prune;
-    /// quant_dtype, quant_scheme, granularity, target_names for quantize).
+    /// quant_dtype, quant_scheme, granularity, target_names for quantize). One-shot methods
+    /// (wanda, sparsegpt, magnitude, rtn, gptq, awq, smoothquant) read only its [algorithm]
+    /// table, and need no config at all with --algorithm and their defaults.
     #[arg(long)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
 }
 
 impl ModelConfigArgs {
-    /// The config file, parsed and validated.
-    pub fn config(&self) -> Result<CompressConfig, CompressError> {
-        CompressConfig::from_file(&self.config)
+    /// The config file, parsed and validated (it must be given).
+    pub fn config(&self) -> anyhow::Result<CompressConfig> {
+        let Some(path) = &self.config else {
+            anyhow::bail!(
+                "give --config PATH (the [[config_list]] rules and the [algorithm] table)"
+            );
+        };
+        Ok(CompressConfig::from_file(path)?)
     }
+
+    /// The `[algorithm]` table of the config, if a config is given and has one, read as plain
+    /// TOML (no `[[config_list]]` needed): the algorithm's `name` (if the table has one) and
+    /// every other key.
+    ///
+    /// One-shot methods take this route: their options live in `[algorithm]` and they compress
+    /// every block Linear, so a config without `[[config_list]]` is what they expect; a config
+    /// that has rules is refused by [`crate::commands::oneshot`] rather than half-read.
+    pub fn algorithm_table(&self) -> anyhow::Result<Option<AlgorithmTable>> {
+        let Some(path) = &self.config else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading the config '{}': {e}", path.display()))?;
+        let table: burn_compress::core::toml::Table = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the config '{}': {e}", path.display()))?;
+        let has_rules = table.contains_key("config_list");
+        let Some(section) = table.get("algorithm") else {
+            return Ok(Some(AlgorithmTable {
+                name: None,
+                options: Default::default(),
+                has_rules,
+            }));
+        };
+        let Some(section) = section.as_table() else {
+            anyhow::bail!(
+                "the config '{}': 'algorithm' must be a table ([algorithm])",
+                path.display()
+            );
+        };
+        let mut options = section.clone();
+        let name = match options.remove("name") {
+            None => None,
+            Some(burn_compress::core::toml::Value::String(s)) => Some(s),
+            Some(v) => anyhow::bail!(
+                "the config '{}': [algorithm] name must be a string, found {v}",
+                path.display()
+            ),
+        };
+        Ok(Some(AlgorithmTable {
+            name,
+            options,
+            has_rules,
+        }))
+    }
+}
+
+/// A config's `[algorithm]` table read as plain TOML ([`ModelConfigArgs::algorithm_table`]).
+#[derive(Debug, Clone)]
+pub struct AlgorithmTable {
+    /// Its `name`, when it has one.
+    pub name: Option<String>,
+    /// Every other key.
+    pub options: burn_compress::core::toml::Table,
+    /// Whether the config also has `[[config_list]]` rules.
+    pub has_rules: bool,
 }
 
 /// Parse the command line, run, and turn errors into a message and exit code 2.

@@ -13,10 +13,12 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use burn::prelude::*;
 use burn_compress::core::dataset::{DatasetSplit, ImageDataset};
+use burn_compress::core::oneshot::ActivationQuant;
 use burn_compress::eval::{
-    ClassLogits, EvalReport, EvalTask, LabelledImages, classification, perplexity_report,
-    read_sentence_pairs, read_text, sentence_similarity,
+    ClassLogits, EvalReport, EvalTask, LabelledImages, classification, perplexity_report_quantized,
+    read_sentence_pairs, read_text, sentence_similarity_quantized,
 };
+use burn_compress::oneshot::OneShotMeta;
 use burn_compress::zoo::gguf::GgufFile;
 use burn_compress::zoo::{
     AnyModel, Arch, ImageFolder, Llama, LlamaTokenizer, MiniLm, TextTokenizer,
@@ -41,7 +43,9 @@ pub struct Args {
     #[arg(long, conflicts_with = "model", required_unless_present = "model")]
     weights: Option<PathBuf>,
     /// A compressed model this tool wrote: sped-up (`<base>.bpk` next to `<base>.plan.json`,
-    /// from `speedup` or `run`) or quantized (`quantize --out`). minilm-l6 and smollm2-135m
+    /// from `speedup` or `run`), quantized (`quantize --out`) or one-shot compressed
+    /// (`prune` / `quantize --save-model`: its `<base>.oneshot.json` sidecar says how it runs;
+    /// W8A8 models are evaluated with per-token int8 activations). minilm-l6 and smollm2-135m
     /// also need --tokenizer.
     #[arg(long)]
     model: Option<PathBuf>,
@@ -133,16 +137,55 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => bail!("give --weights or --model"),
     };
     let device = Device::flex();
+    // A model written by `prune` / `quantize --save-model` (one-shot methods) runs as its
+    // sidecar says: W8A8 models with their per-token int8 activations.
+    let activations = activations_of(source)?;
+    let reference_activations = match &args.reference {
+        Some(path) => activations_of(Source::guess(path))?,
+        None => None,
+    };
+    if (activations.is_some() || reference_activations.is_some())
+        && let EvalArch::Zoo(a) = arch
+        && a != Arch::MiniLmL6
+    {
+        bail!(
+            "'{a}': a model with quantized activations (a one-shot W8A8 sidecar) is evaluated \
+             as {SMOLLM2} or minilm-l6 only"
+        );
+    }
+    let acts = (activations, reference_activations);
     let report = match arch {
-        EvalArch::SmolLm2 => eval_perplexity(&args, source, &device)?,
-        EvalArch::Zoo(Arch::MiniLmL6) => eval_similarity(&args, source, &device)?,
+        EvalArch::SmolLm2 => eval_perplexity(&args, source, acts, &device)?,
+        EvalArch::Zoo(Arch::MiniLmL6) => eval_similarity(&args, source, acts, &device)?,
         EvalArch::Zoo(arch) if arch.takes_tokens() => bail!(
             "'{arch}' has no evaluation task: eval classifies images, compares sentence \
              embeddings (minilm-l6) or measures perplexity ({SMOLLM2})"
         ),
         EvalArch::Zoo(arch) => eval_classification(&args, arch, source, &device)?,
     };
-    print(&report, args.json)
+    let mut notes = Vec::new();
+    if let Some(a) = activations {
+        notes.push(("activations", activations_text(a)));
+    }
+    if let Some(a) = reference_activations {
+        notes.push(("reference_activations", activations_text(a)));
+    }
+    print(&report, &notes, args.json)
+}
+
+/// The activation quantization of a model this tool wrote with a one-shot sidecar
+/// (`<model>.oneshot.json`), if any.
+fn activations_of(source: Source) -> anyhow::Result<Option<ActivationQuant>> {
+    match source {
+        Source::Shipped(_) => Ok(None),
+        Source::Compressed(path) => Ok(OneShotMeta::read(path)?.and_then(|m| m.activations())),
+    }
+}
+
+/// `int8 per token`.
+fn activations_text(a: ActivationQuant) -> String {
+    let ActivationQuant::PerTokenDynamic { bits } = a;
+    format!("int{bits} per token")
 }
 
 /// A zoo model from either source.
@@ -255,7 +298,15 @@ fn tokenizer_path<'a>(
     }
 }
 
-fn eval_similarity(args: &Args, source: Source, device: &Device) -> anyhow::Result<EvalReport> {
+/// The model's and the reference's activation quantization.
+type Activations = (Option<ActivationQuant>, Option<ActivationQuant>);
+
+fn eval_similarity(
+    args: &Args,
+    source: Source,
+    (activations, reference_activations): Activations,
+    device: &Device,
+) -> anyhow::Result<EvalReport> {
     let pairs = read_sentence_pairs(&args.data)?;
     let tokenizer_at = tokenizer_path(args, source, "data/external/minilm-l6")?;
     let tokenizer = MiniLm::tokenizer(tokenizer_at)?;
@@ -273,8 +324,15 @@ fn eval_similarity(args: &Args, source: Source, device: &Device) -> anyhow::Resu
         }
         None => None,
     };
-    let reference: Option<(&MiniLm, &TextTokenizer)> = reference.as_ref().map(|(m, t)| (m, t));
-    Ok(sentence_similarity(&model, &tokenizer, &pairs, reference)?)
+    let reference: Option<(&MiniLm, &TextTokenizer, Option<ActivationQuant>)> = reference
+        .as_ref()
+        .map(|(m, t)| (m, t, reference_activations));
+    Ok(sentence_similarity_quantized(
+        (&model, activations),
+        &tokenizer,
+        &pairs,
+        reference,
+    )?)
 }
 
 /// SmolLM2 from its `.gguf`, or a compressed one shaped from the tokenizer's `.gguf`.
@@ -285,7 +343,12 @@ fn load_llama(source: Source, gguf: &GgufFile, device: &Device) -> anyhow::Resul
     }
 }
 
-fn eval_perplexity(args: &Args, source: Source, device: &Device) -> anyhow::Result<EvalReport> {
+fn eval_perplexity(
+    args: &Args,
+    source: Source,
+    (activations, reference_activations): Activations,
+    device: &Device,
+) -> anyhow::Result<EvalReport> {
     let text = read_text(&args.data)?;
     let gguf_path = tokenizer_path(
         args,
@@ -306,13 +369,13 @@ fn eval_perplexity(args: &Args, source: Source, device: &Device) -> anyhow::Resu
         ),
         None => None,
     };
-    Ok(perplexity_report(
-        &model,
+    Ok(perplexity_report_quantized(
+        (&model, activations),
         &tokenizer,
         &text,
         args.window,
         args.max_tokens,
-        reference.as_ref(),
+        reference.as_ref().map(|r| (r, reference_activations)),
     )?)
 }
 
@@ -355,9 +418,15 @@ fn cell(v: &serde_json::Value) -> String {
     }
 }
 
-fn print(report: &EvalReport, json: bool) -> anyhow::Result<()> {
+/// Prints the report; `notes` are metrics in words (`activations: int8 per token`), listed
+/// among the JSON `metrics` and under the table.
+fn print(report: &EvalReport, notes: &[(&str, String)], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        let mut value = serde_json::to_value(report)?;
+        for (key, text) in notes {
+            value["metrics"][*key] = serde_json::Value::String(text.clone());
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     if report.per_item.len() <= MAX_ROWS {
@@ -387,6 +456,9 @@ fn print(report: &EvalReport, json: bool) -> anyhow::Result<()> {
             format!("{value:.4}")
         };
         t.add_row(vec![name.clone(), shown]);
+    }
+    for (key, text) in notes {
+        t.add_row(vec![key.to_string(), text.clone()]);
     }
     println!("{t}");
     Ok(())

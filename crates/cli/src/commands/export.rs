@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use burn::prelude::*;
 use burn_compress::core::{FixStructure, ModuleIndex};
 use burn_compress::graph::onnx::{OnnxOptions, export};
+use burn_compress::oneshot::OneShotMeta;
 use burn_compress::quant::{CalibrationConfig, export_qdq, load_quantized};
 use burn_compress::speedup::load_pruned;
 use burn_compress::zoo::{AnyModel, dispatch};
@@ -49,6 +50,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let device = Device::flex();
     let arch: burn_compress::zoo::Arch = args.arch.parse()?;
+    if let Some(path) = &args.model
+        && let Some(meta) = OneShotMeta::read(path)?
+        && let Some(bits) = meta.activation_bits
+    {
+        bail!(
+            "'{}' runs with int{bits} per-token activations ({} {}, its sidecar {}): the ONNX \
+             export cannot quantize activations per token, and writing float activations would \
+             not be the model that was evaluated; export refuses it",
+            path.display(),
+            meta.algorithm,
+            meta.options.trim().replace('\n', ", "),
+            OneShotMeta::path_for(path).display()
+        );
+    }
     let model = match (&args.weights, &args.model) {
         (Some(w), _) => AnyModel::load(arch, w, &device)?,
         (None, Some(path)) => load_model_file(AnyModel::init(arch, &device), path)?,

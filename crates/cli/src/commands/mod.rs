@@ -5,6 +5,7 @@ pub mod check;
 pub mod eval;
 pub mod export;
 pub mod list;
+pub mod oneshot;
 pub mod prune;
 pub mod quantize;
 pub mod run;

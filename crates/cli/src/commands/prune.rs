@@ -20,10 +20,12 @@ use burn_compress::pruning::prune_captured;
 use burn_compress::zoo::{AnyModel, Arch, ImageClassifier, dispatch};
 use burn_compress::zoo_capture::capture_zoo;
 use burn_compress::{
-    AlgorithmEntry, CompressConfig, MaskSet, PruneMode, PruneSchedule, Pruned, Pruner, Training,
+    AlgorithmEntry, AlgorithmKind, CompressConfig, MaskSet, PruneMode, PruneSchedule, Pruned,
+    Pruner, Training,
 };
 
 use crate::cli::ModelConfigArgs;
+use crate::commands::oneshot::{self, OneShotArgs};
 use crate::table::{percent, table};
 
 /// Arguments of `prune`.
@@ -31,12 +33,16 @@ use crate::table::{percent, table};
 pub struct Args {
     #[command(flatten)]
     input: ModelConfigArgs,
-    /// Where to write the masks (safetensors, keys = Burn parameter paths, u8 1 = keep).
+    /// Where to write the masks (safetensors, keys = Burn parameter paths, u8 1 = keep). One-shot
+    /// pruners write the pruned model instead (--save-model).
     #[arg(long)]
-    out: PathBuf,
-    /// Registry name of the pruner; default: the config's [algorithm] name.
+    out: Option<PathBuf>,
+    /// Registry name of the pruner; default: the config's [algorithm] name. One-shot pruners
+    /// (magnitude, wanda, sparsegpt) prune smollm2-135m or minilm-l6 calibrated on --calib.
     #[arg(long)]
     algorithm: Option<String>,
+    #[command(flatten)]
+    oneshot: OneShotArgs,
     /// Training data (safetensors `images` u8 + `labels`; its training split, index % 5 != 4)
     /// for pruners that train: taylor (gradients), slim and movement (learned scores), and any
     /// pruner with --schedule.
@@ -104,6 +110,22 @@ pub(crate) fn load_images(path: &Path, arch: Arch) -> anyhow::Result<(ImageDatas
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(method) = oneshot::resolve(args.algorithm.as_deref(), &args.input)? {
+        if method.kind != AlgorithmKind::OneShotPruner {
+            bail!(
+                "'{}' is a one-shot quantizer: run it with `burn-compress quantize`",
+                method.name
+            );
+        }
+        if let Some(out) = &args.out {
+            bail!(
+                "--out '{}': one-shot pruners write the pruned model, not masks: give \
+                 --save-model PATH",
+                out.display()
+            );
+        }
+        return oneshot::run(&args.input.model, &method, &args.oneshot, args.json);
+    }
     let arch = args.input.model.arch()?;
     let config = args.input.config()?;
     let (name, options) = match (&args.algorithm, &config.algorithm) {
@@ -117,6 +139,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let pruner: Arc<dyn Pruner> = Arc::from(AlgorithmEntry::find(&name)?.build_pruner(&options)?);
+    args.oneshot.refuse_for(&name)?;
+    let Some(out) = args.out.clone() else {
+        bail!("give --out PATH: where to write the masks");
+    };
     let schedule = match args.schedule.as_deref() {
         None => None,
         Some(kind) => {
@@ -179,11 +205,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (pruned.masks, AnyModel::from(pruned.model))
         }
     );
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    masks.save(&args.out)?;
+    masks.save(&out)?;
 
     let accuracies = match &args.eval {
         Some(path) => {
@@ -290,7 +316,7 @@ fn print_report(
         "{algorithm} ({} pruning) on {}: masks written to {}",
         mode.name(),
         args.input.model.arch,
-        args.out.display()
+        args.out.as_deref().unwrap_or(Path::new("")).display()
     );
     println!("{t}");
     if let Some((dense, masked)) = accuracies {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::prelude::*;
+use burn_compress::AlgorithmKind;
 use burn_compress::core::{
     dataset::ImageDataset,
     train::{OptimizerKind, TrainConfig, accuracy},
@@ -18,6 +19,7 @@ use burn_compress::zoo::{ImageClassifier, dispatch};
 use serde_json::json;
 
 use crate::cli::ModelConfigArgs;
+use crate::commands::oneshot::{self, OneShotArgs};
 use crate::table::{percent, table};
 
 /// Arguments of `quantize`.
@@ -26,16 +28,21 @@ pub struct Args {
     /// The model (an image classifier) and the quantization config.
     #[command(flatten)]
     input: ModelConfigArgs,
-    /// Calibration batches of 64 images from the training split of --data.
+    /// Calibration batches of 64 images from the training split of --data (image quantizers;
+    /// one-shot quantizers calibrate on the text of --calib).
     #[arg(long, default_value_t = 8)]
-    calib: usize,
+    calib_batches: usize,
     /// Image dataset (safetensors `images` u8 + `labels`) for calibration, training and
     /// accuracy; split: test = index % 5 == 4.
     #[arg(long, default_value = "data/mnist5k.safetensors")]
     data: PathBuf,
     /// Registry name of the quantizer; default: the config's [algorithm] name, else `ptq`.
+    /// One-shot quantizers (rtn, gptq, awq, smoothquant) quantize smollm2-135m or minilm-l6
+    /// calibrated on --calib.
     #[arg(long)]
     algorithm: Option<String>,
+    #[command(flatten)]
+    oneshot: OneShotArgs,
     /// Training epochs for qat / lsq / lsq-plus / dorefa / bnn (0: calibrate only).
     #[arg(long, default_value_t = 1)]
     epochs: usize,
@@ -46,9 +53,10 @@ pub struct Args {
     /// (symmetric max-abs scales instead).
     #[arg(long, default_value = "error")]
     affine: String,
-    /// Where to write the quantized model (burnpack; 4- and 2-bit packed).
+    /// Where to write the quantized model (burnpack; 4- and 2-bit packed). One-shot quantizers
+    /// write theirs with --save-model.
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Also write the calibration config (NNI's JSON: module -> target -> scale, zero_point,
     /// quant_dtype, quant_scheme, quant_bits, tracked_min, tracked_max).
     #[arg(long)]
@@ -70,6 +78,22 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(method) = oneshot::resolve(args.algorithm.as_deref(), &args.input)? {
+        if method.kind != AlgorithmKind::OneShotQuantizer {
+            bail!(
+                "'{}' is a one-shot pruner: run it with `burn-compress prune`",
+                method.name
+            );
+        }
+        if let Some(out) = &args.out {
+            bail!(
+                "--out '{}' is for image quantizers: one-shot quantizers write the model with \
+                 --save-model PATH",
+                out.display()
+            );
+        }
+        return oneshot::run(&args.input.model, &method, &args.oneshot, args.json);
+    }
     let device = Device::flex();
     let arch = args.input.model.arch()?;
     let affine = match args.affine.as_str() {
@@ -83,6 +107,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .or_else(|| config.algorithm.as_ref().map(|a| a.name.clone()))
         .unwrap_or_else(|| "ptq".to_string());
+    args.oneshot.refuse_for(&algorithm)?;
+    if args.out.is_none() {
+        bail!("give --out PATH: where to write the quantized model");
+    }
     let model = args.input.model.load(arch, &device)?;
     if arch.takes_tokens() {
         bail!("quantize takes image classifiers; {arch} takes token ids");
@@ -91,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // the first forward pass).
     let (train, test) = super::prune::load_images(&args.data, arch)?;
     let mut job = QuantizeJob::new(&algorithm, config);
-    job.calib_batches = args.calib;
+    job.calib_batches = args.calib_batches;
     job.mixed = match (args.bits.as_str(), &args.size_budget) {
         ("auto", Some(budget)) => Some(MixedPrecision::new(SizeBudget::parse(budget)?)),
         ("auto", None) => bail!("--bits auto needs --size-budget (e.g. 5x or 48kB)"),
@@ -130,11 +158,12 @@ fn quantize<M: Module + ImageClassifier>(
     let quantized = quantize_classifier(&trainable, train, job)?;
     let after = quantized.accuracy(test)?;
     let native = quantized.export(affine)?;
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+    let out = args.out.as_deref().context("give --out PATH")?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let written = save_quantized(&native, &args.out)?;
+    let written = save_quantized(&native, out)?;
     let f32_file =
         std::env::temp_dir().join(format!("burn-compress-f32-{}.bpk", std::process::id()));
     model.clone().save_file(&f32_file)?;

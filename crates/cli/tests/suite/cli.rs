@@ -309,7 +309,7 @@ fn quantize_writes_a_native_model_and_nni_calibration_json() {
         LENET5,
         &out,
         &[
-            "--calib",
+            "--calib-batches",
             "2",
             "--calibration-out",
             calibration.to_str().unwrap(),
@@ -338,7 +338,7 @@ fn quantize_writes_a_native_model_and_nni_calibration_json() {
 fn quantize_refuses_bad_requests_with_the_culprit_named() {
     let out = temp("never.bpk");
     let with = |extra: &[&str]| quantize("lenet5", LENET5, &out, extra);
-    let o = with(&["--calib", "0"]);
+    let o = with(&["--calib-batches", "0"]);
     refused(&o, "calibration with no data");
     let o = with(&["--affine", "maybe"]);
     assert!(stderr(&o).contains("--affine 'maybe'"), "{}", stderr(&o));
@@ -355,7 +355,7 @@ fn quantize_bits_auto_meets_the_size_budget_in_the_written_file() {
         LENET5,
         &out,
         &[
-            "--calib",
+            "--calib-batches",
             "2",
             "--bits",
             "auto",
@@ -396,7 +396,14 @@ fn quantize_bits_auto_meets_the_size_budget_in_the_written_file() {
         "{}",
         stderr(&o)
     );
-    let o = with(&["--calib", "1", "--bits", "auto", "--size-budget", "20x"]);
+    let o = with(&[
+        "--calib-batches",
+        "1",
+        "--bits",
+        "auto",
+        "--size-budget",
+        "20x",
+    ]);
     assert!(
         stderr(&o).contains("cannot be met") && stderr(&o).contains("the closest achievable"),
         "{}",
@@ -846,7 +853,12 @@ fn export_writes_onnx_that_tract_runs_like_burn_for_dense_sped_up_and_quantized_
         "lenet5",
         LENET5,
         &q,
-        &["--calib", "2", "--calibration-out", cal.to_str().unwrap()],
+        &[
+            "--calib-batches",
+            "2",
+            "--calibration-out",
+            cal.to_str().unwrap(),
+        ],
     ));
     let qonnx = temp("lenet5-q8.onnx");
     let o = run(&[

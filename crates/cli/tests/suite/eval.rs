@@ -168,7 +168,7 @@ fn a_quantized_lenet5_is_evaluated_against_its_dense_reference() {
         "configs/lenet5-ptq-int8.toml",
         "--out",
         q.to_str().unwrap(),
-        "--calib",
+        "--calib-batches",
         "2",
         "--json",
     ]);

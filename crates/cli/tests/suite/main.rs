@@ -5,4 +5,5 @@ mod cli;
 mod eval;
 #[cfg(feature = "gpu")]
 mod gpu;
+mod oneshot;
 mod sensitivity;
