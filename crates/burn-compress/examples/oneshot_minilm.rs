@@ -7,7 +7,7 @@
 //!     [--calib-samples 32] [--calib-seqlen 128] [--heldout 256] [--only ...] [--json PATH]
 //! ```
 //!
-//! Calibration: windows of the tokenized Emma (from "Chapter 1"); held-out: sentences of 8..64
+//! Calibration: windows of the tokenized Emma (from its first "CHAPTER I"); held-out: sentences of 8..64
 //! tokens of Northanger Abbey (every n-th, deterministic). Fidelity: the mean cosine between
 //! the compressed and the dense model's sentence embeddings. MiniLM's widths (384, 1536) are
 //! multiples of 128: int4 rows use groups of 128. BERT is post-norm: the only exact scale fold
@@ -121,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::flex();
     let tokenizer = MiniLm::tokenizer(&args.model)?;
     let raw = std::fs::read_to_string(args.austen.join("emma.txt"))?;
-    let from = raw.find("Chapter 1").unwrap_or(0);
+    let from = raw.find("CHAPTER I").unwrap_or(0);
     let calib_ids = tokenizer.encode(&raw[from..])?;
     let windows = oneshot::calibration_windows(&calib_ids, args.samples, args.seqlen, 0)?;
     let held = heldout(&args.austen, "northanger-abbey", &tokenizer, args.heldout)?;
@@ -206,7 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let doc = serde_json::json!({
             "model": "all-MiniLM-L6-v2 (safetensors as shipped)",
             "calibration": {
-                "text": "emma.txt", "from": "Chapter 1", "samples": args.samples,
+                "text": "emma.txt", "from": "CHAPTER I", "samples": args.samples,
                 "seq_len": args.seqlen, "seed": 0
             },
             "heldout": { "novel": "northanger-abbey", "sentences": held.len(), "tokens": "8..64" },

@@ -98,7 +98,8 @@ fn rows() -> Vec<(&'static str, &'static str, &'static str)> {
     ]
 }
 
-/// The tokens of `path` from its "Chapter 1" (the title page skipped).
+/// The tokens of `path` from its "Chapter 1" heading (the title page skipped), or from its start
+/// when it has none (emma.txt's headings read "CHAPTER I").
 fn tokens(
     tokenizer: &LlamaTokenizer,
     path: &PathBuf,
@@ -111,6 +112,14 @@ fn tokens(
     })?;
     let from = raw.find("Chapter 1").unwrap_or(0);
     Ok(tokenizer.encode(&raw[from..])?)
+}
+
+/// Where [`tokens`] starts reading `path`.
+fn start_of(path: &PathBuf) -> &'static str {
+    match std::fs::read_to_string(path) {
+        Ok(raw) if raw.contains("Chapter 1") => "Chapter 1",
+        _ => "the start of the file",
+    }
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
@@ -217,7 +226,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let doc = serde_json::json!({
             "model": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to f32)",
             "calibration": {
-                "text": args.calib, "from": "Chapter 1", "samples": args.samples,
+                "text": args.calib, "from": start_of(&args.calib), "samples": args.samples,
                 "seq_len": args.seqlen, "seed": 0,
                 "sampling": "random window offsets (the reference loaders' randint), ChaCha8 seed 0",
                 "offsets": oneshot::calibration_offsets(calib_ids.len(), args.samples, args.seqlen, 0),
@@ -225,7 +234,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "tokenizer": "the GGUF's BPE (no BOS)"
             },
             "evaluation": {
-                "text": args.text, "from": "Chapter 1", "tokens": args.eval_tokens,
+                "text": args.text, "from": start_of(&args.text), "tokens": args.eval_tokens,
                 "window": args.window
             },
             "engine": "layer-sequential, error propagation on, chunks of 8 sequences",
