@@ -785,7 +785,12 @@ impl BlockOps for HostBlock {
         &self.mappings
     }
     fn linears(&self) -> Vec<String> {
-        self.linears.keys().cloned().collect()
+        // Block order, as the engine lists them.
+        [Q, V, O]
+            .into_iter()
+            .filter(|l| self.linears.contains_key(*l))
+            .map(String::from)
+            .collect()
     }
     fn stats(&self, linear: &str) -> Result<&InputStats> {
         self.stats.get(linear).ok_or_else(|| unknown(linear))

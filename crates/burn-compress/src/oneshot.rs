@@ -46,7 +46,8 @@ use compress_zoo::{Llama, LlamaError, MiniLm, Perplexity, TextTokenizer, ZooErro
 use serde::{Deserialize, Serialize};
 
 pub use compress_graph::sequential::{
-    LinearOutcome, SequentialOptions, SequentialReport, compress_sequential, forward_tapped,
+    BlockReplays, LinearOutcome, SequentialOptions, SequentialReport, compress_sequential,
+    forward_tapped,
 };
 
 /// What can go wrong.
@@ -253,9 +254,10 @@ pub fn llama_perplexity(
         return Ok(compress_zoo::perplexity(model, ids, window, max_tokens)?);
     };
     let mut tap = ActivationQuantTap::new(model, quant);
+    let mut replays = BlockReplays::default();
     let mut failure = None;
     let p = perplexity_by(
-        |x| match forward_tapped(model, x.clone(), &mut tap) {
+        |x| match replays.forward(model, x.clone(), &mut tap) {
             Ok(logits) => logits,
             Err(e) => {
                 failure.get_or_insert(e);
@@ -295,10 +297,11 @@ pub fn minilm_embeddings(
     };
     let device = model.embeddings.word_embeddings.weight.device();
     let mut tap = ActivationQuantTap::new(model, quant);
+    let mut replays = BlockReplays::default();
     let mut out = Vec::with_capacity(sentences.len());
     for s in sentences {
         let ids = tokenizer.encode(s)?;
-        let hidden = forward_tapped(model, ids_tensor(&[ids], &device), &mut tap)?;
+        let hidden = replays.forward(model, ids_tensor(&[ids], &device), &mut tap)?;
         let [_, seq, d] = hidden.dims();
         let mean = hidden.sum_dim(1).reshape([1, d]) / seq.max(1) as f64;
         let norm = mean

@@ -24,6 +24,7 @@
 //! them ([`StatNeeds::inputs`]), the block's Linear inputs. [`SequentialReport::peak_bytes`]
 //! says how much that was.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -235,12 +236,41 @@ pub fn forward_tapped<M: BlockModel>(
     ids: Tensor<2, Int>,
     tap: &mut dyn Tap,
 ) -> Result<Tensor<3>> {
-    let mut x = model.embed(ids);
-    for i in 0..model.num_blocks() {
-        let replay = Replay::capture(model, dims3(&x), |m, x: Tensor<3>| m.block_forward(i, x))?;
-        x = replay.run(model, x, tap)?;
+    BlockReplays::default().forward(model, ids, tap)
+}
+
+/// [`forward_tapped`] for many inputs of one model: each block is captured once per input
+/// shape and the captures are reused (a capture copies the model; the replay reads its
+/// parameters live, so the cache serves one model, unchanged).
+#[derive(Debug, Default)]
+pub struct BlockReplays {
+    replays: HashMap<(usize, [usize; 3]), Replay>,
+}
+
+impl BlockReplays {
+    /// [`forward_tapped`] with this cache.
+    ///
+    /// # Errors
+    /// Capture, replay and the tap's errors.
+    pub fn forward<M: BlockModel>(
+        &mut self,
+        model: &M,
+        ids: Tensor<2, Int>,
+        tap: &mut dyn Tap,
+    ) -> Result<Tensor<3>> {
+        let mut x = model.embed(ids);
+        for i in 0..model.num_blocks() {
+            let key = (i, dims3(&x));
+            let replay = match self.replays.entry(key) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => v.insert(Replay::capture(model, key.1, |m, x: Tensor<3>| {
+                    m.block_forward(i, x)
+                })?),
+            };
+            x = replay.run(model, x, tap)?;
+        }
+        Ok(model.head(x))
     }
-    Ok(model.head(x))
 }
 
 fn dims3(x: &Tensor<3>) -> [usize; 3] {
@@ -915,9 +945,9 @@ impl<M: BlockModel> BlockOps for BlockCtx<M> {
             .iter()
             .flat_map(|x| x.clone().into_data().iter::<f32>().collect::<Vec<_>>())
             .collect();
-        let total = if d == 0 { 0 } else { rows.len() / d };
+        let total = rows.len().checked_div(d).unwrap_or(0);
         let take = max_tokens.min(total).max(usize::from(total > 0));
-        let stride = if take == 0 { 1 } else { total / take };
+        let stride = total.checked_div(take).unwrap_or(1);
         let mut out = Vec::with_capacity(take * d);
         for k in 0..take {
             let r = k * stride;

@@ -200,10 +200,13 @@ fn block_inputs_follow_the_compressed_block_unless_propagation_is_off() {
     }
 }
 
+/// One fold: the balance input's maxima before and after, and the scales.
+type Fold = (Vec<f32>, Vec<f32>, Vec<f32>);
+
 /// Folds scales into every mapping and checks the block's function is unchanged.
 struct Folder {
     errors: Mutex<Vec<f64>>,
-    maxima: Mutex<Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>>,
+    maxima: Mutex<Vec<Fold>>,
 }
 
 impl OneShot for Folder {
