@@ -3,7 +3,7 @@
 //! quantize, scale back, and measure the inspected module's output error; the best `alpha`'s
 //! scales are folded into the block.
 
-use compress_core::oneshot::{BlockOps, SmoothMapping};
+use compress_core::oneshot::{BlockOps, MappingInputs, SmoothMapping};
 use compress_core::{CompressError, Dense, Result};
 use rayon::prelude::*;
 
@@ -129,29 +129,12 @@ pub fn search_scales(
     n_grid: usize,
     duo_scaling: bool,
 ) -> Result<ScaleChoice> {
-    let name = mapping_name(block.path(), mapping);
-    let first = mapping
-        .balance
-        .first()
-        .ok_or_else(|| error(format!("{name}: no balance Linear")))?;
-    let s_x = block
-        .stats(first)?
-        .abs_mean
-        .clone()
-        .ok_or_else(|| error(format!("{name}: no abs_mean statistic for '{first}'")))?;
-    let weights = mapping
-        .balance
-        .iter()
-        .map(|l| block.weight(l))
-        .collect::<Result<Vec<_>>>()?;
+    let inputs = MappingInputs::read(crate::NAME, block, mapping, "abs_mean", |s| {
+        s.abs_mean.as_ref().map(Vec::len)
+    })?;
+    let (name, weights) = (inputs.name, inputs.weights);
+    let s_x = inputs.stats.abs_mean.clone().unwrap_or_default();
     for (l, w) in mapping.balance.iter().zip(&weights) {
-        if w.shape().len() != 2 || w.shape()[1] != s_x.len() {
-            return Err(error(format!(
-                "{name}: '{l}' has shape {:?}, expected [_, {}]",
-                w.shape(),
-                s_x.len()
-            )));
-        }
         scheme.check(&format!("{}.{l}", block.path()), w.shape())?;
     }
     let chunk = scheme.group_size().unwrap_or(s_x.len());
@@ -192,15 +175,6 @@ pub fn search_scales(
         losses,
         scales,
     })
-}
-
-/// `model.layers.3: input_layernorm -> self_attn.q_proj, self_attn.k_proj`.
-pub(crate) fn mapping_name(block: &str, mapping: &SmoothMapping) -> String {
-    format!(
-        "{block}: {} -> {}",
-        mapping.smooth,
-        mapping.balance.join(", ")
-    )
 }
 
 pub(crate) fn error(message: String) -> CompressError {

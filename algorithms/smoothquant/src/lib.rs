@@ -33,8 +33,8 @@
 #![warn(missing_docs)]
 
 use compress_core::oneshot::{
-    ActivationQuant, BlockOps, BlockReport, LinearReport, LinearSlot, OneShot, SmoothKind,
-    SmoothMapping, StatNeeds,
+    ActivationQuant, BlockOps, BlockReport, LinearReport, LinearSlot, MappingInputs, OneShot,
+    SmoothKind, SmoothMapping, StatNeeds,
 };
 use compress_core::{Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Dense, Result, toml};
 use compress_quant::rtn::{Scheme, rtn_quantize};
@@ -149,45 +149,14 @@ pub struct SmoothQuantQuantizer {
     pub config: SmoothQuantConfig,
 }
 
-fn error(message: String) -> CompressError {
-    CompressError::Algorithm {
-        algorithm: NAME.into(),
-        message,
-    }
-}
-
 impl SmoothQuantQuantizer {
     /// Smooth one norm -> Linears mapping; returns the scales folded.
     fn smooth(&self, block: &mut dyn BlockOps, mapping: &SmoothMapping) -> Result<Vec<f32>> {
-        let name = format!(
-            "{}: {} -> {}",
-            block.path(),
-            mapping.smooth,
-            mapping.balance.join(", ")
-        );
-        let first = mapping
-            .balance
-            .first()
-            .ok_or_else(|| error(format!("{name}: no balance Linear")))?;
-        let act_max = block
-            .stats(first)?
-            .abs_max
-            .clone()
-            .ok_or_else(|| error(format!("{name}: no abs_max statistic for '{first}'")))?;
-        let weights = mapping
-            .balance
-            .iter()
-            .map(|l| block.weight(l))
-            .collect::<Result<Vec<_>>>()?;
-        for (l, w) in mapping.balance.iter().zip(&weights) {
-            if w.shape().len() != 2 || w.shape()[1] != act_max.len() {
-                return Err(error(format!(
-                    "{name}: '{l}' has shape {:?}, expected [_, {}]",
-                    w.shape(),
-                    act_max.len()
-                )));
-            }
-        }
+        let inputs = MappingInputs::read(NAME, block, mapping, "abs_max", |s| {
+            s.abs_max.as_ref().map(Vec::len)
+        })?;
+        let act_max = inputs.stats.abs_max.clone().unwrap_or_default();
+        let weights = inputs.weights;
         let scales = smooth_scales(&act_max, &weights, self.config.smoothing_strength);
         block.fold_scales(mapping, &scales)?;
         Ok(scales)

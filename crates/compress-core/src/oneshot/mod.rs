@@ -250,6 +250,72 @@ pub trait BlockOps {
     fn input_tokens(&self, linear: &str, max_tokens: usize) -> Result<Dense<f32>>;
 }
 
+/// What a scale-folding method reads of one [`SmoothMapping`]: the input statistics of its
+/// balance Linears (they share one input) and their weights `[out, in]`, each checked to read
+/// `stat` input columns.
+#[derive(Debug, Clone)]
+pub struct MappingInputs<'a> {
+    /// `"<block>: <smooth> -> <balance, ...>"`, for messages.
+    pub name: String,
+    /// The balance Linears' input statistics.
+    pub stats: &'a InputStats,
+    /// The balance Linears' weights, in the mapping's order.
+    pub weights: Vec<Dense<f32>>,
+}
+
+impl<'a> MappingInputs<'a> {
+    /// Read `mapping` from `block`; `width` gives the statistic's length from the stats (the
+    /// width every balance weight must read), `None` when the statistic is missing, which is
+    /// then an error naming `what`.
+    ///
+    /// # Errors
+    /// [`CompressError::Algorithm`] for `algorithm` naming the mapping: no balance Linear, the
+    /// missing statistic, a balance weight of another width; the block's own errors.
+    pub fn read(
+        algorithm: &str,
+        block: &'a dyn BlockOps,
+        mapping: &SmoothMapping,
+        what: &str,
+        width: impl Fn(&InputStats) -> Option<usize>,
+    ) -> Result<Self> {
+        let name = format!(
+            "{}: {} -> {}",
+            block.path(),
+            mapping.smooth,
+            mapping.balance.join(", ")
+        );
+        let fail = |message: String| crate::CompressError::Algorithm {
+            algorithm: algorithm.into(),
+            message,
+        };
+        let first = mapping
+            .balance
+            .first()
+            .ok_or_else(|| fail(format!("{name}: no balance Linear")))?;
+        let stats = block.stats(first)?;
+        let d = width(stats)
+            .ok_or_else(|| fail(format!("{name}: no {what} statistic for '{first}'")))?;
+        let weights = mapping
+            .balance
+            .iter()
+            .map(|l| block.weight(l))
+            .collect::<Result<Vec<_>>>()?;
+        for (l, w) in mapping.balance.iter().zip(&weights) {
+            if w.shape().len() != 2 || w.shape()[1] != d {
+                return Err(fail(format!(
+                    "{name}: '{l}' has shape {:?}, expected [_, {d}]",
+                    w.shape()
+                )));
+            }
+        }
+        Ok(Self {
+            name,
+            stats,
+            weights,
+        })
+    }
+}
+
 /// A model the calibration engine can walk block by block: an embedding stage producing block
 /// 0's input `[batch, seq, hidden]`, then blocks mapping that shape to itself. Paths are the
 /// model's dotted parameter paths.
