@@ -16,7 +16,9 @@
 //! use burn_compress::zoo::{Llama, LlamaTokenizer, gguf::GgufFile};
 //!
 //! let device = Device::flex();
-//! let gguf = GgufFile::open("data/external/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//! let gguf = GgufFile::open(std::path::Path::new(
+//!     "data/external/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf",
+//! ))?;
 //! let model = Llama::from_gguf(&gguf, &device)?;
 //! let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
 //! let text = std::fs::read_to_string("data/external/austen/emma.txt")?;
