@@ -452,15 +452,15 @@ fn observe<M: BlockModel>(
     let mut share: BTreeMap<String, String> = BTreeMap::new();
     for x in xs {
         let shape = x.dims();
-        if !replays.iter().any(|(s, _)| *s == shape) {
-            let r = Replay::capture(model, shape, |m, x: Tensor<3>| m.block_forward(i, x))?;
-            replays.push((shape, r));
-        }
-        let replay = &replays
-            .iter()
-            .find(|(s, _)| *s == shape)
-            .expect("captured")
-            .1;
+        let at = match replays.iter().position(|(s, _)| *s == shape) {
+            Some(at) => at,
+            None => {
+                let r = Replay::capture(model, shape, |m, x: Tensor<3>| m.block_forward(i, x))?;
+                replays.push((shape, r));
+                replays.len() - 1
+            }
+        };
+        let replay = &replays[at].1;
         if tap.accs.is_empty() {
             let mut first_of_input: HashMap<burn_ir::TensorId, String> = HashMap::new();
             for rel in linears {
