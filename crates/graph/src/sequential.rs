@@ -555,6 +555,24 @@ fn owl_outliers<M: BlockModel>(
     Ok(out)
 }
 
+/// A parameter's shape by full path, without reading its values.
+fn param_shape(model: &impl Module, path: &str) -> Option<Vec<usize>> {
+    struct Find<'a> {
+        path: &'a str,
+        found: Option<Vec<usize>>,
+    }
+    impl PathVisitor for Find<'_> {
+        fn visit<const D: usize>(&mut self, path: &str, param: &Param<Tensor<D>>) {
+            if path == self.path {
+                self.found = Some(param.lazy_shape().to_vec());
+            }
+        }
+    }
+    let mut f = Find { path, found: None };
+    visit_params(model, &mut f);
+    f.found
+}
+
 /// A parameter's value by full path.
 fn param_value(model: &impl Module, path: &str) -> Option<(Vec<usize>, Vec<f32>)> {
     struct Find<'a> {
@@ -649,7 +667,7 @@ fn scale_axis<M: Module>(model: M, path: &str, axis: usize, factors: &[f32]) -> 
         factors,
         error: None,
     };
-    let found = param_value(&model, path).is_some();
+    let found = param_shape(&model, path).is_some();
     if !found {
         return Err(unknown(path));
     }
@@ -744,7 +762,8 @@ impl<M: BlockModel> BlockCtx<M> {
         let mut weight = linear_weight(&self.model, &full)?;
         let bias_path = format!("{full}.bias");
         let mut bias = param_value(&self.model, &bias_path).map(|(_, v)| v);
-        let stats = self.stats.get(rel).cloned().unwrap_or_default();
+        let empty = InputStats::default();
+        let stats = self.stats.get(rel).unwrap_or(&empty);
         let [out, inp] = [weight.shape()[0], weight.shape()[1]];
         let start = Instant::now();
         let report = method
@@ -752,7 +771,7 @@ impl<M: BlockModel> BlockCtx<M> {
                 path: &full,
                 weight: &mut weight,
                 bias: bias.as_mut(),
-                stats: &stats,
+                stats,
                 sparsity,
             })
             .map_err(GraphError::from)?;
@@ -814,23 +833,24 @@ impl<M: BlockModel> BlockOps for BlockCtx<M> {
 
     fn set_weight(&mut self, linear: &str, weight: Dense<f32>) -> compress_core::Result<()> {
         let full = self.full(linear);
-        let old = self.weight(linear)?;
-        if old.shape() != weight.shape() {
+        let path = format!("{full}.weight");
+        // Burn's [in, out] against the new [out, in].
+        let [inp, out] = match param_shape(&self.model, &path).as_deref() {
+            Some(&[inp, out]) => [inp, out],
+            _ => return Err(to_core(unknown(&path))),
+        };
+        if weight.shape() != [out, inp] {
             return Err(compress_err(
                 "calibration",
                 format!(
                     "'{full}' is {:?}, the new weight {:?}",
-                    old.shape(),
+                    [out, inp],
                     weight.shape()
                 ),
             ));
         }
-        let [out, inp] = [old.shape()[0], old.shape()[1]];
         let mut values = BTreeMap::new();
-        values.insert(
-            format!("{full}.weight"),
-            transpose(weight.data(), out, inp).into_data(),
-        );
+        values.insert(path, transpose(weight.data(), out, inp).into_data());
         self.model = set_params(self.model.clone(), values);
         Ok(())
     }
@@ -858,7 +878,7 @@ impl<M: BlockModel> BlockOps for BlockCtx<M> {
             SmoothKind::Norm => {
                 model =
                     scale_axis(model, &format!("{smooth}.gamma"), 0, &inverse).map_err(to_core)?;
-                if param_value(&model, &format!("{smooth}.beta")).is_some() {
+                if param_shape(&model, &format!("{smooth}.beta")).is_some() {
                     model = scale_axis(model, &format!("{smooth}.beta"), 0, &inverse)
                         .map_err(to_core)?;
                 }
@@ -867,7 +887,7 @@ impl<M: BlockModel> BlockOps for BlockCtx<M> {
                 // Burn's [in, out]: the outputs are axis 1.
                 model =
                     scale_axis(model, &format!("{smooth}.weight"), 1, &inverse).map_err(to_core)?;
-                if param_value(&model, &format!("{smooth}.bias")).is_some() {
+                if param_shape(&model, &format!("{smooth}.bias")).is_some() {
                     model = scale_axis(model, &format!("{smooth}.bias"), 0, &inverse)
                         .map_err(to_core)?;
                 }
