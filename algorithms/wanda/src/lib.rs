@@ -16,6 +16,7 @@
 //! | `sparsity` | 0.5 | in `[0, 1)` |
 //! | `mask_structure` | `"0:0"` | `"n:m"`: n kept of every m |
 //! | `sparsity_profile` | `"uniform"` | or `"owl"` (with `owl_m` 5, `owl_lmbda` 0.08) |
+//! | `prune_granularity` | `"row"` | `"layer"`: the whole layer is one comparison group (the reference's `image_classifiers` option; unstructured only) |
 //!
 //! ```
 //! use compress_core::AlgorithmEntry;
@@ -35,7 +36,7 @@
 #![warn(missing_docs)]
 
 use compress_core::oneshot::sparsity::{
-    MaskStructure, PRUNER_KEYS, PruneOptions, apply_mask, count_to_prune, prune_lowest_per_row,
+    MaskStructure, PruneOptions, apply_mask, count_to_prune, prune_lowest, prune_lowest_per_row,
     prune_n_of_m,
 };
 use compress_core::oneshot::{
@@ -46,16 +47,94 @@ use compress_core::{Algorithm, AlgorithmEntry, AlgorithmKind, CompressError, Res
 /// The registry name.
 pub const NAME: &str = "wanda";
 
+/// Wanda's keys: the pruners' ([`compress_core::oneshot::sparsity::PRUNER_KEYS`]) and
+/// `prune_granularity`.
+pub const KEYS: &[&str] = &[
+    "sparsity",
+    "mask_structure",
+    "sparsity_profile",
+    "owl_m",
+    "owl_lmbda",
+    "prune_granularity",
+];
+
+/// Which weights compete: each output row (the LLM default) or the whole layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Granularity {
+    /// `"row"`: the `int(sparsity * d_in)` lowest scores of every row.
+    #[default]
+    Row,
+    /// `"layer"`: the `int(sparsity * rows * d_in)` lowest scores of the layer.
+    Layer,
+}
+
 /// Wanda, configured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Wanda {
     options: PruneOptions,
+    granularity: Granularity,
 }
 
 impl Wanda {
-    /// Wanda with parsed options.
+    /// Wanda with parsed options, each output row its own comparison group.
     pub fn new(options: PruneOptions) -> Self {
-        Self { options }
+        Self {
+            options,
+            granularity: Granularity::Row,
+        }
+    }
+
+    /// Wanda from its `[algorithm]` table.
+    ///
+    /// # Errors
+    /// The pruners' option errors; a `prune_granularity` other than `"row"` or `"layer"`, or
+    /// `"layer"` with an N:M structure (naming the key).
+    pub fn from_table(table: &compress_core::toml::Table) -> Result<Self> {
+        let options = PruneOptions::parse(NAME, table)?;
+        let context = format!("[algorithm] of '{NAME}'");
+        let granularity = match table.get("prune_granularity") {
+            None => Granularity::Row,
+            Some(v) => match v.as_str() {
+                Some("row") => Granularity::Row,
+                Some("layer") => Granularity::Layer,
+                Some(other) => {
+                    return Err(CompressError::InvalidValue {
+                        key: "prune_granularity".into(),
+                        context,
+                        value: other.into(),
+                        reason: "expected \"row\" or \"layer\"".into(),
+                    });
+                }
+                None => {
+                    return Err(CompressError::WrongType {
+                        key: "prune_granularity".into(),
+                        context,
+                        expected: "a string".into(),
+                        found: v.type_str().into(),
+                    });
+                }
+            },
+        };
+        if granularity == Granularity::Layer && options.structure != MaskStructure::Unstructured {
+            return Err(CompressError::InvalidValue {
+                key: "prune_granularity".into(),
+                context,
+                value: "layer".into(),
+                reason: format!(
+                    "an N:M structure ({}) compares within each row's groups of m",
+                    options.structure
+                ),
+            });
+        }
+        Ok(Self {
+            options,
+            granularity,
+        })
+    }
+
+    /// Its comparison group.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
     }
 
     /// Its options.
@@ -103,6 +182,11 @@ impl OneShot for Wanda {
         let scores = wanda_scores(slot.weight, sq_norm);
         let mut prune = vec![false; scores.numel()];
         match self.options.structure {
+            MaskStructure::Unstructured if self.granularity == Granularity::Layer => prune_lowest(
+                scores.data(),
+                count_to_prune(scores.numel(), slot.sparsity),
+                &mut prune,
+            ),
             MaskStructure::Unstructured => prune_lowest_per_row(
                 scores.data(),
                 cols,
@@ -124,9 +208,9 @@ inventory::submit! {
     AlgorithmEntry {
         name: "wanda",
         kind: AlgorithmKind::OneShotPruner,
-        summary: "Wanda: one-shot unstructured or N:M pruning by |W| x input norm, each output row its own group",
-        config_keys: PRUNER_KEYS,
-        build: |table| Ok(Algorithm::OneShot(Box::new(Wanda::new(PruneOptions::parse(NAME, table)?)))),
+        summary: "Wanda: one-shot unstructured or N:M pruning by |W| x input norm, each output row (or the layer) its own group",
+        config_keys: KEYS,
+        build: |table| Ok(Algorithm::OneShot(Box::new(Wanda::from_table(table)?))),
     }
 }
 
@@ -192,6 +276,43 @@ mod tests {
         let mut w = Dense::new(vec![2, 4], original);
         run("", &mut w, Some(vec![1.0; 4]), 0.5).unwrap();
         assert_eq!(mask(&w), "0110 1100");
+    }
+
+    /// `prune_granularity = "layer"` (the reference's image-classifier option): the threshold
+    /// of the whole layer on the same scores empties row 1 (`0000 1111`, the comment above).
+    #[test]
+    fn layer_granularity_compares_the_whole_layer() {
+        let mut w = Dense::new(vec![2, 4], vec![4.0, 0.5, 3.0, 5.0, 0.2, 0.1, 0.4, 0.3]);
+        let report = run(
+            "prune_granularity = \"layer\"",
+            &mut w,
+            Some(vec![2.0, 32.0, 2.0, 2.0]),
+            0.5,
+        )
+        .unwrap();
+        assert_eq!(mask(&w), "0000 1111");
+        assert_eq!(report.zeros, 4);
+        let err = run(
+            "prune_granularity = \"column\"",
+            &mut w,
+            Some(vec![1.0; 4]),
+            0.5,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("prune_granularity") && err.contains("column"),
+            "{err}"
+        );
+        let err = run(
+            "prune_granularity = \"layer\"\nmask_structure = \"2:4\"",
+            &mut w,
+            Some(vec![1.0; 4]),
+            0.5,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("an N:M structure (2:4)"), "{err}");
     }
 
     /// `scripts/reference/wanda.py`, the 3 x 8 case.

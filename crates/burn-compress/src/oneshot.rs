@@ -1,6 +1,8 @@
 //! One-shot post-training compression of the zoo's pretrained transformers (SmolLM2's Llama,
 //! MiniLM): Wanda, SparseGPT, magnitude (unstructured, N:M, OWL), round-to-nearest, GPTQ, AWQ
-//! and SmoothQuant, calibrated on text.
+//! and SmoothQuant, calibrated on text; and of models without blocks (the zoo's CNNs), layer by
+//! layer on calibration images ([`calibration_images`], [`compress_layerwise`]; the methods
+//! that need blocks, AWQ and SmoothQuant, are refused there).
 //!
 //! The pieces: the algorithms are registered crates ([`AlgorithmKind::OneShotPruner`],
 //! [`AlgorithmKind::OneShotQuantizer`]); the engine is
@@ -43,13 +45,15 @@ use burn::prelude::*;
 use compress_core::oneshot::{ActivationQuant, BlockModel, OneShot};
 use compress_core::{AlgorithmEntry, AlgorithmKind, CompressError};
 use compress_graph::{GraphError, Site, Tap};
+
+use crate::eval::LabelledImages;
 use compress_quant::rtn::quantize_per_token;
 use compress_zoo::{Llama, LlamaError, MiniLm, Perplexity, TextTokenizer, ZooError, perplexity_by};
 use serde::{Deserialize, Serialize};
 
 pub use compress_graph::sequential::{
-    BlockReplays, LinearOutcome, SequentialOptions, SequentialReport, compress_sequential,
-    forward_tapped,
+    BlockReplays, LinearOutcome, SequentialOptions, SequentialReport, check_layerwise,
+    compress_layerwise, compress_sequential, forward_tapped,
 };
 
 /// What can go wrong.
@@ -74,6 +78,16 @@ pub enum OneShotError {
         samples: usize,
         /// Tokens per sample asked for.
         seq_len: usize,
+    },
+    /// More calibration images asked for than the data set holds.
+    #[error(
+        "{asked} calibration images asked for (--calib-samples), the data set holds {available}"
+    )]
+    TooFewImages {
+        /// Images asked for.
+        asked: usize,
+        /// Images in the data set.
+        available: usize,
     },
     /// The algorithm or its options.
     #[error(transparent)]
@@ -138,6 +152,50 @@ pub fn calibration_offsets(len: usize, samples: usize, seq_len: usize, seed: u64
     (0..samples)
         .map(|_| rng.random_range(0..len.saturating_sub(seq_len).max(1)))
         .collect()
+}
+
+/// `samples` calibration images drawn without replacement from `images` with `seed` (ChaCha8,
+/// in ascending index order), as `[n, C, H, W]` batches of at most `batch` images for
+/// [`compress_layerwise`].
+///
+/// # Errors
+/// [`OneShotError::Empty`] for zero samples, [`OneShotError::TooFewImages`] when the data set
+/// holds fewer than `samples` images.
+pub fn calibration_images(
+    images: &LabelledImages,
+    samples: usize,
+    batch: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<Tensor<4>>> {
+    use rand::SeedableRng;
+    if samples == 0 {
+        return Err(OneShotError::Empty {
+            samples,
+            seq_len: 1,
+        });
+    }
+    if images.len() < samples {
+        return Err(OneShotError::TooFewImages {
+            asked: samples,
+            available: images.len(),
+        });
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut picked = rand::seq::index::sample(&mut rng, images.len(), samples).into_vec();
+    picked.sort_unstable();
+    let [c, h, w] = images.shape;
+    let per = c * h * w;
+    Ok(picked
+        .chunks(batch.max(1))
+        .map(|chunk| {
+            let mut pixels = Vec::with_capacity(chunk.len() * per);
+            for &i in chunk {
+                pixels.extend_from_slice(&images.pixels[i * per..(i + 1) * per]);
+            }
+            Tensor::from_data(TensorData::new(pixels, [chunk.len(), c, h, w]), device)
+        })
+        .collect())
 }
 
 /// Windows of equal length as token ids `[samples, seq_len]`.

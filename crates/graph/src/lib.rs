@@ -67,7 +67,7 @@ pub use capture::{Graph, capture};
 pub use count::{Cost, CountMode, FlopsReport, FlopsRow, count, count_flops_params};
 pub use error::{GraphError, Result};
 pub use ops::{CustomOpRule, RuleKind};
-pub use replay::{LayerIo, NoTap, ReparamParts, ReparamRebuild, Replay, Site, Tap};
+pub use replay::{ConvWindow, LayerIo, NoTap, ReparamParts, ReparamRebuild, Replay, Site, Tap};
 pub use rules::{Analysis, Class, GroupedConv, HeadSplit, Member, op_name};
 pub use views::{LayerCall, LayerKind, layer_calls};
 

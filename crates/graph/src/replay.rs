@@ -21,6 +21,7 @@ use burn_dispatch::{Dispatch, DispatchTensor};
 use burn_ir::{OperationIr as O, TensorId, TensorIr};
 
 use crate::ops::{Exec, Op, OpRule, not_executable};
+use crate::views::LayerKind;
 use crate::{Graph, GraphError, Result};
 
 type B = Dispatch;
@@ -76,10 +77,51 @@ impl Tap for NoTap {
 pub struct LayerIo {
     /// Layer path (`conv1`).
     pub layer: String,
+    /// What the layer is.
+    pub kind: LayerKind,
     /// The input activation.
     pub input: TensorId,
     /// The output activation (after the bias add of a Linear).
     pub output: TensorId,
+    /// How a 2-D convolution slides over its input (`None` for other layers).
+    pub window: Option<ConvWindow>,
+}
+
+/// How a 2-D convolution reads its input: what `im2col` ([`burn::tensor::module::unfold4d`])
+/// needs to turn the input into the rows the flattened weight `[out, in / groups * kh * kw]`
+/// multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvWindow {
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// `[(top, bottom), (left, right)]`.
+    pub padding: [(usize, usize); 2],
+    /// `[dh, dw]`.
+    pub dilation: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+    /// The input `[channels, height, width]`.
+    pub input: [usize; 3],
+}
+
+impl ConvWindow {
+    /// The window of a captured `conv2d` op.
+    fn of(op: &O) -> Option<Self> {
+        let O::Module(burn_ir::ModuleOperationIr::Conv2d(c)) = op else {
+            return None;
+        };
+        let (w, x) = (c.weight.shape.as_slice(), c.x.shape.as_slice());
+        Some(Self {
+            kernel: [*w.get(2)?, *w.get(3)?],
+            stride: c.options.stride,
+            padding: c.options.padding,
+            dilation: c.options.dilation,
+            groups: c.options.groups,
+            input: [*x.get(1)?, *x.get(2)?, *x.get(3)?],
+        })
+    }
 }
 
 /// A captured forward pass, ready to run on real devices.
@@ -130,7 +172,9 @@ impl Replay {
             .into_iter()
             .filter(|c| c.input.dtype.is_float())
             .map(|c| LayerIo {
+                window: graph.ops.get(c.op).and_then(ConvWindow::of),
                 layer: c.layer,
+                kind: c.kind,
                 input: c.input.id,
                 output: c.output.id,
             })

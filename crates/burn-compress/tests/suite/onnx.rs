@@ -117,6 +117,12 @@ fn tiny_transformer_exported_to_onnx_matches_burn_in_tract() {
     assert_close(Arch::TinyTransformer, &[1, 8]);
 }
 
+#[test]
+fn minilm_exported_to_onnx_matches_burn_in_tract() {
+    // BERT's token-type ids are an integer `zeros` inside the forward.
+    assert_close(Arch::MiniLmL6, &[1, 8]);
+}
+
 #[path = "../../../../benches/src/pruned.rs"]
 mod pruned;
 
@@ -186,4 +192,36 @@ fn an_int8_qdq_lenet5_in_tract_reaches_the_accuracy_of_our_quant_sim() {
         "tract QDQ {acc} vs QuantSim {sim}"
     );
     println!("QDQ LeNet-5: tract {acc:.4}, QuantSim {sim:.4}");
+}
+
+#[test]
+fn a_llama_decoder_exported_to_onnx_matches_burn_in_tract() {
+    use burn_compress::zoo::LlamaConfig;
+    // SmolLM2's structure at a small size: GQA (4 query heads, 2 KV heads), RoPE, RMSNorm,
+    // SiLU gating, the causal mask and the tied head.
+    let device = Device::flex();
+    let model = LlamaConfig {
+        layers: 2,
+        hidden: 16,
+        ffn: 24,
+        heads: 4,
+        kv_heads: 2,
+        rope_base: 10_000.0,
+        rms_eps: 1e-5,
+        vocab: 40,
+    }
+    .init(&device);
+    let graph =
+        compress_graph::capture(&model, |m, d| m.forward(Tensor::<2, Int>::zeros([1, 6], d)))
+            .unwrap();
+    let bytes = export(&graph, &model, &OnnxOptions::default()).unwrap();
+    let ids: Vec<i64> = inputs(12, 5)
+        .iter()
+        .map(|v| ((v + 1.0) * 19.9) as i64)
+        .collect();
+    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [2, 6]), &device);
+    let expected: Vec<f32> = model.forward(x).into_data().try_to_vec().unwrap();
+    let got = run_tract(&bytes, tract::Tensor::from_shape(&[2, 6], &ids).unwrap());
+    let d = max_diff(&expected, &got);
+    assert!(d <= 1e-4, "llama: max |burn - tract| = {d}");
 }

@@ -263,3 +263,30 @@ fn ffn_channels_removed_by_speedup_give_the_logits_of_the_model_with_them_zeroed
         max_diff(&a, &dense)
     );
 }
+
+#[test]
+fn the_real_smollm2_exported_to_onnx_gives_burns_logits_in_tract() {
+    use burn_compress::graph::capture;
+    use burn_compress::graph::onnx::{OnnxOptions, export};
+    use burn_compress::zoo::Llama;
+    let device = Device::flex();
+    let path = root().join("data/external/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model = Llama::load(&path, &device).unwrap();
+    let graph = capture(&model, |m, d| m.forward(Tensor::<2, Int>::zeros([1, 8], d))).unwrap();
+    let bytes = export(&graph, &model, &OnnxOptions::default()).unwrap();
+    // Two sequences (the batch is dynamic) of real token ids.
+    let ids: Vec<i64> = vec![
+        504, 2365, 282, 260, 4054, 30, 378, 253, 1699, 28, 357, 1010, 314, 8089, 2051, 30,
+    ];
+    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [2, 8]), &device);
+    let want: Vec<f32> = model.forward(x).into_data().try_to_vec().unwrap();
+    let input = tract_onnx::prelude::Tensor::from_shape(&[2, 8], &ids).unwrap();
+    let got = crate::onnx::run_tract(&bytes, input);
+    assert_eq!(got.len(), 2 * 8 * 49_152);
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = want
+        .iter()
+        .zip(&got)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale, "max |burn - tract| {diff} of {scale}");
+}

@@ -196,18 +196,40 @@ fn load_zoo(arch: Arch, source: Source, device: &Device) -> anyhow::Result<AnyMo
     })
 }
 
-/// The labelled images at `path` in the size and channels `arch` takes.
+/// The labelled images of `--data` in the size and channels `arch` takes (test split).
 fn load_labelled(args: &Args, arch: Arch) -> anyhow::Result<LabelledImages> {
+    labelled_images(
+        &args.data,
+        "--data",
+        arch,
+        args.prefix.as_deref(),
+        DatasetSplit::Test,
+    )
+}
+
+/// The labelled images at `path` (the value of the option `flag`) in the size and channels
+/// `arch` takes: an image folder (all of it; `prefix` selects file names), a Fashion-MNIST
+/// folder, `mnist.pkl.gz`, `*-images-idx3-ubyte.gz` or a safetensors image set (`split` of the
+/// data sets that have splits).
+///
+/// # Errors
+/// A missing or unknown path, images of the wrong size, naming `flag` and the path.
+pub(crate) fn labelled_images(
+    path: &Path,
+    flag: &str,
+    arch: Arch,
+    prefix: Option<&str>,
+    split: DatasetSplit,
+) -> anyhow::Result<LabelledImages> {
     let [_, channels, size, _] = arch.input_shape(1);
-    let path = args.data.as_path();
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let dataset = |d: ImageDataset| LabelledImages::from_dataset(&d);
     let images = if path.is_dir() {
         if path.join("t10k-images-idx3-ubyte.gz").is_file() {
-            dataset(ImageDataset::fashion_mnist(path, DatasetSplit::Test)?)
+            dataset(ImageDataset::fashion_mnist(path, split)?)
         } else {
-            let prefix = match (&args.prefix, arch) {
-                (Some(p), _) => p.as_str(),
+            let prefix = match (prefix, arch) {
+                (Some(p), _) => p,
                 (None, Arch::LeNet5 | Arch::LeNet300100) => "mnist",
                 (None, a) if a.default_num_classes() == 1000 => "imagenet",
                 (None, a) => bail!(
@@ -218,22 +240,25 @@ fn load_labelled(args: &Args, arch: Arch) -> anyhow::Result<LabelledImages> {
             LabelledImages::from_folder(&ImageFolder::load(path, size, prefix)?)
         }
     } else if name.ends_with(".pkl.gz") {
-        dataset(ImageDataset::from_mnist_pkl_gz(path, DatasetSplit::Test)?)
+        dataset(ImageDataset::from_mnist_pkl_gz(path, split)?)
     } else if name.ends_with("-images-idx3-ubyte.gz") {
         let labels = path.with_file_name(name.replace("-images-idx3-", "-labels-idx1-"));
         dataset(ImageDataset::from_idx_gz(path, labels)?)
     } else if name.ends_with(".safetensors") {
-        // The other commands' convention: metrics on the test split.
+        // The other commands' convention: index % 5 == 4 is the test split.
         let max = if size == 8 { 16.0 } else { 255.0 };
-        let (_, test) = ImageDataset::load(path, max)
+        let (train, test) = ImageDataset::load(path, max)
             .with_context(|| format!("loading {}", path.display()))?
             .split();
-        dataset(test)
+        dataset(match split {
+            DatasetSplit::Train => train,
+            DatasetSplit::Valid | DatasetSplit::Test => test,
+        })
     } else if !path.exists() {
-        bail!("--data '{}': no such file or folder", path.display());
+        bail!("{flag} '{}': no such file or folder", path.display());
     } else {
         bail!(
-            "--data '{}': not an image folder, a safetensors image set, mnist.pkl.gz or \
+            "{flag} '{}': not an image folder, a safetensors image set, mnist.pkl.gz or \
              *-images-idx3-ubyte.gz",
             path.display()
         );

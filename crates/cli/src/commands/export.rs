@@ -1,31 +1,41 @@
 //! `burn-compress export`: a zoo model (dense weights, a sped-up `<base>.bpk` + `<base>.plan.json`,
-//! or a quantized model from `quantize`) as an ONNX file (opset 17), f32 or QDQ int8.
+//! a quantized model from `quantize` or a one-shot compressed one from `prune` / `quantize
+//! --save-model`) as an ONNX file (opset 17), f32 or QDQ int8; also smollm2-135m (its `.gguf`, or
+//! a saved model with `--gguf` for the architecture), whose output is the logits.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
 use burn_compress::core::{FixStructure, ModuleIndex};
+use burn_compress::graph::capture;
 use burn_compress::graph::onnx::{OnnxOptions, export};
 use burn_compress::oneshot::OneShotMeta;
 use burn_compress::quant::{CalibrationConfig, export_qdq, load_quantized};
 use burn_compress::speedup::load_pruned;
-use burn_compress::zoo::{AnyModel, dispatch};
+use burn_compress::zoo::gguf::GgufFile;
+use burn_compress::zoo::{AnyModel, Llama, dispatch};
 use burn_compress::zoo_capture::capture_zoo;
 
 /// Arguments of `export`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Zoo architecture (`burn-compress list` names them; e.g. lenet5, resnet18).
+    /// Zoo architecture (`burn-compress list` names them; e.g. lenet5, resnet18), or
+    /// smollm2-135m.
     #[arg(long)]
     arch: String,
     /// Dense weights with PyTorch state_dict names (safetensors).
     #[arg(long, conflicts_with = "model", required_unless_present = "model")]
     weights: Option<PathBuf>,
     /// A model file this tool wrote: a sped-up model (`<base>.bpk` next to `<base>.plan.json`,
-    /// from `speedup` or `run`) or a quantized model (from `quantize --out`).
+    /// from `speedup` or `run`), a quantized model (from `quantize --out`) or a one-shot
+    /// compressed model (`prune` / `quantize --save-model`; not one with int8 activations).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// smollm2-135m with --model: the `.gguf` whose metadata gives the architecture (the saved
+    /// model holds only the weights).
+    #[arg(long)]
+    gguf: Option<PathBuf>,
     /// Example input shape, comma-separated (`1,1,28,28`; token ids `batch,seq`); the first
     /// dimension is written as the symbol `batch`.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -49,7 +59,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--format '{}': only 'onnx' is supported", args.format);
     }
     let device = Device::flex();
-    let arch: burn_compress::zoo::Arch = args.arch.parse()?;
+    if args.arch != SMOLLM2 && args.gguf.is_some() {
+        bail!(
+            "--gguf gives smollm2-135m's architecture; '{}' does not take it",
+            args.arch
+        );
+    }
+    let arch = if args.arch == SMOLLM2 {
+        None
+    } else {
+        Some(args.arch.parse::<burn_compress::zoo::Arch>()?)
+    };
     if let Some(path) = &args.model
         && let Some(meta) = OneShotMeta::read(path)?
         && let Some(bits) = meta.activation_bits
@@ -64,16 +84,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             OneShotMeta::path_for(path).display()
         );
     }
+    let mut options = OnnxOptions::default();
+    if args.fixed_batch {
+        options = options.with_fixed_batch();
+    }
+    let Some(arch) = arch else {
+        let bytes = export_smollm2(&args, &options, &device)?;
+        return write(&args, &bytes);
+    };
     let model = match (&args.weights, &args.model) {
         (Some(w), _) => AnyModel::load(arch, w, &device)?,
         (None, Some(path)) => load_model_file(AnyModel::init(arch, &device), path)?,
         (None, None) => bail!("give --weights or --model"),
     };
     let graph = capture_zoo(&model, &args.input_shape)?;
-    let mut options = OnnxOptions::default();
-    if args.fixed_batch {
-        options = options.with_fixed_batch();
-    }
     let bytes = match &args.calibration {
         None => dispatch!(&model, m => export(&graph, m, &options))?,
         Some(path) => {
@@ -85,7 +109,50 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })?
         }
     };
-    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    write(&args, &bytes)
+}
+
+/// The CLI name of SmolLM2-135M.
+const SMOLLM2: &str = "smollm2-135m";
+
+/// smollm2-135m's logits for token ids `[batch, seq]`: the shipped `.gguf` (`--weights`) or a
+/// saved model (`--model`) shaped by `--gguf`.
+fn export_smollm2(args: &Args, options: &OnnxOptions, device: &Device) -> anyhow::Result<Vec<u8>> {
+    if let Some(path) = &args.calibration {
+        bail!(
+            "--calibration '{}': the QDQ int8 export is for the zoo's image models, not {SMOLLM2}",
+            path.display()
+        );
+    }
+    let &[batch, seq] = args.input_shape.as_slice() else {
+        bail!(
+            "--input-shape {:?}: {SMOLLM2} takes token ids [batch, seq]",
+            args.input_shape
+        );
+    };
+    let model = match (&args.weights, &args.model) {
+        (Some(w), _) => Llama::load(w, device)?,
+        (None, Some(path)) => {
+            let Some(gguf) = &args.gguf else {
+                bail!(
+                    "--model '{}': give --gguf PATH, the {SMOLLM2} .gguf that gives its \
+                     architecture",
+                    path.display()
+                );
+            };
+            let template = Llama::from_gguf(&GgufFile::open(gguf)?, device)?;
+            load_compressed(template, path)?
+        }
+        (None, None) => bail!("give --weights or --model"),
+    };
+    let graph = capture(&model, |m, d| {
+        m.forward(Tensor::<2, Int>::zeros([batch, seq], d))
+    })?;
+    Ok(export(&graph, &model, options)?)
+}
+
+fn write(args: &Args, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(&args.out, bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "wrote {} ({} bytes, opset {}, input 'input' {:?} with a {} batch, output 'output'{})",
         args.out.display(),

@@ -1,29 +1,36 @@
 //! One-shot post-training compression from `prune` and `quantize`: when the algorithm (`--algorithm`
 //! or the config's `[algorithm] name`) is a one-shot pruner (magnitude, wanda, sparsegpt) or
 //! quantizer (rtn, gptq, awq, smoothquant), the command calibrates a pretrained transformer
-//! (smollm2-135m from its `.gguf`, minilm-l6 from its model directory) on a text, compresses it
-//! block by block ([`burn_compress::oneshot`]), prints a summary per Linear kind and, with
-//! `--save-model`, writes the model and its sidecar for `eval` and `export`.
+//! (smollm2-135m from its `.gguf`, minilm-l6 from its model directory) on a text and compresses
+//! it block by block, or a zoo image model (lenet5, resnet18, ...) on images and compresses its
+//! Linears and convolutions layer by layer ([`burn_compress::oneshot`]); it prints a summary per
+//! Linear kind (per layer for image models) and, with `--save-model`, writes the model and its
+//! sidecar for `eval` and `export`.
 //!
 //! The options come from the config's `[algorithm]` table, read as plain TOML: a one-shot config
 //! needs no `[[config_list]]` (and one with rules is refused: the methods compress every block
-//! Linear and would not honour them).
+//! Linear and would not honour them); its `ignore = ["mlp.down_proj", "conv1"]` (llm-compressor's
+//! key) leaves layers dense.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
+use burn_compress::core::dataset::DatasetSplit;
 use burn_compress::core::oneshot::{ActivationQuant, BlockModel};
 use burn_compress::core::toml;
 use burn_compress::oneshot::{self, OneShotMeta, SequentialOptions, SequentialReport};
 use burn_compress::quant::rtn::{Scheme, Strategy};
 use burn_compress::zoo::gguf::GgufFile;
-use burn_compress::zoo::{Arch, Llama, LlamaTokenizer, MiniLm};
+use burn_compress::zoo::{
+    AnyModel, Arch, ImageClassifier, Llama, LlamaTokenizer, MiniLm, dispatch,
+};
 use burn_compress::{AlgorithmEntry, AlgorithmKind};
 use serde_json::json;
 
 use crate::cli::{ModelArgs, ModelConfigArgs};
+use crate::commands::eval::labelled_images;
 use crate::table::{percent, table};
 
 /// The CLI name of SmolLM2-135M.
@@ -34,13 +41,20 @@ pub const MINILM: &str = "minilm-l6";
 /// The flags of one-shot methods, shared by `prune` and `quantize`.
 #[derive(clap::Args, Debug, Default)]
 pub struct OneShotArgs {
-    /// One-shot methods: the calibration text (UTF-8; tokenized with the model's tokenizer,
-    /// windows drawn at random offsets with seed 0).
+    /// One-shot methods: the calibration data. For smollm2-135m and minilm-l6 a text (UTF-8;
+    /// tokenized with the model's tokenizer, windows drawn at random offsets with seed 0); for
+    /// image models an image folder, a safetensors image set, `mnist.pkl.gz`, a Fashion-MNIST
+    /// folder or `*-images-idx3-ubyte.gz` (the training split of sets that have one; images
+    /// drawn with seed 0).
     #[arg(long, value_name = "PATH")]
     pub calib: Option<PathBuf>,
-    /// One-shot methods: calibration windows.
-    #[arg(long, default_value_t = 32)]
-    pub calib_samples: usize,
+    /// One-shot methods: calibration windows (text; default 32) or images (default 128).
+    #[arg(long)]
+    pub calib_samples: Option<usize>,
+    /// One-shot methods on image models: the file-name prefix of the images to read from an
+    /// image folder --calib (default `mnist` for the LeNets, `imagenet` for 1000-class models).
+    #[arg(long)]
+    pub calib_prefix: Option<String>,
     /// One-shot methods: tokens per calibration window (default 256 for smollm2-135m, 128 for
     /// minilm-l6, which takes at most 512).
     #[arg(long)]
@@ -66,8 +80,14 @@ impl OneShotArgs {
         if self.calib.is_some() {
             v.push("--calib");
         }
+        if self.calib_samples.is_some() {
+            v.push("--calib-samples");
+        }
         if self.calib_seqlen.is_some() {
             v.push("--calib-seqlen");
+        }
+        if self.calib_prefix.is_some() {
+            v.push("--calib-prefix");
         }
         if self.true_sequential {
             v.push("--true-sequential");
@@ -166,28 +186,39 @@ pub fn resolve(cli_name: Option<&str>, input: &ModelConfigArgs) -> anyhow::Resul
     }))
 }
 
-/// The transformers one-shot methods run on.
+/// The transformers one-shot methods compress block by block, calibrated on text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transformer {
     SmolLm2,
     MiniLm,
 }
 
-impl Transformer {
+/// What a one-shot method runs on: a transformer, block by block on text, or a zoo image
+/// model, layer by layer on images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Text(Transformer),
+    Images(Arch),
+}
+
+impl Target {
     fn parse(arch: &str, method: &str) -> anyhow::Result<Self> {
         match arch {
-            SMOLLM2 => Ok(Self::SmolLm2),
-            MINILM => Ok(Self::MiniLm),
+            SMOLLM2 => Ok(Self::Text(Transformer::SmolLm2)),
+            MINILM => Ok(Self::Text(Transformer::MiniLm)),
             other => match other.parse::<Arch>() {
+                Ok(Arch::MiniLmL6) => Ok(Self::Text(Transformer::MiniLm)),
+                Ok(a) if !a.takes_tokens() => Ok(Self::Images(a)),
                 Ok(a) => bail!(
-                    "'{a}' is not a transformer: one-shot methods ('{method}') apply to the \
-                     transformers {SMOLLM2} and {MINILM}"
+                    "'{a}' takes token ids and has no pretrained weights or calibration text: \
+                     one-shot methods ('{method}') apply to {SMOLLM2}, {MINILM} and the image \
+                     models"
                 ),
                 Err(_) => {
                     let names: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
                     bail!(
-                        "unknown architecture '{other}' (one-shot methods take {SMOLLM2} or \
-                         {MINILM}; the zoo has {})",
+                        "unknown architecture '{other}' (one-shot methods take {SMOLLM2}, \
+                         {MINILM} or an image model; the zoo has {})",
                         names.join(", ")
                     )
                 }
@@ -197,11 +228,25 @@ impl Transformer {
 
     fn name(self) -> &'static str {
         match self {
-            Self::SmolLm2 => SMOLLM2,
-            Self::MiniLm => MINILM,
+            Self::Text(Transformer::SmolLm2) => SMOLLM2,
+            Self::Text(Transformer::MiniLm) => MINILM,
+            Self::Images(a) => a.name(),
         }
     }
 
+    fn default_samples(self) -> usize {
+        match self {
+            Self::Text(_) => 32,
+            Self::Images(_) => 128,
+        }
+    }
+
+    fn images(self) -> bool {
+        matches!(self, Self::Images(_))
+    }
+}
+
+impl Transformer {
     fn default_seq_len(self) -> usize {
         match self {
             Self::SmolLm2 => 256,
@@ -221,17 +266,49 @@ struct Outcome {
 /// Run `method` on `model` as `prune` / `quantize` do for one-shot methods.
 ///
 /// # Errors
-/// Bad options (naming the key), an arch that is not a transformer (named), a missing or short
-/// calibration text (named), the engine's errors, unwritable files.
+/// Bad options (naming the key), an arch one-shot methods do not take (named), a missing or
+/// short calibration text or data set (named), a method that needs a transformer's blocks on an
+/// image model, the engine's errors, unwritable files.
 pub fn run(
     model: &ModelArgs,
     method: &Method,
     args: &OneShotArgs,
     json: bool,
 ) -> anyhow::Result<()> {
-    let arch = Transformer::parse(&model.arch, &method.name)?;
+    let target = Target::parse(&model.arch, &method.name)?;
     // Options first: a bad key fails before minutes of loading.
-    let built = oneshot::method(&method.name, &method.options)?;
+    let (method_options, ignore) = split_ignore(&method.options)?;
+    let built = oneshot::method(&method.name, &method_options)?;
+    let options = SequentialOptions {
+        propagate_error: !args.no_propagate_error,
+        true_sequential: args.true_sequential,
+        ignore,
+        ..Default::default()
+    };
+    let samples = args.calib_samples.unwrap_or(target.default_samples());
+    let transformer = match target {
+        Target::Text(t) => t,
+        Target::Images(arch) => {
+            let run = ImageRun {
+                arch,
+                model,
+                method,
+                built: built.as_ref(),
+                options,
+                samples,
+            };
+            return run.run(args, json);
+        }
+    };
+    let device = Device::flex();
+    let activations = built.activation_quant();
+    let meta_for = |report: &SequentialReport| oneshot::meta(report, &method.options, activations);
+    if args.calib_prefix.is_some() {
+        bail!(
+            "--calib-prefix selects images of a folder; '{}' calibrates on text",
+            target.name()
+        );
+    }
     let Some(calib) = &args.calib else {
         bail!(
             "'{}' calibrates on text: give --calib PATH (e.g. data/external/austen/emma.txt)",
@@ -240,17 +317,9 @@ pub fn run(
     };
     let text = std::fs::read_to_string(calib)
         .with_context(|| format!("reading the calibration text --calib '{}'", calib.display()))?;
-    let seq_len = args.calib_seqlen.unwrap_or(arch.default_seq_len());
-    let options = SequentialOptions {
-        propagate_error: !args.no_propagate_error,
-        true_sequential: args.true_sequential,
-        ..Default::default()
-    };
-    let device = Device::flex();
-    let activations = built.activation_quant();
+    let seq_len = args.calib_seqlen.unwrap_or(transformer.default_seq_len());
     let short = || format!("the calibration text --calib '{}'", calib.display());
-    let meta_for = |report: &SequentialReport| oneshot::meta(report, &method.options, activations);
-    let outcome = match arch {
+    let outcome = match transformer {
         Transformer::SmolLm2 => {
             if !model.weights.is_file() {
                 // Llama::load's message names the fetch command.
@@ -259,8 +328,8 @@ pub fn run(
             let gguf = GgufFile::open(&model.weights)?;
             let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
             let ids = tokenizer.encode(&text)?;
-            let windows = oneshot::calibration_windows(&ids, args.calib_samples, seq_len, 0)
-                .with_context(short)?;
+            let windows =
+                oneshot::calibration_windows(&ids, samples, seq_len, 0).with_context(short)?;
             let llama = Llama::from_gguf(&gguf, &device)?;
             compress_and_save(
                 llama,
@@ -283,8 +352,8 @@ pub fn run(
             }
             let tokenizer = MiniLm::tokenizer(&model.weights)?;
             let ids = tokenizer.encode(&text)?;
-            let windows = oneshot::calibration_windows(&ids, args.calib_samples, seq_len, 0)
-                .with_context(short)?;
+            let windows =
+                oneshot::calibration_windows(&ids, samples, seq_len, 0).with_context(short)?;
             compress_and_save(
                 minilm,
                 &windows,
@@ -297,7 +366,100 @@ pub fn run(
             .with_tokens(ids.len(), activations)
         }
     };
-    print_report(arch, method, args, &options, &outcome, json)
+    print_report(target, method, args, &options, &outcome, json)
+}
+
+/// The `ignore` key of a one-shot `[algorithm]` table (llm-compressor's): layers to leave
+/// dense, as full paths (`conv1`, `model.layers.0.mlp.down_proj`) or relative to a transformer
+/// block (`mlp.down_proj`); and the other options, which are the method's.
+///
+/// # Errors
+/// `ignore` that is not an array of strings.
+fn split_ignore(options: &toml::Table) -> anyhow::Result<(toml::Table, Vec<String>)> {
+    let mut rest = options.clone();
+    let Some(value) = rest.remove("ignore") else {
+        return Ok((rest, Vec::new()));
+    };
+    let bad =
+        || anyhow::anyhow!("[algorithm] ignore: expected an array of layer paths, got {value}");
+    let list = value.as_array().ok_or_else(bad)?;
+    let ignore = list
+        .iter()
+        .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((rest, ignore))
+}
+
+/// [`run`] for an image model: layer by layer on calibration images (the training split of a
+/// data set that has one; 16 per forward pass).
+struct ImageRun<'a> {
+    arch: Arch,
+    model: &'a ModelArgs,
+    method: &'a Method,
+    built: &'a dyn burn_compress::core::oneshot::OneShot,
+    options: SequentialOptions,
+    samples: usize,
+}
+
+impl ImageRun<'_> {
+    fn run(self, args: &OneShotArgs, json: bool) -> anyhow::Result<()> {
+        let Self {
+            arch,
+            model,
+            method,
+            built,
+            mut options,
+            samples,
+        } = self;
+        oneshot::check_layerwise(built)?;
+        for (given, flag) in [
+            (args.calib_seqlen.is_some(), "--calib-seqlen"),
+            (args.true_sequential, "--true-sequential"),
+        ] {
+            if given {
+                bail!(
+                    "{flag} is for transformers' blocks; '{arch}' is compressed layer by layer \
+                     on whole images"
+                );
+            }
+        }
+        options.true_sequential = false;
+        let Some(calib) = &args.calib else {
+            bail!(
+                "'{}' calibrates on images: give --calib PATH (an image folder, a safetensors \
+                 image set, mnist.pkl.gz or *-images-idx3-ubyte.gz; e.g. \
+                 data/mnist5k.safetensors for lenet5)",
+                method.name
+            );
+        };
+        let device = Device::flex();
+        let images = labelled_images(
+            calib,
+            "--calib",
+            arch,
+            args.calib_prefix.as_deref(),
+            DatasetSplit::Train,
+        )?;
+        let batches = oneshot::calibration_images(&images, samples, 16, 0, &device)
+            .with_context(|| format!("the calibration data --calib '{}'", calib.display()))?;
+        let any = AnyModel::load(arch, &model.weights, &device)?;
+        let outcome = dispatch!(images any, m => {
+            let (compressed, report) = oneshot::compress_layerwise(
+                m,
+                &batches,
+                |m, x| m.classify(x),
+                built,
+                &options,
+            )?;
+            let meta = oneshot::meta(&report, &method.options, None);
+            let saved = save_model(&compressed, args, &meta)?;
+            Outcome { report, tokens: images.len(), activations: None, saved }
+        }, t => {
+            let _ = t;
+            bail!("'{arch}' takes token ids")
+        });
+        print_report(Target::Images(arch), method, args, &options, &outcome, json)
+    }
 }
 
 impl Outcome {
@@ -318,22 +480,29 @@ fn compress_and_save<M: BlockModel>(
     meta: impl Fn(&SequentialReport) -> OneShotMeta,
 ) -> anyhow::Result<Outcome> {
     let (compressed, report) = oneshot::compress(model, windows, method, options, device)?;
-    let saved = match &args.save_model {
-        Some(path) => {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            Some(oneshot::save(&compressed, path, &meta(&report))?)
-        }
-        None => None,
-    };
+    let saved = save_model(&compressed, args, &meta(&report))?;
     Ok(Outcome {
         report,
         tokens: 0,
         activations: None,
         saved,
     })
+}
+
+/// `--save-model`: the model and its sidecar.
+fn save_model<M: Module>(
+    model: &M,
+    args: &OneShotArgs,
+    meta: &OneShotMeta,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    let Some(path) = &args.save_model else {
+        return Ok(None);
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(Some(oneshot::save(model, path, meta)?))
 }
 
 /// A Linear's kind: its path after the block index (`model.layers.3.self_attn.q_proj` ->
@@ -388,7 +557,7 @@ fn activations_text(a: Option<ActivationQuant>) -> String {
 }
 
 fn print_report(
-    arch: Transformer,
+    target: Target,
     method: &Method,
     args: &OneShotArgs,
     options: &SequentialOptions,
@@ -398,11 +567,15 @@ fn print_report(
     let report = &outcome.report;
     let pruner = method.kind == AlgorithmKind::OneShotPruner;
     let grid = (!pruner).then(|| weight_grid(method)).flatten();
-    // Per Linear kind, in first-seen order.
+    // Per Linear kind, in first-seen order (per layer for image models, whose layers differ).
     let mut order: Vec<&str> = Vec::new();
     let mut kinds: BTreeMap<&str, Vec<&oneshot::LinearOutcome>> = BTreeMap::new();
     for l in &report.linears {
-        let k = linear_kind(&l.path);
+        let k = if target.images() {
+            l.path.as_str()
+        } else {
+            linear_kind(&l.path)
+        };
         if !kinds.contains_key(k) {
             order.push(k);
         }
@@ -443,16 +616,24 @@ fn print_report(
                 })
             })
             .collect();
+        let calibration = if target.images() {
+            json!({
+                "data": args.calib, "data_images": outcome.tokens,
+                "samples": report.samples, "seed": 0,
+            })
+        } else {
+            json!({
+                "text": args.calib, "text_tokens": outcome.tokens,
+                "samples": report.samples, "seq_len": report.seq_len, "seed": 0,
+            })
+        };
         let out = json!({
-            "arch": arch.name(), "algorithm": method.name,
+            "arch": target.name(), "algorithm": method.name,
             "kind": if pruner { "one-shot pruner" } else { "one-shot quantizer" },
             "options": method.options.to_string(),
             "weights": grid, "activations": activations_text(outcome.activations),
             "activation_bits": outcome.activations.map(|ActivationQuant::PerTokenDynamic { bits }| bits),
-            "calibration": {
-                "text": args.calib, "text_tokens": outcome.tokens,
-                "samples": report.samples, "seq_len": report.seq_len, "seed": 0,
-            },
+            "calibration": calibration,
             "engine": {
                 "propagate_error": options.propagate_error,
                 "true_sequential": options.true_sequential,
@@ -473,7 +654,7 @@ fn print_report(
     }
     let what = if pruner { "sparsity" } else { "weights" };
     let mut t = table(&[
-        "Linear",
+        if target.images() { "layer" } else { "Linear" },
         "count",
         "shape",
         what,
@@ -505,22 +686,43 @@ fn print_report(
             format!("{:.2}", ls.iter().map(|l| l.seconds).sum::<f64>()),
         ]);
     }
-    println!(
-        "{} on {}: {} Linears, calibration {} x {} tokens of {}",
-        method.name,
-        arch.name(),
-        report.linears.len(),
-        report.samples,
-        report.seq_len,
-        args.calib.as_deref().unwrap_or(Path::new("")).display()
-    );
+    let calib = args.calib.as_deref().unwrap_or(Path::new("")).display();
+    if target.images() {
+        println!(
+            "{} on {}: {} layers (Linear, Conv2d), calibration {} images of {calib}",
+            method.name,
+            target.name(),
+            report.linears.len(),
+            report.samples,
+        );
+    } else {
+        println!(
+            "{} on {}: {} Linears, calibration {} x {} tokens of {calib}",
+            method.name,
+            target.name(),
+            report.linears.len(),
+            report.samples,
+            report.seq_len,
+        );
+    }
     println!("{t}");
     if pruner {
         println!(
-            "block Linears: {} of {total} weights zero ({})",
+            "{}: {} of {total} weights zero ({})",
+            if target.images() {
+                "compressed layers"
+            } else {
+                "block Linears"
+            },
             zeros,
             percent(sparsity)
         );
+    }
+    // An image model's notes name the layers left dense (a transformer's are per block).
+    if target.images() {
+        for note in &report.notes {
+            println!("note: {note}");
+        }
     }
     println!(
         "activations: {}; dead columns {}; fallbacks {}; {:.1} s; engine peak {:.1} MiB",

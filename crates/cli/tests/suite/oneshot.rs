@@ -1,7 +1,7 @@
 //! One-shot methods from `prune` / `quantize` (`--calib`, `--save-model`) on the real
-//! all-MiniLM-L6-v2 (`data/external/minilm-l6`, `cargo xtask fetch minilm-l6`), the saved
-//! model read back by `eval` (and refused by `export` when its activations are quantized), and
-//! bad input.
+//! all-MiniLM-L6-v2 (`data/external/minilm-l6`, `cargo xtask fetch minilm-l6`) and, layer by
+//! layer on MNIST images, on the bundled LeNet-5; the saved model read back by `eval` and
+//! `export` (which refuses quantized activations), and bad input.
 
 use std::path::{Path, PathBuf};
 
@@ -11,12 +11,14 @@ use burn::prelude::*;
 use burn_compress::core::oneshot::ActivationQuant;
 use burn_compress::oneshot::{self, OneShotMeta};
 use burn_compress::quant::load_quantized;
-use burn_compress::zoo::MiniLm;
+use burn_compress::zoo::{LeNet5, MiniLm, load_pytorch_safetensors};
 use serde_json::Value;
 
 use crate::cli::{refused, root, run, stderr};
 
 const MINILM: &str = "data/external/minilm-l6";
+const LENET5: &str = "data/lenet5-mnist5k.safetensors";
+const MNIST: &str = "data/mnist5k.safetensors";
 const EMMA: &str = "data/external/austen/emma.txt";
 
 /// A fresh folder for one test's files.
@@ -177,6 +179,22 @@ fn wanda_prunes_half_of_every_row_of_every_minilm_encoder_linear_and_eval_reads_
         fidelity > 0.5 && fidelity < 0.9999,
         "pruned vs dense embeddings: {fidelity}"
     );
+
+    // `export` writes it (the zeros stay zeros in the ONNX initializers).
+    let onnx = dir.join("x.onnx");
+    let out = run(&[
+        "export",
+        "--arch",
+        "minilm-l6",
+        "--model",
+        saved.to_str().unwrap(),
+        "--input-shape",
+        "1,16",
+        "--out",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 10_000_000);
 }
 
 #[test]
@@ -345,19 +363,49 @@ fn one_shot_bad_input_is_refused_naming_the_culprit() {
     ]);
     refused(&o, "mask_structure");
     assert!(stderr(&o).contains("3:2"), "{}", stderr(&o));
-    // An image classifier.
-    let o = prune(
+    // An image model calibrates on images, layer by layer: a text is not a data set, block
+    // options do not apply, AWQ needs blocks, an ignored layer must exist.
+    let lenet = |config: &str, rest: &[&str]| prune("lenet5", LENET5, config, rest);
+    let o = lenet(&wanda, &["--calib", &short]);
+    refused(&o, "not an image folder, a safetensors image set");
+    assert!(stderr(&o).contains(&short), "{}", stderr(&o));
+    let o = lenet(&wanda, &["--calib", MNIST, "--calib-seqlen", "8"]);
+    refused(
+        &o,
+        "--calib-seqlen is for transformers' blocks; 'lenet5' is compressed layer by layer",
+    );
+    let o = lenet(&wanda, &[]);
+    refused(&o, "'wanda' calibrates on images: give --calib PATH");
+    let o = lenet(&wanda, &["--calib", MNIST, "--calib-samples", "5000"]);
+    refused(
+        &o,
+        "5000 calibration images asked for (--calib-samples), the data set holds 4000",
+    );
+    let typo = file(
+        &dir,
+        "typo.toml",
+        "[algorithm]\nsparsity = 0.5\nignore = [\"conv3\"]\n",
+    );
+    let o = lenet(&typo, &["--calib", MNIST, "--calib-samples", "8"]);
+    refused(&o, "ignore: the model's forward calls no layer 'conv3'");
+    let o = run(&[
+        "quantize",
+        "--arch",
         "lenet5",
-        "data/lenet5-mnist5k.safetensors",
-        &wanda,
-        &["--calib", &short],
+        "--weights",
+        LENET5,
+        "--algorithm",
+        "awq",
+        "--calib",
+        MNIST,
+    ]);
+    refused(
+        &o,
+        "'awq' balances each Linear against the norm or Linear feeding it",
     );
-    refused(&o, "'lenet5' is not a transformer");
-    assert!(
-        stderr(&o).contains("smollm2-135m and minilm-l6"),
-        "{}",
-        stderr(&o)
-    );
+    // A token model without pretrained weights.
+    let o = prune("tiny-transformer", LENET5, &wanda, &["--calib", &short]);
+    refused(&o, "'tiny-transformer' takes token ids");
     // A config that cannot be read is not skipped (the method would run with defaults).
     let o = prune(
         "minilm-l6",
@@ -416,4 +464,240 @@ fn one_shot_bad_input_is_refused_naming_the_culprit() {
         "2",
     ]);
     refused(&o, "image quantizers take --calib-batches N");
+}
+
+/// Test-split top-1 of LeNet-5 (`eval --weights` or `--model`).
+fn lenet_accuracy(flag: &str, path: &Path) -> f64 {
+    let eval = json(&[
+        "eval",
+        "--arch",
+        "lenet5",
+        flag,
+        path.to_str().unwrap(),
+        "--data",
+        MNIST,
+        "--json",
+    ]);
+    eval["metrics"]["top1"].as_f64().unwrap()
+}
+
+#[test]
+fn sparsegpt_prunes_lenet5_layer_by_layer_on_mnist_far_better_than_magnitude() {
+    let dir = temp_dir("lenet");
+    let config = file(&dir, "sparse.toml", "[algorithm]\nsparsity = 0.7\n");
+    let prune = |algorithm: &str| {
+        let saved = dir.join(format!("{algorithm}.bpk"));
+        let report = json(&[
+            "prune",
+            "--arch",
+            "lenet5",
+            "--weights",
+            LENET5,
+            "--algorithm",
+            algorithm,
+            "--config",
+            &config,
+            "--calib",
+            MNIST,
+            "--calib-samples",
+            "256",
+            "--save-model",
+            saved.to_str().unwrap(),
+            "--json",
+        ]);
+        (report, saved)
+    };
+    let (report, sparsegpt) = prune("sparsegpt");
+    assert_eq!(report["arch"], "lenet5");
+    assert_eq!(report["calibration"]["samples"], 256);
+    assert_eq!(
+        report["calibration"]["data_images"], 4000,
+        "the training split"
+    );
+    let layers: Vec<(&str, u64, u64)> = report["linears"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let s = l["shape"].as_array().unwrap();
+            let n = s[0].as_u64().unwrap() * s[1].as_u64().unwrap();
+            (l["path"].as_str().unwrap(), n, l["zeros"].as_u64().unwrap())
+        })
+        .collect();
+    let paths: Vec<&str> = layers.iter().map(|l| l.0).collect();
+    assert_eq!(paths, ["conv1", "conv2", "fc1", "fc2", "fc3"]);
+    // conv1 is [6, 1 x 5 x 5], conv2 [16, 6 x 5 x 5].
+    assert_eq!((layers[0].1, layers[1].1), (150, 2400));
+    for (path, n, zeros) in &layers {
+        let s = *zeros as f64 / *n as f64;
+        assert!((s - 0.7).abs() < 0.01, "{path}: {zeros} of {n}");
+    }
+    let (_, magnitude) = prune("magnitude");
+
+    let dense = lenet_accuracy("--weights", Path::new(LENET5));
+    let model = |p: &Path| lenet_accuracy("--model", p);
+    let (s, m) = (model(&sparsegpt), model(&magnitude));
+    eprintln!("lenet5 70%: dense {dense:.4}, sparsegpt {s:.4}, magnitude {m:.4}");
+    assert!(s > m + 0.1, "sparsegpt {s} vs magnitude {m}");
+    assert!(s > dense - 0.05, "sparsegpt {s} vs dense {dense}");
+
+    // `export` writes the pruned model.
+    let onnx = dir.join("sparsegpt.onnx");
+    let out = run(&[
+        "export",
+        "--arch",
+        "lenet5",
+        "--model",
+        sparsegpt.to_str().unwrap(),
+        "--input-shape",
+        "1,1,28,28",
+        "--out",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 10_000);
+}
+
+#[test]
+fn gptq_quantizes_every_lenet5_row_to_its_int3_grid() {
+    let dir = temp_dir("lenet-gptq");
+    let config = file(
+        &dir,
+        "int3.toml",
+        "[algorithm.weights]\nnum_bits = 3\nstrategy = \"channel\"\nsymmetric = true\n",
+    );
+    let quantize = |algorithm: &str| {
+        let saved = dir.join(format!("{algorithm}.bpk"));
+        let report = json(&[
+            "quantize",
+            "--arch",
+            "lenet5",
+            "--weights",
+            LENET5,
+            "--algorithm",
+            algorithm,
+            "--config",
+            &config,
+            "--calib",
+            MNIST,
+            "--calib-samples",
+            "128",
+            "--save-model",
+            saved.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(report["weights"], "int3 symmetric, per channel");
+        assert_eq!(report["linears"].as_array().unwrap().len(), 5);
+        saved
+    };
+    let (gptq, rtn) = (quantize("gptq"), quantize("rtn"));
+    // Every output row of every layer holds at most 2^3 distinct values.
+    let device = Device::flex();
+    let dense =
+        load_pytorch_safetensors(LeNet5::new(&device), &root().join(LENET5), "lenet5").unwrap();
+    let q = load_quantized(dense.clone(), &gptq).unwrap();
+    let rows_of = |w: Vec<f32>, out: usize| -> Vec<Vec<f32>> {
+        let cols = w.len() / out;
+        (0..out)
+            .map(|o| w[o * cols..(o + 1) * cols].to_vec())
+            .collect()
+    };
+    let convs = [(&q.conv1, &dense.conv1), (&q.conv2, &dense.conv2)];
+    // (quantized rows, dense rows) per layer.
+    type Rows = Vec<Vec<f32>>;
+    let mut layers: Vec<(Rows, Rows)> = convs
+        .iter()
+        .map(|(a, b)| {
+            let out = a.weight.val().dims()[0];
+            let host =
+                |c: &burn::nn::conv::Conv2d| c.weight.val().into_data().iter::<f32>().collect();
+            (rows_of(host(a), out), rows_of(host(b), out))
+        })
+        .collect();
+    for (a, b) in [
+        (&q.fc1, &dense.fc1),
+        (&q.fc2, &dense.fc2),
+        (&q.fc3, &dense.fc3),
+    ] {
+        layers.push((rows(&a.weight), rows(&b.weight)));
+    }
+    for (l, (qr, dr)) in layers.iter().enumerate() {
+        assert_ne!(qr, dr, "layer {l} unchanged");
+        for (o, row) in qr.iter().enumerate() {
+            let mut distinct: Vec<u32> = row.iter().map(|v| v.to_bits()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert!(
+                distinct.len() <= 8,
+                "layer {l} row {o}: {} values",
+                distinct.len()
+            );
+        }
+    }
+    let model = |p: &Path| lenet_accuracy("--model", p);
+    let (g, r) = (model(&gptq), model(&rtn));
+    let dense_acc = lenet_accuracy("--weights", Path::new(LENET5));
+    eprintln!("lenet5 int3: dense {dense_acc:.4}, gptq {g:.4}, rtn {r:.4}");
+    assert!(g >= r, "gptq {g} vs rtn {r}");
+}
+
+#[test]
+fn a_wanda_pruned_smollm2_is_exported_with_its_gguf_architecture() {
+    const GGUF: &str = "data/external/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
+    let dir = temp_dir("smollm2");
+    let config = file(&dir, "wanda.toml", "[algorithm]\nsparsity = 0.5\n");
+    let saved = dir.join("w.bpk");
+    let report = json(&[
+        "prune",
+        "--arch",
+        "smollm2-135m",
+        "--weights",
+        GGUF,
+        "--algorithm",
+        "wanda",
+        "--config",
+        &config,
+        "--calib",
+        EMMA,
+        "--calib-samples",
+        "2",
+        "--calib-seqlen",
+        "16",
+        "--save-model",
+        saved.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(report["linears"].as_array().unwrap().len(), 30 * 7);
+    assert_eq!(report["sparsity"].as_f64().unwrap(), 0.5);
+    let onnx = dir.join("w.onnx");
+    let export = |rest: &[&str]| {
+        let args = [
+            &[
+                "export",
+                "--arch",
+                "smollm2-135m",
+                "--model",
+                saved.to_str().unwrap(),
+                "--out",
+                onnx.to_str().unwrap(),
+            ][..],
+            rest,
+        ]
+        .concat();
+        run(&args)
+    };
+    refused(
+        &export(&["--input-shape", "1,8"]),
+        "give --gguf PATH, the smollm2-135m .gguf that gives its architecture",
+    );
+    refused(
+        &export(&["--input-shape", "1,8,3", "--gguf", GGUF]),
+        "--input-shape [1, 8, 3]: smollm2-135m takes token ids [batch, seq]",
+    );
+    assert!(!onnx.exists());
+    let out = export(&["--input-shape", "1,8", "--gguf", GGUF]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 135M f32 weights.
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 500_000_000);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -55,6 +55,8 @@ impl<'a> Shape<'a> {
             OperationIr::BaseInt(b) => match b {
                 Base::Reshape(s) => Shape::IntReshape(s),
                 Base::RepeatDim(r) => Shape::Repeat(r, false),
+                // Token-type ids (BERT's `zeros_like(ids)`).
+                Base::Zeros(c) | Base::Ones(c) => Shape::Create(op, &c.out),
                 _ => return None,
             },
             OperationIr::NumericFloat(_, N::Full(f)) => Shape::Create(op, &f.out),
@@ -125,6 +127,12 @@ impl OpRule for Shape<'_> {
                     OperationIr::BaseFloat(Base::Zeros(_)) => B::float_zeros(shape, device, dtype),
                     OperationIr::BaseFloat(Base::Ones(_)) => B::float_ones(shape, device, dtype),
                     OperationIr::BaseFloat(Base::Empty(_)) => B::float_empty(shape, device, dtype),
+                    OperationIr::BaseInt(Base::Zeros(_)) => {
+                        B::int_zeros(shape, device, out.dtype.into())
+                    }
+                    OperationIr::BaseInt(Base::Ones(_)) => {
+                        B::int_ones(shape, device, out.dtype.into())
+                    }
                     OperationIr::NumericFloat(_, N::Full(f)) => {
                         B::float_full(shape, f.value.into(), device, dtype)
                     }
@@ -233,7 +241,9 @@ impl OpRule for Shape<'_> {
             Shape::Create(op, out) => {
                 let value = match op {
                     OperationIr::NumericFloat(_, N::Full(f)) => f.value.elem::<f64>(),
-                    OperationIr::BaseFloat(Base::Ones(_)) => 1.0,
+                    OperationIr::BaseFloat(Base::Ones(_)) | OperationIr::BaseInt(Base::Ones(_)) => {
+                        1.0
+                    }
                     _ => 0.0,
                 };
                 w.filled(out, value)

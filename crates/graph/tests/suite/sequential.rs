@@ -10,7 +10,7 @@ use compress_core::oneshot::{
     BlockModel, BlockOps, BlockReport, InputStats, LinearReport, LinearSlot, OneShot,
     SparsityProfile, SparsitySpec, StatNeeds,
 };
-use compress_graph::sequential::{SequentialOptions, compress_sequential};
+use compress_graph::sequential::{SequentialOptions, compress_layerwise, compress_sequential};
 use compress_zoo::{Llama, LlamaConfig};
 
 fn tiny(device: &Device) -> Llama {
@@ -364,6 +364,339 @@ fn ignored_linears_are_left_alone_and_an_empty_calibration_set_is_refused() {
     let err = compress_sequential(model, empty, &method, &options).unwrap_err();
     assert!(
         err.to_string().contains("calibration set is empty"),
+        "{err}"
+    );
+}
+
+/// A CNN without blocks: two convolutions (the second strided), a depthwise one, a Linear.
+#[derive(Module, Debug)]
+struct SmallCnn {
+    conv1: burn::nn::conv::Conv2d,
+    conv2: burn::nn::conv::Conv2d,
+    depthwise: burn::nn::conv::Conv2d,
+    fc: burn::nn::Linear,
+}
+
+impl SmallCnn {
+    fn new(device: &Device) -> Self {
+        use burn::nn::PaddingConfig2d;
+        use burn::nn::conv::Conv2dConfig;
+        Self {
+            conv1: Conv2dConfig::new([2, 4], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            conv2: Conv2dConfig::new([4, 4], [3, 3])
+                .with_stride([2, 2])
+                .init(device),
+            depthwise: Conv2dConfig::new([4, 4], [1, 1])
+                .with_groups(4)
+                .init(device),
+            fc: burn::nn::LinearConfig::new(16, 3).init(device),
+        }
+    }
+    fn conv2_input(&self, x: Tensor<4>) -> Tensor<4> {
+        burn::tensor::activation::relu(self.conv1.forward(x))
+    }
+    fn fc_input(&self, x: Tensor<4>) -> Tensor<2> {
+        let y = self
+            .depthwise
+            .forward(self.conv2.forward(self.conv2_input(x)));
+        let [n, ..] = y.dims();
+        y.reshape([n, 16])
+    }
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.fc_input(x))
+    }
+}
+
+fn images(device: &Device) -> Vec<Tensor<4>> {
+    // Two batches of different sizes: two captures.
+    vec![
+        Tensor::random([3, 2, 6, 6], Distribution::Normal(0.0, 1.0), device),
+        Tensor::random([2, 2, 6, 6], Distribution::Normal(0.0, 1.0), device),
+    ]
+}
+
+/// `2 / n * sum(rows^T rows)` over `[n_rows, d]` row blocks, `n` the number of images.
+fn hessian_of(blocks: &[(usize, Vec<f64>)], d: usize, n: usize) -> Vec<f64> {
+    let mut h = vec![0.0; d * d];
+    for (rows, x) in blocks {
+        for r in 0..*rows {
+            for i in 0..d {
+                for j in 0..d {
+                    h[i * d + j] += 2.0 * x[r * d + i] * x[r * d + j] / n as f64;
+                }
+            }
+        }
+    }
+    h
+}
+
+/// A convolution input's im2col rows `[n * positions, c * kh * kw]`.
+fn unfolded(x: Tensor<4>, kernel: [usize; 2], stride: usize, padding: usize) -> (usize, Vec<f64>) {
+    use burn::tensor::module::unfold4d;
+    use burn::tensor::ops::UnfoldOptions;
+    let cols = unfold4d(
+        x,
+        kernel,
+        UnfoldOptions::new([stride, stride], [padding, padding], [1, 1]),
+    );
+    let [n, ckk, l] = cols.dims();
+    let rows = cols.swap_dims(1, 2).reshape([n * l, ckk]);
+    (
+        n * l,
+        rows.into_data().iter::<f32>().map(f64::from).collect(),
+    )
+}
+
+/// Records each layer's statistics and weight; zeroes `conv1` when `zero_conv1`.
+struct LayerRecorder {
+    zero_conv1: bool,
+    seen: Mutex<Vec<(String, InputStats, Dense<f32>)>>,
+}
+
+impl LayerRecorder {
+    fn new(zero_conv1: bool) -> Self {
+        Self {
+            zero_conv1,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+    fn get(&self, path: &str) -> (InputStats, Dense<f32>) {
+        let seen = self.seen.lock().unwrap();
+        let (_, s, w) = seen.iter().find(|(p, ..)| p == path).unwrap();
+        (s.clone(), w.clone())
+    }
+}
+
+impl OneShot for LayerRecorder {
+    fn name(&self) -> &str {
+        "layer-recorder"
+    }
+    fn needs(&self) -> StatNeeds {
+        StatNeeds {
+            hessian: true,
+            sq_norm: true,
+            ..StatNeeds::default()
+        }
+    }
+    fn compress_linear(&self, linear: &mut LinearSlot<'_>) -> compress_core::Result<LinearReport> {
+        self.seen.lock().unwrap().push((
+            linear.path.to_string(),
+            linear.stats.clone(),
+            linear.weight.clone(),
+        ));
+        if self.zero_conv1 && linear.path == "conv1" {
+            linear.weight.data_mut().fill(0.0);
+        }
+        Ok(LinearReport::default())
+    }
+}
+
+fn host(x: Tensor<4>) -> Vec<f64> {
+    x.into_data().iter::<f32>().map(f64::from).collect()
+}
+
+#[test]
+fn a_convolution_is_compressed_as_a_linear_on_its_unfolded_input() {
+    let device = Device::flex();
+    let model = SmallCnn::new(&device);
+    let xs = images(&device);
+    let method = LayerRecorder::new(false);
+    let options = SequentialOptions {
+        propagate_error: false,
+        ..SequentialOptions::default()
+    };
+    let (after, report) =
+        compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &method, &options).unwrap();
+    let paths: Vec<&str> = report.linears.iter().map(|l| l.path.as_str()).collect();
+    assert_eq!(paths, ["conv1", "conv2", "fc"]);
+    assert_eq!(
+        report.notes,
+        ["'depthwise' is a grouped convolution (4 groups): left dense"]
+    );
+    assert_eq!((report.samples, report.seq_len), (5, 1));
+    assert_eq!(report.linears[0].shape, [4, 18]);
+    assert_eq!(report.linears[1].shape, [4, 36]);
+    assert_eq!(report.linears[2].shape, [3, 16]);
+
+    // conv1: the Hessian of its padded 3x3 patches, and the flattened weight times those
+    // patches (plus the bias) is the convolution.
+    let blocks: Vec<_> = xs
+        .iter()
+        .map(|x| unfolded(x.clone(), [3, 3], 1, 1))
+        .collect();
+    let (s, w) = method.get("conv1");
+    assert_eq!((s.samples, s.tokens), (5, 5 * 36));
+    assert_close(
+        s.hessian.as_ref().unwrap().data(),
+        &hessian_of(&blocks, 18, 5),
+        1e-5,
+        "conv1 H",
+    );
+    // Wanda's norms are the same rows': the Hessian's diagonal over 2.
+    let h = s.hessian.as_ref().unwrap().data();
+    let diag: Vec<f64> = (0..18).map(|j| h[j * 18 + j] / 2.0).collect();
+    assert_close(s.sq_norm.as_ref().unwrap(), &diag, 1e-9, "conv1 sq_norm");
+    let (rows, patches) = &blocks[0];
+    let out = host(model.conv1.forward(xs[0].clone())); // [3, 4, 6, 6]
+    let bias: Vec<f32> = model
+        .conv1
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    for r in 0..*rows {
+        let (img, pos) = (r / 36, r % 36);
+        for o in 0..4 {
+            let dot: f64 = (0..18)
+                .map(|k| f64::from(w.data()[o * 18 + k]) * patches[r * 18 + k])
+                .sum::<f64>()
+                + f64::from(bias[o]);
+            let want = out[(img * 4 + o) * 36 + pos];
+            assert!(
+                (dot - want).abs() < 1e-4,
+                "row {r} out {o}: {dot} vs {want}"
+            );
+        }
+    }
+    // conv2: stride 2, no padding, on relu(conv1).
+    let blocks: Vec<_> = xs
+        .iter()
+        .map(|x| unfolded(model.conv2_input(x.clone()), [3, 3], 2, 0))
+        .collect();
+    let (s, _) = method.get("conv2");
+    assert_eq!(s.tokens, 5 * 4);
+    assert_close(
+        s.hessian.as_ref().unwrap().data(),
+        &hessian_of(&blocks, 36, 5),
+        1e-5,
+        "conv2 H",
+    );
+    // fc: one row per image; its weight is Burn's [in, out] transposed.
+    let blocks: Vec<_> = xs
+        .iter()
+        .map(|x| {
+            let y = model.fc_input(x.clone());
+            (
+                y.dims()[0],
+                y.into_data().iter::<f32>().map(f64::from).collect(),
+            )
+        })
+        .collect();
+    let (s, w) = method.get("fc");
+    assert_eq!((s.samples, s.tokens), (5, 5));
+    assert_close(
+        s.hessian.as_ref().unwrap().data(),
+        &hessian_of(&blocks, 16, 5),
+        1e-5,
+        "fc H",
+    );
+    let burn_w: Vec<f32> = model.fc.weight.val().into_data().iter::<f32>().collect(); // [16, 3]
+    assert_eq!(w.data()[2 * 16 + 5], burn_w[5 * 3 + 2]);
+    // Nothing was changed: the same function.
+    let (a, b) = (model.forward(xs[0].clone()), after.forward(xs[0].clone()));
+    assert!((a - b).abs().max().into_scalar::<f32>() < 1e-6);
+}
+
+#[test]
+fn each_layer_sees_the_earlier_layers_compressed_unless_propagation_is_off() {
+    let device = Device::flex();
+    let model = SmallCnn::new(&device);
+    let xs = images(&device);
+    let conv2_h = |m: &SmallCnn| {
+        let blocks: Vec<_> = xs
+            .iter()
+            .map(|x| unfolded(m.conv2_input(x.clone()), [3, 3], 2, 0))
+            .collect();
+        hessian_of(&blocks, 36, 5)
+    };
+    for propagate in [true, false] {
+        let method = LayerRecorder::new(true);
+        let options = SequentialOptions {
+            propagate_error: propagate,
+            ..SequentialOptions::default()
+        };
+        let (after, _) =
+            compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &method, &options).unwrap();
+        let zero = after.conv1.weight.val().abs().sum().into_scalar::<f32>();
+        assert_eq!(zero, 0.0);
+        let want = if propagate {
+            conv2_h(&after)
+        } else {
+            conv2_h(&model)
+        };
+        let (s, _) = method.get("conv2");
+        assert_close(
+            s.hessian.as_ref().unwrap().data(),
+            &want,
+            1e-5,
+            &format!("propagate {propagate}"),
+        );
+        assert_ne!(conv2_h(&after), conv2_h(&model));
+    }
+}
+
+#[test]
+fn layerwise_refuses_block_methods_and_empty_calibration_and_honours_ignore() {
+    let device = Device::flex();
+    let model = SmallCnn::new(&device);
+    let xs = images(&device);
+    let options = SequentialOptions {
+        ignore: vec!["conv2".into()],
+        ..SequentialOptions::default()
+    };
+    let method = LayerRecorder::new(false);
+    let (_, report) =
+        compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &method, &options).unwrap();
+    let paths: Vec<&str> = report.linears.iter().map(|l| l.path.as_str()).collect();
+    assert_eq!(paths, ["conv1", "fc"]);
+
+    let typo = SequentialOptions {
+        ignore: vec!["conv3".into()],
+        ..SequentialOptions::default()
+    };
+    let err = compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &method, &typo)
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "graph replay: ignore: the model's forward calls no layer 'conv3'"
+    );
+
+    let empty: Vec<Tensor<4>> = vec![Tensor::zeros([0, 2, 6, 6], &device)];
+    let err = compress_layerwise(
+        model.clone(),
+        &empty,
+        |m, x| m.forward(x),
+        &method,
+        &options,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "graph replay: the calibration set is empty (no inputs)"
+    );
+
+    // A method that needs cached inputs (AWQ's smoothing) needs a transformer's blocks.
+    let inputs = Recorder::new(
+        StatNeeds {
+            inputs: true,
+            ..StatNeeds::default()
+        },
+        false,
+    );
+    let err = compress_layerwise(model, &xs, |m, x| m.forward(x), &inputs, &options)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("'recorder' balances each Linear against the norm or Linear feeding it")
+            && err.contains("use magnitude, wanda, sparsegpt, rtn or gptq"),
         "{err}"
     );
 }

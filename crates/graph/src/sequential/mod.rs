@@ -19,6 +19,9 @@
 //! Under OWL ([`SparsityProfile::Owl`]) a first pass over the dense model computes every
 //! block's outlier fraction of Wanda scores and from it the block's sparsity.
 //!
+//! Models without blocks (CNNs, MLPs) go through [`compress_layerwise`]: every Linear and 2-D
+//! convolution, one at a time, on their (unfolded) inputs.
+//!
 //! Memory stays bounded by one block: the cache of its inputs and outputs, the statistics of
 //! its Linears (a `d_in x d_in` f64 Hessian per distinct input) and, when the method asks for
 //! them ([`StatNeeds::inputs`]), the block's Linear inputs. [`SequentialReport::peak_bytes`]
@@ -40,6 +43,10 @@ use compress_core::{CompressError, Dense};
 
 use crate::replay::{Replay, Site, Tap};
 use crate::{GraphError, Result};
+
+mod layerwise;
+
+pub use layerwise::{check_layerwise, compress_layerwise};
 
 /// How the engine walks the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +157,21 @@ pub fn compress_sequential<M: BlockModel>(
     let needs = method.needs();
     let spec = method.sparsity();
     let blocks = model.num_blocks();
+    if let Some(unknown) = options.ignore.iter().find(|i| {
+        !(0..blocks).any(|b| {
+            let prefix = model.block_path(b);
+            model
+                .linear_groups(b)
+                .iter()
+                .flatten()
+                .any(|l| ignored(std::slice::from_ref(*i), &prefix, l))
+        })
+    }) {
+        return Err(GraphError::Replay(format!(
+            "ignore: no block has a Linear '{unknown}' (give it relative to the block, \
+             `mlp.down_proj`, or as a full path)"
+        )));
+    }
     report.block_sparsity = match spec {
         None => Vec::new(),
         Some(spec) => match spec.profile {
