@@ -477,6 +477,10 @@ impl<F: FnMut(AutoEvent<'_>)> Runner<'_, '_, F> {
                 "sensitivity".into(),
                 compress_core::toml::Value::String(path.display().to_string()),
             );
+            // The search reads the table when it is built; the file is not needed after.
+            let built = entry.build_search(&options);
+            let _ = std::fs::remove_file(&path);
+            return Ok(built?);
         }
         Ok(entry.build_search(&options)?)
     }

@@ -339,7 +339,8 @@ fn unknown_metrics_keep_values_and_searches_are_typed_errors() {
 
 #[test]
 fn a_data_set_without_labels_is_refused_for_accuracy() {
-    let dir = std::env::temp_dir().join(format!("auto-labels-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("auto-labels-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("images-only.safetensors");
     let pixels = vec![0u8; 2 * 28 * 28];
@@ -363,7 +364,8 @@ fn a_data_set_without_labels_is_refused_for_accuracy() {
 #[test]
 fn the_recipe_step_auto_keeps_the_stages_and_adds_the_uniform_baseline() {
     use burn_compress::recipe::{Recipe, RunOptions, run};
-    let dir = std::env::temp_dir().join(format!("auto-recipe-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("auto-recipe-{}", std::process::id()));
     let text = format!(
         r#"
 seed = 2

@@ -93,7 +93,8 @@ fn quantized_models_and_the_quantization_replay_run_on_a_vulkan_device() {
         AnyModel::LeNet5(m) => m,
         _ => unreachable!(),
     };
-    let dir = std::env::temp_dir().join(format!("bc-gpu-quant-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-gpu-quant-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for dtype in ["int8", "int4"] {
         let config = CompressConfig::from_toml(&format!(

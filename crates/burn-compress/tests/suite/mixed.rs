@@ -96,7 +96,8 @@ fn lenet5_mixed_precision_is_5x_smaller_than_f32_within_half_a_point() {
     }
 
     // The real files: at least 5x smaller than f32's, exactly the size the plan measured.
-    let dir = std::env::temp_dir().join(format!("bc-mixed-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-mixed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f32_file = dir.join("f32.bpk");
     model.clone().save_file(&f32_file).unwrap();
@@ -256,7 +257,8 @@ fn budgets_choose_more_bits_when_they_allow_and_the_config_keeps_everything_else
             )
         })
         .collect();
-    let dir = std::env::temp_dir().join(format!("bc-mixed-budget-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-mixed-budget-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let smallest = save_quantized(
         &quantize_weights(&model, &all2, AffinePolicy::Error).unwrap(),

@@ -43,7 +43,8 @@ fn save_both(
     tag: &str,
     file: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf, f64) {
-    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f32_file = dir.join("f32.bpk");
     model.clone().save_file(&f32_file).unwrap();

@@ -95,7 +95,7 @@ fn a_short_recipe_trains_prunes_speeds_up_and_finetunes() {
          [[step]]\nkind = 'speedup'\n[[step]]\nkind = 'finetune'\nmax_steps = 2\n[[step]]\nkind = 'report'\n"
     ))
     .unwrap();
-    let out = std::env::temp_dir()
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("bc-recipe-{}", std::process::id()))
         .join("lenet5");
     let report = run(
@@ -284,7 +284,7 @@ fn a_pruned_and_quantized_recipe_output_loads_into_a_fresh_template() {
          [[step]]\nkind = 'speedup'\n[[step]]\nkind = 'quantize'\nconfig = 'configs/lenet5-ptq-int8.toml'\ncalib = 1\n"
     ))
     .unwrap();
-    let out = std::env::temp_dir()
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("bc-recipe-q-{}", std::process::id()))
         .join("lenet5");
     run(
@@ -372,7 +372,8 @@ fn values_of_the_wrong_type_are_refused_with_the_key_named() {
 
 #[test]
 fn a_report_step_writes_the_stage_table_and_json_and_a_prune_step_its_masks() {
-    let dir = std::env::temp_dir().join(format!("bc-recipe-report-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-recipe-report-{}", std::process::id()));
     let (table, json, masks) = (
         dir.join("stages.txt"),
         dir.join("stages.json"),

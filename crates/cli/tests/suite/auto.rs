@@ -22,7 +22,8 @@ fn auto(rest: &[&str]) -> Output {
 
 #[test]
 fn auto_writes_a_report_of_every_candidate_the_chosen_model_and_the_uniform_baseline() {
-    let dir = std::env::temp_dir().join(format!("cli-auto-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-auto-{}", std::process::id()));
     let report = dir.join("r.json");
     let plot = dir.join("r.svg");
     let out = auto(&[
@@ -81,7 +82,8 @@ fn auto_refuses_an_unknown_metric_an_unreachable_budget_and_an_empty_space() {
         "{}",
         stderr(&out)
     );
-    let dir = std::env::temp_dir().join(format!("cli-auto-bad-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-auto-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("none.toml");
     std::fs::write(

@@ -18,7 +18,8 @@ const SMOLLM2: &str = "data/external/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.ggu
 
 /// A fresh folder for one test's files.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bc-eval-{}-{name}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-eval-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -125,7 +125,8 @@ mod real {
     /// Writes `bytes` gzipped to a scratch file and returns its path.
     fn gz(name: &str, bytes: &[u8]) -> PathBuf {
         use std::io::Write;
-        let dir = std::env::temp_dir().join(format!("core-dataset-{}", std::process::id()));
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("core-dataset-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         let mut z = flate2::write::GzEncoder::new(

@@ -5,9 +5,10 @@
 //! A convolution is a Linear on its unfolded input (SparseGPT's and GPTQ's `nn.Unfold` route):
 //! its weight `[out, in / groups, kh, kw]` is the matrix `[out, in * kh * kw]`, and the tap turns
 //! the input `[n, in, h, w]` into the `n * positions` rows of `unfold4d` that matrix multiplies,
-//! so the Hessian, the channel norms and the column loops are the Linear ones. Grouped
-//! (depthwise) convolutions, 1-D / 3-D and transposed convolutions are left dense, each with a
-//! note.
+//! so the Hessian, the channel norms and the column loops are the Linear ones. A grouped
+//! (depthwise) convolution is one such Linear per group, each with the statistics of its own
+//! input channels (one batched matmul gives every group's Hessian). 1-D / 3-D and transposed
+//! convolutions are left dense, each with a note.
 //!
 //! With [`SequentialOptions::propagate_error`] (the default) each layer is observed with every
 //! earlier one already compressed, the model-wide form of the block engine's error propagation
@@ -26,8 +27,8 @@ use burn::tensor::ops::{PadMode, UnfoldOptions};
 use burn_ir::TensorId;
 use compress_core::Dense;
 use compress_core::oneshot::{
-    InputStats, LinearSlot, OneShot, SparsityProfile, StatNeeds, outlier_fraction, owl_densities,
-    wanda_scores,
+    InputStats, LinearReport, LinearSlot, OneShot, SparsityProfile, StatNeeds, outlier_fraction,
+    owl_densities, wanda_scores,
 };
 
 use super::{
@@ -44,6 +45,33 @@ struct Target {
     path: String,
     input: TensorId,
     window: Option<ConvWindow>,
+}
+
+impl Target {
+    /// Independent column groups: a grouped convolution's, else 1.
+    fn groups(&self) -> usize {
+        self.window.map_or(1, |w| w.groups.max(1))
+    }
+}
+
+fn stats_bytes_of(groups: &[InputStats]) -> usize {
+    let map: BTreeMap<String, InputStats> = groups
+        .iter()
+        .enumerate()
+        .map(|(g, s)| (g.to_string(), s.clone()))
+        .collect();
+    stats_bytes(&map)
+}
+
+/// `[out, cols]` as `groups` matrices of `out / groups` consecutive rows.
+fn split_rows(weight: &Dense<f32>, groups: usize) -> Vec<Dense<f32>> {
+    let [out, cols] = [weight.shape()[0], weight.shape()[1]];
+    let rows = out / groups.max(1);
+    weight
+        .data()
+        .chunks((rows * cols).max(1))
+        .map(|c| Dense::new(vec![rows, cols], c.to_vec()))
+        .collect()
 }
 
 /// Whether [`compress_layerwise`] can run `method`: not when it needs a transformer block's
@@ -131,9 +159,13 @@ pub fn compress_layerwise<M: Module, const D: usize, const DO: usize>(
                 let stats = replays.observe(&model, batches, &forward, &targets, sq)?;
                 let mut outliers = Vec::with_capacity(targets.len());
                 for t in &targets {
-                    let w = layer_weight(&model, t)?;
-                    let norms = stats[&t.path].sq_norm.as_deref().unwrap_or(&[]);
-                    outliers.push(outlier_fraction(wanda_scores(&w, norms).data(), m));
+                    let groups = split_rows(&layer_weight(&model, t)?, t.groups());
+                    let mut scores = Vec::new();
+                    for (w, s) in groups.iter().zip(&stats[&t.path]) {
+                        let norms = s.sq_norm.as_deref().unwrap_or(&[]);
+                        scores.extend_from_slice(wanda_scores(w, norms).data());
+                    }
+                    outliers.push(outlier_fraction(&scores, m));
                 }
                 owl_densities(&outliers, lambda, spec.sparsity)
                     .into_iter()
@@ -159,7 +191,8 @@ pub fn compress_layerwise<M: Module, const D: usize, const DO: usize>(
             .collect();
         let observed: Vec<Target> = group.iter().map(|&j| targets[j].clone()).collect();
         let stats = replays.observe(&model, batches, &forward, &observed, needs)?;
-        peak = peak.max(input_bytes + stats_bytes(&stats));
+        let held: usize = stats.values().map(|g| stats_bytes_of(g)).sum();
+        peak = peak.max(input_bytes + held);
         for &j in &group {
             let target = &targets[j];
             let s = sparsity.get(j).copied().unwrap_or(0.0);
@@ -196,12 +229,7 @@ fn targets(layers: &[crate::LayerIo], ignore: &[String]) -> Result<(Vec<Target>,
             continue;
         }
         let supported = match (l.kind, l.window) {
-            (LayerKind::Linear, _) => Ok(()),
-            (LayerKind::Conv2d, Some(w)) if w.groups == 1 => Ok(()),
-            (LayerKind::Conv2d, Some(w)) => Err(format!(
-                "'{path}' is a grouped convolution ({} groups): left dense",
-                w.groups
-            )),
+            (LayerKind::Linear, _) | (LayerKind::Conv2d, Some(_)) => Ok(()),
             (LayerKind::BatchNorm | LayerKind::LayerNorm | LayerKind::Embedding, _) => continue,
             (kind, _) => Err(format!(
                 "'{path}' is a {}: one-shot methods compress Linears and 2-D convolutions; left dense",
@@ -257,7 +285,8 @@ impl Replays {
     }
 
     /// Run `model` on every batch with taps on the inputs of `targets`: their statistics by
-    /// path (layers reading the same tensor through the same window share one accumulator).
+    /// path, one per column group (layers reading the same tensor through the same window share
+    /// one accumulator).
     fn observe<M: Module, const D: usize, const DO: usize>(
         &mut self,
         model: &M,
@@ -265,7 +294,7 @@ impl Replays {
         forward: &impl Fn(&M, Tensor<D>) -> Tensor<DO>,
         targets: &[Target],
         needs: StatNeeds,
-    ) -> Result<BTreeMap<String, InputStats>> {
+    ) -> Result<BTreeMap<String, Vec<InputStats>>> {
         let mut tap = StatTap::default();
         let mut owner: Vec<usize> = Vec::new();
         for t in targets {
@@ -288,9 +317,9 @@ impl Replays {
             tap.seen = vec![false; tap.readers.len()];
             let _: Tensor<DO> = replay.run(model, x.clone(), &mut tap)?;
         }
-        let mut finished: HashMap<usize, InputStats> = HashMap::new();
+        let mut finished: HashMap<usize, Vec<InputStats>> = HashMap::new();
         for (k, (_, _, acc)) in tap.readers.into_iter().enumerate() {
-            finished.insert(k, acc.finish().0);
+            finished.insert(k, acc.finish_groups().0);
         }
         Ok(targets
             .iter()
@@ -326,12 +355,19 @@ impl Tap for StatTap {
         self.seen[k] = true;
         let (_, window, acc) = &mut self.readers[k];
         let [n, c, rest] = value.dims();
-        let rows = match (*window, rank) {
-            (Some(w), 4) => unfold(value.clone(), &w, layer)?,
+        match (*window, rank) {
+            (Some(w), 4) => {
+                // `[n, positions, c * kh * kw]`, channel-major: group g's columns are contiguous.
+                let rows = unfold(value.clone(), &w, layer)?;
+                let [_, l, cols] = rows.dims();
+                let g = w.groups.max(1);
+                let grouped = rows.reshape([n * l, g, cols / g]).swap_dims(0, 1);
+                acc.add_groups(grouped, n, n * l);
+            }
             // `[n, features]` (tapped as `[n, features, 1]`): one row per input.
-            (None, 2) => value.clone().reshape([n, 1, c]),
+            (None, 2) => acc.add(value.clone().reshape([n, 1, c])),
             // A Linear on `[batch, seq, features]`: one row per token.
-            (None, 3) => value.clone(),
+            (None, 3) => acc.add(value.clone()),
             _ => {
                 return Err(GraphError::Replay(format!(
                     "the input of '{layer}' has rank {rank} ([{n}, {c}, {rest}]); expected a \
@@ -339,8 +375,7 @@ impl Tap for StatTap {
                      [n, channels, height, width]"
                 )));
             }
-        };
-        acc.add(rows);
+        }
         Ok(value)
     }
 }
@@ -390,45 +425,83 @@ fn layer_weight(model: &impl Module, target: &Target) -> Result<Dense<f32>> {
     }
 }
 
-/// Compress one layer with `method` and write it back.
+/// Compress one layer with `method` (each column group of a grouped convolution as its own
+/// Linear, named `path (group g of G)`) and write it back.
 fn compress<M: Module>(
     model: M,
     target: &Target,
-    stats: &InputStats,
+    stats: &[InputStats],
     method: &dyn OneShot,
     sparsity: f64,
 ) -> Result<(M, LinearOutcome)> {
     let full = target.path.as_str();
-    let mut weight = layer_weight(&model, target)?;
+    let weight = layer_weight(&model, target)?;
     let bias_path = format!("{full}.bias");
-    let mut bias = param_value(&model, &bias_path).map(|(_, v)| v);
+    let bias = param_value(&model, &bias_path).map(|(_, v)| v);
     let [out, inp] = [weight.shape()[0], weight.shape()[1]];
-    let start = Instant::now();
-    let report = method
-        .compress_linear(&mut LinearSlot {
-            path: full,
-            weight: &mut weight,
-            bias: bias.as_mut(),
-            stats,
-            sparsity,
-        })
-        .map_err(GraphError::from)?;
-    let seconds = start.elapsed().as_secs_f64();
-    if weight.shape() != [out, inp] {
-        return Err(GraphError::from(compress_err(
-            method.name(),
-            format!("changed the shape of '{full}' to {:?}", weight.shape()),
+    let groups = target.groups();
+    if stats.len() != groups || !out.is_multiple_of(groups) {
+        return Err(GraphError::Replay(format!(
+            "'{full}': {} statistics for {groups} groups of its {out} outputs",
+            stats.len()
         )));
     }
-    let weight_path = format!("{full}.weight");
+    let rows = out / groups;
+    let start = Instant::now();
+    let mut parts = split_rows(&weight, groups);
+    let mut new_bias = Vec::with_capacity(out);
+    let mut report = LinearReport::default();
+    let mut fallbacks = Vec::new();
+    for (g, (part, s)) in parts.iter_mut().zip(stats).enumerate() {
+        let path = if groups == 1 {
+            full.to_string()
+        } else {
+            format!("{full} (group {g} of {groups})")
+        };
+        let mut b = bias.as_ref().map(|b| b[g * rows..(g + 1) * rows].to_vec());
+        let r = method
+            .compress_linear(&mut LinearSlot {
+                path: &path,
+                weight: part,
+                bias: b.as_mut(),
+                stats: s,
+                sparsity,
+            })
+            .map_err(GraphError::from)?;
+        if part.shape() != [rows, inp] || b.as_ref().is_some_and(|b| b.len() != rows) {
+            return Err(GraphError::from(compress_err(
+                method.name(),
+                format!("changed the shape of '{path}' to {:?}", part.shape()),
+            )));
+        }
+        new_bias.extend(b.unwrap_or_default());
+        report.dead_columns += r.dead_columns;
+        report.damping_retries += r.damping_retries;
+        report.zeros += r.zeros;
+        report.loss = match (report.loss, r.loss) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        fallbacks.extend(r.fallback.map(|f| (path, f)));
+    }
+    report.fallback = match fallbacks.as_slice() {
+        [] => None,
+        [(_, why)] if groups == 1 => Some(why.clone()),
+        [(path, why), ..] => Some(format!(
+            "{} of {groups} groups; {path}: {why}",
+            fallbacks.len()
+        )),
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let flat: Vec<f32> = parts.into_iter().flat_map(Dense::into_data).collect();
     let stored = match target.window {
-        None => transpose(weight.data(), out, inp).into_data(),
-        Some(_) => weight.into_data(),
+        None => transpose(&flat, out, inp).into_data(),
+        Some(_) => flat,
     };
     let mut values = BTreeMap::new();
-    values.insert(weight_path, stored);
-    if let Some(b) = bias {
-        values.insert(bias_path, b);
+    values.insert(format!("{full}.weight"), stored);
+    if bias.is_some() {
+        values.insert(bias_path, new_bias);
     }
     Ok((
         set_params(model, values),

@@ -334,15 +334,20 @@ fn inputs_bytes(inputs: &BTreeMap<String, Vec<Tensor<3>>>) -> usize {
     inputs.values().map(|v| cache_bytes(v)).sum()
 }
 
-/// Streaming statistics of one tapped input.
+/// Streaming statistics of one tapped input, for `groups` independent column groups (a grouped
+/// convolution's; 1 for a Linear): every statistic carries a leading group axis.
 struct Acc {
     needs: StatNeeds,
     samples: usize,
     tokens: usize,
-    hessian: Option<Tensor<2>>,
-    sq: Option<Tensor<1>>,
-    abs_sum: Option<Tensor<1>>,
-    abs_max: Option<Tensor<1>>,
+    /// `[groups, d, d]`, f64.
+    hessian: Option<Tensor<3>>,
+    /// `[groups, d]`, f64.
+    sq: Option<Tensor<2>>,
+    /// `[groups, d]`, f64.
+    abs_sum: Option<Tensor<2>>,
+    /// `[groups, d]`.
+    abs_max: Option<Tensor<2>>,
     inputs: Vec<Tensor<3>>,
 }
 
@@ -360,54 +365,100 @@ impl Acc {
         }
     }
 
+    /// A Linear's input `[batch, seq, d]`.
     fn add(&mut self, x: Tensor<3>) {
         let [b, t, d] = x.dims();
-        self.samples += b;
-        self.tokens += b * t;
-        let flat = x.clone().reshape([b * t, d]);
-        let add1 = |acc: Option<Tensor<1>>, v: Tensor<1>| Some(acc.map_or(v.clone(), |a| a + v));
+        if self.needs.inputs {
+            self.inputs.push(x.clone());
+        }
+        self.add_groups(x.reshape([1, b * t, d]), b, b * t);
+    }
+
+    /// `rows` `[groups, n, d]`: `n` rows (tokens) of every group, from `samples` inputs.
+    fn add_groups(&mut self, rows: Tensor<3>, samples: usize, tokens: usize) {
+        let [g, _, d] = rows.dims();
+        self.samples += samples;
+        self.tokens += tokens;
+        let add2 = |acc: Option<Tensor<2>>, v: Tensor<2>| Some(acc.map_or(v.clone(), |a| a + v));
         if self.needs.hessian {
-            let x64 = flat.clone().cast(FloatDType::F64);
-            let h = x64.clone().transpose().matmul(x64);
+            let x64 = rows.clone().cast(FloatDType::F64);
+            let h = x64.clone().swap_dims(1, 2).matmul(x64);
             self.hessian = Some(self.hessian.take().map_or(h.clone(), |a| a + h));
         }
         if self.needs.sq_norm {
-            let v = flat.clone().powi_scalar(2).sum_dim(0).reshape([d]);
-            self.sq = add1(self.sq.take(), v.cast(FloatDType::F64));
+            let v = rows.clone().powi_scalar(2).sum_dim(1).reshape([g, d]);
+            self.sq = add2(self.sq.take(), v.cast(FloatDType::F64));
         }
         if self.needs.abs_mean {
-            let v = flat.clone().abs().sum_dim(0).reshape([d]);
-            self.abs_sum = add1(self.abs_sum.take(), v.cast(FloatDType::F64));
+            let v = rows.clone().abs().sum_dim(1).reshape([g, d]);
+            self.abs_sum = add2(self.abs_sum.take(), v.cast(FloatDType::F64));
         }
         if self.needs.abs_max {
-            let v = flat.abs().max_dim(0).reshape([d]);
+            let v = rows.abs().max_dim(1).reshape([g, d]);
             self.abs_max = Some(self.abs_max.take().map_or(v.clone(), |a| a.max_pair(v)));
-        }
-        if self.needs.inputs {
-            self.inputs.push(x);
         }
     }
 
+    /// The statistics of a one-group accumulator, and the kept inputs.
     fn finish(self) -> (InputStats, Vec<Tensor<3>>) {
+        let (mut groups, inputs) = self.finish_groups();
+        (groups.swap_remove(0), inputs)
+    }
+
+    /// The statistics of every group (the reference scalings: `2 / samples` for the Hessian,
+    /// `1 / samples` for the squared norms, `1 / tokens` for the mean), and the kept inputs.
+    fn finish_groups(self) -> (Vec<InputStats>, Vec<Tensor<3>>) {
         let n = self.samples.max(1) as f64;
-        let host64 = |t: Tensor<1>| -> Vec<f64> { t.into_data().iter::<f64>().collect() };
-        let stats = InputStats {
-            samples: self.samples,
-            tokens: self.tokens,
-            hessian: self.hessian.map(|h| {
-                let [d, _] = h.dims();
-                let v: Vec<f64> = h.into_data().iter::<f64>().map(|v| 2.0 * v / n).collect();
-                Dense::new(vec![d, d], v)
-            }),
-            sq_norm: self
-                .sq
-                .map(|t| host64(t).into_iter().map(|v| v / n).collect()),
-            abs_mean: self.abs_sum.map(|t| {
-                let tokens = self.tokens.max(1) as f64;
-                host64(t).into_iter().map(|v| v / tokens).collect()
-            }),
-            abs_max: self.abs_max.map(|t| t.into_data().iter::<f32>().collect()),
+        let tokens = self.tokens.max(1) as f64;
+        let host64 = |t: Tensor<2>| -> Vec<f64> { t.into_data().iter::<f64>().collect() };
+        let groups = [
+            self.hessian.as_ref().map(|h| h.dims()[0]),
+            self.sq.as_ref().map(|t| t.dims()[0]),
+            self.abs_sum.as_ref().map(|t| t.dims()[0]),
+            self.abs_max.as_ref().map(|t| t.dims()[0]),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or(1);
+        let hessian = self.hessian.map(|h| {
+            let [_, d, _] = h.dims();
+            let v: Vec<f64> = h.into_data().iter::<f64>().map(|v| 2.0 * v / n).collect();
+            (d, v)
+        });
+        let per_group = |v: Option<Vec<f64>>, scale: f64| -> Vec<Option<Vec<f64>>> {
+            match v {
+                None => vec![None; groups],
+                Some(v) => {
+                    let d = v.len() / groups;
+                    v.chunks(d.max(1))
+                        .map(|c| Some(c.iter().map(|x| x / scale).collect()))
+                        .collect()
+                }
+            }
         };
+        let sq = per_group(self.sq.map(host64), n);
+        let mean = per_group(self.abs_sum.map(host64), tokens);
+        let max: Vec<Option<Vec<f32>>> = match self.abs_max {
+            None => vec![None; groups],
+            Some(t) => {
+                let v: Vec<f32> = t.into_data().iter::<f32>().collect();
+                let d = v.len() / groups;
+                v.chunks(d.max(1)).map(|c| Some(c.to_vec())).collect()
+            }
+        };
+        let stats = (0..groups)
+            .map(|g| InputStats {
+                samples: self.samples,
+                tokens: self.tokens,
+                hessian: hessian
+                    .as_ref()
+                    .map(|(d, v)| Dense::new(vec![*d, *d], v[g * d * d..(g + 1) * d * d].to_vec())),
+                sq_norm: sq[g].clone(),
+                abs_mean: mean[g].clone(),
+                abs_max: max[g].clone(),
+            })
+            .collect();
         (stats, self.inputs)
     }
 }

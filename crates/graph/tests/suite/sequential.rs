@@ -368,7 +368,7 @@ fn ignored_linears_are_left_alone_and_an_empty_calibration_set_is_refused() {
     );
 }
 
-/// A CNN without blocks: two convolutions (the second strided), a depthwise one, a Linear.
+/// A CNN without blocks: two convolutions (the second strided), a depthwise 3x3 one, a Linear.
 #[derive(Module, Debug)]
 struct SmallCnn {
     conv1: burn::nn::conv::Conv2d,
@@ -388,7 +388,8 @@ impl SmallCnn {
             conv2: Conv2dConfig::new([4, 4], [3, 3])
                 .with_stride([2, 2])
                 .init(device),
-            depthwise: Conv2dConfig::new([4, 4], [1, 1])
+            depthwise: Conv2dConfig::new([4, 4], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .with_groups(4)
                 .init(device),
             fc: burn::nn::LinearConfig::new(16, 3).init(device),
@@ -397,10 +398,11 @@ impl SmallCnn {
     fn conv2_input(&self, x: Tensor<4>) -> Tensor<4> {
         burn::tensor::activation::relu(self.conv1.forward(x))
     }
+    fn depthwise_input(&self, x: Tensor<4>) -> Tensor<4> {
+        self.conv2.forward(self.conv2_input(x))
+    }
     fn fc_input(&self, x: Tensor<4>) -> Tensor<2> {
-        let y = self
-            .depthwise
-            .forward(self.conv2.forward(self.conv2_input(x)));
+        let y = self.depthwise.forward(self.depthwise_input(x));
         let [n, ..] = y.dims();
         y.reshape([n, 16])
     }
@@ -510,15 +512,13 @@ fn a_convolution_is_compressed_as_a_linear_on_its_unfolded_input() {
     let (after, report) =
         compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &method, &options).unwrap();
     let paths: Vec<&str> = report.linears.iter().map(|l| l.path.as_str()).collect();
-    assert_eq!(paths, ["conv1", "conv2", "fc"]);
-    assert_eq!(
-        report.notes,
-        ["'depthwise' is a grouped convolution (4 groups): left dense"]
-    );
+    assert_eq!(paths, ["conv1", "conv2", "depthwise", "fc"]);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
     assert_eq!((report.samples, report.seq_len), (5, 1));
     assert_eq!(report.linears[0].shape, [4, 18]);
     assert_eq!(report.linears[1].shape, [4, 36]);
-    assert_eq!(report.linears[2].shape, [3, 16]);
+    assert_eq!(report.linears[2].shape, [4, 9]);
+    assert_eq!(report.linears[3].shape, [3, 16]);
 
     // conv1: the Hessian of its padded 3x3 patches, and the flattened weight times those
     // patches (plus the bias) is the convolution.
@@ -537,7 +537,8 @@ fn a_convolution_is_compressed_as_a_linear_on_its_unfolded_input() {
     // Wanda's norms are the same rows': the Hessian's diagonal over 2.
     let h = s.hessian.as_ref().unwrap().data();
     let diag: Vec<f64> = (0..18).map(|j| h[j * 18 + j] / 2.0).collect();
-    assert_close(s.sq_norm.as_ref().unwrap(), &diag, 1e-9, "conv1 sq_norm");
+    // (the norms are summed in f32 per batch, the Hessian in f64)
+    assert_close(s.sq_norm.as_ref().unwrap(), &diag, 1e-6, "conv1 sq_norm");
     let (rows, patches) = &blocks[0];
     let out = host(model.conv1.forward(xs[0].clone())); // [3, 4, 6, 6]
     let bias: Vec<f32> = model
@@ -576,6 +577,50 @@ fn a_convolution_is_compressed_as_a_linear_on_its_unfolded_input() {
         1e-5,
         "conv2 H",
     );
+    // depthwise: each of its 4 groups is a Linear [1, 9] on its own channel's 3x3 patches, with
+    // that channel's Hessian.
+    let out = host(
+        model
+            .depthwise
+            .forward(model.depthwise_input(xs[0].clone())),
+    ); // [3, 4, 2, 2]
+    let bias: Vec<f32> = model
+        .depthwise
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    for g in 0..4 {
+        let channel = |x: &Tensor<4>| model.depthwise_input(x.clone()).narrow(1, g, 1);
+        let blocks: Vec<_> = xs
+            .iter()
+            .map(|x| unfolded(channel(x), [3, 3], 1, 1))
+            .collect();
+        let (s, w) = method.get(&format!("depthwise (group {g} of 4)"));
+        assert_eq!(w.shape(), [1, 9]);
+        assert_close(
+            s.hessian.as_ref().unwrap().data(),
+            &hessian_of(&blocks, 9, 5),
+            1e-5,
+            &format!("depthwise group {g} H"),
+        );
+        let (rows, patches) = &blocks[0];
+        for r in 0..*rows {
+            let (img, pos) = (r / 4, r % 4);
+            let dot: f64 = (0..9)
+                .map(|k| f64::from(w.data()[k]) * patches[r * 9 + k])
+                .sum::<f64>()
+                + f64::from(bias[g]);
+            let want = out[(img * 4 + g) * 4 + pos];
+            assert!(
+                (dot - want).abs() < 1e-4,
+                "group {g} row {r}: {dot} vs {want}"
+            );
+        }
+    }
     // fc: one row per image; its weight is Burn's [in, out] transposed.
     let blocks: Vec<_> = xs
         .iter()
@@ -653,7 +698,7 @@ fn layerwise_refuses_block_methods_and_empty_calibration_and_honours_ignore() {
     let (_, report) =
         compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &method, &options).unwrap();
     let paths: Vec<&str> = report.linears.iter().map(|l| l.path.as_str()).collect();
-    assert_eq!(paths, ["conv1", "fc"]);
+    assert_eq!(paths, ["conv1", "depthwise", "fc"]);
 
     let typo = SequentialOptions {
         ignore: vec!["conv3".into()],

@@ -20,7 +20,8 @@ use compress_zoo::{LeNet5, LeNet300100};
 const LENET: [&str; 5] = ["conv1", "conv2", "fc1", "fc2", "fc3"];
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bc-quant-{name}-{}", std::process::id()));
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-quant-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -618,7 +618,8 @@ fn nni_json_uses_pytorch_names_and_layout_and_round_trips() {
     let text = c.to_nni_json(&index).unwrap();
     assert_eq!(CalibrationConfig::from_nni_json(&text, &index).unwrap(), c);
 
-    let dir = std::env::temp_dir().join(format!("compress-quant-json-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("compress-quant-json-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("calibration.json");
     c.save_nni_json(&path, &index).unwrap();
@@ -645,7 +646,8 @@ fn safetensors_round_trip_keeps_burn_layout_and_metadata() {
     let c = nested_calibration();
     let bytes = c.to_bytes().unwrap();
     assert_eq!(CalibrationConfig::from_bytes(&bytes, "mem").unwrap(), c);
-    let dir = std::env::temp_dir().join(format!("compress-quant-st-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("compress-quant-st-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("calibration.safetensors");
     c.save(&path).unwrap();

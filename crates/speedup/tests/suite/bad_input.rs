@@ -176,7 +176,8 @@ fn a_plan_index_out_of_range_is_refused() {
 
 #[test]
 fn a_corrupt_plan_file_is_refused() {
-    let dir = std::env::temp_dir().join(format!("bc-badplan-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-badplan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("m.plan.json"),

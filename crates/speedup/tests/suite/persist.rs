@@ -15,7 +15,8 @@ fn a_pruned_model_round_trips_through_weights_and_plan_bit_exactly() {
         m.forward(Tensor::zeros([1, 1, 8, 8], d))
     })
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("bc-persist-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-persist-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (weights, plan) = save_pruned(&small, &report.plan, dir.join("cnn")).unwrap();
     assert!(weights.ends_with("cnn.bpk") && plan.ends_with("cnn.plan.json"));

@@ -786,7 +786,8 @@ fn llama_hidden_channels_leave_the_whole_residual_stream_exactly() {
 
     // Saved and loaded into a fresh template: the plan alone rescales the epsilons again (they
     // are not in the weights file), so the loaded model computes the same logits.
-    let dir = std::env::temp_dir().join(format!("bc-llama-hidden-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-llama-hidden-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     compress_speedup::save_pruned(&small, &report.plan, dir.join("llama")).unwrap();
     let loaded = compress_speedup::load_pruned(Llama::new(&device), dir.join("llama")).unwrap();

@@ -28,7 +28,8 @@ fn sample_masks() -> MaskSet {
 #[test]
 fn masks_round_trip_through_a_file_and_bool_masks_load_too() {
     let masks = sample_masks();
-    let dir = std::env::temp_dir().join(format!("bc-masks-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bc-masks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("m.safetensors");
     masks.save(&file).unwrap();

@@ -213,8 +213,8 @@ fn the_architecture_resolves_and_loads_the_model_directory() {
 /// A config of a 2-layer BERT with hidden 8, written with `tensors` (HF names and layouts) into
 /// a fresh directory; returns it.
 fn tiny_model_dir(name: &str, config: &str, skip: Option<&str>) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("compress-zoo-minilm-{}-{name}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("compress-zoo-minilm-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.json"), config).unwrap();
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
@@ -301,8 +301,8 @@ fn a_bert_of_any_config_loads_and_a_missing_key_is_named() {
 #[test]
 fn bad_model_directories_are_typed_errors_naming_the_culprit() {
     let device = Device::flex();
-    let empty =
-        std::env::temp_dir().join(format!("compress-zoo-minilm-{}-empty", std::process::id()));
+    let empty = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("compress-zoo-minilm-{}-empty", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     let message = MiniLm::load(&empty, &device).unwrap_err().to_string();
     assert!(message.contains("config.json"), "{message}");

@@ -248,7 +248,8 @@ fn tiny_llama(up_type: GgmlType) -> Vec<u8> {
 }
 
 fn write_temp(name: &str, bytes: &[u8]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("compress-zoo-{}-{name}", std::process::id()));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("compress-zoo-{}-{name}", std::process::id()));
     std::fs::write(&path, bytes).unwrap();
     path
 }
