@@ -44,6 +44,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use compress_core::oneshot::{ActivationQuant, BlockModel, OneShot};
 use compress_core::{AlgorithmEntry, AlgorithmKind, CompressError};
+use compress_graph::onnx::OnnxOptions;
 use compress_graph::{GraphError, Site, Tap};
 
 use crate::eval::LabelledImages;
@@ -260,18 +261,57 @@ impl ActivationQuantTap {
     /// The tap for every Linear of `model`'s blocks.
     pub fn new<M: BlockModel>(model: &M, quant: ActivationQuant) -> Self {
         let ActivationQuant::PerTokenDynamic { bits } = quant;
-        let linears = (0..model.num_blocks())
-            .flat_map(|i| {
-                let prefix = model.block_path(i);
-                model
-                    .linear_groups(i)
-                    .into_iter()
-                    .flatten()
-                    .map(move |l| format!("{prefix}.{l}"))
-            })
-            .collect();
-        Self { linears, bits }
+        Self {
+            linears: block_linears(model),
+            bits,
+        }
     }
+}
+
+/// The full paths of every Linear of `model`'s blocks: the layers whose inputs W8A8 quantizes.
+fn block_linears<M: BlockModel>(model: &M) -> BTreeSet<String> {
+    (0..model.num_blocks())
+        .flat_map(|i| {
+            let prefix = model.block_path(i);
+            model
+                .linear_groups(i)
+                .into_iter()
+                .flatten()
+                .map(move |l| format!("{prefix}.{l}"))
+        })
+        .collect()
+}
+
+/// `options` for exporting `graph` (a capture of `model`'s forward) with `quant`'s activations:
+/// the input of every block Linear quantized per token at run time in the ONNX graph, as
+/// [`ActivationQuantTap`] does in Burn.
+///
+/// # Errors
+/// [`OneShotError::Graph`] when a block Linear has no call in `graph` (named).
+pub fn onnx_options_with_activations<M: BlockModel>(
+    model: &M,
+    graph: &compress_graph::Graph,
+    quant: ActivationQuant,
+    options: OnnxOptions,
+) -> Result<OnnxOptions> {
+    let ActivationQuant::PerTokenDynamic { bits } = quant;
+    let linears = block_linears(model);
+    let calls = compress_graph::layer_calls(graph);
+    let mut per_token = std::collections::HashMap::new();
+    for linear in &linears {
+        let mut found = false;
+        for call in calls.iter().filter(|c| &c.layer == linear) {
+            per_token.insert(call.input.id, bits);
+            found = true;
+        }
+        if !found {
+            return Err(GraphError::Export(format!(
+                "the captured forward has no call of the block Linear '{linear}'"
+            ))
+            .into());
+        }
+    }
+    Ok(options.with_per_token(per_token))
 }
 
 impl Tap for ActivationQuantTap {

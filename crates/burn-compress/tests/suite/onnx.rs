@@ -225,3 +225,50 @@ fn a_llama_decoder_exported_to_onnx_matches_burn_in_tract() {
     let d = max_diff(&expected, &got);
     assert!(d <= 1e-4, "llama: max |burn - tract| = {d}");
 }
+
+#[test]
+fn a_w8a8_llama_exported_with_per_token_activations_matches_the_tapped_burn_forward() {
+    use burn_compress::core::oneshot::ActivationQuant;
+    use burn_compress::oneshot::{
+        ActivationQuantTap, forward_tapped, onnx_options_with_activations,
+    };
+    use burn_compress::zoo::LlamaConfig;
+    let device = Device::flex();
+    let model = LlamaConfig {
+        layers: 2,
+        hidden: 16,
+        ffn: 24,
+        heads: 4,
+        kv_heads: 2,
+        rope_base: 10_000.0,
+        rms_eps: 1e-5,
+        vocab: 40,
+    }
+    .init(&device);
+    let graph =
+        compress_graph::capture(&model, |m, d| m.forward(Tensor::<2, Int>::zeros([1, 6], d)))
+            .unwrap();
+    let quant = ActivationQuant::PerTokenDynamic { bits: 8 };
+    let options =
+        onnx_options_with_activations(&model, &graph, quant, OnnxOptions::default()).unwrap();
+    // q, k and v read one tensor, gate and up another: 4 distinct inputs per block.
+    assert_eq!(options.per_token.len(), 2 * 4);
+    let bytes = export(&graph, &model, &options).unwrap();
+    let ids: Vec<i64> = inputs(12, 9)
+        .iter()
+        .map(|v| ((v + 1.0) * 19.9) as i64)
+        .collect();
+    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [2, 6]), &device);
+    let mut tap = ActivationQuantTap::new(&model, quant);
+    // (`forward_tapped` ends with the model's head: these are logits)
+    let tapped = forward_tapped(&model, x.clone(), &mut tap).unwrap();
+    let want: Vec<f32> = tapped.into_data().try_to_vec().unwrap();
+    let float: Vec<f32> = model.forward(x).into_data().try_to_vec().unwrap();
+    let got = run_tract(&bytes, tract::Tensor::from_shape(&[2, 6], &ids).unwrap());
+    let (d, moved) = (max_diff(&want, &got), max_diff(&want, &float));
+    assert!(d <= 1e-4, "max |burn int8 - tract int8| = {d}");
+    assert!(
+        moved > 100.0 * d.max(1e-7),
+        "int8 activations moved the logits by {moved}"
+    );
+}

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
+use burn_compress::core::oneshot::ActivationQuant;
 use burn_compress::core::{FixStructure, ModuleIndex};
 use burn_compress::graph::capture;
 use burn_compress::graph::onnx::{OnnxOptions, export};
-use burn_compress::oneshot::OneShotMeta;
+use burn_compress::oneshot::{self, OneShotMeta};
 use burn_compress::quant::{CalibrationConfig, export_qdq, load_quantized};
 use burn_compress::speedup::load_pruned;
 use burn_compress::zoo::gguf::GgufFile;
@@ -29,7 +30,8 @@ pub struct Args {
     weights: Option<PathBuf>,
     /// A model file this tool wrote: a sped-up model (`<base>.bpk` next to `<base>.plan.json`,
     /// from `speedup` or `run`), a quantized model (from `quantize --out`) or a one-shot
-    /// compressed model (`prune` / `quantize --save-model`; not one with int8 activations).
+    /// compressed model (`prune` / `quantize --save-model`; a W8A8 one, whose sidecar says its
+    /// activations are quantized per token, is written with that quantization as ONNX ops).
     #[arg(long)]
     model: Option<PathBuf>,
     /// smollm2-135m with --model: the `.gguf` whose metadata gives the architecture (the saved
@@ -70,18 +72,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Some(args.arch.parse::<burn_compress::zoo::Arch>()?)
     };
-    if let Some(path) = &args.model
-        && let Some(meta) = OneShotMeta::read(path)?
-        && let Some(bits) = meta.activation_bits
-    {
+    // A one-shot W8A8 model runs with per-token int8 activations (its sidecar says so): the
+    // ONNX graph quantizes every block Linear's input the same way.
+    let activations = match &args.model {
+        Some(path) => OneShotMeta::read(path)?.and_then(|m| m.activations()),
+        None => None,
+    };
+    if let (Some(_), Some(cal)) = (activations, &args.calibration) {
         bail!(
-            "'{}' runs with int{bits} per-token activations ({} {}, its sidecar {}): the ONNX \
-             export cannot quantize activations per token, and writing float activations would \
-             not be the model that was evaluated; export refuses it",
-            path.display(),
-            meta.algorithm,
-            meta.options.trim().replace('\n', ", "),
-            OneShotMeta::path_for(path).display()
+            "--calibration '{}': the model's activations are quantized per token at run time \
+             (its one-shot sidecar); a QDQ export would quantize them again per tensor",
+            cal.display()
         );
     }
     let mut options = OnnxOptions::default();
@@ -89,8 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         options = options.with_fixed_batch();
     }
     let Some(arch) = arch else {
-        let bytes = export_smollm2(&args, &options, &device)?;
-        return write(&args, &bytes);
+        let bytes = export_smollm2(&args, options, activations, &device)?;
+        return write(&args, &bytes, activations);
     };
     let model = match (&args.weights, &args.model) {
         (Some(w), _) => AnyModel::load(arch, w, &device)?,
@@ -98,6 +99,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => bail!("give --weights or --model"),
     };
     let graph = capture_zoo(&model, &args.input_shape)?;
+    if let Some(a) = activations {
+        let AnyModel::MiniLm(m) = &model else {
+            bail!("'{arch}' has no transformer blocks whose activations a sidecar could quantize");
+        };
+        options = oneshot::onnx_options_with_activations(m, &graph, a, options)?;
+    }
     let bytes = match &args.calibration {
         None => dispatch!(&model, m => export(&graph, m, &options))?,
         Some(path) => {
@@ -109,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })?
         }
     };
-    write(&args, &bytes)
+    write(&args, &bytes, activations)
 }
 
 /// The CLI name of SmolLM2-135M.
@@ -117,7 +124,12 @@ const SMOLLM2: &str = "smollm2-135m";
 
 /// smollm2-135m's logits for token ids `[batch, seq]`: the shipped `.gguf` (`--weights`) or a
 /// saved model (`--model`) shaped by `--gguf`.
-fn export_smollm2(args: &Args, options: &OnnxOptions, device: &Device) -> anyhow::Result<Vec<u8>> {
+fn export_smollm2(
+    args: &Args,
+    options: OnnxOptions,
+    activations: Option<ActivationQuant>,
+    device: &Device,
+) -> anyhow::Result<Vec<u8>> {
     if let Some(path) = &args.calibration {
         bail!(
             "--calibration '{}': the QDQ int8 export is for the zoo's image models, not {SMOLLM2}",
@@ -148,10 +160,14 @@ fn export_smollm2(args: &Args, options: &OnnxOptions, device: &Device) -> anyhow
     let graph = capture(&model, |m, d| {
         m.forward(Tensor::<2, Int>::zeros([batch, seq], d))
     })?;
-    Ok(export(&graph, &model, options)?)
+    let options = match activations {
+        Some(a) => oneshot::onnx_options_with_activations(&model, &graph, a, options)?,
+        None => options,
+    };
+    Ok(export(&graph, &model, &options)?)
 }
 
-fn write(args: &Args, bytes: &[u8]) -> anyhow::Result<()> {
+fn write(args: &Args, bytes: &[u8], activations: Option<ActivationQuant>) -> anyhow::Result<()> {
     std::fs::write(&args.out, bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "wrote {} ({} bytes, opset {}, input 'input' {:?} with a {} batch, output 'output'{})",
@@ -160,10 +176,11 @@ fn write(args: &Args, bytes: &[u8]) -> anyhow::Result<()> {
         burn_compress::graph::onnx::OPSET,
         args.input_shape,
         if args.fixed_batch { "fixed" } else { "dynamic" },
-        if args.calibration.is_some() {
-            ", QDQ int8"
-        } else {
-            ""
+        match (&args.calibration, activations) {
+            (Some(_), _) => ", QDQ int8".to_string(),
+            (None, Some(ActivationQuant::PerTokenDynamic { bits })) =>
+                format!(", every block Linear's input quantized per token to int{bits} at run time"),
+            (None, None) => String::new(),
         }
     );
     Ok(())

@@ -1,7 +1,7 @@
 //! One-shot methods from `prune` / `quantize` (`--calib`, `--save-model`) on the real
 //! all-MiniLM-L6-v2 (`data/external/minilm-l6`, `cargo xtask fetch minilm-l6`) and, layer by
 //! layer on MNIST images, on the bundled LeNet-5; the saved model read back by `eval` and
-//! `export` (which refuses quantized activations), and bad input.
+//! `export` (W8A8's per-token activations as ONNX ops), and bad input.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,7 @@ use burn_compress::quant::load_quantized;
 use burn_compress::zoo::{LeNet5, MiniLm, load_pytorch_safetensors};
 use serde_json::Value;
 
-use crate::cli::{refused, root, run, stderr};
+use crate::cli::{refused, root, run, stderr, stdout};
 
 const MINILM: &str = "data/external/minilm-l6";
 const LENET5: &str = "data/lenet5-mnist5k.safetensors";
@@ -199,7 +199,7 @@ fn wanda_prunes_half_of_every_row_of_every_minilm_encoder_linear_and_eval_reads_
 }
 
 #[test]
-fn rtn_w8a8_records_int8_activations_that_eval_applies_and_export_refuses() {
+fn rtn_w8a8_records_int8_activations_that_eval_applies_and_export_writes() {
     let dir = temp_dir("w8a8");
     let config = file(
         &dir,
@@ -289,6 +289,8 @@ fn rtn_w8a8_records_int8_activations_that_eval_applies_and_export_refuses() {
         );
     }
 
+    // `export` writes the quantization as ONNX ops: per token (ReduceMax over the last axis)
+    // on the 4 distinct block Linear inputs of each of the 6 layers (q, k, v share one).
     let onnx = dir.join("q.onnx");
     let out = run(&[
         "export",
@@ -301,13 +303,32 @@ fn rtn_w8a8_records_int8_activations_that_eval_applies_and_export_refuses() {
         "--out",
         onnx.to_str().unwrap(),
     ]);
-    refused(&out, "int8 per-token activations");
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("cannot quantize activations"),
+        stdout(&out).contains("every block Linear's input quantized per token to int8"),
         "{}",
-        stderr(&out)
+        stdout(&out)
     );
-    assert!(!onnx.exists());
+    let bytes = std::fs::read(&onnx).unwrap();
+    let count = |needle: &[u8]| bytes.windows(needle.len()).filter(|w| *w == needle).count();
+    // Each node's op type and its name (`ReduceMax_<index>`).
+    assert_eq!(count(b"ReduceMax"), 2 * 24);
+    assert_eq!(count(b"ReduceMax_"), 24);
+    // A QDQ export of it would quantize the activations twice.
+    let out = run(&[
+        "export",
+        "--arch",
+        "minilm-l6",
+        "--model",
+        saved.to_str().unwrap(),
+        "--input-shape",
+        "1,8",
+        "--calibration",
+        "cal.json",
+        "--out",
+        dir.join("never.onnx").to_str().unwrap(),
+    ]);
+    refused(&out, "a QDQ export would quantize them again per tensor");
 }
 
 #[test]

@@ -13,7 +13,11 @@
 //!   transpose); constants created inside the forward as initializers too;
 //! - with [`OnnxOptions::qdq`], QuantizeLinear/DequantizeLinear pairs (QDQ): int8/uint8 weights
 //!   stored quantized behind a DequantizeLinear (per tensor or per channel), and a Q/DQ pair
-//!   after every calibrated activation, which ONNX Runtime and TensorRT run in int8.
+//!   after every calibrated activation, which ONNX Runtime and TensorRT run in int8;
+//! - with [`OnnxOptions::per_token`], dynamic symmetric per-token quantization of the chosen
+//!   activations (W8A8's): `s = max(max|x| over the last axis, 1e-5) / (2^(b-1) - 1)`,
+//!   `x = round(x / s) * s` (ties to even), in standard ops (`Abs`, `ReduceMax`, `Max`, `Div`,
+//!   `Round`, `Mul`), so any runtime computes what `compress_quant::rtn::quantize_per_token` does.
 
 mod proto;
 mod writer;
@@ -82,6 +86,9 @@ pub struct OnnxOptions {
     pub input: Option<TensorId>,
     /// Quantize to QDQ (see [`Qdq`]).
     pub qdq: Option<Qdq>,
+    /// Activations quantized per token at run time, by tensor id in the captured graph: their
+    /// bits (2..=16).
+    pub per_token: HashMap<TensorId, u32>,
 }
 
 impl Default for OnnxOptions {
@@ -92,6 +99,7 @@ impl Default for OnnxOptions {
             dynamic_batch: true,
             input: None,
             qdq: None,
+            per_token: HashMap::new(),
         }
     }
 }
@@ -100,6 +108,12 @@ impl OnnxOptions {
     /// Set the QDQ annotations.
     pub fn with_qdq(mut self, qdq: Qdq) -> Self {
         self.qdq = Some(qdq);
+        self
+    }
+
+    /// Quantize these activations (by captured tensor id) per token at run time, to their bits.
+    pub fn with_per_token(mut self, per_token: HashMap<TensorId, u32>) -> Self {
+        self.per_token = per_token;
         self
     }
 

@@ -282,6 +282,47 @@ impl OnnxWriter<'_> {
         self.alias.insert(out.id, name);
     }
 
+    /// Dynamic symmetric per-token quantization of value `name` over its last axis (see
+    /// [`OnnxOptions::per_token`](super::OnnxOptions::per_token)); returns the quantized name.
+    fn per_token(&mut self, name: &str, bits: u32) -> Result<String> {
+        if !(2..=16).contains(&bits) {
+            return Err(export_error(format!(
+                "per-token quantization of '{name}' to {bits} bits: bits must be within 2..=16"
+            )));
+        }
+        let qmax = ((1u32 << (bits - 1)) - 1) as f64;
+        let f32_scalar = |w: &mut Self, v: f64| w.scalar(v, DType::F32);
+        let (floor, levels) = (f32_scalar(self, 1e-5)?, f32_scalar(self, qmax)?);
+        let [abs, max, clamped, scale, scaled, rounded, out] = [
+            "abs",
+            "absmax",
+            "absmax_floor",
+            "scale",
+            "scaled",
+            "rounded",
+            "q",
+        ]
+        .map(|s| format!("{name}_pt_{s}"));
+        self.node("Abs", vec![name.to_string()], vec![abs.clone()], vec![]);
+        self.node(
+            "ReduceMax",
+            vec![abs],
+            vec![max.clone()],
+            vec![("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
+        );
+        self.node("Max", vec![max, floor], vec![clamped.clone()], vec![]);
+        self.node("Div", vec![clamped, levels], vec![scale.clone()], vec![]);
+        self.node(
+            "Div",
+            vec![name.to_string(), scale.clone()],
+            vec![scaled.clone()],
+            vec![],
+        );
+        self.node("Round", vec![scaled], vec![rounded.clone()], vec![]);
+        self.node("Mul", vec![rounded, scale], vec![out.clone()], vec![]);
+        Ok(out)
+    }
+
     /// A Q/DQ pair after value `name`; returns the dequantized name.
     fn qdq_pair(&mut self, name: &str, q: &QuantParam) -> Result<String> {
         let (scale, zp) = self.quant_consts(name, q)?;
@@ -538,6 +579,11 @@ pub(super) fn write(
                 let name = w.input(out)?;
                 let dq = w.qdq_pair(&name, &q)?;
                 w.alias.insert(out.id, dq);
+            }
+            if let Some(&bits) = options.per_token.get(&out.id) {
+                let name = w.input(out)?;
+                let q = w.per_token(&name, bits)?;
+                w.alias.insert(out.id, q);
             }
         }
     }

