@@ -383,12 +383,91 @@ pub fn wanda_scores(weight: &Dense<f32>, sq_norm: &[f64]) -> Dense<f32> {
     Dense::new(weight.shape().to_vec(), data)
 }
 
+/// One `ignore` entry, llm-compressor's convention: a layer's path (full, or in a transformer
+/// relative to its block: `mlp.down_proj`), or `re:PATTERN`, a regular expression matched from
+/// the start of the full path (Python's `re.match`; `re:.*_depthwise_conv` matches every
+/// EfficientNet depthwise convolution).
+#[derive(Debug, Clone)]
+pub enum IgnoreRule {
+    /// A path.
+    Path(String),
+    /// `re:PATTERN` as written, and the pattern anchored at the start.
+    Pattern(String, regex::Regex),
+}
+
+impl IgnoreRule {
+    /// Read one entry.
+    ///
+    /// # Errors
+    /// [`CompressError::InvalidValue`] for an empty entry or a pattern that is not a regular
+    /// expression (naming the key `ignore` and the entry).
+    pub fn parse(text: &str) -> Result<Self> {
+        let invalid = |reason: String| crate::CompressError::InvalidValue {
+            key: "ignore".into(),
+            context: "[algorithm]".into(),
+            value: text.into(),
+            reason,
+        };
+        match text.strip_prefix("re:") {
+            Some(pattern) => regex::Regex::new(&format!("^(?:{pattern})"))
+                .map(|re| Self::Pattern(text.to_string(), re))
+                .map_err(|e| invalid(format!("not a regular expression: {e}"))),
+            None if text.is_empty() => Err(invalid("an empty layer path".into())),
+            None => Ok(Self::Path(text.to_string())),
+        }
+    }
+
+    /// Every entry of a list ([`IgnoreRule::parse`]).
+    ///
+    /// # Errors
+    /// The first entry that does not parse.
+    pub fn parse_all(list: &[String]) -> Result<Vec<Self>> {
+        list.iter().map(|t| Self::parse(t)).collect()
+    }
+
+    /// Whether the layer at `full` (`relative` to its block, in a transformer) is ignored.
+    pub fn matches(&self, full: &str, relative: Option<&str>) -> bool {
+        match self {
+            Self::Path(p) => p == full || relative == Some(p.as_str()),
+            Self::Pattern(_, re) => re.is_match(full),
+        }
+    }
+
+    /// The entry as written.
+    pub fn text(&self) -> &str {
+        match self {
+            Self::Path(p) | Self::Pattern(p, _) => p,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// By hand: min 0.01, max 0.05, spread (d - 0.01) / 0.04 * 0.16 = [0, 0.08, 0.04, 0.16], mean
     /// 0.07, density = spread - 0.07 + 0.5.
+    #[test]
+    fn ignore_rules_match_paths_and_anchored_patterns() {
+        let rules = IgnoreRule::parse_all(&["mlp.down_proj".into(), "re:.*_depthwise_conv".into()])
+            .unwrap();
+        assert!(rules[0].matches("model.layers.3.mlp.down_proj", Some("mlp.down_proj")));
+        assert!(!rules[0].matches("model.layers.3.mlp.up_proj", Some("mlp.up_proj")));
+        assert!(rules[1].matches("_blocks.3._depthwise_conv", None));
+        assert!(
+            rules[1].matches("_blocks.3._depthwise_conv_x", None),
+            "re.match: a prefix"
+        );
+        assert!(
+            !IgnoreRule::parse("re:_depthwise")
+                .unwrap()
+                .matches("_blocks.3._depthwise_conv", None)
+        );
+        let err = IgnoreRule::parse("re:conv(").unwrap_err().to_string();
+        assert!(err.contains("ignore") && err.contains("re:conv("), "{err}");
+        assert!(IgnoreRule::parse("").is_err());
+    }
+
     #[test]
     fn owl_densities_follow_the_reference_formula() {
         let d = owl_densities(&[0.01, 0.03, 0.02, 0.05], 0.08, 0.5);

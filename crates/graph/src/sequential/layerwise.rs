@@ -27,8 +27,8 @@ use burn::tensor::ops::{PadMode, UnfoldOptions};
 use burn_ir::TensorId;
 use compress_core::Dense;
 use compress_core::oneshot::{
-    InputStats, LinearReport, LinearSlot, OneShot, SparsityProfile, StatNeeds, outlier_fraction,
-    owl_densities, wanda_scores,
+    IgnoreRule, InputStats, LinearReport, LinearSlot, OneShot, SparsityProfile, StatNeeds,
+    outlier_fraction, owl_densities, wanda_scores,
 };
 
 use super::{
@@ -190,7 +190,15 @@ pub fn compress_layerwise<M: Module, const D: usize, const DO: usize>(
             .filter(|&j| !options.propagate_error || targets[j].input == targets[k].input)
             .collect();
         let observed: Vec<Target> = group.iter().map(|&j| targets[j].clone()).collect();
-        let stats = replays.observe(&model, batches, &forward, &observed, needs)?;
+        // A method that reads no statistics (round-to-nearest, magnitude) needs no forward pass.
+        let stats = if needs == StatNeeds::default() {
+            observed
+                .iter()
+                .map(|t| (t.path.clone(), vec![InputStats::default(); t.groups()]))
+                .collect()
+        } else {
+            replays.observe(&model, batches, &forward, &observed, needs)?
+        };
         let held: usize = stats.values().map(|g| stats_bytes_of(g)).sum();
         peak = peak.max(input_bytes + held);
         for &j in &group {
@@ -209,12 +217,14 @@ pub fn compress_layerwise<M: Module, const D: usize, const DO: usize>(
 
 /// The layers to compress, in execution order, and notes on the ones left dense.
 fn targets(layers: &[crate::LayerIo], ignore: &[String]) -> Result<(Vec<Target>, Vec<String>)> {
+    let ignore = IgnoreRule::parse_all(ignore)?;
     if let Some(unknown) = ignore
         .iter()
-        .find(|i| !layers.iter().any(|l| l.layer == **i))
+        .find(|rule| !layers.iter().any(|l| rule.matches(&l.layer, None)))
     {
         return Err(GraphError::Replay(format!(
-            "ignore: the model's forward calls no layer '{unknown}'"
+            "ignore: the model's forward calls no layer '{}'",
+            unknown.text()
         )));
     }
     let mut calls: BTreeMap<&str, usize> = BTreeMap::new();
@@ -225,7 +235,7 @@ fn targets(layers: &[crate::LayerIo], ignore: &[String]) -> Result<(Vec<Target>,
     let mut notes = Vec::new();
     for l in layers {
         let path = l.layer.as_str();
-        if ignore.iter().any(|i| i == path) {
+        if ignore.iter().any(|rule| rule.matches(path, None)) {
             continue;
         }
         let supported = match (l.kind, l.window) {
@@ -393,16 +403,16 @@ fn unfold(value: Tensor<3>, w: &ConvWindow, layer: &str) -> Result<Tensor<3>> {
     }
     let mut x = value.reshape([n, c, h, wd]);
     let [(top, bottom), (left, right)] = w.padding;
-    let padding = if top == bottom && left == right {
-        [top, left]
-    } else {
+    // Padded here, not by `unfold4d`: without padding (and dilation) Burn unfolds with strided
+    // windows, with it through a convolution by a one-hot kernel, `c^2 kh kw` multiply-adds a
+    // pixel (minutes for EfficientNet's 1152-channel depthwise layers).
+    if top + bottom + left + right > 0 {
         x = x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0));
-        [0, 0]
-    };
+    }
     let cols = unfold4d(
         x,
         w.kernel,
-        UnfoldOptions::new(w.stride, padding, w.dilation),
+        UnfoldOptions::new(w.stride, [0, 0], w.dilation),
     );
     Ok(cols.swap_dims(1, 2))
 }

@@ -35,8 +35,8 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType, TensorData};
 use compress_core::oneshot::{
-    BlockModel, BlockOps, InputStats, LinearReport, LinearSlot, OneShot, SmoothKind, SmoothMapping,
-    SparsityProfile, StatNeeds, outlier_fraction, owl_densities, wanda_scores,
+    BlockModel, BlockOps, IgnoreRule, InputStats, LinearReport, LinearSlot, OneShot, SmoothKind,
+    SmoothMapping, SparsityProfile, StatNeeds, outlier_fraction, owl_densities, wanda_scores,
 };
 use compress_core::paths::{PathMapper, PathVisitor, map_params, visit_params};
 use compress_core::{CompressError, Dense};
@@ -157,19 +157,21 @@ pub fn compress_sequential<M: BlockModel>(
     let needs = method.needs();
     let spec = method.sparsity();
     let blocks = model.num_blocks();
-    if let Some(unknown) = options.ignore.iter().find(|i| {
+    let ignore = IgnoreRule::parse_all(&options.ignore)?;
+    if let Some(unknown) = ignore.iter().find(|rule| {
         !(0..blocks).any(|b| {
             let prefix = model.block_path(b);
             model
                 .linear_groups(b)
                 .iter()
                 .flatten()
-                .any(|l| ignored(std::slice::from_ref(*i), &prefix, l))
+                .any(|l| ignored(std::slice::from_ref(*rule), &prefix, l))
         })
     }) {
         return Err(GraphError::Replay(format!(
-            "ignore: no block has a Linear '{unknown}' (give it relative to the block, \
-             `mlp.down_proj`, or as a full path)"
+            "ignore: no block has a Linear '{}' (give it relative to the block, \
+             `mlp.down_proj`, as a full path, or as `re:PATTERN`)",
+            unknown.text()
         )));
     }
     report.block_sparsity = match spec {
@@ -177,7 +179,7 @@ pub fn compress_sequential<M: BlockModel>(
         Some(spec) => match spec.profile {
             SparsityProfile::Uniform => vec![spec.sparsity; blocks],
             SparsityProfile::Owl { m, lambda } => {
-                let outliers = owl_outliers(&model, calib.clone(), chunk, m, options)?;
+                let outliers = owl_outliers(&model, calib.clone(), chunk, m, &ignore)?;
                 owl_densities(&outliers, lambda, spec.sparsity)
                     .into_iter()
                     .map(|density| 1.0 - density)
@@ -194,7 +196,7 @@ pub fn compress_sequential<M: BlockModel>(
             .into_iter()
             .map(|g| {
                 g.into_iter()
-                    .filter(|l| !ignored(&options.ignore, &prefix, l))
+                    .filter(|l| !ignored(&ignore, &prefix, l))
                     .collect::<Vec<_>>()
             })
             .filter(|g| !g.is_empty())
@@ -299,10 +301,9 @@ fn dims3(x: &Tensor<3>) -> [usize; 3] {
     x.dims()
 }
 
-fn ignored(ignore: &[String], prefix: &str, rel: &str) -> bool {
-    ignore
-        .iter()
-        .any(|i| i == rel || *i == format!("{prefix}.{rel}"))
+fn ignored(ignore: &[IgnoreRule], prefix: &str, rel: &str) -> bool {
+    let full = format!("{prefix}.{rel}");
+    ignore.iter().any(|rule| rule.matches(&full, Some(rel)))
 }
 
 /// Block 0's inputs, in chunks of `chunk` sequences.
@@ -338,6 +339,8 @@ fn inputs_bytes(inputs: &BTreeMap<String, Vec<Tensor<3>>>) -> usize {
 /// convolution's; 1 for a Linear): every statistic carries a leading group axis.
 struct Acc {
     needs: StatNeeds,
+    /// Column groups (set by the first rows; 1 for a Linear).
+    groups: usize,
     samples: usize,
     tokens: usize,
     /// `[groups, d, d]`, f64.
@@ -355,6 +358,7 @@ impl Acc {
     fn new(needs: StatNeeds) -> Self {
         Self {
             needs,
+            groups: 1,
             samples: 0,
             tokens: 0,
             hessian: None,
@@ -377,6 +381,7 @@ impl Acc {
     /// `rows` `[groups, n, d]`: `n` rows (tokens) of every group, from `samples` inputs.
     fn add_groups(&mut self, rows: Tensor<3>, samples: usize, tokens: usize) {
         let [g, _, d] = rows.dims();
+        self.groups = g;
         self.samples += samples;
         self.tokens += tokens;
         let add2 = |acc: Option<Tensor<2>>, v: Tensor<2>| Some(acc.map_or(v.clone(), |a| a + v));
@@ -411,16 +416,7 @@ impl Acc {
         let n = self.samples.max(1) as f64;
         let tokens = self.tokens.max(1) as f64;
         let host64 = |t: Tensor<2>| -> Vec<f64> { t.into_data().iter::<f64>().collect() };
-        let groups = [
-            self.hessian.as_ref().map(|h| h.dims()[0]),
-            self.sq.as_ref().map(|t| t.dims()[0]),
-            self.abs_sum.as_ref().map(|t| t.dims()[0]),
-            self.abs_max.as_ref().map(|t| t.dims()[0]),
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        .unwrap_or(1);
+        let groups = self.groups.max(1);
         let hessian = self.hessian.map(|h| {
             let [_, d, _] = h.dims();
             let v: Vec<f64> = h.into_data().iter::<f64>().map(|v| 2.0 * v / n).collect();
@@ -599,7 +595,7 @@ fn owl_outliers<M: BlockModel>(
     calib: Tensor<2, Int>,
     chunk: usize,
     m: f64,
-    options: &SequentialOptions,
+    ignore: &[IgnoreRule],
 ) -> Result<Vec<f64>> {
     let needs = StatNeeds {
         sq_norm: true,
@@ -613,7 +609,7 @@ fn owl_outliers<M: BlockModel>(
             .linear_groups(i)
             .into_iter()
             .flatten()
-            .filter(|l| !ignored(&options.ignore, &prefix, l))
+            .filter(|l| !ignored(ignore, &prefix, l))
             .collect();
         let (stats, _, ys) = observe(model, i, &xs, &linears, needs, true)?;
         let mut scores = Vec::new();

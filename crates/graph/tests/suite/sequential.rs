@@ -699,6 +699,22 @@ fn layerwise_refuses_block_methods_and_empty_calibration_and_honours_ignore() {
         compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &method, &options).unwrap();
     let paths: Vec<&str> = report.linears.iter().map(|l| l.path.as_str()).collect();
     assert_eq!(paths, ["conv1", "depthwise", "fc"]);
+    // llm-compressor's `re:` entries, matched from the start of the path.
+    let pattern = SequentialOptions {
+        ignore: vec!["re:conv".into()],
+        ..SequentialOptions::default()
+    };
+    let (_, report) =
+        compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &method, &pattern).unwrap();
+    let paths: Vec<&str> = report.linears.iter().map(|l| l.path.as_str()).collect();
+    assert_eq!(paths, ["depthwise", "fc"]);
+    // A method that needs no statistics (round-to-nearest) still gets one (empty) set per group.
+    let none = Recorder::new(StatNeeds::default(), false);
+    let (_, report) =
+        compress_layerwise(model.clone(), &xs, |m, x| m.forward(x), &none, &options).unwrap();
+    assert_eq!(report.linears.len(), 3);
+    let seen = none.seen.lock().unwrap().len();
+    assert_eq!(seen, 1 + 4 + 1, "conv1, the 4 depthwise groups, fc");
 
     let typo = SequentialOptions {
         ignore: vec!["conv3".into()],
