@@ -194,13 +194,10 @@ fn an_int8_qdq_lenet5_in_tract_reaches_the_accuracy_of_our_quant_sim() {
     println!("QDQ LeNet-5: tract {acc:.4}, QuantSim {sim:.4}");
 }
 
-#[test]
-fn a_llama_decoder_exported_to_onnx_matches_burn_in_tract() {
-    use burn_compress::zoo::LlamaConfig;
-    // SmolLM2's structure at a small size: GQA (4 query heads, 2 KV heads), RoPE, RMSNorm,
-    // SiLU gating, the causal mask and the tied head.
-    let device = Device::flex();
-    let model = LlamaConfig {
+/// SmolLM2's structure at a small size: GQA (4 query heads, 2 KV heads), RoPE, RMSNorm, SiLU
+/// gating, the causal mask and the tied head.
+fn tiny_llama(device: &Device) -> burn_compress::zoo::Llama {
+    burn_compress::zoo::LlamaConfig {
         layers: 2,
         hidden: 16,
         ffn: 24,
@@ -210,7 +207,13 @@ fn a_llama_decoder_exported_to_onnx_matches_burn_in_tract() {
         rms_eps: 1e-5,
         vocab: 40,
     }
-    .init(&device);
+    .init(device)
+}
+
+#[test]
+fn a_llama_decoder_exported_to_onnx_matches_burn_in_tract() {
+    let device = Device::flex();
+    let model = tiny_llama(&device);
     let graph =
         compress_graph::capture(&model, |m, d| m.forward(Tensor::<2, Int>::zeros([1, 6], d)))
             .unwrap();
@@ -232,19 +235,8 @@ fn a_w8a8_llama_exported_with_per_token_activations_matches_the_tapped_burn_forw
     use burn_compress::oneshot::{
         ActivationQuantTap, forward_tapped, onnx_options_with_activations,
     };
-    use burn_compress::zoo::LlamaConfig;
     let device = Device::flex();
-    let model = LlamaConfig {
-        layers: 2,
-        hidden: 16,
-        ffn: 24,
-        heads: 4,
-        kv_heads: 2,
-        rope_base: 10_000.0,
-        rms_eps: 1e-5,
-        vocab: 40,
-    }
-    .init(&device);
+    let model = tiny_llama(&device);
     let graph =
         compress_graph::capture(&model, |m, d| m.forward(Tensor::<2, Int>::zeros([1, 6], d)))
             .unwrap();

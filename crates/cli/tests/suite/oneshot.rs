@@ -488,6 +488,37 @@ fn one_shot_bad_input_is_refused_naming_the_culprit() {
     refused(&o, "image quantizers take --calib-batches N");
 }
 
+/// `COMMAND --arch lenet5` with one-shot `algorithm` and `config`, calibrated on `samples`
+/// MNIST-5k training images, the model saved under `dir`: the JSON report and the model path.
+fn lenet_oneshot(
+    command: &str,
+    dir: &Path,
+    algorithm: &str,
+    config: &str,
+    samples: &str,
+) -> (Value, PathBuf) {
+    let saved = dir.join(format!("{algorithm}.bpk"));
+    let report = json(&[
+        command,
+        "--arch",
+        "lenet5",
+        "--weights",
+        LENET5,
+        "--algorithm",
+        algorithm,
+        "--config",
+        config,
+        "--calib",
+        MNIST,
+        "--calib-samples",
+        samples,
+        "--save-model",
+        saved.to_str().unwrap(),
+        "--json",
+    ]);
+    (report, saved)
+}
+
 /// Test-split top-1 of LeNet-5 (`eval --weights` or `--model`).
 fn lenet_accuracy(flag: &str, path: &Path) -> f64 {
     let eval = json(&[
@@ -507,28 +538,7 @@ fn lenet_accuracy(flag: &str, path: &Path) -> f64 {
 fn sparsegpt_prunes_lenet5_layer_by_layer_on_mnist_far_better_than_magnitude() {
     let dir = temp_dir("lenet");
     let config = file(&dir, "sparse.toml", "[algorithm]\nsparsity = 0.7\n");
-    let prune = |algorithm: &str| {
-        let saved = dir.join(format!("{algorithm}.bpk"));
-        let report = json(&[
-            "prune",
-            "--arch",
-            "lenet5",
-            "--weights",
-            LENET5,
-            "--algorithm",
-            algorithm,
-            "--config",
-            &config,
-            "--calib",
-            MNIST,
-            "--calib-samples",
-            "256",
-            "--save-model",
-            saved.to_str().unwrap(),
-            "--json",
-        ]);
-        (report, saved)
-    };
+    let prune = |algorithm: &str| lenet_oneshot("prune", &dir, algorithm, &config, "256");
     let (report, sparsegpt) = prune("sparsegpt");
     assert_eq!(report["arch"], "lenet5");
     assert_eq!(report["calibration"]["samples"], 256);
@@ -589,25 +599,7 @@ fn gptq_quantizes_every_lenet5_row_to_its_int3_grid() {
         "[algorithm.weights]\nnum_bits = 3\nstrategy = \"channel\"\nsymmetric = true\n",
     );
     let quantize = |algorithm: &str| {
-        let saved = dir.join(format!("{algorithm}.bpk"));
-        let report = json(&[
-            "quantize",
-            "--arch",
-            "lenet5",
-            "--weights",
-            LENET5,
-            "--algorithm",
-            algorithm,
-            "--config",
-            &config,
-            "--calib",
-            MNIST,
-            "--calib-samples",
-            "128",
-            "--save-model",
-            saved.to_str().unwrap(),
-            "--json",
-        ]);
+        let (report, saved) = lenet_oneshot("quantize", &dir, algorithm, &config, "128");
         assert_eq!(report["weights"], "int3 symmetric, per channel");
         assert_eq!(report["linears"].as_array().unwrap().len(), 5);
         saved
