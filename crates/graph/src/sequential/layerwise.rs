@@ -33,7 +33,7 @@ use compress_core::oneshot::{
 
 use super::{
     Acc, LinearOutcome, SequentialOptions, SequentialReport, compress_err, param_value, set_params,
-    stats_bytes, transpose, unknown,
+    stat_bytes, transpose, unknown,
 };
 use crate::replay::{ConvWindow, Replay, Site, Tap};
 use crate::views::LayerKind;
@@ -52,15 +52,6 @@ impl Target {
     fn groups(&self) -> usize {
         self.window.map_or(1, |w| w.groups.max(1))
     }
-}
-
-fn stats_bytes_of(groups: &[InputStats]) -> usize {
-    let map: BTreeMap<String, InputStats> = groups
-        .iter()
-        .enumerate()
-        .map(|(g, s)| (g.to_string(), s.clone()))
-        .collect();
-    stats_bytes(&map)
 }
 
 /// `[out, cols]` as `groups` matrices of `out / groups` consecutive rows.
@@ -199,7 +190,7 @@ pub fn compress_layerwise<M: Module, const D: usize, const DO: usize>(
         } else {
             replays.observe(&model, batches, &forward, &observed, needs)?
         };
-        let held: usize = stats.values().map(|g| stats_bytes_of(g)).sum();
+        let held: usize = stats.values().flatten().map(stat_bytes).sum();
         peak = peak.max(input_bytes + held);
         for &j in &group {
             let target = &targets[j];

@@ -320,15 +320,15 @@ fn cache_bytes(xs: &[Tensor<3>]) -> usize {
 }
 
 fn stats_bytes(stats: &BTreeMap<String, InputStats>) -> usize {
-    stats
-        .values()
-        .map(|s| {
-            s.hessian.as_ref().map_or(0, |h| h.numel() * 8)
-                + s.sq_norm.as_ref().map_or(0, |v| v.len() * 8)
-                + s.abs_mean.as_ref().map_or(0, |v| v.len() * 8)
-                + s.abs_max.as_ref().map_or(0, |v| v.len() * 4)
-        })
-        .sum()
+    stats.values().map(stat_bytes).sum()
+}
+
+/// The bytes one set of statistics holds.
+fn stat_bytes(s: &InputStats) -> usize {
+    s.hessian.as_ref().map_or(0, |h| h.numel() * 8)
+        + s.sq_norm.as_ref().map_or(0, |v| v.len() * 8)
+        + s.abs_mean.as_ref().map_or(0, |v| v.len() * 8)
+        + s.abs_max.as_ref().map_or(0, |v| v.len() * 4)
 }
 
 fn inputs_bytes(inputs: &BTreeMap<String, Vec<Tensor<3>>>) -> usize {
