@@ -149,7 +149,7 @@ impl Replay {
         // Reparameterizations (fake quantization, soft masks) would record their own ops on
         // every `val()`: capture the folded values. The replay reads `val()` live.
         let plain = compress_core::mask::deep_copy(model).materialize();
-        let graph = crate::capture::capture(&plain, |m, device| {
+        let mut graph = crate::capture::capture(&plain, |m, device| {
             let x = Tensor::<DI>::zeros(input_shape, device);
             input.set(
                 x.clone()
@@ -159,6 +159,12 @@ impl Replay {
             );
             forward(m, x)
         })?;
+        // The capture holds the value of every tensor it saw created, the whole model's
+        // parameters included; the replay reads parameters from the model it runs, so keeping
+        // them would cost a model copy per capture (per input shape, per block).
+        let params = std::mem::take(&mut graph.params);
+        graph.values.retain(|id, _| !params.contains_key(id));
+        graph.params = params;
         let input = input
             .get()
             .ok_or_else(|| GraphError::Capture("the input is not a capture tensor".into()))?;
@@ -206,6 +212,12 @@ impl Replay {
     /// The input shape the graph was captured for.
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
+    }
+
+    /// Bytes of the captured constants the replay keeps (tensors the forward creates: masks,
+    /// position tables). Parameters are not among them: the replay reads them from the model.
+    pub fn constant_bytes(&self) -> usize {
+        self.graph.values.values().map(|v| v.as_bytes().len()).sum()
     }
 
     /// Run the graph on `input`'s device with `model`'s current parameters.

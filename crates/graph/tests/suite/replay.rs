@@ -244,3 +244,20 @@ fn replay_covers_layer_norm_3d_linear_gelu_and_softmax() {
     // The Linear sees [batch, seq, features] as [2, 5, 8]: dim 1 is the sequence here.
     assert_eq!(tap.seen[&("fc".into(), Site::Input)], [2, 5, 8]);
 }
+
+#[test]
+fn a_replay_keeps_no_copy_of_the_parameters() {
+    // LeNet-5 holds 61k parameters (~240 kB); a cache of replays (one per input shape and
+    // block, as W8A8 evaluation keeps) must not hold a model copy each.
+    let device = Device::flex();
+    let model = LeNet5::new(&device);
+    let replay = Replay::capture(&model, [2, 1, 28, 28], |m, x: Tensor<4>| m.classify(x)).unwrap();
+    assert!(
+        replay.constant_bytes() < 1024,
+        "{} bytes of constants",
+        replay.constant_bytes()
+    );
+    let x = Tensor::<4>::random([2, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+    let y: Tensor<2> = replay.run(&model, x.clone(), &mut NoTap).unwrap();
+    close(y, model.classify(x), 1e-5);
+}
