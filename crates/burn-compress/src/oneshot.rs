@@ -512,37 +512,3 @@ pub fn meta(
             .collect(),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn calibration_windows_are_seeded_and_refuse_a_short_text() {
-        let ids: Vec<u32> = (0..100).collect();
-        let a = calibration_windows(&ids, 4, 10, 0).unwrap();
-        assert_eq!(a, calibration_windows(&ids, 4, 10, 0).unwrap());
-        assert_ne!(a, calibration_windows(&ids, 4, 10, 1).unwrap());
-        for w in &a {
-            assert_eq!(w.len(), 10);
-            assert!(w.windows(2).all(|p| p[1] == p[0] + 1));
-            assert!(w[9] < 100);
-        }
-        let err = calibration_windows(&ids[..10], 2, 10, 0).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the calibration text has 10 tokens, shorter than one sample of 11 (--calib-seqlen 10 plus one)"
-        );
-        assert!(matches!(
-            calibration_windows(&ids, 0, 10, 0),
-            Err(OneShotError::Empty { .. })
-        ));
-    }
-
-    #[test]
-    fn method_refuses_algorithms_that_are_not_one_shot() {
-        let err = method("l1-norm", &Default::default()).err().unwrap();
-        assert!(err.to_string().contains("one-shot"), "{err}");
-        assert!(method("sparsegpt", &Default::default()).is_ok());
-    }
-}

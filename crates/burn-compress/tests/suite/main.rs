@@ -9,6 +9,7 @@ mod gpu;
 mod learned;
 mod mixed;
 mod nni_pruners;
+mod oneshot_api;
 mod onnx;
 mod quantize;
 mod quantizers;

@@ -370,8 +370,8 @@ pub fn run(
 }
 
 /// The `ignore` key of a one-shot `[algorithm]` table (llm-compressor's): layers to leave
-/// dense, as full paths (`conv1`, `model.layers.0.mlp.down_proj`) or relative to a transformer
-/// block (`mlp.down_proj`); and the other options, which are the method's.
+/// dense, as full paths (`conv1`, `model.layers.0.mlp.down_proj`), relative to a transformer
+/// block (`mlp.down_proj`) or `re:PATTERN`; and the other options, which are the method's.
 ///
 /// # Errors
 /// `ignore` that is not an array of strings.
@@ -408,7 +408,7 @@ impl ImageRun<'_> {
             model,
             method,
             built,
-            mut options,
+            options,
             samples,
         } = self;
         oneshot::check_layerwise(built)?;
@@ -423,7 +423,6 @@ impl ImageRun<'_> {
                 );
             }
         }
-        options.true_sequential = false;
         let Some(calib) = &args.calib else {
             bail!(
                 "'{}' calibrates on images: give --calib PATH (an image folder, a safetensors \
