@@ -4,6 +4,7 @@
 //! `export` (W8A8's per-token activations as ONNX ops), and bad input.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use burn::module::Param;
 use burn::nn::Linear;
@@ -42,6 +43,21 @@ fn json(args: &[&str]) -> Value {
     let out = run(args);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+/// `export --arch ARCH --model SAVED --input-shape SHAPE --out OUT`.
+fn export_model(arch: &str, saved: &Path, shape: &str, out: &Path) -> Output {
+    run(&[
+        "export",
+        "--arch",
+        arch,
+        "--model",
+        saved.to_str().unwrap(),
+        "--input-shape",
+        shape,
+        "--out",
+        out.to_str().unwrap(),
+    ])
 }
 
 /// The six Linears of every encoder layer, by path.
@@ -183,17 +199,7 @@ fn wanda_prunes_half_of_every_row_of_every_minilm_encoder_linear_and_eval_reads_
 
     // `export` writes it (the zeros stay zeros in the ONNX initializers).
     let onnx = dir.join("x.onnx");
-    let out = run(&[
-        "export",
-        "--arch",
-        "minilm-l6",
-        "--model",
-        saved.to_str().unwrap(),
-        "--input-shape",
-        "1,16",
-        "--out",
-        onnx.to_str().unwrap(),
-    ]);
+    let out = export_model("minilm-l6", &saved, "1,16", &onnx);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(std::fs::metadata(&onnx).unwrap().len() > 10_000_000);
 }
@@ -292,17 +298,7 @@ fn rtn_w8a8_records_int8_activations_that_eval_applies_and_export_writes() {
     // `export` writes the quantization as ONNX ops: per token (ReduceMax over the last axis)
     // on the 4 distinct block Linear inputs of each of the 6 layers (q, k, v share one).
     let onnx = dir.join("q.onnx");
-    let out = run(&[
-        "export",
-        "--arch",
-        "minilm-l6",
-        "--model",
-        saved.to_str().unwrap(),
-        "--input-shape",
-        "1,8",
-        "--out",
-        onnx.to_str().unwrap(),
-    ]);
+    let out = export_model("minilm-l6", &saved, "1,8", &onnx);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("every block Linear's input quantized per token to int8"),
@@ -575,17 +571,7 @@ fn sparsegpt_prunes_lenet5_layer_by_layer_on_mnist_far_better_than_magnitude() {
 
     // `export` writes the pruned model.
     let onnx = dir.join("sparsegpt.onnx");
-    let out = run(&[
-        "export",
-        "--arch",
-        "lenet5",
-        "--model",
-        sparsegpt.to_str().unwrap(),
-        "--input-shape",
-        "1,1,28,28",
-        "--out",
-        onnx.to_str().unwrap(),
-    ]);
+    let out = export_model("lenet5", &sparsegpt, "1,1,28,28", &onnx);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(std::fs::metadata(&onnx).unwrap().len() > 10_000);
 }
