@@ -236,21 +236,6 @@ fn hidden_states(model: &MiniLm, ids: Tensor<2, Int>, mask: Tensor<2>) -> Vec<Te
     out
 }
 
-/// Masked mean pooling and L2 normalisation (as `MiniLm::forward_masked`).
-fn pool(hidden: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
-    let [b, s, d] = hidden.dims();
-    let mask = mask.reshape([b, s, 1]);
-    let sum = (hidden * mask.clone()).sum_dim(1).reshape([b, d]);
-    let mean = sum / mask.sum_dim(1).reshape([b, 1]).clamp_min(1e-9);
-    let norm = mean
-        .clone()
-        .powi_scalar(2)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(1e-12);
-    mean / norm
-}
-
 /// L1 norm of each group of `width` consecutive entries of `axis` of a `[rows, cols]` weight.
 fn l1_groups(w: &Tensor<2>, axis: usize, width: usize) -> Vec<f32> {
     let [rows, cols] = w.dims();
@@ -688,8 +673,8 @@ fn main() -> Result<(), Error> {
             let [b, s] = mask.dims();
             let states = hidden_states(&student, x, mask.clone());
             let last_t = targets.last().expect("layers").clone();
-            let teacher_emb = pool(last_t, mask.clone());
-            let emb = pool(states.last().expect("layers").clone(), mask.clone());
+            let teacher_emb = MiniLm::pool(last_t, mask.clone());
+            let emb = MiniLm::pool(states.last().expect("layers").clone(), mask.clone());
             let cos_loss = (emb * teacher_emb).sum_dim(1).mean().neg().add_scalar(1.0);
             let mask3 = mask.clone().reshape([b, s, 1]);
             let denom = f64::from(mask.sum().into_scalar::<f32>()) * d as f64;

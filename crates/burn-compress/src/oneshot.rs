@@ -402,15 +402,9 @@ pub fn minilm_embeddings(
     for s in sentences {
         let ids = tokenizer.encode(s)?;
         let hidden = replays.forward(model, ids_tensor(&[ids], &device), &mut tap)?;
-        let [_, seq, d] = hidden.dims();
-        let mean = hidden.sum_dim(1).reshape([1, d]) / seq.max(1) as f64;
-        let norm = mean
-            .clone()
-            .powi_scalar(2)
-            .sum_dim(1)
-            .sqrt()
-            .clamp_min(1e-12);
-        out.extend(rows(mean / norm));
+        let [_, seq, _] = hidden.dims();
+        let mask = Tensor::ones([1, seq], &device);
+        out.extend(rows(MiniLm::pool(hidden, mask)));
     }
     Ok(out)
 }

@@ -429,14 +429,22 @@ impl MiniLm {
     /// # Panics
     /// As [`MiniLm::forward`].
     pub fn forward_masked(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
-        let [batch, seq] = ids.dims();
         let hidden = self.encode(ids, mask.clone());
-        let d = hidden.dims()[2];
+        Self::pool(hidden, mask)
+    }
+
+    /// The sentence embedding of hidden states: sentence-transformers' mean pooling over the
+    /// real tokens, then its Normalize (`F.normalize(p=2, eps=1e-12)`).
+    ///
+    /// # Shapes
+    /// - `hidden` `[batch, seq, hidden]`, `mask` `[batch, seq]` (1 for real tokens)
+    /// - output `[batch, hidden]`
+    pub fn pool(hidden: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        let [batch, seq, d] = hidden.dims();
         let mask = mask.reshape([batch, seq, 1]);
         let sum = (hidden * mask.clone()).sum_dim(1).reshape([batch, d]);
         let count = mask.sum_dim(1).reshape([batch, 1]).clamp_min(1e-9);
         let mean = sum / count;
-        // sentence-transformers' Normalize: F.normalize(p=2, eps=1e-12).
         let norm = mean
             .clone()
             .powi_scalar(2)
